@@ -1,0 +1,26 @@
+# `make run` and `make test` need only python3 and make: each creates .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Quiet TensorFlow's start-up chatter in our own commands (users' environments are theirs).
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: run test examples clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) examples/run_all.py
+
+examples: run
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

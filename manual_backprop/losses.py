@@ -1,0 +1,275 @@
+"""Losses: each batch-mean loss sits next to its hand-written gradient.
+
+A :class:`Loss` has ``fn(y_true, y_pred) -> scalar`` and ``gradient(y_true, y_pred) -> dL/dy_pred``
+(same shape as ``y_pred``), the gradient of that scalar. ``y_pred`` has shape ``(N, D)``.
+
+Reductions follow Keras: elementwise losses (mse, mae, huber, binary cross-entropies) take the
+mean over the ``D`` output units and then over the ``N`` rows, so their gradients carry
+``1/(N*D)``; categorical cross-entropies sum over the classes and take the mean over rows, so
+theirs carry ``1/N``.
+
+Losses on probabilities clip ``y_pred`` to ``[epsilon, 1 - epsilon]`` (``epsilon = 1e-7``, as
+Keras), so the loss stays finite and its gradient is zero outside that interval. Losses on logits
+never clip: they go through log-sigmoid / log-softmax and stay finite for logits of any size.
+
+Fused pairings: a sigmoid output with ``binary_crossentropy``, and a softmax output with
+``categorical_crossentropy``, are computed by the model from the logits (``fused`` below), with
+output gradient ``(a - y)/(N*D)`` and ``(a - y)/N`` respectively.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional
+
+import tensorflow as tf
+
+__all__ = ["Loss", "get_loss", "loss_names", "LABEL_KINDS"]
+
+LABEL_KINDS = ("real", "binary", "categorical", "sparse")
+_EPSILON = 1e-7
+
+
+@dataclass(frozen=True, eq=False)
+class Loss:
+    """A named batch-mean loss with its hand-written gradient.
+
+    Args:
+      name: a short name, used in reports and reprs.
+      fn: ``fn(y_true, y_pred) -> scalar``, written in TF ops.
+      gradient: ``gradient(y_true, y_pred) -> dL/dy_pred``, same shape and dtype as ``y_pred``.
+      labels: what ``y_true`` must hold, checked before any arithmetic: ``"real"`` (any finite
+        values, shape ``(N, D)``), ``"binary"`` (values in ``[0, 1]``), ``"categorical"`` (rows of
+        non-negative values summing to 1), ``"sparse"`` (integer class indices in ``[0, D)``,
+        shape ``(N,)``).
+      params: the loss's parameters (``{"delta": 1.0}``), for reprs and for rebuilding it.
+      probabilities: True when ``y_pred`` must be a probability (the output activation must be
+        bounded to ``[0, 1]``).
+      fused: output-activation name -> the loss on that activation's logits, used by the model
+        in place of this loss for built-in activations.
+    """
+
+    name: str
+    fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+    gradient: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+    labels: str = "real"
+    params: Mapping[str, float] = field(default_factory=dict)
+    probabilities: bool = False
+    fused: Mapping[str, "Loss"] = field(default_factory=dict, repr=False)
+    builtin: bool = field(default=False, repr=False)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"Loss name must be a non-empty string; got {self.name!r}.")
+        for label, value in (("fn", self.fn), ("gradient", self.gradient)):
+            if not callable(value):
+                raise TypeError(f"Loss {self.name!r}: {label} must be callable; got {value!r}.")
+        if self.labels not in LABEL_KINDS:
+            raise ValueError(f"Loss {self.name!r}: labels must be one of {LABEL_KINDS}; "
+                             f"got {self.labels!r}.")
+
+    def __call__(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+    @property
+    def spec(self):
+        """A short, copy-pasteable description: the name alone for a catalogue loss with its
+        default parameters, else ``get_loss('huber', delta=0.5)``."""
+        if self.builtin:
+            if dict(self.params) == _build(self.name).params:
+                return self.name
+            inner = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+            return f"get_loss({self.name!r}, {inner})"
+        return f"<Loss {self.name!r}>"
+
+    def __repr__(self) -> str:
+        if self.builtin:
+            inner = "".join(f", {k}={v!r}" for k, v in self.params.items())
+            return f"get_loss({self.name!r}{inner})"
+        return f"Loss({self.name!r}, fn={self.fn!r}, gradient={self.gradient!r})"
+
+
+def _count(t):
+    """Number of elements of ``t`` in its own dtype (the N*D of a batch-mean)."""
+    return tf.cast(tf.size(t), t.dtype)
+
+
+def _rows(t):
+    """Number of rows of ``t`` in its own dtype (the N of a batch-mean)."""
+    return tf.cast(tf.shape(t)[0], t.dtype)
+
+
+# --- the catalogue: loss, then its gradient ------------------------------------------------
+
+def _mse(y, p):
+    """mean((p - y)^2) over all N*D elements"""
+    return tf.reduce_mean(tf.math.square(p - y))
+
+
+def _mse_g(y, p):
+    """2 (p - y) / (N*D)"""
+    return 2.0 * (p - y) / _count(p)
+
+
+def _mae(y, p):
+    """mean(|p - y|) over all N*D elements"""
+    return tf.reduce_mean(tf.math.abs(p - y))
+
+
+def _mae_g(y, p):
+    """sign(p - y) / (N*D); sign(0) = 0"""
+    return tf.math.sign(p - y) / _count(p)
+
+
+def _make_huber(delta):
+    def fn(y, p):
+        """mean over N*D of 0.5 r^2 if |r| <= delta else delta (|r| - delta/2), r = p - y"""
+        r = p - y
+        abs_r = tf.math.abs(r)
+        return tf.reduce_mean(tf.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta)))
+
+    def gradient(y, p):
+        """clip(r, -delta, delta) / (N*D): r inside the quadratic zone, delta sign(r) outside"""
+        return tf.clip_by_value(p - y, -delta, delta) / _count(p)
+
+    return fn, gradient
+
+
+def _make_bce(epsilon):
+    def fn(y, p):
+        """-mean(y log q + (1 - y) log(1 - q)) over N*D, q = clip(p, eps, 1 - eps)"""
+        q = tf.clip_by_value(p, epsilon, 1.0 - epsilon)
+        return -tf.reduce_mean(y * tf.math.log(q) + (1.0 - y) * tf.math.log(1.0 - q))
+
+    def gradient(y, p):
+        """(q - y) / (q (1 - q)) / (N*D) inside [eps, 1 - eps], 0 outside"""
+        q = tf.clip_by_value(p, epsilon, 1.0 - epsilon)
+        inside = tf.logical_and(p >= epsilon, p <= 1.0 - epsilon)
+        g = (q - y) / (q * (1.0 - q)) / _count(p)
+        return tf.where(inside, g, tf.zeros_like(g))
+
+    return fn, gradient
+
+
+def _bce_logits(y, z):
+    """mean over N*D of -(y log sigmoid(z) + (1 - y) log sigmoid(-z)), via log-sigmoid"""
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z))
+
+
+def _bce_logits_g(y, z):
+    """(sigmoid(z) - y) / (N*D), written (1 - y) sigmoid(z) - y sigmoid(-z) so that a saturated
+    logit keeps its tiny gradient instead of rounding sigmoid(z) - 1 to zero"""
+    return ((1.0 - y) * tf.math.sigmoid(z) - y * tf.math.sigmoid(-z)) / _count(z)
+
+
+def _make_cce(epsilon):
+    def fn(y, p):
+        """mean over N of -sum_k y_k log q_k, q = clip(p, eps, 1 - eps)"""
+        q = tf.clip_by_value(p, epsilon, 1.0 - epsilon)
+        return tf.reduce_mean(-tf.reduce_sum(y * tf.math.log(q), axis=-1))
+
+    def gradient(y, p):
+        """-y / q / N inside [eps, 1 - eps], 0 outside"""
+        q = tf.clip_by_value(p, epsilon, 1.0 - epsilon)
+        inside = tf.logical_and(p >= epsilon, p <= 1.0 - epsilon)
+        g = -y / q / _rows(p)
+        return tf.where(inside, g, tf.zeros_like(g))
+
+    return fn, gradient
+
+
+def _cce_logits(y, z):
+    """mean over N of -sum_k y_k log softmax(z)_k, via log-softmax"""
+    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=z))
+
+
+def _cce_logits_g(y, z):
+    """(softmax(z) - y) / N"""
+    return (tf.nn.softmax(z, axis=-1) - y) / _rows(z)
+
+
+def _sparse_cce_logits(y, z):
+    """mean over N of -log softmax(z)[y], y integer class indices"""
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=z))
+
+
+def _sparse_cce_logits_g(y, z):
+    """(softmax(z) - onehot(y)) / N"""
+    onehot = tf.one_hot(y, tf.shape(z)[-1], dtype=z.dtype)
+    return (tf.nn.softmax(z, axis=-1) - onehot) / _rows(z)
+
+
+def _positive(name, pname, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"Loss {name!r}: {pname} must be a positive finite number; got {value!r}.")
+    return float(value)
+
+
+def _build(name, **params):
+    """The catalogue: name -> Loss (a fresh object each call)."""
+    if name == "mse":
+        return Loss(name, _mse, _mse_g, builtin=True)
+    if name == "mae":
+        return Loss(name, _mae, _mae_g, builtin=True)
+    if name == "huber":
+        delta = _positive(name, "delta", params.get("delta", 1.0))
+        return Loss(name, *_make_huber(delta), params={"delta": delta}, builtin=True)
+    if name == "binary_crossentropy_from_logits":
+        return Loss(name, _bce_logits, _bce_logits_g, labels="binary", builtin=True)
+    if name == "binary_crossentropy":
+        eps = _positive(name, "epsilon", params.get("epsilon", _EPSILON))
+        return Loss(name, *_make_bce(eps), labels="binary", params={"epsilon": eps},
+                    probabilities=True, builtin=True,
+                    fused={"sigmoid": _build("binary_crossentropy_from_logits")})
+    if name == "categorical_crossentropy_from_logits":
+        return Loss(name, _cce_logits, _cce_logits_g, labels="categorical", builtin=True)
+    if name == "categorical_crossentropy":
+        eps = _positive(name, "epsilon", params.get("epsilon", _EPSILON))
+        return Loss(name, *_make_cce(eps), labels="categorical", params={"epsilon": eps},
+                    probabilities=True, builtin=True,
+                    fused={"softmax": _build("categorical_crossentropy_from_logits")})
+    if name == "sparse_categorical_crossentropy_from_logits":
+        return Loss(name, _sparse_cce_logits, _sparse_cce_logits_g, labels="sparse", builtin=True)
+    raise AssertionError(name)  # unreachable: get_loss checks the name first
+
+
+_PARAMS = {
+    "mse": (), "mae": (), "huber": ("delta",),
+    "binary_crossentropy": ("epsilon",), "binary_crossentropy_from_logits": (),
+    "categorical_crossentropy": ("epsilon",), "categorical_crossentropy_from_logits": (),
+    "sparse_categorical_crossentropy_from_logits": (),
+}
+_ALIASES = {"mean_squared_error": "mse", "mean_absolute_error": "mae"}
+
+
+def loss_names() -> tuple:
+    """The registry's names (aliases: ``mean_squared_error``, ``mean_absolute_error``)."""
+    return tuple(_PARAMS)
+
+
+def get_loss(name, **params) -> Loss:
+    """Build a catalogue loss by name, e.g. ``get_loss("huber", delta=0.5)``.
+
+    A :class:`Loss` passed in is returned unchanged (``params`` must then be empty).
+    Parameters: ``huber(delta=1.0)``; ``binary_crossentropy`` and ``categorical_crossentropy``
+    take ``epsilon=1e-7``, the clipping bound.
+    """
+    if isinstance(name, Loss):
+        if params:
+            raise TypeError(f"get_loss: parameters {sorted(params)} given with a Loss object "
+                            f"{name!r}; set them when building it instead.")
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"loss must be a name or a Loss; got {name!r} of type "
+                        f"{type(name).__name__}.")
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in _PARAMS:
+        raise ValueError(f"Unknown loss {name!r}. Valid names: {', '.join(_PARAMS)}.")
+    unknown = set(params) - set(_PARAMS[key])
+    if unknown:
+        allowed = ", ".join(_PARAMS[key]) or "none"
+        raise TypeError(f"Loss {key!r} got unknown parameter(s) {sorted(unknown)}; it takes: "
+                        f"{allowed}.")
+    return _build(key, **params)
