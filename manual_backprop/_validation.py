@@ -63,6 +63,9 @@ def check_inputs(X, n_inputs: int, dtype: tf.DType) -> tf.Tensor:
         raise ValueError(f"X has {arr.shape[1]} columns but the model's input width "
                          f"(layer_sizes[0]) is {n_inputs}.")
     _require_finite(arr, "X")
+    if isinstance(X, (tf.Tensor, tf.Variable)) and X.dtype.is_floating:
+        # Keep the tensor itself, so a tape watching X sees the loss depend on it.
+        return X if X.dtype == dtype else tf.cast(X, dtype)
     return tf.convert_to_tensor(arr.astype(dtype.as_numpy_dtype, copy=False))
 
 

@@ -197,7 +197,8 @@ def _gelu_tanh_d(z, a):
     gelu_tanh'(z) = (1 + t)/2 + z/2 (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 z^2)"""
     t = tf.math.tanh(_SQRT_2_OVER_PI * (z + _GELU_TANH_COEFF * z * z * z))
     du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_TANH_COEFF * z * z)
-    return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * du
+    # Where tanh has saturated, 1 - t^2 is exactly 0 and z du may overflow: take 0 * inf as 0.
+    return 0.5 * (1.0 + t) + tf.math.multiply_no_nan(0.5 * z * du, 1.0 - t * t)
 
 
 def _softplus(z):

@@ -1,0 +1,33 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("dev", max_examples=25)
+settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None, database=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=500, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+# Worst manual-vs-tape relative error per dtype seen by the tests that record one.
+_WORST = {}
+
+
+@pytest.fixture
+def record_error():
+    """``record_error(dtype_name, value, where)`` keeps the worst error per dtype for the summary."""
+    def record(dtype_name, value, where):
+        if value > _WORST.get(dtype_name, (-1.0, ""))[0]:
+            _WORST[dtype_name] = (float(value), where)
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _WORST:
+        terminalreporter.section("worst manual-vs-tape relative error per tensor")
+        for dtype_name, (value, where) in sorted(_WORST.items()):
+            terminalreporter.write_line(f"{dtype_name}: {value:.3g} ({where})")
