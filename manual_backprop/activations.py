@@ -252,20 +252,21 @@ def _softmax_vjp(z, a, g):
 
 
 _UNIT = (0.0, 1.0)
+_REAL = (-math.inf, math.inf)  # bounds only matter for the probability check
 
 # name -> (factory(**params) -> (fn, derivative, vjp), default params, output_range)
 _REGISTRY = {
-    "linear": (lambda: (_linear, _linear_d, None), {}, None),
+    "linear": (lambda: (_linear, _linear_d, None), {}, _REAL),
     "sigmoid": (lambda: (_sigmoid, _sigmoid_d, None), {}, _UNIT),
     "tanh": (lambda: (_tanh, _tanh_d, None), {}, (-1.0, 1.0)),
     "relu": (lambda: (_relu, _relu_d, None), {}, (0.0, math.inf)),
-    "leaky_relu": (lambda alpha: (*_make_leaky_relu(alpha), None), {"alpha": 0.2}, None),
-    "elu": (lambda alpha: (*_make_elu(alpha), None), {"alpha": 1.0}, None),
-    "selu": (lambda: (_selu, _selu_d, None), {}, None),
-    "gelu": (lambda: (_gelu, _gelu_d, None), {}, None),
-    "gelu_tanh": (lambda: (_gelu_tanh, _gelu_tanh_d, None), {}, None),
+    "leaky_relu": (lambda alpha: (*_make_leaky_relu(alpha), None), {"alpha": 0.2}, _REAL),
+    "elu": (lambda alpha: (*_make_elu(alpha), None), {"alpha": 1.0}, _REAL),
+    "selu": (lambda: (_selu, _selu_d, None), {}, _REAL),
+    "gelu": (lambda: (_gelu, _gelu_d, None), {}, _REAL),
+    "gelu_tanh": (lambda: (_gelu_tanh, _gelu_tanh_d, None), {}, _REAL),
     "softplus": (lambda: (_softplus, _softplus_d, None), {}, (0.0, math.inf)),
-    "swish": (lambda: (_swish, _swish_d, None), {}, None),
+    "swish": (lambda: (_swish, _swish_d, None), {}, _REAL),
     "softsign": (lambda: (_softsign, _softsign_d, None), {}, (-1.0, 1.0)),
     "hard_sigmoid": (lambda: (_hard_sigmoid, _hard_sigmoid_d, None), {}, _UNIT),
     "softmax": (lambda: (_softmax, None, _softmax_vjp), {}, _UNIT),
