@@ -1,0 +1,36 @@
+"""The example scripts train to 100% training accuracy with their fixed seeds."""
+
+import importlib
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def examples_on_path():
+    sys.path.insert(0, str(EXAMPLES))
+    yield
+    sys.path.remove(str(EXAMPLES))
+
+
+@pytest.mark.parametrize("name", ["xor_sigmoid", "two_relu_layers", "softmax_3class"])
+def test_example_reaches_full_accuracy(name):
+    result = importlib.import_module(name).main(verbose=False)
+    history = result["history"]
+    assert result["accuracy"] == 1.0, f"{name}: accuracy {result['accuracy']:.1%}"
+    assert np.all(np.isfinite(history)) and history[-1] < 0.1 * history[0]
+
+
+def test_run_all_prints_each_example_and_exits_zero():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "run_all.py")], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("final training accuracy 100.0%") == 3
+    assert "3 of 3 examples reached 100% training accuracy" in proc.stdout
