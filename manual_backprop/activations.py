@@ -23,6 +23,8 @@ from typing import Callable, Mapping, Optional
 
 import tensorflow as tf
 
+from ._catalogue import catalogue_call, number, passthrough, resolve
+
 __all__ = ["Activation", "get_activation", "activation_names", "SELU_LAMBDA", "SELU_ALPHA"]
 
 # The constants of TensorFlow's selu kernel, rounded to float64.
@@ -87,20 +89,16 @@ class Activation:
         return g * self.derivative(z, a)
 
     @property
-    def spec(self):
+    def spec(self) -> str:
         """A short, copy-pasteable description: the name alone for a catalogue activation with
         its default parameters, else ``get_activation('elu', alpha=0.5)``."""
         if self.builtin:
-            if dict(self.params) == _REGISTRY[self.name][1]:
-                return self.name
-            inner = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-            return f"get_activation({self.name!r}, {inner})"
+            return catalogue_call("get_activation", self.name, self.params, _REGISTRY[self.name][1])
         return f"<Activation {self.name!r}>"
 
     def __repr__(self) -> str:
         if self.builtin:
-            inner = "".join(f", {k}={v!r}" for k, v in self.params.items())
-            return f"get_activation({self.name!r}{inner})"
+            return catalogue_call("get_activation", self.name, self.params)
         return f"Activation({self.name!r}, fn={self.fn!r}, derivative={self.derivative!r})"
 
 
@@ -286,27 +284,11 @@ def get_activation(name, **params) -> Activation:
     Parameters: ``leaky_relu(alpha=0.2)`` (Keras 3's default), ``elu(alpha=1.0)``.
     """
     if isinstance(name, Activation):
-        if params:
-            raise TypeError(f"get_activation: parameters {sorted(params)} given with an "
-                            f"Activation object {name!r}; set them when building it instead.")
-        return name
-    if not isinstance(name, str):
-        raise TypeError(f"activation must be a name or an Activation; got {name!r} of type "
-                        f"{type(name).__name__}.")
-    key = _ALIASES.get(name.lower(), name.lower())
-    if key not in _REGISTRY:
-        raise ValueError(f"Unknown activation {name!r}. Valid names: {', '.join(_REGISTRY)}.")
+        return passthrough("activation", name, params)
+    key = resolve("activation", name, params, cls=Activation, names=_REGISTRY, aliases=_ALIASES,
+                  param_names=lambda k: _REGISTRY[k][1])
     factory, defaults, output_range = _REGISTRY[key]
-    unknown = set(params) - set(defaults)
-    if unknown:
-        allowed = ", ".join(defaults) or "none"
-        raise TypeError(f"Activation {key!r} got unknown parameter(s) {sorted(unknown)}; "
-                        f"it takes: {allowed}.")
-    merged = {**defaults, **params}
-    for pname, value in merged.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"Activation {key!r}: {pname} must be a finite number; got {value!r}.")
-        merged[pname] = float(value)
+    merged = {p: number("activation", key, p, v) for p, v in {**defaults, **params}.items()}
     fn, derivative, vjp = factory(**merged)
     return Activation(key, fn, derivative, vjp=vjp, params=merged, output_range=output_range,
                       builtin=True)

@@ -19,11 +19,12 @@ output gradient ``(a - y)/(N*D)`` and ``(a - y)/N`` respectively.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
 import tensorflow as tf
+
+from ._catalogue import catalogue_call, number, passthrough, resolve
 
 __all__ = ["Loss", "get_loss", "loss_names", "LABEL_KINDS"]
 
@@ -73,20 +74,16 @@ class Loss:
         return self.fn(y_true, y_pred)
 
     @property
-    def spec(self):
+    def spec(self) -> str:
         """A short, copy-pasteable description: the name alone for a catalogue loss with its
         default parameters, else ``get_loss('huber', delta=0.5)``."""
         if self.builtin:
-            if dict(self.params) == _build(self.name).params:
-                return self.name
-            inner = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-            return f"get_loss({self.name!r}, {inner})"
+            return catalogue_call("get_loss", self.name, self.params, _build(self.name).params)
         return f"<Loss {self.name!r}>"
 
     def __repr__(self) -> str:
         if self.builtin:
-            inner = "".join(f", {k}={v!r}" for k, v in self.params.items())
-            return f"get_loss({self.name!r}{inner})"
+            return catalogue_call("get_loss", self.name, self.params)
         return f"Loss({self.name!r}, fn={self.fn!r}, gradient={self.gradient!r})"
 
 
@@ -201,10 +198,15 @@ def _sparse_cce_logits_g(y, z):
 
 
 def _positive(name, pname, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"Loss {name!r}: {pname} must be a positive finite number; got {value!r}.")
-    return float(value)
+    return number("loss", name, pname, value, positive=True)
+
+
+# Losses on probabilities: name -> (maker(epsilon), label kind, the output activation they fuse
+# with, computing from its logits through the loss named f"{name}_from_logits").
+_ON_PROBABILITIES = {
+    "binary_crossentropy": (_make_bce, "binary", "sigmoid"),
+    "categorical_crossentropy": (_make_cce, "categorical", "softmax"),
+}
 
 
 def _build(name, **params):
@@ -218,18 +220,13 @@ def _build(name, **params):
         return Loss(name, *_make_huber(delta), params={"delta": delta}, builtin=True)
     if name == "binary_crossentropy_from_logits":
         return Loss(name, _bce_logits, _bce_logits_g, labels="binary", builtin=True)
-    if name == "binary_crossentropy":
-        eps = _positive(name, "epsilon", params.get("epsilon", _EPSILON))
-        return Loss(name, *_make_bce(eps), labels="binary", params={"epsilon": eps},
-                    probabilities=True, builtin=True,
-                    fused={"sigmoid": _build("binary_crossentropy_from_logits")})
     if name == "categorical_crossentropy_from_logits":
         return Loss(name, _cce_logits, _cce_logits_g, labels="categorical", builtin=True)
-    if name == "categorical_crossentropy":
+    if name in _ON_PROBABILITIES:
+        make, labels, activation = _ON_PROBABILITIES[name]
         eps = _positive(name, "epsilon", params.get("epsilon", _EPSILON))
-        return Loss(name, *_make_cce(eps), labels="categorical", params={"epsilon": eps},
-                    probabilities=True, builtin=True,
-                    fused={"softmax": _build("categorical_crossentropy_from_logits")})
+        return Loss(name, *make(eps), labels=labels, params={"epsilon": eps}, probabilities=True,
+                    builtin=True, fused={activation: _build(f"{name}_from_logits")})
     if name == "sparse_categorical_crossentropy_from_logits":
         return Loss(name, _sparse_cce_logits, _sparse_cce_logits_g, labels="sparse", builtin=True)
     raise AssertionError(name)  # unreachable: get_loss checks the name first
@@ -257,19 +254,7 @@ def get_loss(name, **params) -> Loss:
     take ``epsilon=1e-7``, the clipping bound.
     """
     if isinstance(name, Loss):
-        if params:
-            raise TypeError(f"get_loss: parameters {sorted(params)} given with a Loss object "
-                            f"{name!r}; set them when building it instead.")
-        return name
-    if not isinstance(name, str):
-        raise TypeError(f"loss must be a name or a Loss; got {name!r} of type "
-                        f"{type(name).__name__}.")
-    key = _ALIASES.get(name.lower(), name.lower())
-    if key not in _PARAMS:
-        raise ValueError(f"Unknown loss {name!r}. Valid names: {', '.join(_PARAMS)}.")
-    unknown = set(params) - set(_PARAMS[key])
-    if unknown:
-        allowed = ", ".join(_PARAMS[key]) or "none"
-        raise TypeError(f"Loss {key!r} got unknown parameter(s) {sorted(unknown)}; it takes: "
-                        f"{allowed}.")
+        return passthrough("loss", name, params)
+    key = resolve("loss", name, params, cls=Loss, names=_PARAMS, aliases=_ALIASES,
+                  param_names=_PARAMS.get)
     return _build(key, **params)
