@@ -87,21 +87,32 @@ class Loss:
         return f"Loss({self.name!r}, fn={self.fn!r}, gradient={self.gradient!r})"
 
 
+# Every loss reduces over the last two axes, (N, D): on a stack of K predictions of shape
+# (K, N, D) it returns the K losses, which is how finite differences evaluate many perturbed
+# copies of a model in one pass. Labels broadcast against the stack.
+_ROWS_AND_UNITS = (-2, -1)
+
+
 def _count(t):
-    """Number of elements of ``t`` in its own dtype (the N*D of a batch-mean)."""
-    return tf.cast(tf.size(t), t.dtype)
+    """Number of elements of one (N, D) batch of ``t`` in its own dtype (the N*D of a mean)."""
+    return tf.cast(tf.reduce_prod(tf.shape(t)[-2:]), t.dtype)
 
 
 def _rows(t):
-    """Number of rows of ``t`` in its own dtype (the N of a batch-mean)."""
-    return tf.cast(tf.shape(t)[0], t.dtype)
+    """Number of rows of one (N, D) batch of ``t`` in its own dtype (the N of a batch-mean)."""
+    return tf.cast(tf.shape(t)[-2], t.dtype)
+
+
+def _mean(t):
+    """The mean over the last two axes (one batch); a stack of K batches gives K means."""
+    return tf.reduce_mean(t, axis=_ROWS_AND_UNITS)
 
 
 # --- the catalogue: loss, then its gradient ------------------------------------------------
 
 def _mse(y, p):
     """mean((p - y)^2) over all N*D elements"""
-    return tf.reduce_mean(tf.math.square(p - y))
+    return _mean(tf.math.square(p - y))
 
 
 def _mse_g(y, p):
@@ -111,7 +122,7 @@ def _mse_g(y, p):
 
 def _mae(y, p):
     """mean(|p - y|) over all N*D elements"""
-    return tf.reduce_mean(tf.math.abs(p - y))
+    return _mean(tf.math.abs(p - y))
 
 
 def _mae_g(y, p):
@@ -124,7 +135,7 @@ def _make_huber(delta):
         """mean over N*D of 0.5 r^2 if |r| <= delta else delta (|r| - delta/2), r = p - y"""
         r = p - y
         abs_r = tf.math.abs(r)
-        return tf.reduce_mean(tf.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta)))
+        return _mean(tf.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta)))
 
     def gradient(y, p):
         """clip(r, -delta, delta) / (N*D): r inside the quadratic zone, delta sign(r) outside"""
@@ -137,7 +148,7 @@ def _make_bce(epsilon):
     def fn(y, p):
         """-mean(y log q + (1 - y) log(1 - q)) over N*D, q = clip(p, eps, 1 - eps)"""
         q = tf.clip_by_value(p, epsilon, 1.0 - epsilon)
-        return -tf.reduce_mean(y * tf.math.log(q) + (1.0 - y) * tf.math.log(1.0 - q))
+        return -_mean(y * tf.math.log(q) + (1.0 - y) * tf.math.log(1.0 - q))
 
     def gradient(y, p):
         """(q - y) / (q (1 - q)) / (N*D) inside [eps, 1 - eps], 0 outside"""
@@ -151,7 +162,8 @@ def _make_bce(epsilon):
 
 def _bce_logits(y, z):
     """mean over N*D of -(y log sigmoid(z) + (1 - y) log sigmoid(-z)), via log-sigmoid"""
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z))
+    y = tf.broadcast_to(y, tf.shape(z))
+    return _mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z))
 
 
 def _bce_logits_g(y, z):
@@ -164,7 +176,7 @@ def _make_cce(epsilon):
     def fn(y, p):
         """mean over N of -sum_k y_k log q_k, q = clip(p, eps, 1 - eps)"""
         q = tf.clip_by_value(p, epsilon, 1.0 - epsilon)
-        return tf.reduce_mean(-tf.reduce_sum(y * tf.math.log(q), axis=-1))
+        return tf.reduce_mean(-tf.reduce_sum(y * tf.math.log(q), axis=-1), axis=-1)
 
     def gradient(y, p):
         """-y / q / N inside [eps, 1 - eps], 0 outside"""
@@ -178,7 +190,8 @@ def _make_cce(epsilon):
 
 def _cce_logits(y, z):
     """mean over N of -sum_k y_k log softmax(z)_k, via log-softmax"""
-    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=z))
+    y = tf.broadcast_to(y, tf.shape(z))
+    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=z), axis=-1)
 
 
 def _cce_logits_g(y, z):
@@ -188,7 +201,9 @@ def _cce_logits_g(y, z):
 
 def _sparse_cce_logits(y, z):
     """mean over N of -log softmax(z)[y], y integer class indices"""
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=z))
+    y = tf.broadcast_to(y, tf.shape(z)[:-1])
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=z),
+                          axis=-1)
 
 
 def _sparse_cce_logits_g(y, z):

@@ -250,6 +250,43 @@ class MLP:
         grads, dX = self._backward(cache, y)
         return self._loss_from_cache(cache, y), grads, dX
 
+    def batched_loss(self, X, y, replacements) -> tf.Tensor:
+        """The loss at K variants of the model at once, shape ``(K,)``.
+
+        ``replacements`` maps a parameter index (into ``params``), or ``"X"``, to ``K`` stacked
+        values of shape ``(K, *shape)``; everything not replaced keeps its current value, and the
+        model itself is not modified. Layers below the lowest replaced one are computed once.
+        This is what lets finite differences evaluate every perturbation of a tensor in one pass.
+        """
+        X, y = self._inputs_and_labels(X, y)
+        stacks = {}
+        for key, value in replacements.items():
+            shape = tuple(X.shape) if key == "X" else tuple(self.params[key].shape)
+            value = tf.convert_to_tensor(value, self.dtype)
+            if tuple(value.shape[1:]) != shape:
+                raise ValueError(f"batched_loss: replacement for {key!r} has shape "
+                                 f"{tuple(value.shape)}; expected (K, *{shape}).")
+            stacks[key] = value
+        return self._batched_loss(X, y, stacks)
+
+    def _batched_loss(self, X, y, stacks):
+        # Until the first replaced layer, a stays (N, width): the layers below it run once.
+        a = stacks.get("X", X)
+        for l, act in enumerate(self.activations):
+            W = stacks.get(2 * l, self.params[2 * l])
+            b = stacks.get(2 * l + 1, self.params[2 * l + 1])
+            if b.shape.rank == 2:                       # (K, out) -> (K, 1, out)
+                b = b[:, None, :]
+            z = tf.matmul(a, W) + b                     # broadcasts (N, in) @ (K, in, out)
+            fused_output = self._fused is not None and l == len(self.activations) - 1
+            a = z if fused_output else act.fn(z)
+        loss = self._fused if self._fused is not None else self.loss_function
+        if a.shape.rank == 2:
+            return loss.fn(y, a)[None]
+        if loss.builtin:
+            return loss.fn(y, a)                        # built-in losses reduce over (N, D)
+        return tf.vectorized_map(lambda out: loss.fn(y, out), a)
+
     # --- training ---------------------------------------------------------------------------
 
     def fit(self, X, y, optimizer: Optimizer, epochs: int = 1, batch_size: Optional[int] = None,

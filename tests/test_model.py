@@ -188,3 +188,32 @@ def test_package_uses_no_automatic_differentiation():
                 names = [a.name for a in node.names]
                 if mod.startswith("reference") or "reference" in names:
                     pytest.fail(f"{path.name}:{node.lineno} imports reference")
+
+
+@pytest.mark.parametrize("out,loss,width", [("tanh", "mse", 3), ("sigmoid", "binary_crossentropy", 2),
+                                            ("softmax", "categorical_crossentropy", 3),
+                                            ("linear", "sparse_categorical_crossentropy_from_logits", 3),
+                                            ("softmax", "huber", 3),
+                                            ("linear", "binary_crossentropy_from_logits", 1)])
+def test_batched_loss_equals_one_model_at_a_time(out, loss, width):
+    model = mb.MLP([4, 5, 5, width], ["relu", "tanh", out], loss, dtype="float64", seed=0)
+    X, y = batch(model, 6, 0)
+    rng = np.random.default_rng(1)
+    before = model.get_weights()
+    for key in [0, 1, 2, 3, 4, 5, "X"]:
+        base = X if key == "X" else before[key]
+        stack = np.stack([base + 0.01 * rng.normal(size=base.shape) for _ in range(4)])
+        got = model.batched_loss(X, y, {key: stack}).numpy()
+        want = []
+        for value in stack:
+            if key == "X":
+                want.append(model.loss(value, y).numpy())
+            else:
+                model.params[key].assign(value)
+                want.append(model.loss(X, y).numpy())
+                model.params[key].assign(before[key])
+        np.testing.assert_allclose(got, want, rtol=1e-13, err_msg=f"{key}")
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="expected"):
+        model.batched_loss(X, y, {0: np.zeros((2, 3, 3))})
