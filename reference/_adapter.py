@@ -1,0 +1,154 @@
+"""What the judges need from a model, read through the model protocol and nothing else.
+
+Required: ``params`` (a sequence of ``tf.Variable``), ``loss(X, y)`` (a scalar written in TF ops)
+and ``gradients(X, y)`` (hand-written, aligned with ``params``). Optional, used when present:
+
+- ``param_names``: names for the report (``W1, b1, ...``); default ``param0, param1, ...``.
+- ``input_gradient(X, y)``: hand-written ``dL/dX``, checked like a parameter.
+- ``astype("float64")``: the same model in float64. Finite differences then run in float64
+  whatever the model's own dtype, and a float32 model is held to the accuracy that TensorFlow's
+  own tape reaches in float32 on it.
+- ``batched_loss(X, y, replacements)``: the losses of K variants at once (see
+  ``manual_backprop.MLP.batched_loss``); without it finite differences assign, evaluate and
+  restore one variant at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+
+INPUT = "X"          # the key of dL/dX among the checked tensors
+INPUT_NAME = "dL/dX"
+
+
+class ModelError(Exception):
+    """The model did not honour the protocol (a call raised, or returned the wrong shapes)."""
+
+
+class Adapter:
+    """A model seen through the protocol, with X and y fixed."""
+
+    def __init__(self, model, X, y, *, include_input: Optional[bool] = None):
+        for attr in ("params", "loss", "gradients"):
+            if not hasattr(model, attr):
+                raise TypeError(f"model must have params, loss(X, y) and gradients(X, y) (the "
+                                f"model protocol); {type(model).__name__} has no {attr!r}.")
+        self.model = model
+        self.params: List[tf.Variable] = list(model.params)
+        if not self.params:
+            raise ValueError("model.params is empty: there is nothing to check.")
+        for i, p in enumerate(self.params):
+            if not isinstance(p, tf.Variable):
+                raise TypeError(f"model.params[{i}] must be a tf.Variable; got "
+                                f"{type(p).__name__}.")
+        self.dtype: tf.DType = self.params[0].dtype
+        names = list(getattr(model, "param_names", None) or
+                     [f"param{i}" for i in range(len(self.params))])
+        if len(names) != len(self.params):
+            raise ValueError(f"model.param_names has {len(names)} names for {len(self.params)} "
+                             f"params.")
+        self.names = names
+        self.X = X
+        self.y = y
+        has_input = callable(getattr(model, "input_gradient", None))
+        self.include_input = has_input if include_input is None else (include_input and has_input)
+        self.keys: List = list(range(len(self.params))) + ([INPUT] if self.include_input else [])
+        self._twin = None
+
+    # --- what is checked ---------------------------------------------------------------------
+
+    def name(self, key) -> str:
+        return INPUT_NAME if key == INPUT else self.names[key]
+
+    def shape(self, key) -> tuple:
+        return tuple(np.shape(self.X)) if key == INPUT else tuple(self.params[key].shape)
+
+    def value(self, key) -> np.ndarray:
+        """The current value of a checked tensor, as float64."""
+        if key == INPUT:
+            return np.asarray(self.X.numpy() if isinstance(self.X, tf.Tensor) else self.X,
+                              dtype=np.float64)
+        return self.params[key].numpy().astype(np.float64)
+
+    def snapshot(self) -> List[np.ndarray]:
+        return [p.numpy().copy() for p in self.params]
+
+    # --- the hand-written side ---------------------------------------------------------------
+
+    def manual(self) -> Dict:
+        """The hand-written gradients keyed like ``keys``, as float64 arrays; ModelError when the
+        model raises or returns the wrong number or shapes of tensors."""
+        try:
+            grads = list(self.model.gradients(self.X, self.y))
+        except Exception as exc:  # the model's own failure is reported, not propagated
+            raise ModelError(f"model.gradients(X, y) raised {type(exc).__name__}: {exc}") from exc
+        if len(grads) != len(self.params):
+            raise ModelError(f"model.gradients(X, y) returned {len(grads)} tensors for "
+                             f"{len(self.params)} params ({', '.join(self.names)}).")
+        out = {}
+        for i, g in enumerate(grads):
+            out[i] = self._as_array(g, self.shape(i), f"gradient for {self.names[i]}")
+        if self.include_input:
+            try:
+                dX = self.model.input_gradient(self.X, self.y)
+            except Exception as exc:
+                raise ModelError(f"model.input_gradient(X, y) raised {type(exc).__name__}: "
+                                 f"{exc}") from exc
+            out[INPUT] = self._as_array(dX, self.shape(INPUT), "input_gradient")
+        return out
+
+    @staticmethod
+    def _as_array(g, shape, what) -> np.ndarray:
+        if g is None:
+            raise ModelError(f"the {what} is None.")
+        try:
+            arr = np.asarray(g.numpy() if hasattr(g, "numpy") else g, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"the {what} is not numeric: {exc}") from exc
+        if arr.shape != shape:
+            raise ModelError(f"the {what} has shape {arr.shape}; the tensor has shape {shape}.")
+        return arr
+
+    # --- the float64 twin --------------------------------------------------------------------
+
+    def twin64(self) -> "Adapter":
+        """This model in float64 (itself when it already is, or when it has no ``astype``)."""
+        if self._twin is None:
+            self._twin = self
+            if self.dtype != tf.float64 and callable(getattr(self.model, "astype", None)):
+                self._twin = Adapter(self.model.astype("float64"), self.X, self.y,
+                                     include_input=self.include_input)
+        return self._twin
+
+    # --- loss evaluations for finite differences ----------------------------------------------
+
+    def loss_value(self) -> float:
+        return float(self.model.loss(self.X, self.y))
+
+    def evaluate(self, key, stack: np.ndarray) -> np.ndarray:
+        """Losses with the tensor ``key`` replaced by each of the K values in ``stack``
+        (shape ``(K, *shape)``), as float64. The model is left exactly as it was."""
+        batched = getattr(self.model, "batched_loss", None)
+        if callable(batched):
+            return np.asarray(batched(self.X, self.y, {key: stack}), dtype=np.float64)
+        out = np.empty(len(stack))
+        if key == INPUT:
+            for k, value in enumerate(stack):
+                out[k] = float(self.model.loss(value.astype(self.dtype.as_numpy_dtype), self.y))
+            return out
+        var = self.params[key]
+        original = var.numpy().copy()
+        try:
+            for k, value in enumerate(stack):
+                var.assign(value.astype(self.dtype.as_numpy_dtype))
+                out[k] = float(self.model.loss(self.X, self.y))
+        finally:
+            var.assign(original)
+        return out
+
+    def cast(self, values: np.ndarray) -> np.ndarray:
+        """Values as the model will see them (rounded to its dtype), back in float64."""
+        return values.astype(self.dtype.as_numpy_dtype).astype(np.float64)

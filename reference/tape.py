@@ -1,0 +1,31 @@
+"""The tape witness: tf.GradientTape over the model's own loss.
+
+It gives the exact gradient (up to rounding) of the forward the model actually computes, so it is
+held to the tightest tolerance. It cannot see a forward bug that the backward mirrors (the
+independent forward does), nor a wrong ``tf.custom_gradient`` inside the forward (finite
+differences do).
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["tape_gradients"]
+
+
+def tape_gradients(model, X, y, *, include_input: bool = False) -> List[tf.Tensor]:
+    """``dL/dparam`` for every tensor in ``model.params`` (a parameter the loss does not depend
+    on gets zeros), by ``tf.GradientTape`` over ``model.loss(X, y)``; with
+    ``include_input=True`` the list ends with ``dL/dX``."""
+    params = list(model.params)
+    dtype = params[0].dtype if params else tf.float64
+    Xt = X if isinstance(X, tf.Tensor) else tf.convert_to_tensor(
+        np.asarray(X, dtype=dtype.as_numpy_dtype))
+    sources = params + ([Xt] if include_input else [])
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(sources)
+        loss = model.loss(Xt, y)
+    return tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
