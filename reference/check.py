@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from . import finite_differences as fdm
 from ._adapter import Adapter, ModelError
-from .compare import (TAPE_RTOL, ElementVerdict, _fd_comparison, _scale, assemble, classify,
-                      diagnose_layers, diagnose_tensor, tensor_check)
+from .compare import (TAPE_RTOL, ElementVerdict, _candidates, _fd_comparison, _ratio_text,
+                      _scale, assemble, classify, diagnose_layers, diagnose_tensor, tensor_check)
 from .finite_differences import NumericalGradient
 from .independent import FORWARD_RTOL, describable, independent_loss
 from .report import FAIL, NOTES, PASS, ForwardCheck, GradientMismatch, GradientReport, TensorCheck
@@ -136,6 +136,8 @@ def _run_checks(report, adapter, twin, base_rtol, mode, probes, seed, independen
     report.diagnosis.extend(diagnose_layers(report.entries))
     if independent:
         report.forward = _forward_check(adapter, twin, f0)
+        if report.forward is not None:
+            report.diagnosis.extend(_diagnose_forward(report.forward, n_rows, n_out))
 
 
 def _tape_dict(adapter: Adapter) -> Dict:
@@ -267,6 +269,21 @@ def _forward_check(adapter: Adapter, twin: Adapter, f0: float) -> Optional[Forwa
     tol_rel = tol_abs / max(abs(ref), np.finfo(float).tiny)
     return ForwardCheck(f0, ref, rel, tol_rel, "the same network from tf.nn/tf.math primitives, "
                         "float64")
+
+
+def _diagnose_forward(check: ForwardCheck, n_rows, n_out) -> List[str]:
+    if check.ok:
+        return []
+    out = [f"the model's loss ({check.model_loss:.10g}) is not the loss it claims to be "
+           f"({check.independent_loss:.10g} from primitives): a bug in the forward, which the "
+           f"backward mirrors if the tape and finite differences agree with it"]
+    if check.independent_loss != 0:
+        ratio = check.model_loss / check.independent_loss
+        for value, label in _candidates(n_rows, n_out):
+            if abs(ratio - value) <= 1e-6 * abs(value):
+                out.append(f"model loss = {_ratio_text(ratio)} x the true loss: {label}")
+                break
+    return out
 
 
 def assert_gradients_match(model, X, y, **kwargs) -> GradientReport:

@@ -243,38 +243,39 @@ _LAYER = re.compile(r"^(.*?)(\d+)$")
 
 
 def diagnose_layers(checks: List[TensorCheck]) -> List[str]:
-    """Where in the network the backward pass goes wrong, from the names W1, b1, ... ."""
+    """Where in the network the backward pass goes wrong, from the names W1, b1, ... .
+
+    The error flows down: a wrong dz in layer k spoils every tensor of layers 1..k (and dL/dX),
+    so the highest wrong layer whose bias is also wrong is where the bug is.
+    """
     layers = {}
     for c in checks:
         m = _LAYER.match(c.name)
         if m:
-            layers.setdefault(int(m.group(2)), []).append(c)
+            layers.setdefault(int(m.group(2)), {})[m.group(1)] = c
     failing_input = any(not c.ok for c in checks if c.name == "dL/dX")
-    if len(layers) < 1:
+    if not layers:
         return []
     depth = max(layers)
-    bad = sorted(k for k, cs in layers.items() if any(not c.ok for c in cs))
+    bad = sorted(k for k, cs in layers.items() if any(not c.ok for c in cs.values()))
     if not bad:
         return ["only dL/dX is wrong: the input gradient (dz1 @ W1^T)"] if failing_input else []
-    out = []
-    kinds = {_LAYER.match(c.name).group(1) for k in bad for c in layers[k] if not c.ok}
-    every_kind = {_LAYER.match(c.name).group(1) for cs in layers.values() for c in cs}
+    kinds = {kind for k in bad for kind, c in layers[k].items() if not c.ok}
+    every_kind = {kind for cs in layers.values() for kind in cs}
+    if len(kinds) == 1 and kinds != every_kind:
+        kind = next(iter(kinds))
+        hint = {"b": "db = sum over the rows of dz (not a mean, not one row)",
+                "W": "dW = a_prev^T @ dz, with the previous layer's output"}.get(kind, "")
+        where = ", ".join(f"{kind}{k}" for k in bad)
+        return [f"only {where} {'is' if len(bad) == 1 else 'are'} wrong while the other tensors "
+                f"are right" + (f": {hint}" if hint else "")]
     if bad == list(range(1, bad[-1] + 1)):
         k = bad[-1]
         if k == depth:
-            out.append(f"every layer is wrong, from the output layer ({depth}) down: the bug is "
-                       f"at the output, in the loss gradient or the output activation's "
-                       f"derivative (or a factor common to every layer)")
-        else:
-            out.append(f"layers {k + 1}..{depth} are right and layers 1..{k} are wrong: the bug "
-                       f"is in layer {k}'s backward, in the derivative of activation {k} or the "
-                       f"propagation through W{k + 1} (dz{k + 1} @ W{k + 1}^T)")
-    else:
-        out.append(f"only layer(s) {', '.join(map(str, bad))} are wrong while the layers "
-                   f"below them are right: look at those layers' own dW and db")
-    if kinds and kinds != every_kind and len(kinds) == 1:
-        kind = kinds.pop()
-        hint = {"b": "db = sum over the rows of dz (not a mean, not one row)",
-                "W": "dW = a_prev^T @ dz"}.get(kind, "")
-        out.append(f"only the {kind} gradients are wrong" + (f": {hint}" if hint else ""))
-    return out
+            return [f"every layer is wrong, from the output layer ({depth}) down: the bug is at "
+                    f"the output, in the loss gradient or the output activation's derivative"]
+        return [f"layers {k + 1}..{depth} are right and layers 1..{k} are wrong: the bug is in "
+                f"layer {k}'s backward, in the derivative of activation {k} or the propagation "
+                f"through W{k + 1} (dz{k + 1} @ W{k + 1}^T)"]
+    return [f"only layer(s) {', '.join(map(str, bad))} are wrong while the layers below them "
+            f"are right: look at those layers' own dW and db"]
