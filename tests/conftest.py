@@ -13,13 +13,13 @@ settings.register_profile("thorough", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
-# Worst manual-vs-tape relative error per dtype seen by the tests that record one.
+# Worst relative error per kind of comparison seen by the tests that record one.
 _WORST = {}
 
 
 @pytest.fixture
 def record_error():
-    """``record_error(dtype_name, value, where)`` keeps the worst error per dtype for the summary."""
+    """``record_error(kind, value, where)`` keeps the worst error per kind for the summary."""
     def record(dtype_name, value, where):
         if value > _WORST.get(dtype_name, (-1.0, ""))[0]:
             _WORST[dtype_name] = (float(value), where)
@@ -28,6 +28,6 @@ def record_error():
 
 def pytest_terminal_summary(terminalreporter):
     if _WORST:
-        terminalreporter.section("worst manual-vs-tape relative error per tensor")
+        terminalreporter.section("worst relative errors measured by this run")
         for dtype_name, (value, where) in sorted(_WORST.items()):
             terminalreporter.write_line(f"{dtype_name}: {value:.3g} ({where})")
