@@ -34,3 +34,9 @@ def test_run_all_prints_each_example_and_exits_zero():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("final training accuracy 100.0%") == 3
     assert "3 of 3 examples reached 100% training accuracy" in proc.stdout
+
+
+def test_planted_bug_example_fails_on_b2_only():
+    report = importlib.import_module("planted_bug").main()
+    assert not report.ok and [e.name for e in report.failing] == ["b2"]
+    assert "manual = 2 x truth: a factor of 2" in str(report)
