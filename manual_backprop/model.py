@@ -57,13 +57,16 @@ class MLP:
       seed: seeds the initial weights (numpy's ``default_rng``); ``None`` draws fresh ones.
       initializer: ``"glorot_uniform"`` (default), ``"he_normal"`` or ``"normal"`` (standard
         normal, as many tutorials use) for the weights; biases start at zero.
+      weight_scale: multiplies the initial weights (large values saturate the network, which is
+        what a gradient check should also see).
 
     The model protocol that ``reference`` judges: ``params``, ``loss(X, y)``, ``gradients(X, y)``,
     plus ``param_names``, ``input_gradient(X, y)`` and ``forward(X)``.
     """
 
     def __init__(self, layer_sizes: Sequence[int], activations, loss, *, dtype="float32",
-                 seed: Optional[int] = None, initializer: str = "glorot_uniform"):
+                 seed: Optional[int] = None, initializer: str = "glorot_uniform",
+                 weight_scale: float = 1.0):
         self.layer_sizes = check_layer_sizes(layer_sizes)
         n_layers = len(self.layer_sizes) - 1
         if isinstance(activations, (str, Activation)):
@@ -86,13 +89,17 @@ class MLP:
             raise ValueError(f"Unknown initializer {initializer!r}. Valid names: "
                              f"{', '.join(INITIALIZERS)}.")
         self.initializer = initializer
+        if isinstance(weight_scale, bool) or not isinstance(weight_scale, (int, float)) or \
+                not np.isfinite(weight_scale) or weight_scale <= 0:
+            raise ValueError(f"weight_scale must be a positive finite number; got {weight_scale!r}.")
+        self.weight_scale = float(weight_scale)
         self._check_pairing()
         self._fused: Optional[Loss] = self._find_fused()
 
         rng = np.random.default_rng(seed)
         self.params: List[tf.Variable] = []
         for l, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:]), 1):
-            w = INITIALIZERS[initializer](fan_in, fan_out, rng)
+            w = INITIALIZERS[initializer](fan_in, fan_out, rng) * self.weight_scale
             self.params.append(tf.Variable(w.astype(self.dtype.as_numpy_dtype), name=f"W{l}"))
             self.params.append(tf.Variable(tf.zeros([fan_out], self.dtype), name=f"b{l}"))
         self._train_step = None
@@ -159,7 +166,7 @@ class MLP:
     def astype(self, dtype) -> "MLP":
         """The same model (same structure, same weights cast to ``dtype``) as a new object."""
         clone = MLP(self.layer_sizes, self.activations, self.loss_function, dtype=dtype,
-                    seed=self.seed, initializer=self.initializer)
+                    seed=self.seed, initializer=self.initializer, weight_scale=self.weight_scale)
         clone.set_weights([p.numpy() for p in self.params])
         return clone
 
@@ -170,7 +177,8 @@ class MLP:
         acts = ", ".join(show(a.spec) for a in self.activations)
         return (f"MLP({list(self.layer_sizes)}, [{acts}], {show(self.loss_function.spec)}, "
                 f"dtype={self.dtype.name!r}, seed={self.seed!r}, "
-                f"initializer={self.initializer!r})")
+                f"initializer={self.initializer!r}"
+                + (f", weight_scale={self.weight_scale!r})" if self.weight_scale != 1.0 else ")"))
 
     # --- input checks -----------------------------------------------------------------------
 

@@ -212,9 +212,10 @@ def diagnose_tensor(m: np.ndarray, truth: np.ndarray, rtol: float, *, n_rows=Non
         return ["the manual gradient is all zeros where the truth is not"]
     tight = max(100 * rtol, 1e-7)
     ratio = float(np.sum(m * truth) / np.sum(truth * truth))
-    if np.max(np.abs(m - ratio * truth)) <= tight * max(scale, np.max(np.abs(m))) and ratio != 1:
+    if np.max(np.abs(m - ratio * truth)) <= tight * max(scale, np.max(np.abs(m))) and \
+            abs(ratio - 1.0) > 10 * tight:
         for value, label in _candidates(n_rows, n_out):
-            if abs(ratio - value) <= 1e3 * tight * abs(value):
+            if abs(ratio - value) <= 10 * tight * abs(value):
                 out.append(f"manual = {_ratio_text(ratio)} x truth: {label}")
                 break
         else:

@@ -182,19 +182,24 @@ class GradientReport:
 
     def __str__(self):
         verdict = "PASS" if self.ok else "FAIL"
-        head = (f"Gradient check: {verdict} (mode {self.mode}, model {self.dtype}, finite "
-                f"differences in {self.fd_dtype})")
+        how = (f"finite differences in {self.fd_dtype}" if self.dtype == self.fd_dtype else
+               f"judged through its {self.fd_dtype} twin")
+        head = f"Gradient check: {verdict} (mode {self.mode}, model {self.dtype}, {how})"
         lines = [head]
         if self.model:
             lines.append(f"model: {self.model}")
         if self.error is not None:
             lines.append(f"ERROR: {self.error}")
             return "\n".join(lines)
-        header = ("tensor", "shape", "verdict", "manual~tape", "manual~FD", "tape~FD", "kinks")
+        columns = [("manual vs tape", "manual~tape"), ("manual vs FD", "manual~FD"),
+                   ("tape vs FD", "tape~FD")]
+        if any(e.comparison("float32 vs float64") for e in self.entries):
+            columns.append(("float32 vs float64", "f32~f64"))
+        header = ("tensor", "shape", "verdict", *(c[1] for c in columns), "kinks")
         rows = [header]
         for e in self.entries:
             cells = [e.name, "x".join(str(s) for s in e.shape) or "()", e.status]
-            for between in ("manual vs tape", "manual vs FD", "tape vs FD"):
+            for between, _ in columns:
                 c = e.comparison(between)
                 cells.append("-" if c is None else
                              f"{_fmt(c.relative, 2)}{'<=' if c.agree else '>'}{_fmt(c.tolerance, 1)}")

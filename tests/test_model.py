@@ -217,3 +217,13 @@ def test_batched_loss_equals_one_model_at_a_time(out, loss, width):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="expected"):
         model.batched_loss(X, y, {0: np.zeros((2, 3, 3))})
+
+
+def test_weight_scale_multiplies_the_initial_weights_and_shows_in_the_repr():
+    a = mb.MLP([3, 4, 2], ["tanh", "linear"], "mse", seed=5, dtype="float64")
+    b = mb.MLP([3, 4, 2], ["tanh", "linear"], "mse", seed=5, dtype="float64", weight_scale=3.0)
+    np.testing.assert_allclose(b.get_weights()[0], 3.0 * a.get_weights()[0], rtol=1e-15)
+    assert "weight_scale=3.0" in repr(b) and "weight_scale" not in repr(a)
+    assert b.astype("float32").weight_scale == 3.0
+    with pytest.raises(ValueError, match="weight_scale must be a positive"):
+        mb.MLP([3, 1], ["linear"], "mse", weight_scale=0)
