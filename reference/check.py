@@ -9,8 +9,9 @@ import tensorflow as tf
 
 from . import finite_differences as fdm
 from ._adapter import Adapter, ModelError
-from .compare import (TAPE_RTOL, ElementVerdict, _candidates, _fd_comparison, _ratio_text,
-                      _scale, assemble, classify, diagnose_layers, diagnose_tensor, tensor_check)
+from .compare import (SCALE_FLOOR, TAPE_RTOL, ElementVerdict, _candidates, _fd_comparison, _ratio_text,
+                      _scale, assemble, classify, diagnose_layers, diagnose_tensor,
+                      judge_elements)
 from .finite_differences import NumericalGradient
 from .independent import FORWARD_RTOL, describable, independent_loss
 from .report import (FAIL, NOTES, PASS, Comparison, ForwardCheck, GradientMismatch,
@@ -113,6 +114,7 @@ def _run_checks(report, adapter, twin, rtol, mode, probes, seed, independent):
     manual = twin.manual()
     tape = _tape_dict(twin)
     rtols = {k: rtol for k in adapter.keys}
+    floor = SCALE_FLOOR * max(_scale(manual[k], tape[k]) for k in adapter.keys)
     f0 = _call("model.loss(X, y)", twin.loss_value)
     if not np.isfinite(f0):
         raise ModelError(f"the loss is not finite at this X, y ({f0}); nothing can be checked.")
@@ -126,9 +128,16 @@ def _run_checks(report, adapter, twin, rtol, mode, probes, seed, independent):
         stencils = {k: _call("model.loss during finite differences", fdm.coordinate_stencil,
                              twin, k, f0) for k in adapter.keys}
         sigma = fdm.pooled_noise(list(stencils.values()), f0, eps)
+        judged = {}
         for k in adapter.keys:
             fd = fdm.analyse(adapter.name(k), stencils[k], sigma).reshaped(adapter.shape(k))
-            check = tensor_check(adapter.name(k), manual[k], tape[k], rtols[k], fd)
+            v, comparisons = judge_elements(manual[k], tape[k], rtols[k], fd, floor)
+            judged[k] = (v, comparisons, fd, None)
+        _excuse_rounding(twin, judged, manual, tape, seed)
+        for k in adapter.keys:
+            v, comparisons, fd, kinks = judged[k]
+            check = assemble(adapter.name(k), manual[k], tape[k], rtols[k], v, comparisons, fd,
+                             kinks, floor)
             _diagnose(check, manual[k], tape[k], fd, rtols[k], n_rows, n_out)
             report.entries.append(check)
     else:
@@ -137,10 +146,20 @@ def _run_checks(report, adapter, twin, rtol, mode, probes, seed, independent):
         stencils = {k: _call("model.loss during finite differences", fdm.directional_stencil,
                              twin, k, f0, dirs[k]) for k in adapter.keys}
         sigma = fdm.pooled_noise(list(stencils.values()), f0, eps)
+        judged = {}
         for k in adapter.keys:
             fd_probe = fdm.analyse(adapter.name(k), stencils[k], sigma)
-            check, fd_elem = _directional_check(twin, k, adapter.name(k), manual[k], tape[k],
-                                                rtols[k], dirs[k], fd_probe, f0, sigma, rng)
+            judged[k] = _directional_check(twin, k, adapter.name(k), manual[k], tape[k],
+                                           rtols[k], dirs[k], fd_probe, f0, sigma, rng, floor)
+        _excuse_rounding(twin, judged, manual, tape, seed)
+        for k in adapter.keys:
+            v, comparisons, fd_elem, kinks, probe_notes = judged[k]
+            check = assemble(adapter.name(k), manual[k], tape[k], rtols[k], v, comparisons,
+                             fd_elem, kinks, floor)
+            if probe_notes and check.status != FAIL:
+                check.notes.append(probe_notes)
+                if check.status == PASS:
+                    check.status = NOTES
             _diagnose(check, manual[k], tape[k], fd_elem, rtols[k], n_rows, n_out)
             report.entries.append(check)
 
@@ -188,10 +207,10 @@ def _float32_rounding(report, adapter, twin, rtol):
                 entry.status = NOTES
 
 
-def _directional_check(twin, key, name, m, t, rtol, dirs, fd_probe, f0, sigma, rng):
+def _directional_check(twin, key, name, m, t, rtol, dirs, fd_probe, f0, sigma, rng, floor):
     """Tape elementwise, FD along the probes, and FD element by element wherever the manual
     value disagrees with the tape or a probe disagrees (found by bisection)."""
-    scale = _scale(m, t)
+    scale = max(_scale(m, t), floor)
     tape_tol = rtol * scale
     flat_m, flat_t = m.reshape(-1), t.reshape(-1)
     mp, tp = dirs @ flat_m, dirs @ flat_t
@@ -215,12 +234,14 @@ def _directional_check(twin, key, name, m, t, rtol, dirs, fd_probe, f0, sigma, r
     fail = np.zeros(m.size, bool)
     none = np.zeros(m.size, bool)
     kink_used, unjudged, unfaithful, unresolved = none.copy(), none.copy(), none.copy(), none.copy()
+    undecided = none.copy()
     tape_ok = ~off_tape
     if chosen.size:
         st = fdm.coordinate_stencil(twin, key, f0, chosen)
         sub = fdm.analyse(name, st, sigma)
         vs = classify(flat_m[chosen], flat_t[chosen], tape_tol, sub)
         fail[chosen], kink_used[chosen], unjudged[chosen] = vs.fail, vs.kink_used, vs.kink_unjudged
+        undecided[chosen] = vs.undecided
         unfaithful[chosen], unresolved[chosen] = vs.tape_unfaithful, vs.fd_unresolved
         for field in ("value", "error", "kink", "lower", "upper", "kink_error", "step"):
             getattr(fd_elem, field).reshape(-1)[chosen] = getattr(sub, field)
@@ -235,15 +256,54 @@ def _directional_check(twin, key, name, m, t, rtol, dirs, fd_probe, f0, sigma, r
             unfaithful |= unchecked
     v = ElementVerdict(fail.reshape(m.shape), kink_used.reshape(m.shape), unjudged.reshape(m.shape),
                        unfaithful.reshape(m.shape), unresolved.reshape(m.shape),
-                       tape_ok.reshape(m.shape), None, None)
-    check = assemble(name, m, t, rtol, v, comparisons, fd_elem,
-                     kinks=int(np.count_nonzero(fd_elem.kink)) + fd_probe.n_kinks)
-    if not np.all(vp.fd_ok_manual) and check.status != FAIL:
-        check.notes.append(f"{int((~vp.fd_ok_manual).sum())} of {len(mp)} probe(s) disagree with "
-                           f"finite differences along the manual gradient")
-        if check.status == PASS:
-            check.status = NOTES
-    return check, fd_elem
+                       tape_ok.reshape(m.shape), None, None, undecided.reshape(m.shape))
+    kinks = int(np.count_nonzero(fd_elem.kink)) + fd_probe.n_kinks
+    probe_notes = None
+    if not np.all(vp.fd_ok_manual):
+        probe_notes = (f"{int((~vp.fd_ok_manual).sum())} of {len(mp)} probe(s) disagree with "
+                       f"finite differences along the manual gradient")
+    return v, comparisons, fd_elem, kinks, probe_notes
+
+
+# The rounding test: the weights move by this relative amount, a few times.
+_NUDGE = 2.0 ** -20
+_NUDGES = 4
+_ERRATIC = 0.25
+
+
+def _excuse_rounding(twin: Adapter, judged: Dict, manual: Dict, tape: Dict, seed: int) -> None:
+    """Decide the undecided elements (FD accepts manual and tape; only the tape separates them).
+
+    A bug is systematic: moving every weight by a relative 1e-6 moves the manual-minus-tape
+    difference by about 1e-6 of itself. Rounding amplified by cancellation (elu's a + alpha deep
+    in saturation) depends on the low bits of the values and changes erratically. Where the
+    difference changes by at least a quarter of itself under one of a few such nudges (a bug
+    would need to be 250000 times less smooth than the loss), the elements are excused as
+    rounding (and noted); otherwise they fail as before.
+    """
+    suspects = {k: entry[0].undecided for k, entry in judged.items()
+                if entry[0].undecided is not None and np.any(entry[0].undecided)}
+    if not suspects:
+        return
+    rng = np.random.default_rng(seed + 1)
+    d0 = {k: (manual[k] - tape[k])[mask] for k, mask in suspects.items()}
+    change = {k: 0.0 for k in suspects}
+    original = twin.snapshot()
+    try:
+        for _ in range(_NUDGES):
+            for var, value in zip(twin.params, original):
+                var.assign(value * (1.0 + _NUDGE * rng.standard_normal(value.shape)))
+            m, t = twin.manual(), _tape_dict(twin)
+            for k, mask in suspects.items():
+                dk = (m[k] - t[k])[mask]
+                moved = float(np.sum(np.abs(dk - d0[k])) / max(np.sum(np.abs(d0[k])), 1e-300))
+                change[k] = max(change[k], moved)
+    finally:
+        for var, value in zip(twin.params, original):
+            var.assign(value)
+    for k, mask in suspects.items():
+        if change[k] >= _ERRATIC:
+            judged[k][0].excuse_rounding(mask)
 
 
 def _empty_fd(name, shape, sigma) -> NumericalGradient:
