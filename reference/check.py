@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from . import finite_differences as fdm
 from ._adapter import Adapter, ModelError
-from .compare import (SCALE_FLOOR, TAPE_RTOL, ElementVerdict, _candidates, _fd_comparison, _ratio_text,
+from .compare import (LOSS_ULPS, SCALE_FLOOR, TAPE_RTOL, ElementVerdict, _candidates, _fd_comparison, _ratio_text,
                       _scale, assemble, classify, diagnose_layers, diagnose_tensor,
                       judge_elements)
 from .finite_differences import NumericalGradient
@@ -114,11 +114,15 @@ def _run_checks(report, adapter, twin, rtol, mode, probes, seed, independent):
     manual = twin.manual()
     tape = _tape_dict(twin)
     rtols = {k: rtol for k in adapter.keys}
-    floor = SCALE_FLOOR * max(_scale(manual[k], tape[k]) for k in adapter.keys)
     f0 = _call("model.loss(X, y)", twin.loss_value)
     if not np.isfinite(f0):
         raise ModelError(f"the loss is not finite at this X, y ({f0}); nothing can be checked.")
     eps = np.finfo(twin.dtype.as_numpy_dtype).eps
+    largest = max(_scale(manual[k], tape[k]) for k in adapter.keys)
+    floors = {k: max(SCALE_FLOOR * largest,
+                     LOSS_ULPS * eps * abs(f0) / max(1.0, float(np.max(np.abs(twin.value(k)),
+                                                                       initial=0.0))) / rtol)
+              for k in adapter.keys}
     shape = _label_shape(adapter.y)
     n_rows, n_out = int(np.shape(adapter.X)[0]), (int(shape[1]) if len(shape) == 2 else None)
     if n_out is None and hasattr(adapter.model, "layer_sizes"):
@@ -131,13 +135,13 @@ def _run_checks(report, adapter, twin, rtol, mode, probes, seed, independent):
         judged = {}
         for k in adapter.keys:
             fd = fdm.analyse(adapter.name(k), stencils[k], sigma).reshaped(adapter.shape(k))
-            v, comparisons = judge_elements(manual[k], tape[k], rtols[k], fd, floor)
+            v, comparisons = judge_elements(manual[k], tape[k], rtols[k], fd, floors[k])
             judged[k] = (v, comparisons, fd, None)
         _excuse_rounding(twin, judged, manual, tape, seed)
         for k in adapter.keys:
             v, comparisons, fd, kinks = judged[k]
             check = assemble(adapter.name(k), manual[k], tape[k], rtols[k], v, comparisons, fd,
-                             kinks, floor)
+                             kinks, floors[k])
             _diagnose(check, manual[k], tape[k], fd, rtols[k], n_rows, n_out)
             report.entries.append(check)
     else:
@@ -150,12 +154,13 @@ def _run_checks(report, adapter, twin, rtol, mode, probes, seed, independent):
         for k in adapter.keys:
             fd_probe = fdm.analyse(adapter.name(k), stencils[k], sigma)
             judged[k] = _directional_check(twin, k, adapter.name(k), manual[k], tape[k],
-                                           rtols[k], dirs[k], fd_probe, f0, sigma, rng, floor)
+                                           rtols[k], dirs[k], fd_probe, f0, sigma, rng,
+                                           floors[k])
         _excuse_rounding(twin, judged, manual, tape, seed)
         for k in adapter.keys:
             v, comparisons, fd_elem, kinks, probe_notes = judged[k]
             check = assemble(adapter.name(k), manual[k], tape[k], rtols[k], v, comparisons,
-                             fd_elem, kinks, floor)
+                             fd_elem, kinks, floors[k])
             if probe_notes and check.status != FAIL:
                 check.notes.append(probe_notes)
                 if check.status == PASS:

@@ -31,7 +31,7 @@ import numpy as np
 from .finite_differences import NumericalGradient
 from .report import FAIL, NOTES, PASS, Comparison, TensorCheck
 
-__all__ = ["TAPE_RTOL", "SCALE_FLOOR", "ElementVerdict", "classify", "judge_elements", "tensor_check", "assemble",
+__all__ = ["TAPE_RTOL", "SCALE_FLOOR", "LOSS_ULPS", "ElementVerdict", "classify", "judge_elements", "tensor_check", "assemble",
            "diagnose_tensor", "diagnose_layers"]
 
 # Relative tolerance (to the tensor's largest gradient) of manual against tape: rounding only.
@@ -42,6 +42,11 @@ TAPE_RTOL = {"float64": 1e-10, "float32": 1e-5}
 # cry wolf at rounding, while a bug of 1e-3 or more of its own size is still caught down to
 # gradients 1e-9 of the model's largest (float64).
 SCALE_FLOOR = 1e-2
+# Nor is a gradient judged finer than the loss can resolve: an error that, over a change of the
+# parameter by its own magnitude (at least 1), moves the loss by less than this many ulps of the
+# loss cannot show in any value the loss takes. It matters only where a whole model is
+# saturated and every gradient is a few ulps of the loss.
+LOSS_ULPS = 256
 
 
 @dataclass

@@ -182,6 +182,9 @@ class Batch:
     def __repr__(self):
         return f"batch_for(model, n={self.n}, input_scale={self.input_scale!r}, seed={self.seed})"
 
+    def _repr_pretty_(self, printer, cycle):  # hypothesis prints failing examples with this
+        printer.text(repr(self))
+
 
 def batch_for(model, *, n: int, input_scale: float = 1.0, seed: int = 0) -> Batch:
     """``n`` rows of inputs ``N(0, input_scale^2)`` and labels valid for the model's loss: reals
@@ -208,9 +211,13 @@ def batches(model, *, min_size: int = 1, max_size: int = 8,
     _check_bounds("min_size", min_size, "max_size", max_size)
     input_scales = _check_choices("input_scales", input_scales,
                                   lambda v: isinstance(v, (int, float)) and v > 0)
-    return st.builds(lambda n, s, seed: batch_for(model, n=n, input_scale=s, seed=seed),
-                     st.integers(min_size, max_size), st.sampled_from(input_scales),
-                     st.integers(0, 2 ** 16))
+    @st.composite
+    def draw_batch(draw):
+        return batch_for(model, n=draw(st.integers(min_size, max_size)),
+                         input_scale=draw(st.sampled_from(input_scales)),
+                         seed=draw(st.integers(0, 2 ** 16)))
+
+    return draw_batch()
 
 
 @dataclass(frozen=True, eq=False)
@@ -227,6 +234,9 @@ class Case:
 
     def __repr__(self):
         return f"Case(model={self.model!r}, batch={self.batch!r})"
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(repr(self))
 
 
 def cases(*, min_size: int = 1, max_size: int = 8,

@@ -1,5 +1,7 @@
 import os
 
+pytest_plugins = ["pytester"]
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402

@@ -1,0 +1,172 @@
+"""The pytest plugin, run the way a user runs it: pytest in a subprocess on a user's test file."""
+
+import json
+
+import pytest
+
+USER_MODEL = '''
+import numpy as np
+import tensorflow as tf
+
+
+class TwoLayer:
+    """A user's hand-written two-layer network (tanh hidden layer, mse)."""
+
+    def __init__(self, bug=None, scale=1.0):
+        rng = np.random.default_rng(0)
+        self.W1 = tf.Variable(rng.normal(size=(3, 4)))
+        self.W2 = tf.Variable(rng.normal(size=(4, 2)) * scale)
+        self.params = [self.W1, self.W2]
+        self.param_names = ["W1", "W2"]
+        self.bug = bug
+
+    def loss(self, X, y):
+        h = tf.tanh(tf.matmul(X, self.W1))
+        return tf.reduce_mean((tf.matmul(h, self.W2) - y) ** 2)
+
+    def gradients(self, X, y):
+        X = tf.constant(X)
+        h = tf.tanh(X @ self.W1)
+        d_out = 2 * (h @ self.W2 - y) / tf.cast(tf.size(y), tf.float64)
+        if self.bug == "missing_2":
+            d_out = d_out / 2
+        dz = (d_out @ tf.transpose(self.W2)) * (1 - h * h)
+        return [tf.transpose(X) @ dz, tf.transpose(h) @ d_out]
+
+
+rng = np.random.default_rng(1)
+X = rng.normal(size=(5, 3))
+y = rng.normal(size=(5, 2))
+'''
+
+
+def run(pytester, source, *args):
+    pytester.makepyfile(usermodel=USER_MODEL, test_user=source)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist", *args)
+
+
+def test_a_correct_model_passes(pytester):
+    result = run(pytester, '''
+from usermodel import TwoLayer, X, y
+
+def test_gradients(gradcheck):
+    report = gradcheck(TwoLayer(), X, y)
+    assert report.ok and report.mode == "full"
+''')
+    result.assert_outcomes(passed=1)
+
+
+def test_a_planted_bug_fails_with_the_table(pytester):
+    result = run(pytester, '''
+from usermodel import TwoLayer, X, y
+
+def test_gradients(gradcheck):
+    gradcheck(TwoLayer(bug="missing_2"), X, y)
+''')
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*GradientMismatch*",
+        "*Gradient check: FAIL*",
+        "*tensor*shape*verdict*manual~tape*",
+        "*W2*fail*",
+        "*manual = 1/2 x truth: a factor of 1/2*",
+    ])
+
+
+def test_options_reach_the_fixture(pytester):
+    result = run(pytester, '''
+from usermodel import TwoLayer, X, y
+
+def test_gradients(gradcheck):
+    report = gradcheck(TwoLayer(), X, y)
+    print("MODE", report.mode, "ENTRIES", len(report.entries))
+''', "-s", "--gradcheck-mode=directional", "--gradcheck-probes=2")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*MODE directional ENTRIES 2*"])
+
+
+def test_the_marker_runs_over_drawn_models(pytester):
+    result = run(pytester, '''
+import pytest
+
+@pytest.mark.gradcheck_models(max_examples=6, dtypes=["float64"], max_depth=2, max_size=4)
+def test_every_drawn_model(gradcheck_case, gradcheck):
+    model, X, y = gradcheck_case
+    gradcheck(model, X, y)
+    print("DRAWN", type(model).__name__, X.shape)
+''', "-s")
+    result.assert_outcomes(passed=1)
+    assert result.stdout.str().count("DRAWN MLP") >= 2
+
+
+def test_the_marker_prints_a_copy_pasteable_failing_case(pytester):
+    result = run(pytester, '''
+import pytest
+
+@pytest.mark.gradcheck_models(max_examples=20, dtypes=["float64"])
+def test_batches_are_never_single_rows(gradcheck_case):
+    model, X, y = gradcheck_case
+    assert X.shape[0] > 1
+''')
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*run_over_cases(*",
+                                 "*case=Case(model=MLP(*batch=batch_for(model, n=1, *"])
+
+
+def test_gradcheck_case_without_the_marker_is_a_usage_error(pytester):
+    result = run(pytester, '''
+def test_forgot_the_marker(gradcheck_case):
+    pass
+''')
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*add @pytest.mark.gradcheck_models*"])
+
+
+SNAPSHOT_TEST = '''
+from usermodel import TwoLayer, X, y
+
+def test_snapshot(gradcheck):
+    gradcheck.snapshot("two_layer", TwoLayer(bug={bug!r}), X, y)
+'''
+
+
+def test_snapshots_catch_a_changed_backward_pass(pytester):
+    first = run(pytester, SNAPSHOT_TEST.format(bug=None), "-W", "default")
+    first.assert_outcomes(passed=1, warnings=1)
+    path = pytester.path / "gradcheck_snapshots" / "test_user" / "two_layer.json"
+    stored = json.loads(path.read_text())
+    assert stored["format"] == 1 and list(stored["gradients"]) == ["W1", "W2"]
+    assert "pickle" not in path.read_text()
+
+    same = run(pytester, SNAPSHOT_TEST.format(bug=None))
+    same.assert_outcomes(passed=1)
+
+    changed = run(pytester, SNAPSHOT_TEST.format(bug="missing_2"))
+    changed.assert_outcomes(failed=1)
+    changed.stdout.fnmatch_lines(["*gradients differ from snapshot 'two_layer'*",
+                                  "*W1: changed by 0.5 of its largest gradient*",
+                                  "*--gradcheck-update-snapshots*"])
+
+    updated = run(pytester, SNAPSHOT_TEST.format(bug="missing_2"), "--gradcheck-update-snapshots")
+    updated.assert_outcomes(passed=1)
+    run(pytester, SNAPSHOT_TEST.format(bug="missing_2")).assert_outcomes(passed=1)
+
+
+def test_a_snapshot_of_another_model_is_refused(pytester):
+    run(pytester, SNAPSHOT_TEST.format(bug=None)).assert_outcomes(passed=1)
+    other = run(pytester, '''
+from usermodel import TwoLayer, X, y
+
+def test_snapshot(gradcheck):
+    gradcheck.snapshot("two_layer", TwoLayer(scale=2.0), X, y)
+''')
+    other.assert_outcomes(failed=1)
+    other.stdout.fnmatch_lines(["*not the ones the snapshot was taken with*"])
+
+
+@pytest.mark.parametrize("name", ["", "../escape", "a/b", ".hidden"])
+def test_snapshot_names_are_file_names(name):
+    from reference.snapshots import check_name
+
+    with pytest.raises(ValueError, match="snapshot name"):
+        check_name(name)
