@@ -1,3 +1,4 @@
+import json
 import os
 
 pytest_plugins = ["pytester"]
@@ -26,6 +27,19 @@ def record_error():
         if value > _WORST.get(dtype_name, (-1.0, ""))[0]:
             _WORST[dtype_name] = (float(value), where)
     return record
+
+
+def pytest_sessionfinish(session):
+    # Under pytest-xdist each worker hands its worst errors to the controller.
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["worst_errors"] = json.dumps(_WORST)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for kind, (value, where) in json.loads(node.workeroutput.get("worst_errors", "{}")).items():
+        if value > _WORST.get(kind, (-1.0, ""))[0]:
+            _WORST[kind] = (value, where)
 
 
 def pytest_terminal_summary(terminalreporter):
