@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) examples/run_all.py
+	$(VENV)/bin/gradcheck
 
-examples: run
+examples: $(STAMP)
+	$(PY) examples/run_all.py
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

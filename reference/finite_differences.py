@@ -198,16 +198,21 @@ def _run(adapter: Adapter, key, base: np.ndarray, n: int, make_chunk, f0: float)
     return Stencil(s, f)
 
 
-def coordinate_stencil(adapter: Adapter, key, f0: float, indices=None) -> Stencil:
+def coordinate_stencil(adapter: Adapter, key, f0: float, indices=None,
+                       exponent: Optional[int] = None) -> Stencil:
     """Stencils along the coordinates ``indices`` (flat; default all) of tensor ``key``.
 
-    The displacements recorded are the ones actually applied after rounding to the model's dtype.
+    The step is the harness's own (``power_of_two_step``) unless ``exponent`` fixes it at
+    ``2^exponent * max(1, |theta|)`` (for studying the step-size trade-off). The displacements
+    recorded are the ones actually applied after rounding to the model's dtype.
     """
     base = adapter.value(key)
     flat = base.reshape(-1)
     idx = np.arange(flat.size) if indices is None else np.asarray(indices, dtype=np.int64)
-    eps = np.finfo(adapter.dtype.as_numpy_dtype).eps
-    steps = power_of_two_step(flat[idx], eps)
+    if exponent is None:
+        steps = power_of_two_step(flat[idx], np.finfo(adapter.dtype.as_numpy_dtype).eps)
+    else:
+        steps = np.exp2(exponent + np.round(np.log2(np.maximum(1.0, np.abs(flat[idx])))))
 
     def make_chunk(start, stop):
         c = stop - start

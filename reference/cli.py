@@ -1,0 +1,439 @@
+"""gradcheck: the command line.
+
+    gradcheck [--seed N] [--mode full|directional] [--dtype D] [--examples N] [--json F] [--quiet]
+        check manual_backprop's MLP over every hidden activation x loss pairing x dtype
+    gradcheck model MODULE:FACTORY      FACTORY() returns (model, X, y) or a list of them
+    gradcheck derivative MODULE:FN [MODULE:DERIVATIVE]
+    gradcheck steps MODULE:FACTORY [--plot FILE.png]
+        finite-difference error against the step size, with the step the harness chooses
+
+Exit codes: 0 every check passes, 1 any fails, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+# The matrix of the default run: every hidden activation x these (output, loss) pairings x dtype.
+PAIRINGS = [
+    ("linear", "mse"), ("linear", "mae"), ("linear", "huber"), ("sigmoid", "mse"),
+    ("softmax", "mse"), ("sigmoid", "binary_crossentropy"), ("hard_sigmoid", "binary_crossentropy"),
+    ("linear", "binary_crossentropy_from_logits"), ("softmax", "categorical_crossentropy"),
+    ("sigmoid", "categorical_crossentropy"), ("linear", "categorical_crossentropy_from_logits"),
+    ("linear", "sparse_categorical_crossentropy_from_logits"),
+]
+
+
+class UsageError(Exception):
+    """A mistake in how gradcheck was called (exit code 2)."""
+
+
+# --- the default job: the matrix -----------------------------------------------------------------
+
+@dataclass
+class Cell:
+    hidden: str
+    output: str
+    loss: str
+    dtype: str
+    reports: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        if any(not r.ok for r in self.reports):
+            return "FAIL"
+        if any(e.status != "pass" for r in self.reports for e in r.entries):
+            return "NOTES"
+        return "PASS"
+
+    def worst(self, between: str) -> Optional[float]:
+        values = [c.relative for r in self.reports for e in r.entries for c in e.comparisons
+                  if c.between == between]
+        return max(values) if values else None
+
+    def worst_forward(self) -> Optional[float]:
+        values = [r.forward.rel_error for r in self.reports if r.forward is not None]
+        return max(values) if values else None
+
+    def to_dict(self):
+        return {"hidden": self.hidden, "output": self.output, "loss": self.loss,
+                "dtype": self.dtype, "verdict": self.verdict, "seconds": self.seconds,
+                "checks": [r.to_dict() for r in self.reports]}
+
+
+def _draw_case(cell: Cell, rng):
+    """A small random architecture and batch for a cell, from the run's seeded generator."""
+    import manual_backprop as mb
+    from .strategies import batch_for
+
+    depth = int(rng.integers(1, 3))
+    n_out = int(rng.integers(2, 4)) if cell.loss.startswith(("sparse", "categorical")) or \
+        cell.output == "softmax" else int(rng.integers(1, 4))
+    sizes = [int(rng.integers(1, 5))] + [int(rng.integers(1, 6)) for _ in range(depth)] + [n_out]
+    model = mb.MLP(sizes, [cell.hidden] * depth + [cell.output], cell.loss, dtype=cell.dtype,
+                   seed=int(rng.integers(0, 2 ** 16)),
+                   initializer=str(rng.choice(["glorot_uniform", "he_normal", "normal"])))
+    batch = batch_for(model, n=int(rng.integers(1, 7)),
+                      input_scale=float(rng.choice([0.1, 1.0, 3.0])),
+                      seed=int(rng.integers(0, 2 ** 16)))
+    return model, batch.X, batch.y
+
+
+def _cells(dtypes) -> List[Cell]:
+    import manual_backprop as mb
+
+    return [Cell(h, out, loss, d) for d in dtypes for h in mb.activation_names()
+            for out, loss in PAIRINGS]
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.1e}"
+
+
+ROW_HEADER = ("hidden", "output + loss", "dtype", "manual~tape", "manual~FD", "tape~FD",
+              "f32~f64", "forward", "verdict")
+_WIDTHS = (12, 52, 7, 11, 9, 9, 9, 9, 7)
+
+
+def _row(cells) -> str:
+    return "  ".join(str(c).ljust(w) for c, w in zip(cells, _WIDTHS)).rstrip()
+
+
+def _cell_row(cell: Cell) -> str:
+    return _row((cell.hidden, f"{cell.output} + {cell.loss}", cell.dtype,
+                 _fmt(cell.worst("manual vs tape")), _fmt(cell.worst("manual vs FD")),
+                 _fmt(cell.worst("tape vs FD")), _fmt(cell.worst("float32 vs float64")),
+                 _fmt(cell.worst_forward()), cell.verdict))
+
+
+def run_matrix(args) -> int:
+    import numpy as np
+
+    from .check import check_gradients
+
+    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
+    cells = _cells(dtypes)
+    rng = np.random.default_rng(args.seed)
+    fancy = sys.stdout.isatty() and not args.quiet
+    start = time.perf_counter()
+    if not args.quiet and not fancy:
+        print(_row(ROW_HEADER), flush=True)
+    progress = _progress(len(cells)) if fancy else None
+    try:
+        for cell in cells:
+            t0 = time.perf_counter()
+            for _ in range(args.examples):
+                model, X, y = _draw_case(cell, rng)
+                cell.reports.append(check_gradients(model, X, y, mode=args.mode, seed=args.seed))
+            cell.seconds = time.perf_counter() - t0
+            if progress is not None:
+                progress.advance(f"{cell.hidden} {cell.output}+{cell.loss} {cell.dtype}")
+            elif not args.quiet:
+                print(_cell_row(cell), flush=True)
+    finally:
+        if progress is not None:
+            progress.stop()
+    elapsed = time.perf_counter() - start
+    if fancy:
+        print(_row(ROW_HEADER))
+        for cell in cells:
+            print(_cell_row(cell))
+    failing = [c for c in cells if c.verdict == "FAIL"]
+    if args.quiet:
+        for cell in failing:
+            print(_cell_row(cell))
+    for cell in failing:
+        for report in cell.reports:
+            if not report.ok:
+                print(report)
+    notes = sum(c.verdict == "NOTES" for c in cells)
+    checks = sum(len(c.reports) for c in cells)
+    print(f"{len(cells)} cells, {checks} checks ({args.mode} mode, seed {args.seed}): "
+          f"{len(cells) - len(failing)} pass ({notes} with notes), {len(failing)} fail "
+          f"in {elapsed:.1f} s")
+    if args.json:
+        _write_json(args.json, {"command": "matrix", "seed": args.seed, "mode": args.mode,
+                                "examples": args.examples, "seconds": elapsed,
+                                "ok": not failing, "cells": [c.to_dict() for c in cells],
+                                "summary": {"cells": len(cells), "checks": checks,
+                                            "pass": len(cells) - len(failing), "notes": notes,
+                                            "fail": len(failing)}})
+    return EXIT_FAIL if failing else EXIT_OK
+
+
+class _progress:
+    """A rich progress bar on a terminal."""
+
+    def __init__(self, total):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn)
+
+        self._bar = Progress(TextColumn("{task.description:<52}"), BarColumn(),
+                             MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+        self._task = self._bar.add_task("checking", total=total)
+        self._bar.start()
+
+    def advance(self, description):
+        self._bar.update(self._task, advance=1, description=description)
+
+    def stop(self):
+        self._bar.stop()
+
+
+def _write_json(path, data):
+    try:
+        with open(path, "w") as fh:
+            json.dump(data, fh, indent=1)
+            fh.write("\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write --json file {path!r}: {exc}") from exc
+
+
+# --- user code: MODULE:NAME ------------------------------------------------------------------------
+
+def load(spec: str, what: str):
+    """The object named by ``MODULE:NAME`` (MODULE importable from the current directory)."""
+    if ":" not in spec:
+        raise UsageError(f"{what} must be MODULE:NAME, such as mymodels:make_model; got {spec!r}")
+    module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError(f"cannot import {module_name!r} for {what}: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UsageError(f"{module_name!r} has no {attr!r} (from {what} {spec!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UsageError(f"{spec} is not callable")
+    return obj
+
+
+def _cases_from(factory_spec: str):
+    factory = load(factory_spec, "FACTORY")
+    try:
+        made = factory()
+    except Exception as exc:
+        raise UsageError(f"{factory_spec}() raised {type(exc).__name__}: {exc}") from exc
+    cases = made if isinstance(made, list) else [made]
+    for i, case in enumerate(cases):
+        if not (isinstance(case, tuple) and len(case) == 3):
+            raise UsageError(f"{factory_spec}() must return (model, X, y) or a list of them; "
+                             f"item {i} is {type(case).__name__}")
+    return cases
+
+
+def run_model(args) -> int:
+    from .check import check_gradients
+
+    cases = _cases_from(args.factory)
+    start = time.perf_counter()
+    reports = []
+    for model, X, y in cases:
+        report = check_gradients(model, X, y, mode=args.mode, seed=args.seed)
+        reports.append(report)
+        if not args.quiet or not report.ok:
+            print(report)
+            print()
+    failing = sum(not r.ok for r in reports)
+    print(f"{len(reports)} model(s) from {args.factory} ({args.mode} mode): "
+          f"{len(reports) - failing} pass, {failing} fail in {time.perf_counter() - start:.1f} s")
+    if args.json:
+        _write_json(args.json, {"command": "model", "factory": args.factory, "mode": args.mode,
+                                "ok": failing == 0, "reports": [r.to_dict() for r in reports]})
+    return EXIT_FAIL if failing else EXIT_OK
+
+
+def run_derivative(args) -> int:
+    from .derivative import check_derivative
+
+    fn = load(args.fn, "FN")
+    derivative = load(args.derivative, "DERIVATIVE") if args.derivative else None
+    report = check_derivative(fn, derivative, dtype=args.dtype, kinks=args.kinks)
+    print(report)
+    if args.json:
+        _write_json(args.json, {"command": "derivative", "fn": args.fn,
+                                "derivative": args.derivative, **report.to_dict()})
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
+# --- the step-size trade-off ------------------------------------------------------------------------
+
+def step_sweep(model, X, y, exponents, *, max_elements=64, seed=0):
+    """Finite-difference error against the step: for each dtype the model comes in (its own,
+    and float64/float32 through ``astype``), the worst error of the harness's Richardson
+    estimate, relative to each tensor's largest exact gradient, at ``2^k * max(1, |theta|)``."""
+    import numpy as np
+
+    from . import finite_differences as fdm
+    from ._adapter import Adapter
+    from .tape import tape_gradients
+
+    base = Adapter(model, X, y)
+    exact_model = base.twin64().model
+    exact = [np.asarray(g.numpy(), np.float64) for g in tape_gradients(exact_model, X, y)]
+    variants = {base.dtype.name: base}
+    if callable(getattr(model, "astype", None)):
+        for d in ("float64", "float32"):
+            if d not in variants:
+                variants[d] = Adapter(model.astype(d), X, y)
+    rng = np.random.default_rng(seed)
+    picks = {k: np.sort(rng.permutation(int(np.prod(base.shape(k)) or 1))[:max_elements])
+             for k in range(len(base.params))}
+    curves, chosen = {}, {}
+    for name, adapter in sorted(variants.items()):
+        f0 = adapter.loss_value()
+        errors = []
+        for k_exp in exponents:
+            worst = 0.0
+            for key, idx in picks.items():
+                st = fdm.coordinate_stencil(adapter, key, f0, idx, exponent=k_exp)
+                est = fdm.analyse("", st, 0.0).value
+                truth = exact[key].reshape(-1)
+                scale = float(np.max(np.abs(truth))) or 1.0
+                worst = max(worst, float(np.max(np.abs(est - truth[idx]))) / scale)
+            errors.append(worst)
+        curves[name] = errors
+        eps = np.finfo(adapter.dtype.as_numpy_dtype).eps
+        chosen[name] = int(np.round(np.log2(eps ** fdm.STEP_EXPONENT)))
+    return curves, chosen
+
+
+def run_steps(args) -> int:
+    import numpy as np
+
+    cases = _cases_from(args.factory)
+    model, X, y = cases[0]
+    exponents = list(range(-40, -1))
+    curves, chosen = step_sweep(model, X, y, exponents)
+    print("finite-difference error (Richardson, worst over tensors, relative to each tensor's "
+          "largest gradient) against the step 2^k * max(1, |theta|)")
+    names = sorted(curves)
+    print("  ".join(["k".rjust(4)] + [n.rjust(10) for n in names]))
+    for i, k in enumerate(exponents):
+        marks = "".join(f"  <- {n} step" for n in names if chosen[n] == k)
+        print("  ".join([str(k).rjust(4)] + [f"{curves[n][i]:10.2e}" for n in names]) + marks)
+    if args.plot:
+        try:
+            import matplotlib
+        except ImportError:
+            print("matplotlib is not installed (pip install 'gradient-harness[plot]'): "
+                  "the table above is the result; no plot written")
+            return EXIT_OK
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        lines = {}
+        for n in names:
+            h = np.exp2(exponents)
+            lines[n], = ax.loglog(h, np.maximum(curves[n], 1e-17), marker=".", label=n)
+        top = ax.get_ylim()[1]
+        for n in names:
+            color = lines[n].get_color()
+            ax.axvline(2.0 ** chosen[n], color=color, linestyle="--", linewidth=1)
+            ax.annotate(f"harness step, {n}", (2.0 ** chosen[n], top / 3), rotation=90,
+                        color=color, fontsize=8, ha="right", va="top")
+        ax.set_xlabel("step h (relative to max(1, |theta|))")
+        ax.set_ylabel("worst error / largest gradient")
+        ax.set_title("Finite-difference error against step: truncation vs rounding")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        try:
+            fig.savefig(args.plot, dpi=110)
+        except OSError as exc:
+            raise UsageError(f"cannot write --plot file {args.plot!r}: {exc}") from exc
+        print(f"plot written to {args.plot}")
+    return EXIT_OK
+
+
+# --- the parser ----------------------------------------------------------------------------------
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _float_list(text):
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") \
+            from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--mode", choices=("full", "directional"), default="full",
+                        help="difference every element (full) or random probes (directional)")
+    common.add_argument("--seed", type=int, default=0, help="seed of every random choice (0)")
+    common.add_argument("--json", metavar="FILE", help="write the full report as JSON")
+    common.add_argument("--quiet", action="store_true", help="print failures and the summary only")
+
+    parser = argparse.ArgumentParser(
+        prog="gradcheck", parents=[common],
+        description="Check hand-written backpropagation against tf.GradientTape, finite "
+                    "differences and an independent forward. Without a command: manual_backprop's "
+                    "MLP over every hidden activation x loss pairing x dtype.",
+        epilog="exit codes: 0 all checks pass, 1 a check fails, 2 usage error")
+    parser.add_argument("--dtype", choices=("float32", "float64", "both"), default="both",
+                        help="dtypes of the matrix (both)")
+    parser.add_argument("--examples", type=_positive_int, default=2,
+                        help="random architectures per cell (2)")
+    sub = parser.add_subparsers(dest="command")
+
+    model = sub.add_parser("model", parents=[common], help="check a user's model",
+                           description="FACTORY() returns (model, X, y) or a list of them.")
+    model.add_argument("factory", metavar="MODULE:FACTORY")
+
+    deriv = sub.add_parser("derivative", parents=[common], help="check a custom derivative",
+                           description="Check DERIVATIVE (or FN's own tape gradient) against FN.")
+    deriv.add_argument("fn", metavar="MODULE:FN")
+    deriv.add_argument("derivative", metavar="MODULE:DERIVATIVE", nargs="?")
+    deriv.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    deriv.add_argument("--kinks", type=_float_list, default=[], metavar="X1,X2,...",
+                       help="points where FN has kinks, sampled with their neighbours")
+
+    steps = sub.add_parser("steps", parents=[common], help="FD error against the step size",
+                           description="The finite-difference error against the step size for "
+                                       "the first model FACTORY returns, one line per dtype.")
+    steps.add_argument("factory", metavar="MODULE:FACTORY")
+    steps.add_argument("--plot", metavar="FILE.png", help="draw the curves (needs matplotlib)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)   # exits with 2 on a usage error
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    runners = {None: run_matrix, "model": run_model, "derivative": run_derivative,
+               "steps": run_steps}
+    try:
+        return runners[args.command](args)
+    except UsageError as exc:
+        print(f"gradcheck: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

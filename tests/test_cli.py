@@ -1,0 +1,170 @@
+"""The gradcheck command line: exit codes, the JSON report, user models, the step plot."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from reference.cli import main
+
+USER_MODULE = textwrap.dedent('''
+    import numpy as np
+    import tensorflow as tf
+    import manual_backprop as mb
+
+
+    class Doubled:
+        """A user's model whose backward doubles the output-layer gradients."""
+
+        def __init__(self, model):
+            self.model, self.params, self.param_names = model, model.params, model.param_names
+
+        def loss(self, X, y):
+            return self.model.loss(X, y)
+
+        def gradients(self, X, y):
+            return [2.0 * g for g in self.model.gradients(X, y)]
+
+
+    def _batch(model, n=5, seed=0):
+        rng = np.random.default_rng(seed)
+        return rng.normal(size=(n, model.layer_sizes[0])), rng.normal(size=(n, model.layer_sizes[-1]))
+
+
+    def good():
+        model = mb.MLP([3, 4, 2], ["tanh", "linear"], "mse", dtype="float64", seed=0)
+        return (model, *_batch(model))
+
+
+    def several():
+        out = []
+        for seed, act in enumerate(["relu", "gelu", "softsign"]):
+            model = mb.MLP([2, 3, 2], [act, "linear"], "mse", dtype="float32", seed=seed)
+            out.append((model, *_batch(model, seed=seed)))
+        return out
+
+
+    def bad():
+        model = mb.MLP([3, 4, 2], ["tanh", "linear"], "mse", dtype="float64", seed=0)
+        return (Doubled(model), *_batch(model))
+
+
+    def not_a_case():
+        return 42
+
+
+    def cube(x):
+        return x ** 3
+
+
+    def cube_prime(x):
+        return 3.0 * x ** 2
+
+
+    def cube_wrong(x):
+        return 2.0 * x ** 2
+''')
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "usermodels.py").write_text(USER_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("usermodels", None)
+
+
+def test_the_matrix_passes_and_writes_its_json(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    code = main(["--dtype", "float64", "--examples", "1", "--seed", "3", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "168 cells, 168 checks (full mode, seed 3): 168 pass" in text
+    assert "relu          linear + mse" in text
+    data = json.loads(out.read_text())
+    assert data["ok"] is True and data["summary"]["fail"] == 0 and len(data["cells"]) == 168
+    cell = data["cells"][0]
+    assert {"hidden", "output", "loss", "dtype", "verdict", "checks"} <= set(cell)
+    check = cell["checks"][0]
+    assert {"ok", "mode", "entries", "forward", "diagnosis"} <= set(check)
+    assert {"name", "status", "comparisons", "worst_index", "diagnosis"} <= set(check["entries"][0])
+
+
+def test_quiet_directional_run(capsys):
+    code = main(["--dtype", "float32", "--examples", "1", "--mode", "directional", "--quiet"])
+    text = capsys.readouterr().out
+    assert code == 0 and text.strip().count("\n") == 0, text
+    assert "(directional mode, seed 0)" in text
+
+
+def test_a_users_model_through_a_factory(user_module, capsys):
+    assert main(["model", "usermodels:good"]) == 0
+    assert "Gradient check: PASS" in capsys.readouterr().out
+    out = user_module / "several.json"
+    assert main(["model", "usermodels:several", "--json", str(out), "--mode", "directional"]) == 0
+    data = json.loads(out.read_text())
+    assert data["ok"] and len(data["reports"]) == 3
+
+
+def test_a_wrong_users_model_exits_1(user_module, capsys):
+    assert main(["model", "usermodels:bad"]) == 1
+    text = capsys.readouterr().out
+    assert "Gradient check: FAIL" in text and "manual = 2 x truth: a factor of 2" in text
+    assert "1 model(s) from usermodels:bad (full mode): 0 pass, 1 fail" in text
+
+
+def test_derivatives_from_the_command_line(user_module, capsys):
+    assert main(["derivative", "usermodels:cube", "usermodels:cube_prime"]) == 0
+    assert main(["derivative", "usermodels:cube", "usermodels:cube_wrong"]) == 1
+    assert "FAIL at x =" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["model", "usermodels"], "MODULE:NAME"),
+    (["model", "nosuchmodule:f"], "cannot import 'nosuchmodule'"),
+    (["model", "usermodels:missing"], "has no 'missing'"),
+    (["model", "usermodels:not_a_case"], "must return (model, X, y) or a list of them"),
+])
+def test_usage_errors_exit_2(user_module, capsys, argv, message):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--mode", "fast"], ["--examples", "0"], ["frobnicate"],
+                                  ["derivative"]])
+def test_bad_arguments_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+
+
+def test_the_step_plot_is_a_png(user_module, capsys):
+    png = user_module / "steps.png"
+    assert main(["steps", "usermodels:good", "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<- float64 step" in text and "<- float32 step" in text
+
+
+def test_the_step_curve_is_v_shaped(user_module):
+    """Truncation error falls with the step and rounding error grows as it shrinks: the harness's
+    step sits near the bottom of the float64 curve, far below both ends."""
+    from reference.cli import step_sweep
+    import usermodels
+
+    model, X, y = usermodels.good()
+    exponents = list(range(-40, -1))
+    curves, chosen = step_sweep(model, X, y, exponents)
+    f64 = curves["float64"]
+    at = f64[exponents.index(chosen["float64"])]
+    assert at < 1e-9 and at < f64[0] / 1e3 and at < f64[-1] / 1e3
+    assert min(curves["float32"]) > min(f64) * 1e3
+
+
+def test_python_dash_m_reference():
+    proc = subprocess.run([sys.executable, "-m", "reference", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "exit codes: 0 all checks pass" in proc.stdout
