@@ -49,6 +49,8 @@ class Loss:
         bounded to ``[0, 1]``).
       fused: output-activation name -> the loss on that activation's logits, used by the model
         in place of this loss for built-in activations.
+      fused_gradient: for a loss on logits, ``fused_gradient(y, z, a)``: dL/dz given the output
+        ``a`` of the activation it fuses with, already computed by the forward pass.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Loss:
     params: Mapping[str, float] = field(default_factory=dict)
     probabilities: bool = False
     fused: Mapping[str, "Loss"] = field(default_factory=dict, repr=False)
+    fused_gradient: Optional[Callable] = field(default=None, repr=False)
     builtin: bool = field(default=False, repr=False)
 
     def __post_init__(self):
@@ -172,6 +175,11 @@ def _bce_logits_g(y, z):
     return ((1.0 - y) * tf.math.sigmoid(z) - y * tf.math.sigmoid(-z)) / _count(z)
 
 
+def _bce_fused_g(y, z, a):
+    """(a - y) / (N*D) with a = sigmoid(z) from the forward pass, in the same stable form"""
+    return ((1.0 - y) * a - y * tf.math.sigmoid(-z)) / _count(z)
+
+
 def _make_cce(epsilon):
     def fn(y, p):
         """mean over N of -sum_k y_k log q_k, q = clip(p, eps, 1 - eps)"""
@@ -197,6 +205,11 @@ def _cce_logits(y, z):
 def _cce_logits_g(y, z):
     """(softmax(z) - y) / N"""
     return (tf.nn.softmax(z, axis=-1) - y) / _rows(z)
+
+
+def _cce_fused_g(y, z, a):
+    """(a - y) / N with a = softmax(z) from the forward pass"""
+    return (a - y) / _rows(z)
 
 
 def _sparse_cce_logits(y, z):
@@ -234,9 +247,11 @@ def _build(name, **params):
         delta = _positive(name, "delta", params.get("delta", 1.0))
         return Loss(name, *_make_huber(delta), params={"delta": delta}, builtin=True)
     if name == "binary_crossentropy_from_logits":
-        return Loss(name, _bce_logits, _bce_logits_g, labels="binary", builtin=True)
+        return Loss(name, _bce_logits, _bce_logits_g, labels="binary",
+                    fused_gradient=_bce_fused_g, builtin=True)
     if name == "categorical_crossentropy_from_logits":
-        return Loss(name, _cce_logits, _cce_logits_g, labels="categorical", builtin=True)
+        return Loss(name, _cce_logits, _cce_logits_g, labels="categorical",
+                    fused_gradient=_cce_fused_g, builtin=True)
     if name in _ON_PROBABILITIES:
         make, labels, activation = _ON_PROBABILITIES[name]
         eps = _positive(name, "epsilon", params.get("epsilon", _EPSILON))

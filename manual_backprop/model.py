@@ -211,24 +211,31 @@ class MLP:
             return self._fused.fn(y, z_out)
         return self.loss_function.fn(y, a_out)
 
-    def _backward(self, cache, y):
-        """(parameter gradients aligned with params, dL/dX)."""
+    def _backward(self, cache, y, with_input: bool = False):
+        """(parameter gradients aligned with params, dL/dX or None).
+
+        dL/dX costs one more matmul as large as the first layer's, so it is computed only when
+        asked for.
+        """
         _, z, a = cache[-1]
         if self._fused is not None:
-            dz = self._fused.gradient(y, z)
+            dz = self._fused.fused_gradient(y, z, a)
         else:
             dz = self.activations[-1].backward(z, a, self.loss_function.gradient(y, a))
         grads = [None] * len(self.params)
+        dX = None
         for l in range(len(self.activations) - 1, -1, -1):
             a_prev = cache[l][0]
             W = self.params[2 * l]
             grads[2 * l] = tf.matmul(a_prev, dz, transpose_a=True)
             grads[2 * l + 1] = tf.reduce_sum(dz, axis=0)
-            da_prev = tf.matmul(dz, W, transpose_b=True)
             if l > 0:
                 _, z_prev, a_prev_out = cache[l - 1]
+                da_prev = tf.matmul(dz, W, transpose_b=True)
                 dz = self.activations[l - 1].backward(z_prev, a_prev_out, da_prev)
-        return grads, da_prev
+            elif with_input:
+                dX = tf.matmul(dz, W, transpose_b=True)
+        return grads, dX
 
     # --- the public protocol ----------------------------------------------------------------
 
@@ -249,14 +256,14 @@ class MLP:
     def input_gradient(self, X, y) -> tf.Tensor:
         """Hand-written ``dL/dX``, shape ``(N, layer_sizes[0])``."""
         X, y = self._inputs_and_labels(X, y)
-        return self._backward(self._forward_all(X), y)[1]
+        return self._backward(self._forward_all(X), y, with_input=True)[1]
 
     def loss_and_gradients(self, X, y):
-        """``(loss, gradients, dL/dX)`` from one forward and one backward pass."""
+        """``(loss, gradients)`` from one forward and one backward pass (what a training step
+        needs; ``input_gradient`` gives dL/dX)."""
         X, y = self._inputs_and_labels(X, y)
         cache = self._forward_all(X)
-        grads, dX = self._backward(cache, y)
-        return self._loss_from_cache(cache, y), grads, dX
+        return self._loss_from_cache(cache, y), self._backward(cache, y)[0]
 
     def batched_loss(self, X, y, replacements) -> tf.Tensor:
         """The loss at K variants of the model at once, shape ``(K,)``.

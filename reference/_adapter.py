@@ -128,6 +128,15 @@ class Adapter:
     def loss_value(self) -> float:
         return float(self.model.loss(self.X, self.y))
 
+    @property
+    def batched(self) -> bool:
+        return callable(getattr(self.model, "batched_loss", None))
+
+    def evaluate_many(self, stacks: Dict) -> np.ndarray:
+        """Losses with every tensor in ``stacks`` replaced, row by row (all stacks have the same
+        number of rows K): needs ``batched_loss``."""
+        return np.asarray(self.model.batched_loss(self.X, self.y, stacks), dtype=np.float64)
+
     def evaluate(self, key, stack: np.ndarray) -> np.ndarray:
         """Losses with the tensor ``key`` replaced by each of the K values in ``stack``
         (shape ``(K, *shape)``), as float64. The model is left exactly as it was."""

@@ -129,8 +129,8 @@ def _run_checks(report, adapter, twin, rtol, mode, probes, seed, independent):
         n_out = int(adapter.model.layer_sizes[-1])
 
     if mode == "full":
-        stencils = {k: _call("model.loss during finite differences", fdm.coordinate_stencil,
-                             twin, k, f0) for k in adapter.keys}
+        stencils = _call("model.loss during finite differences", fdm.coordinate_stencils,
+                         twin, adapter.keys, f0)
         sigma = fdm.pooled_noise(list(stencils.values()), f0, eps)
         judged = {}
         for k in adapter.keys:

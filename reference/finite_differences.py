@@ -198,6 +198,62 @@ def _run(adapter: Adapter, key, base: np.ndarray, n: int, make_chunk, f0: float)
     return Stencil(s, f)
 
 
+def _coordinate_plan(adapter: Adapter, key, indices=None, exponent: Optional[int] = None):
+    """(base, indices, steps) of the coordinates to difference in tensor ``key``."""
+    base = adapter.value(key)
+    flat = base.reshape(-1)
+    idx = np.arange(flat.size) if indices is None else np.asarray(indices, dtype=np.int64)
+    if exponent is None:
+        steps = power_of_two_step(flat[idx], np.finfo(adapter.dtype.as_numpy_dtype).eps)
+    else:
+        steps = np.exp2(exponent + np.round(np.log2(np.maximum(1.0, np.abs(flat[idx])))))
+    return base, idx, steps
+
+
+def _perturbed(adapter: Adapter, flat, idx, steps):
+    """Rows ``flat`` with one coordinate moved per row (4 rows per coordinate, by _OFFSETS), and
+    the displacements actually applied after rounding to the model's dtype, shape (n, 4)."""
+    cols = np.repeat(idx, 4)
+    stack = np.tile(flat, (cols.size, 1))
+    moved = adapter.cast(flat[cols] + (steps[:, None] * _OFFSETS).reshape(-1))
+    stack[np.arange(cols.size), cols] = moved
+    return stack, (moved - flat[cols]).reshape(idx.size, 4)
+
+
+def coordinate_stencils(adapter: Adapter, keys, f0: float):
+    """Stencils along every coordinate of every tensor in ``keys``, as a dict.
+
+    A model with ``batched_loss`` gets every perturbation of every tensor in one batched call
+    when they fit in memory together (each row moves one coordinate of one tensor and keeps the
+    rest at its value); otherwise one tensor at a time.
+    """
+    plans = {k: _coordinate_plan(adapter, k) for k in keys}
+    rows = sum(4 * plan[1].size for plan in plans.values())
+    width = sum(plan[0].size for plan in plans.values())
+    if not (adapter.batched and rows * width <= _BUDGET and rows <= 8192):
+        return {k: coordinate_stencil(adapter, k, f0) for k in keys}
+    stacks, disps, offset = {}, {}, 0
+    for k, (base, idx, steps) in plans.items():
+        flat = base.reshape(-1)
+        block, disps[k] = _perturbed(adapter, flat, idx, steps)
+        full = np.tile(flat, (rows, 1))
+        full[offset:offset + block.shape[0]] = block
+        stacks[k] = full.reshape((rows,) + base.shape)
+        offset += block.shape[0]
+    values = adapter.evaluate_many(stacks)
+    out, offset = {}, 0
+    for k, (base, idx, steps) in plans.items():
+        n = idx.size
+        f = np.empty((n, 5))
+        s = np.empty((n, 5))
+        f[:, 2], s[:, 2] = f0, 0.0
+        f[:, [0, 1, 3, 4]] = values[offset:offset + 4 * n].reshape(n, 4)
+        s[:, [0, 1, 3, 4]] = disps[k]
+        out[k] = Stencil(s, f)
+        offset += 4 * n
+    return out
+
+
 def coordinate_stencil(adapter: Adapter, key, f0: float, indices=None,
                        exponent: Optional[int] = None) -> Stencil:
     """Stencils along the coordinates ``indices`` (flat; default all) of tensor ``key``.
@@ -206,22 +262,11 @@ def coordinate_stencil(adapter: Adapter, key, f0: float, indices=None,
     ``2^exponent * max(1, |theta|)`` (for studying the step-size trade-off). The displacements
     recorded are the ones actually applied after rounding to the model's dtype.
     """
-    base = adapter.value(key)
+    base, idx, steps = _coordinate_plan(adapter, key, indices, exponent)
     flat = base.reshape(-1)
-    idx = np.arange(flat.size) if indices is None else np.asarray(indices, dtype=np.int64)
-    if exponent is None:
-        steps = power_of_two_step(flat[idx], np.finfo(adapter.dtype.as_numpy_dtype).eps)
-    else:
-        steps = np.exp2(exponent + np.round(np.log2(np.maximum(1.0, np.abs(flat[idx])))))
 
     def make_chunk(start, stop):
-        c = stop - start
-        cols = np.repeat(idx[start:stop], 4)
-        rows = np.arange(4 * c)
-        stack = np.tile(flat, (4 * c, 1))
-        moved = adapter.cast(flat[cols] + (steps[start:stop, None] * _OFFSETS).reshape(-1))
-        stack[rows, cols] = moved
-        return stack, (moved - flat[cols]).reshape(c, 4)
+        return _perturbed(adapter, flat, idx[start:stop], steps[start:stop])
 
     return _run(adapter, key, base, idx.size, make_chunk, f0)
 
@@ -262,8 +307,8 @@ def numerical_gradients(model, X, y, *, include_input: bool = False) -> List[Num
     adapter = Adapter(model, X, y, include_input=include_input).twin64()
     f0 = adapter.loss_value()
     eps = np.finfo(adapter.dtype.as_numpy_dtype).eps
-    stencils = [coordinate_stencil(adapter, key, f0) for key in adapter.keys]
-    sigma = pooled_noise(stencils, f0, eps)
-    return [analyse(adapter.name(key), st, sigma).reshaped(adapter.shape(key))
-            for key, st in zip(adapter.keys, stencils)]
+    stencils = coordinate_stencils(adapter, adapter.keys, f0)
+    sigma = pooled_noise(list(stencils.values()), f0, eps)
+    return [analyse(adapter.name(key), stencils[key], sigma).reshaped(adapter.shape(key))
+            for key in adapter.keys]
 

@@ -109,9 +109,11 @@ def test_gradients_are_aligned_and_named():
     assert [tuple(p.shape) for p in model.params] == [(3, 5), (5,), (5, 2), (2,)]
     assert all(isinstance(p, tf.Variable) for p in model.params)
     X, y = batch(model, 4, 0)
-    loss, grads, dX = model.loss_and_gradients(X, y)
+    loss, grads = model.loss_and_gradients(X, y)
     assert [tuple(g.shape) for g in grads] == [(3, 5), (5,), (5, 2), (2,)]
-    assert tuple(dX.shape) == (4, 3) and loss.shape == ()
+    assert loss.shape == () and tuple(model.input_gradient(X, y).shape) == (4, 3)
+    for a, b in zip(grads, model.gradients(X, y)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_seeded_weights_are_reproducible_and_biases_start_at_zero():

@@ -1,0 +1,301 @@
+"""Speed and accuracy, side by side with the tools people use today, measured in one process.
+
+    python benchmarks/bench.py            (make bench)
+    python benchmarks/bench.py --quick    fewer repetitions, for a smoke run
+
+Every timing is the median of several runs, ours and the peer's interleaved, reported with the
+ratio against the peer measured in the same process. Four sections:
+
+1. a full check (tape, finite differences of every parameter, independent forward) of the MLP
+   [8, 16, 16, 3] (tanh, softmax + categorical cross-entropy, batch 32, float64) against
+   ``tf.test.compute_gradient`` on the same loss and parameters, with both finite-difference
+   errors against the exact gradient;
+2. directional mode on MLPs of about 10k, 100k and 1M parameters, and whether an error of 1e-3
+   relative planted in one tensor is caught;
+3. the hand-written forward + backward against ``tf.GradientTape`` on the same model, eager and
+   under ``tf.function``, small and large;
+4. how the full check's cost grows with the parameter count (a table, and a plot when
+   matplotlib is installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import manual_backprop as mb  # noqa: E402
+from reference import check_gradients, numerical_gradients, tape_gradients  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+            f"TensorFlow {tf.__version__}, NumPy {np.__version__}")
+
+
+def interleaved(functions: dict, runs: int, warmup: int = 1) -> dict:
+    """Median seconds of each function, calls interleaved so that drift hits all alike."""
+    for _ in range(warmup):
+        for fn in functions.values():
+            fn()
+    times = {name: [] for name in functions}
+    for _ in range(runs):
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def table(headers, rows) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                     + [line(r) for r in rows])
+
+
+def batch_for(model, n, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, model.layer_sizes[0]))
+    d = model.layer_sizes[-1]
+    if model.loss_function.labels == "categorical":
+        y = np.eye(d)[rng.integers(0, d, size=n)]
+    else:
+        y = rng.normal(size=(n, d))
+    return X, y
+
+
+# --- 1. a full check against tf.test.compute_gradient -------------------------------------------
+
+def full_check(runs: int) -> dict:
+    model = mb.MLP([8, 16, 16, 3], ["tanh", "tanh", "softmax"], "categorical_crossentropy",
+                   dtype="float64", seed=0)
+    X, y = batch_for(model, 32)
+    Xt, yt = tf.constant(X), tf.constant(y)
+
+    def loss(W1, b1, W2, b2, W3, b3):   # the same loss, for the peer
+        a = tf.tanh(Xt @ W1 + b1)
+        a = tf.tanh(a @ W2 + b2)
+        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=yt, logits=a @ W3 + b3))
+
+    params = [p.numpy() for p in model.params]
+    assert abs(float(loss(*params)) - float(model.loss(X, y))) < 1e-12
+    peer_result = {}
+
+    def peer():
+        peer_result["jacobians"] = tf.test.compute_gradient(loss, params)
+
+    medians = interleaved({
+        "ours: check_gradients, parameters": lambda: check_gradients(model, X, y,
+                                                                     include_input=False),
+        "ours: check_gradients, parameters and dL/dX": lambda: check_gradients(model, X, y),
+        "peer: tf.test.compute_gradient": peer,
+    }, runs)
+    report = check_gradients(model, X, y)
+    exact = [g.numpy() for g in tape_gradients(model, X, y)]
+    ours = numerical_gradients(model, X, y)
+    _, numeric = peer_result["jacobians"]
+    ours_err = max(float(np.max(np.abs(a.value - e)) / np.max(np.abs(e)))
+                   for a, e in zip(ours, exact))
+    peer_err = max(float(np.max(np.abs(n.reshape(e.shape) - e)) / np.max(np.abs(e)))
+                   for n, e in zip(numeric, exact))
+    peer_time = medians["peer: tf.test.compute_gradient"]
+    rows = [(name, f"{t * 1e3:.1f} ms", f"{peer_time / t:.1f}x") for name, t in medians.items()]
+    return {"verdict_ok": report.ok, "medians_s": medians, "fd_error_ours": ours_err,
+            "fd_error_peer": peer_err, "accuracy_ratio": peer_err / ours_err,
+            "speedup_parameters": peer_time / medians["ours: check_gradients, parameters"],
+            "text": table(("check", "median", "peer time / ours"), rows)
+            + f"\n\nFD error against the exact gradient (worst tensor, relative to its largest "
+              f"gradient): ours {ours_err:.2e}, peer {peer_err:.2e}, "
+              f"{peer_err / ours_err:.0f}x smaller; verdict ok: {report.ok}"}
+
+
+# --- 2. directional mode at scale ----------------------------------------------------------------
+
+class Planted:
+    """A correct model with one tensor's gradient off by 1e-3 relative."""
+
+    def __init__(self, model, index, factor=1.001):
+        self.model, self.index, self.factor = model, index, factor
+        self.params, self.param_names = model.params, model.param_names
+        self.layer_sizes, self.activations = model.layer_sizes, model.activations
+        self.loss_function, self.fused = model.loss_function, model.fused
+
+    def astype(self, dtype):
+        return Planted(self.model.astype(dtype), self.index, self.factor)
+
+    def loss(self, X, y):
+        return self.model.loss(X, y)
+
+    def gradients(self, X, y):
+        grads = self.model.gradients(X, y)
+        grads[self.index] = grads[self.index] * self.factor
+        return grads
+
+    def input_gradient(self, X, y):
+        return self.model.input_gradient(X, y)
+
+    def batched_loss(self, X, y, replacements):
+        return self.model.batched_loss(X, y, replacements)
+
+
+SCALES = [("10k", [50, 100, 50, 1]), ("100k", [250, 300, 100, 1]), ("1M", [1000, 800, 250, 1])]
+
+
+def scale(runs: int) -> dict:
+    rows, out = [], {}
+    for label, sizes in SCALES:
+        model = mb.MLP(sizes, ["tanh", "tanh", "linear"], "mse", dtype="float32", seed=0)
+        X, y = batch_for(model, 32)
+        planted = Planted(model, 2)           # W2, the largest tensor but one
+        medians = interleaved({"correct": lambda: check_gradients(model, X, y,
+                                                                   mode="directional"),
+                               "planted": lambda: check_gradients(planted, X, y,
+                                                                   mode="directional")},
+                              runs)
+        ok = check_gradients(model, X, y, mode="directional")
+        caught = check_gradients(planted, X, y, mode="directional")
+        failing = [e.name for e in caught.failing]
+        out[label] = {"params": model.n_params, "seconds": medians["correct"],
+                      "seconds_planted": medians["planted"], "correct_passes": ok.ok,
+                      "planted_caught": not caught.ok, "failing": failing}
+        rows.append((label, f"{model.n_params:,}", str(sizes), f"{medians['correct']:.2f} s",
+                     "yes" if ok.ok else "NO", "yes" if not caught.ok else "NO",
+                     ", ".join(failing) or "-"))
+    return {"models": out, "text": table(
+        ("model", "parameters", "layer sizes", "directional check", "correct passes",
+         "1e-3 error in W2 caught", "failing tensors"), rows)}
+
+
+# --- 3. hand-written forward + backward against the tape -------------------------------------------
+
+def backprop_speed(runs: int) -> dict:
+    rows, out = [], {}
+    for label, sizes, n in [("small", [8, 16, 16, 3], 32), ("large", [1000, 800, 250, 10], 256)]:
+        model = mb.MLP(sizes, ["tanh", "tanh", "softmax"], "categorical_crossentropy",
+                       dtype="float32", seed=0)
+        X, y = batch_for(model, n)
+        Xt, yt = tf.constant(X, tf.float32), tf.constant(y, tf.float32)
+
+        def manual_eager():
+            return model.loss_and_gradients(X, y)
+
+        def tape_eager():
+            with tf.GradientTape() as tape:
+                loss = model.loss(X, y)
+            return loss, tape.gradient(loss, model.params)
+
+        @tf.function
+        def manual_graph(Xb, yb):
+            cache = model._forward_all(Xb)
+            return model._loss_from_cache(cache, yb), model._backward(cache, yb)[0]
+
+        @tf.function
+        def tape_graph(Xb, yb):
+            with tf.GradientTape() as tape:
+                loss = model._loss_from_cache(model._forward_all(Xb), yb)
+            return loss, tape.gradient(loss, model.params)
+
+        medians = interleaved({"manual eager": manual_eager, "tape eager": tape_eager,
+                               "manual tf.function": lambda: manual_graph(Xt, yt),
+                               "tape tf.function": lambda: tape_graph(Xt, yt)}, runs, warmup=2)
+        out[label] = medians
+        for mode in ("eager", "tf.function"):
+            ours, peer = medians[f"manual {mode}"], medians[f"tape {mode}"]
+            rows.append((label, f"{model.n_params:,}", f"batch {n}", mode,
+                         f"{ours * 1e3:.2f} ms", f"{peer * 1e3:.2f} ms", f"{peer / ours:.2f}x"))
+    return {"medians_s": out, "text": table(
+        ("model", "parameters", "batch", "mode", "hand-written", "GradientTape",
+         "tape time / ours"), rows)}
+
+
+# --- 4. cost growth -------------------------------------------------------------------------------
+
+def growth(runs: int) -> dict:
+    rows, points = [], []
+    for width in (4, 8, 16, 32, 64, 128):
+        model = mb.MLP([8, width, width, 3], ["tanh", "tanh", "softmax"],
+                       "categorical_crossentropy", dtype="float64", seed=0)
+        X, y = batch_for(model, 32)
+        medians = interleaved({"full": lambda: check_gradients(model, X, y, include_input=False),
+                               "directional": lambda: check_gradients(model, X, y,
+                                                                      mode="directional",
+                                                                      include_input=False)},
+                              runs)
+        points.append((model.n_params, medians["full"], medians["directional"]))
+        rows.append((f"[8, {width}, {width}, 3]", f"{model.n_params:,}",
+                     f"{medians['full'] * 1e3:.0f} ms",
+                     f"{medians['full'] / model.n_params * 1e6:.0f} us",
+                     f"{medians['directional'] * 1e3:.0f} ms"))
+    plot = None
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        p = [pt[0] for pt in points]
+        ax.loglog(p, [pt[1] for pt in points], marker="o", label="full")
+        ax.loglog(p, [pt[2] for pt in points], marker="s", label="directional")
+        ax.set_xlabel("parameters")
+        ax.set_ylabel("median seconds per check")
+        ax.set_title("Cost of a check against model size")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        plot = HERE / "cost_growth.png"
+        fig.savefig(plot, dpi=100)
+    except ImportError:
+        pass
+    return {"points": points, "plot": None if plot is None else str(plot.name),
+            "text": table(("model", "parameters", "full check", "per parameter",
+                           "directional check"), rows)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--json", default=str(HERE / "results.json"),
+                        help="where to write the numbers (benchmarks/results.json)")
+    args = parser.parse_args(argv)
+    runs = 3 if args.quick else 7
+    results = {"machine": machine(), "runs": runs}
+    print(f"machine: {results['machine']}\nmedians of {runs} interleaved runs\n")
+    for key, title, fn in [
+        ("full_check", "1. Full check vs tf.test.compute_gradient", full_check),
+        ("scale", "2. Directional mode at scale (float32, batch 32)", scale),
+        ("backprop", "3. Hand-written forward+backward vs GradientTape (float32)", backprop_speed),
+        ("growth", "4. Cost growth of a check (float64, batch 32)", growth),
+    ]:
+        start = time.perf_counter()
+        results[key] = fn(runs)
+        print(f"## {title}\n\n{results[key]['text']}\n\n({time.perf_counter() - start:.0f} s)\n",
+              flush=True)
+    with open(args.json, "w") as fh:
+        json.dump({k: ({kk: vv for kk, vv in v.items() if kk != "text"}
+                       if isinstance(v, dict) else v) for k, v in results.items()}, fh, indent=1,
+                  default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
