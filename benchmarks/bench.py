@@ -52,8 +52,9 @@ def machine() -> str:
             f"TensorFlow {tf.__version__}, NumPy {np.__version__}")
 
 
-def interleaved(functions: dict, runs: int, warmup: int = 1) -> dict:
-    """Median seconds of each function, calls interleaved so that drift hits all alike."""
+def interleaved(functions: dict, runs: int, warmup: int = 1, repeat: int = 1) -> dict:
+    """Median seconds of each function (per call, over ``repeat`` calls in a row), the runs of
+    the functions interleaved so that drift hits all alike."""
     for _ in range(warmup):
         for fn in functions.values():
             fn()
@@ -61,8 +62,9 @@ def interleaved(functions: dict, runs: int, warmup: int = 1) -> dict:
     for _ in range(runs):
         for name, fn in functions.items():
             start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(repeat):
+                fn()
+            times[name].append((time.perf_counter() - start) / repeat)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -217,7 +219,8 @@ def backprop_speed(runs: int) -> dict:
 
         medians = interleaved({"manual eager": manual_eager, "tape eager": tape_eager,
                                "manual tf.function": lambda: manual_graph(Xt, yt),
-                               "tape tf.function": lambda: tape_graph(Xt, yt)}, runs, warmup=2)
+                               "tape tf.function": lambda: tape_graph(Xt, yt)},
+                              runs=3 * runs, warmup=3, repeat=20 if label == "small" else 3)
         out[label] = medians
         for mode in ("eager", "tf.function"):
             ours, peer = medians[f"manual {mode}"], medians[f"tape {mode}"]

@@ -97,12 +97,18 @@ _ROWS_AND_UNITS = (-2, -1)
 
 
 def _count(t):
-    """Number of elements of one (N, D) batch of ``t`` in its own dtype (the N*D of a mean)."""
+    """Number of elements of one (N, D) batch of ``t`` in its own dtype (the N*D of a mean); a
+    Python number when the shape is static, so a traced graph carries no shape ops for it."""
+    n, d = t.shape[-2], t.shape[-1]
+    if n is not None and d is not None:
+        return float(n * d)
     return tf.cast(tf.reduce_prod(tf.shape(t)[-2:]), t.dtype)
 
 
 def _rows(t):
     """Number of rows of one (N, D) batch of ``t`` in its own dtype (the N of a batch-mean)."""
+    if t.shape[-2] is not None:
+        return float(t.shape[-2])
     return tf.cast(tf.shape(t)[-2], t.dtype)
 
 
