@@ -9,9 +9,9 @@ import tensorflow as tf
 
 from . import finite_differences as fdm
 from ._adapter import Adapter, ModelError
-from .compare import (LOSS_ULPS, SCALE_FLOOR, TAPE_RTOL, ElementVerdict, _candidates, _fd_comparison, _ratio_text,
-                      _scale, assemble, classify, diagnose_layers, diagnose_tensor,
-                      judge_elements)
+from .compare import (LOSS_ULPS, SCALE_FLOOR, TAPE_RTOL, ElementVerdict, _candidates,
+                      _fd_comparison, _ratio_text, _scale, assemble, classify, diagnose_layers,
+                      diagnose_tensor, judge_elements)
 from .finite_differences import NumericalGradient
 from .independent import FORWARD_RTOL, describable, independent_loss
 from .report import (FAIL, NOTES, PASS, Comparison, ForwardCheck, GradientMismatch,

@@ -31,8 +31,8 @@ import numpy as np
 from .finite_differences import NumericalGradient
 from .report import FAIL, NOTES, PASS, Comparison, TensorCheck
 
-__all__ = ["TAPE_RTOL", "SCALE_FLOOR", "LOSS_ULPS", "ElementVerdict", "classify", "judge_elements", "tensor_check", "assemble",
-           "diagnose_tensor", "diagnose_layers"]
+__all__ = ["TAPE_RTOL", "SCALE_FLOOR", "LOSS_ULPS", "ElementVerdict", "classify", "judge_elements",
+           "assemble", "diagnose_tensor", "diagnose_layers"]
 
 # Relative tolerance (to the tensor's largest gradient) of manual against tape: rounding only.
 TAPE_RTOL = {"float64": 1e-10, "float32": 1e-5}
@@ -122,13 +122,6 @@ def judge_elements(m: np.ndarray, t: np.ndarray, rtol: float, fd: Optional[Numer
         comparisons.append(_fd_comparison("manual vs FD", m, fd, v.fd_ok_manual, rtol * scale, scale))
         comparisons.append(_fd_comparison("tape vs FD", t, fd, v.fd_ok_tape, rtol * scale, scale))
     return v, comparisons
-
-
-def tensor_check(name: str, m: np.ndarray, t: np.ndarray, rtol: float,
-                 fd: Optional[NumericalGradient]) -> TensorCheck:
-    """The verdict on one tensor from its manual and tape gradients and elementwise FD."""
-    v, comparisons = judge_elements(m, t, rtol, fd)
-    return assemble(name, m, t, rtol, v, comparisons, fd)
 
 
 def assemble(name: str, m: np.ndarray, t: np.ndarray, rtol: float, v: ElementVerdict,

@@ -8,7 +8,8 @@ float64 twin when it has one). From those five values:
 - central differences ``D(h)`` and ``D(h/2)``, and their Richardson extrapolation
   ``R = D(h/2) + (D(h/2) - D(h)) / 3``, the reported value (error O(h^4));
 - its error estimate: ``TRUNCATION_SAFETY * |D(h/2) - D(h)|`` (a generous bound on what
-  Richardson leaves, even with a kink inside the step but not at theta) plus ``ROUNDING_SIGMAS`` standard deviations of rounding noise propagated into ``R``;
+  Richardson leaves, even with a kink inside the step but not at theta) plus
+  ``ROUNDING_SIGMAS`` standard deviations of rounding noise propagated into ``R``;
 - the rounding noise of one loss evaluation, ``sigma_f``, pooled over every coordinate of the
   check from the fourth differences ``f(h) - 4 f(h/2) + 6 f(0) - 4 f(-h/2) + f(-h)``, which for a
   smooth loss are pure noise (a robust quantile, so kinks among them do not inflate it);

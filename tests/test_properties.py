@@ -1,14 +1,13 @@
 """The property suite: random models and batches, judged by every witness."""
 
 import numpy as np
-import pytest
 import tensorflow as tf
 from hypothesis import given, note
 from hypothesis import strategies as st
 
 import manual_backprop as mb
 from reference import check_gradients
-from reference.strategies import activations, batches, cases, loss_pairings, models
+from reference.strategies import activations, cases, loss_pairings
 
 
 @given(case=cases())
