@@ -128,6 +128,10 @@ def check_derivative(fn, derivative: Optional[Callable] = None, *, dtype: str = 
     """
     if hasattr(fn, "fn") and hasattr(fn, "derivative") and derivative is None:
         name = name or getattr(fn, "name", None)
+        if fn.derivative is None:
+            raise ValueError(f"activation {name!r} is not elementwise (it has a vector-Jacobian "
+                             f"product, not a derivative); check it inside a model with "
+                             f"check_gradients.")
         derivative = fn.derivative
         fn = fn.fn
     if not callable(fn):

@@ -89,3 +89,5 @@ def test_bad_arguments():
         check_derivative(tf.sin, tf.cos, dtype="float16")
     with pytest.raises(ValueError, match="elementwise"):
         check_derivative(lambda x: tf.reduce_sum(x) * tf.ones((2,), x.dtype), tf.ones_like)
+    with pytest.raises(ValueError, match="'softmax' is not elementwise"):
+        check_derivative(mb.get_activation("softmax"))
