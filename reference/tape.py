@@ -28,4 +28,7 @@ def tape_gradients(model, X, y, *, include_input: bool = False) -> List[tf.Tenso
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(sources)
         loss = model.loss(Xt, y)
+    if tf.rank(loss) != 0:
+        raise ValueError(f"model.loss(X, y) must return a scalar (the batch mean); got shape "
+                         f"{tuple(loss.shape)}.")
     return tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)

@@ -355,6 +355,18 @@ def test_protocol_errors_are_reported(how, message):
         assert_gradients_match(model, X, y)
 
 
+def test_a_loss_that_is_not_a_scalar_is_reported():
+    class RowLosses(Broken):
+        def loss(self, X, y):
+            X, y = self.base._inputs_and_labels(X, y)
+            return tf.reduce_mean(tf.square(self.base._forward_all(X)[-1][2] - y), axis=1)
+
+    model = RowLosses("nan")
+    X, y = revealing_batch(model)
+    report = check_gradients(model, X, y)
+    assert not report.ok and "must return a scalar (the batch mean); got shape (8,)" in report.error
+
+
 def test_non_finite_gradients_fail_with_a_diagnosis():
     model = Broken("nan")
     X, y = revealing_batch(model)
