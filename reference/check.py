@@ -120,8 +120,8 @@ def _run_checks(report, adapter, twin, rtol, mode, probes, seed, independent):
     eps = np.finfo(twin.dtype.as_numpy_dtype).eps
     largest = max(_scale(manual[k], tape[k]) for k in adapter.keys)
     floors = {k: max(SCALE_FLOOR * largest,
-                     LOSS_ULPS * eps * abs(f0) / max(1.0, float(np.max(np.abs(twin.value(k)),
-                                                                       initial=0.0))) / rtol)
+                     LOSS_ULPS * eps * max(abs(f0), 1.0)
+                     / max(1.0, float(np.max(np.abs(twin.value(k)), initial=0.0))) / rtol)
               for k in adapter.keys}
     shape = _label_shape(adapter.y)
     n_rows, n_out = int(np.shape(adapter.X)[0]), (int(shape[1]) if len(shape) == 2 else None)

@@ -44,8 +44,9 @@ TAPE_RTOL = {"float64": 1e-10, "float32": 1e-5}
 SCALE_FLOOR = 1e-2
 # Nor is a gradient judged finer than the loss can resolve: an error that, over a change of the
 # parameter by its own magnitude (at least 1), moves the loss by less than this many ulps of the
-# loss cannot show in any value the loss takes. It matters only where a whole model is
-# saturated and every gradient is a few ulps of the loss.
+# loss (of 1 for a loss below 1, since a batch-mean loss near 0 is the cancellation of O(1) terms,
+# such as logsumexp(z) - z_y, and is rounded on their scale) cannot show in any value the loss
+# takes. It matters only where a whole model is saturated and every gradient is a few ulps.
 LOSS_ULPS = 256
 
 
