@@ -8,13 +8,14 @@
 Nothing in this package uses tf.GradientTape: it is the thing under test.
 """
 
-from .activations import Activation, activation_names, get_activation
-from .losses import Loss, get_loss, loss_names
+from .activations import ACTIVATIONS, Activation, ActivationRecord, activation_names, get_activation
+from .losses import LOSSES, Loss, LossRecord, get_loss, loss_names
 from .model import INITIALIZERS, MLP
 from .optimizers import SGD, Adam, Momentum, Optimizer
 
 __all__ = [
     "MLP", "Activation", "Loss", "get_activation", "get_loss", "activation_names", "loss_names",
     "Optimizer", "SGD", "Momentum", "Adam", "INITIALIZERS",
+    "ACTIVATIONS", "LOSSES", "ActivationRecord", "LossRecord",
 ]
 __version__ = "0.1.0"

@@ -5,6 +5,11 @@ returns ``da/dz`` elementwise, in ``z``'s float dtype, written in terms of whate
 pass already holds (``a`` where that is cheaper and exact). An activation that is not elementwise
 (softmax) supplies ``vjp(z, a, g)`` instead: the vector-Jacobian product ``g @ (da/dz)`` row-wise.
 
+The catalogue is one :class:`ActivationRecord` per activation (``ACTIVATIONS``): forward and
+derivative, TensorFlow's convention at its kinks, its output range, its parameters, and the
+independent form, written from other ``tf.nn``/``tf.math`` primitives, that ``reference``
+rebuilds a network from. Adding an activation is one record (plus its tests).
+
 At points where a function is not differentiable, the derivative follows TensorFlow's convention,
 so that ``tf.GradientTape`` over ``fn`` agrees exactly:
 
@@ -19,13 +24,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional
+from types import MappingProxyType
+from typing import Callable, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
-from ._catalogue import catalogue_call, number, passthrough, resolve
+from ._catalogue import (Param, catalogue_call, check_record, defaults, merged_params,
+                         passthrough, resolve)
 
-__all__ = ["Activation", "get_activation", "activation_names", "SELU_LAMBDA", "SELU_ALPHA"]
+__all__ = ["Activation", "ActivationRecord", "ACTIVATIONS", "get_activation", "activation_names",
+           "SELU_LAMBDA", "SELU_ALPHA"]
 
 # The constants of TensorFlow's selu kernel, rounded to float64.
 SELU_LAMBDA = 1.0507009873554805
@@ -79,6 +87,11 @@ class Activation:
     def elementwise(self) -> bool:
         return self.derivative is not None
 
+    @property
+    def record(self) -> Optional["ActivationRecord"]:
+        """The catalogue record this activation was built from (None for a user's own)."""
+        return ACTIVATIONS.get(self.name) if self.builtin else None
+
     def __call__(self, z: tf.Tensor) -> tf.Tensor:
         return self.fn(z)
 
@@ -93,7 +106,8 @@ class Activation:
         """A short, copy-pasteable description: the name alone for a catalogue activation with
         its default parameters, else ``get_activation('elu', alpha=0.5)``."""
         if self.builtin:
-            return catalogue_call("get_activation", self.name, self.params, _REGISTRY[self.name][1])
+            return catalogue_call("get_activation", self.name, self.params,
+                                  defaults(ACTIVATIONS[self.name]))
         return f"<Activation {self.name!r}>"
 
     def __repr__(self) -> str:
@@ -102,7 +116,50 @@ class Activation:
         return f"Activation({self.name!r}, fn={self.fn!r}, derivative={self.derivative!r})"
 
 
-# --- the catalogue: forward, then its derivative, one pair per activation -------------------
+@dataclass(frozen=True)
+class ActivationRecord:
+    """Everything known about one catalogue activation, in one place.
+
+    Args:
+      name: the registry name.
+      build: ``build(**params) -> (fn, derivative, vjp)``; ``derivative`` is None for an
+        activation that is not elementwise, ``vjp`` None for one that is.
+      output_range: ``(low, high)`` bounds of the output.
+      kinks: ``kinks(**params) -> {z: da/dz at z}``: where the activation is not differentiable,
+        and the value the derivative takes there (TensorFlow's convention, so the tape agrees).
+      independent: ``independent(z, **params) -> a``, the same function written from other
+        ``tf.nn``/``tf.math`` primitives, exact in float64: what ``reference`` rebuilds a network
+        from to check a forward that the backward may mirror.
+      params: name -> :class:`Param` (default and the values property tests draw).
+      aliases: other names ``get_activation`` accepts.
+    """
+
+    name: str
+    build: Callable[..., Tuple]
+    output_range: Tuple[float, float]
+    kinks: Callable[..., Mapping[float, float]]
+    independent: Callable[..., tf.Tensor]
+    params: Mapping[str, Param] = field(default_factory=dict)
+    aliases: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        check_record("activation", self, ("build", "kinks", "independent"))
+        low_high = self.output_range
+        if not (isinstance(low_high, tuple) and len(low_high) == 2 and low_high[0] < low_high[1]):
+            raise TypeError(f"activation record {self.name!r}: output_range must be a (low, high) "
+                            f"tuple with low < high; got {low_high!r}.")
+
+
+def _elementwise(fn, derivative):
+    """``build`` for an activation without parameters."""
+    return lambda: (fn, derivative, None)
+
+
+def _no_kinks(**params):
+    return {}
+
+
+# --- the catalogue: forward, then its derivative, then the record ---------------------------
 
 def _linear(z):
     return tf.identity(z)
@@ -131,6 +188,11 @@ def _tanh_d(z, a):
     return 1.0 - a * a
 
 
+def _tanh_independent(z):
+    t = tf.math.expm1(-2.0 * tf.abs(z))          # tanh|z| = -t / (t + 2), exact near 0 and inf
+    return tf.sign(z) * (-t / (t + 2.0))
+
+
 def _relu(z):
     return tf.nn.relu(z)
 
@@ -150,7 +212,11 @@ def _make_leaky_relu(alpha):
         """leaky_relu'(z) = 1 if z > 0 else alpha; leaky_relu'(0) = alpha"""
         return tf.where(z > 0, tf.ones_like(z), alpha * tf.ones_like(z))
 
-    return fn, derivative
+    return fn, derivative, None
+
+
+def _leaky_relu_independent(z, alpha):
+    return tf.maximum(z, alpha * z) if alpha <= 1 else tf.minimum(z, alpha * z)
 
 
 def _make_elu(alpha):
@@ -162,7 +228,7 @@ def _make_elu(alpha):
         """elu'(z) = 1 if z > 0 else a + alpha; elu'(0) = alpha"""
         return tf.where(z > 0, tf.ones_like(z), a + alpha)
 
-    return fn, derivative
+    return fn, derivative, None
 
 
 def _selu(z):
@@ -250,31 +316,53 @@ def _softmax_vjp(z, a, g):
 
 
 _UNIT = (0.0, 1.0)
-_REAL = (-math.inf, math.inf)  # bounds only matter for the probability check
+_REAL = (-math.inf, math.inf)
 
-# name -> (factory(**params) -> (fn, derivative, vjp), default params, output_range)
-_REGISTRY = {
-    "linear": (lambda: (_linear, _linear_d, None), {}, _REAL),
-    "sigmoid": (lambda: (_sigmoid, _sigmoid_d, None), {}, _UNIT),
-    "tanh": (lambda: (_tanh, _tanh_d, None), {}, (-1.0, 1.0)),
-    "relu": (lambda: (_relu, _relu_d, None), {}, (0.0, math.inf)),
-    "leaky_relu": (lambda alpha: (*_make_leaky_relu(alpha), None), {"alpha": 0.2}, _REAL),
-    "elu": (lambda alpha: (*_make_elu(alpha), None), {"alpha": 1.0}, _REAL),
-    "selu": (lambda: (_selu, _selu_d, None), {}, _REAL),
-    "gelu": (lambda: (_gelu, _gelu_d, None), {}, _REAL),
-    "gelu_tanh": (lambda: (_gelu_tanh, _gelu_tanh_d, None), {}, _REAL),
-    "softplus": (lambda: (_softplus, _softplus_d, None), {}, (0.0, math.inf)),
-    "swish": (lambda: (_swish, _swish_d, None), {}, _REAL),
-    "softsign": (lambda: (_softsign, _softsign_d, None), {}, (-1.0, 1.0)),
-    "hard_sigmoid": (lambda: (_hard_sigmoid, _hard_sigmoid_d, None), {}, _UNIT),
-    "softmax": (lambda: (_softmax, None, _softmax_vjp), {}, _UNIT),
-}
-_ALIASES = {"silu": "swish", "identity": "linear"}
+_RECORDS = [
+    ActivationRecord("linear", _elementwise(_linear, _linear_d), _REAL, _no_kinks,
+                     independent=lambda z: z, aliases=("identity",)),
+    ActivationRecord("sigmoid", _elementwise(_sigmoid, _sigmoid_d), _UNIT, _no_kinks,
+                     independent=lambda z: 0.5 * (1.0 + tf.math.tanh(0.5 * z))),
+    ActivationRecord("tanh", _elementwise(_tanh, _tanh_d), (-1.0, 1.0), _no_kinks,
+                     independent=_tanh_independent),
+    ActivationRecord("relu", _elementwise(_relu, _relu_d), (0.0, math.inf),
+                     kinks=lambda: {0.0: 0.0}, independent=lambda z: tf.maximum(z, 0.0)),
+    ActivationRecord("leaky_relu", _make_leaky_relu, _REAL,
+                     kinks=lambda alpha: {0.0: alpha}, independent=_leaky_relu_independent,
+                     params={"alpha": Param(0.2, examples=(0.01, 0.1, 0.3))}),
+    ActivationRecord("elu", _make_elu, _REAL, kinks=lambda alpha: {0.0: alpha},
+                     independent=lambda z, alpha: tf.where(
+                         z > 0, z, alpha * tf.nn.elu(tf.minimum(z, 0.0))),
+                     params={"alpha": Param(1.0, examples=(0.5, 1.0, 1.7))}),
+    ActivationRecord("selu", _elementwise(_selu, _selu_d), _REAL,
+                     kinks=lambda: {0.0: SELU_LAMBDA}, independent=tf.nn.selu),
+    ActivationRecord("gelu", _elementwise(_gelu, _gelu_d), _REAL, _no_kinks,
+                     independent=lambda z: 0.5 * z * tf.math.erfc(-z / math.sqrt(2.0))),
+    ActivationRecord("gelu_tanh", _elementwise(_gelu_tanh, _gelu_tanh_d), _REAL, _no_kinks,
+                     independent=lambda z: 0.5 * z * (1.0 + tf.math.tanh(
+                         math.sqrt(2.0 / math.pi) * z * (1.0 + 0.044715 * tf.square(z))))),
+    ActivationRecord("softplus", _elementwise(_softplus, _softplus_d), (0.0, math.inf),
+                     _no_kinks, independent=lambda z: tf.maximum(z, 0.0)
+                     + tf.math.log1p(tf.exp(-tf.abs(z)))),
+    ActivationRecord("swish", _elementwise(_swish, _swish_d), _REAL, _no_kinks,
+                     independent=tf.nn.silu, aliases=("silu",)),
+    ActivationRecord("softsign", _elementwise(_softsign, _softsign_d), (-1.0, 1.0), _no_kinks,
+                     independent=lambda z: z / (1.0 + tf.abs(z))),
+    ActivationRecord("hard_sigmoid", _elementwise(_hard_sigmoid, _hard_sigmoid_d), _UNIT,
+                     kinks=lambda: {-3.0: 0.0, 3.0: 0.0},
+                     independent=lambda z: tf.clip_by_value(z / 6.0 + 0.5, 0.0, 1.0)),
+    ActivationRecord("softmax", lambda: (_softmax, None, _softmax_vjp), _UNIT, _no_kinks,
+                     independent=lambda z: tf.exp(
+                         z - tf.reduce_logsumexp(z, axis=-1, keepdims=True))),
+]
+
+# name -> record, in catalogue order; read-only.
+ACTIVATIONS: Mapping[str, ActivationRecord] = MappingProxyType({r.name: r for r in _RECORDS})
 
 
 def activation_names() -> tuple:
     """The registry's names, in catalogue order (aliases: ``silu``, ``identity``)."""
-    return tuple(_REGISTRY)
+    return tuple(ACTIVATIONS)
 
 
 def get_activation(name, **params) -> Activation:
@@ -285,10 +373,9 @@ def get_activation(name, **params) -> Activation:
     """
     if isinstance(name, Activation):
         return passthrough("activation", name, params)
-    key = resolve("activation", name, params, cls=Activation, names=_REGISTRY, aliases=_ALIASES,
-                  param_names=lambda k: _REGISTRY[k][1])
-    factory, defaults, output_range = _REGISTRY[key]
-    merged = {p: number("activation", key, p, v) for p, v in {**defaults, **params}.items()}
-    fn, derivative, vjp = factory(**merged)
-    return Activation(key, fn, derivative, vjp=vjp, params=merged, output_range=output_range,
-                      builtin=True)
+    key = resolve("activation", name, params, cls=Activation, records=ACTIVATIONS)
+    record = ACTIVATIONS[key]
+    merged = merged_params("activation", record, params)
+    fn, derivative, vjp = record.build(**merged)
+    return Activation(key, fn, derivative, vjp=vjp, params=merged,
+                      output_range=record.output_range, builtin=True)

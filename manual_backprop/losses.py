@@ -15,18 +15,25 @@ never clip: they go through log-sigmoid / log-softmax and stay finite for logits
 Fused pairings: a sigmoid output with ``binary_crossentropy``, and a softmax output with
 ``categorical_crossentropy``, are computed by the model from the logits (``fused`` below), with
 output gradient ``(a - y)/(N*D)`` and ``(a - y)/N`` respectively.
+
+The catalogue is one :class:`LossRecord` per loss (``LOSSES``): loss and gradient, the labels it
+takes, its kinks, its parameters, the output activations it pairs with, its fused form, and the
+independent form, written from other ``tf.nn``/``tf.math`` primitives, that ``reference``
+recomputes a network's loss with. Adding a loss is one record (plus its tests).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional
+from types import MappingProxyType
+from typing import Callable, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from ._catalogue import catalogue_call, number, passthrough, resolve
+from ._catalogue import (Param, catalogue_call, check_record, defaults, merged_params,
+                         passthrough, resolve)
 
-__all__ = ["Loss", "get_loss", "loss_names", "LABEL_KINDS"]
+__all__ = ["Loss", "LossRecord", "LOSSES", "get_loss", "loss_names", "LABEL_KINDS"]
 
 LABEL_KINDS = ("real", "binary", "categorical", "sparse")
 _EPSILON = 1e-7
@@ -81,7 +88,7 @@ class Loss:
         """A short, copy-pasteable description: the name alone for a catalogue loss with its
         default parameters, else ``get_loss('huber', delta=0.5)``."""
         if self.builtin:
-            return catalogue_call("get_loss", self.name, self.params, _build(self.name).params)
+            return catalogue_call("get_loss", self.name, self.params, defaults(LOSSES[self.name]))
         return f"<Loss {self.name!r}>"
 
     def __repr__(self) -> str:
@@ -231,55 +238,159 @@ def _sparse_cce_logits_g(y, z):
     return (tf.nn.softmax(z, axis=-1) - onehot) / _rows(z)
 
 
-def _positive(name, pname, value):
-    return number("loss", name, pname, value, positive=True)
+# --- the independent forms: the same losses from other primitives, for reference -----------
+
+def _clipped(p, epsilon):
+    return tf.clip_by_value(p, epsilon, 1.0 - epsilon)
 
 
-# Losses on probabilities: name -> (maker(epsilon), label kind, the output activation they fuse
-# with, computing from its logits through the loss named f"{name}_from_logits").
-_ON_PROBABILITIES = {
-    "binary_crossentropy": (_make_bce, "binary", "sigmoid"),
-    "categorical_crossentropy": (_make_cce, "categorical", "softmax"),
-}
+def _mse_independent(y, p):
+    return tf.reduce_mean(tf.math.squared_difference(p, y))
 
 
-def _build(name, **params):
-    """The catalogue: name -> Loss (a fresh object each call)."""
-    if name == "mse":
-        return Loss(name, _mse, _mse_g, builtin=True)
-    if name == "mae":
-        return Loss(name, _mae, _mae_g, builtin=True)
-    if name == "huber":
-        delta = _positive(name, "delta", params.get("delta", 1.0))
-        return Loss(name, *_make_huber(delta), params={"delta": delta}, builtin=True)
-    if name == "binary_crossentropy_from_logits":
-        return Loss(name, _bce_logits, _bce_logits_g, labels="binary",
-                    fused_gradient=_bce_fused_g, builtin=True)
-    if name == "categorical_crossentropy_from_logits":
-        return Loss(name, _cce_logits, _cce_logits_g, labels="categorical",
-                    fused_gradient=_cce_fused_g, builtin=True)
-    if name in _ON_PROBABILITIES:
-        make, labels, activation = _ON_PROBABILITIES[name]
-        eps = _positive(name, "epsilon", params.get("epsilon", _EPSILON))
-        return Loss(name, *make(eps), labels=labels, params={"epsilon": eps}, probabilities=True,
-                    builtin=True, fused={activation: _build(f"{name}_from_logits")})
-    if name == "sparse_categorical_crossentropy_from_logits":
-        return Loss(name, _sparse_cce_logits, _sparse_cce_logits_g, labels="sparse", builtin=True)
-    raise AssertionError(name)  # unreachable: get_loss checks the name first
+def _mae_independent(y, p):
+    return tf.reduce_mean(tf.abs(y - p))
 
 
-_PARAMS = {
-    "mse": (), "mae": (), "huber": ("delta",),
-    "binary_crossentropy": ("epsilon",), "binary_crossentropy_from_logits": (),
-    "categorical_crossentropy": ("epsilon",), "categorical_crossentropy_from_logits": (),
-    "sparse_categorical_crossentropy_from_logits": (),
-}
-_ALIASES = {"mean_squared_error": "mse", "mean_absolute_error": "mae"}
+def _huber_independent(y, p, delta):
+    r = tf.abs(p - y)
+    quad = tf.minimum(r, delta)
+    return tf.reduce_mean(0.5 * tf.square(quad) + delta * (r - quad))
+
+
+def _bce_independent(y, p, epsilon):
+    q = _clipped(p, epsilon)
+    return -tf.reduce_mean(y * tf.math.log(q) + (1.0 - y) * tf.math.log1p(-q))
+
+
+def _bce_logits_independent(y, z):
+    return -tf.reduce_mean(y * tf.math.log_sigmoid(z) + (1.0 - y) * tf.math.log_sigmoid(-z))
+
+
+def _cce_independent(y, p, epsilon):
+    return -tf.reduce_mean(tf.reduce_sum(y * tf.math.log(_clipped(p, epsilon)), axis=-1))
+
+
+def _cce_logits_independent(y, z):
+    return -tf.reduce_mean(tf.reduce_sum(y * tf.nn.log_softmax(z, axis=-1), axis=-1))
+
+
+def _sparse_logits_independent(y, z):
+    picked = tf.gather(tf.nn.log_softmax(z, axis=-1), tf.cast(y, tf.int32), axis=-1, batch_dims=1)
+    return -tf.reduce_mean(picked)
+
+
+# --- the records ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LossRecord:
+    """Everything known about one catalogue loss, in one place.
+
+    Args:
+      name: the registry name.
+      build: ``build(**params) -> (fn, gradient)``.
+      labels: the kind of labels it takes (one of ``LABEL_KINDS``).
+      kinks: ``kinks(**params) -> [(y_true, y_pred), ...]``: single-element points where the
+        loss is not differentiable; the gradient there follows TensorFlow's tape.
+      independent: ``independent(y_true, y_pred, **params) -> scalar``, the batch-mean loss
+        written from other ``tf.nn``/``tf.math`` primitives (``y_true`` as float64, or int class
+        indices for sparse labels): what ``reference`` recomputes a network's loss with.
+      matrix_outputs: the output activations ``gradcheck``'s matrix pairs this loss with.
+      params: name -> :class:`Param` (default and the values property tests draw).
+      outputs: the output activations it may follow (None: any); losses on probabilities need
+        an output in [0, 1].
+      probabilities: True when ``y_pred`` must be a probability.
+      fuses: ``(activation, logits loss)``: after that output activation, the model computes
+        this loss from the logits through the named loss on logits.
+      fused_gradient: for a loss on logits, ``fused_gradient(y, z, a)``: dL/dz given the output
+        ``a`` of the activation it fuses with, already computed by the forward pass.
+      aliases: other names ``get_loss`` accepts.
+    """
+
+    name: str
+    build: Callable[..., Tuple]
+    labels: str
+    kinks: Callable[..., Sequence[Tuple[float, float]]]
+    independent: Callable[..., tf.Tensor]
+    matrix_outputs: Tuple[str, ...]
+    params: Mapping[str, Param] = field(default_factory=dict)
+    outputs: Optional[Tuple[str, ...]] = None
+    probabilities: bool = False
+    fuses: Optional[Tuple[str, str]] = None
+    fused_gradient: Optional[Callable] = None
+    aliases: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        check_record("loss", self, ("build", "kinks", "independent"))
+        if self.labels not in LABEL_KINDS:
+            raise TypeError(f"loss record {self.name!r}: labels must be one of {LABEL_KINDS}; "
+                            f"got {self.labels!r}.")
+        for what, names in (("matrix_outputs", self.matrix_outputs),
+                            ("outputs", self.outputs or ("any",))):
+            if not (isinstance(names, tuple) and names and all(isinstance(n, str) for n in names)):
+                raise TypeError(f"loss record {self.name!r}: {what} must be a non-empty tuple of "
+                                f"activation names; got {names!r}.")
+        if self.probabilities != (self.outputs is not None):
+            raise TypeError(f"loss record {self.name!r}: a loss on probabilities lists the "
+                            f"outputs it may follow (outputs), and only such a loss does.")
+
+
+def _fixed(fn, gradient):
+    """``build`` for a loss without parameters."""
+    return lambda: (fn, gradient)
+
+
+def _no_kinks(**params):
+    return ()
+
+
+def _clip_edges(epsilon):
+    """Where a probability loss's clipping starts: p = epsilon and p = 1 - epsilon."""
+    return ((0.3, epsilon), (0.3, 1.0 - epsilon))
+
+
+def _clip_edges_one_class(epsilon):
+    """The clipping edges of a categorical loss on a single class (whose label is 1)."""
+    return ((1.0, epsilon), (1.0, 1.0 - epsilon))
+
+
+_EPSILON_PARAM = {"epsilon": Param(_EPSILON, positive=True)}
+
+_RECORDS = [
+    LossRecord("mse", _fixed(_mse, _mse_g), "real", _no_kinks, _mse_independent,
+               matrix_outputs=("linear", "sigmoid", "softmax"), aliases=("mean_squared_error",)),
+    LossRecord("mae", _fixed(_mae, _mae_g), "real", kinks=lambda: ((0.5, 0.5),),
+               independent=_mae_independent, matrix_outputs=("linear",),
+               aliases=("mean_absolute_error",)),
+    LossRecord("huber", _make_huber, "real", kinks=_no_kinks,    # C1 at |r| = delta
+               independent=_huber_independent, matrix_outputs=("linear",),
+               params={"delta": Param(1.0, examples=(0.1, 0.5, 1.0, 3.0), positive=True)}),
+    LossRecord("binary_crossentropy", _make_bce, "binary", _clip_edges, _bce_independent,
+               matrix_outputs=("sigmoid", "hard_sigmoid"), params=_EPSILON_PARAM,
+               outputs=("sigmoid", "hard_sigmoid", "softmax"), probabilities=True,
+               fuses=("sigmoid", "binary_crossentropy_from_logits")),
+    LossRecord("binary_crossentropy_from_logits", _fixed(_bce_logits, _bce_logits_g), "binary",
+               _no_kinks, _bce_logits_independent, matrix_outputs=("linear",),
+               fused_gradient=_bce_fused_g),
+    LossRecord("categorical_crossentropy", _make_cce, "categorical", _clip_edges_one_class,
+               _cce_independent, matrix_outputs=("softmax", "sigmoid"), params=_EPSILON_PARAM,
+               outputs=("softmax", "sigmoid"), probabilities=True,
+               fuses=("softmax", "categorical_crossentropy_from_logits")),
+    LossRecord("categorical_crossentropy_from_logits", _fixed(_cce_logits, _cce_logits_g),
+               "categorical", _no_kinks, _cce_logits_independent, matrix_outputs=("linear",),
+               fused_gradient=_cce_fused_g),
+    LossRecord("sparse_categorical_crossentropy_from_logits",
+               _fixed(_sparse_cce_logits, _sparse_cce_logits_g), "sparse", _no_kinks,
+               _sparse_logits_independent, matrix_outputs=("linear",)),
+]
+
+# name -> record, in catalogue order; read-only.
+LOSSES: Mapping[str, LossRecord] = MappingProxyType({r.name: r for r in _RECORDS})
 
 
 def loss_names() -> tuple:
     """The registry's names (aliases: ``mean_squared_error``, ``mean_absolute_error``)."""
-    return tuple(_PARAMS)
+    return tuple(LOSSES)
 
 
 def get_loss(name, **params) -> Loss:
@@ -291,6 +402,14 @@ def get_loss(name, **params) -> Loss:
     """
     if isinstance(name, Loss):
         return passthrough("loss", name, params)
-    key = resolve("loss", name, params, cls=Loss, names=_PARAMS, aliases=_ALIASES,
-                  param_names=_PARAMS.get)
-    return _build(key, **params)
+    key = resolve("loss", name, params, cls=Loss, records=LOSSES)
+    record = LOSSES[key]
+    merged = merged_params("loss", record, params)
+    fn, gradient = record.build(**merged)
+    fused = {}
+    if record.fuses is not None:
+        activation, logits_loss = record.fuses
+        fused = {activation: get_loss(logits_loss)}
+    return Loss(key, fn, gradient, labels=record.labels, params=merged,
+                probabilities=record.probabilities, fused=fused,
+                fused_gradient=record.fused_gradient, builtin=True)

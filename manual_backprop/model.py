@@ -13,6 +13,7 @@ and ``dL/dX = da_0``. Nothing here uses ``tf.GradientTape`` or any automatic dif
 
 from __future__ import annotations
 
+import numbers
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -60,8 +61,12 @@ class MLP:
       weight_scale: multiplies the initial weights (large values saturate the network, which is
         what a gradient check should also see).
 
-    The model protocol that ``reference`` judges: ``params``, ``loss(X, y)``, ``gradients(X, y)``,
-    plus ``param_names``, ``input_gradient(X, y)`` and ``forward(X)``.
+    It implements every part of the model protocol that ``reference`` judges
+    (``reference.GradientModel``): the required ``params``, ``loss(X, y)`` and
+    ``gradients(X, y)``; the optional ``param_names``, ``input_gradient(X, y)``,
+    ``astype(dtype)`` and ``batched_loss(X, y, replacements)``; and ``layer_sizes``,
+    ``activations``, ``loss_function`` and ``fused``, from which ``reference`` rebuilds the
+    network's loss independently.
     """
 
     def __init__(self, layer_sizes: Sequence[int], activations, loss, *, dtype="float32",
@@ -81,9 +86,11 @@ class MLP:
         self.activations = tuple(get_activation(a) for a in activations)
         self.loss_function: Loss = get_loss(loss)
         self.dtype = canonical_dtype(dtype)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or seed < 0):
-            raise TypeError(f"seed must be a non-negative integer or None; got {seed!r}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be a non-negative integer or None; got {seed!r} of type "
+                            f"{type(seed).__name__}.")
+        if seed is not None and seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}.")
         self.seed = seed
         if initializer not in INITIALIZERS:
             raise ValueError(f"Unknown initializer {initializer!r}. Valid names: "

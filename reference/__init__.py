@@ -7,21 +7,70 @@
     check_derivative(fn, derivative)               # an elementwise custom derivative
 
 A model is any object with ``params`` (tf.Variables), ``loss(X, y)`` written in TF ops and
-``gradients(X, y)`` (hand-written, aligned with params); see ``reference._adapter`` for the
-optional parts. Three witnesses judge it: tf.GradientTape, finite differences in float64, and,
+``gradients(X, y)`` (hand-written, aligned with params): see :class:`GradientModel` for the
+whole protocol. Three witnesses judge it: tf.GradientTape, finite differences in float64, and,
 for catalogue models, the same network rebuilt from tf.nn/tf.math primitives.
+
+``reference.strategies`` holds the hypothesis strategies. Everything else is internal (the
+``_``-prefixed modules): ``_core`` (evidence and policy), ``_checks`` (the check functions and
+their passes), ``_catalogue`` (what knows manual_backprop), and the plugin, CLI and snapshots.
+The names below are imported on first use, so ``import reference`` costs nothing until a check
+runs.
 """
 
-from .check import MODES, assert_gradients_match, check_gradients
-from .compare import TAPE_RTOL
-from .derivative import DerivativeReport, check_derivative
-from .finite_differences import NumericalGradient, numerical_gradients
-from .report import (Comparison, ForwardCheck, GradientMismatch, GradientReport, TensorCheck)
-from .tape import tape_gradients
+from __future__ import annotations
 
-__all__ = [
-    "check_gradients", "assert_gradients_match", "GradientMismatch", "check_derivative",
-    "tape_gradients", "numerical_gradients",
-    "GradientReport", "TensorCheck", "ForwardCheck", "Comparison", "DerivativeReport",
-    "NumericalGradient", "TAPE_RTOL", "MODES",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+# public name -> the internal module that defines it
+_EXPORTS = {
+    "check_gradients": "._checks.gradients",
+    "assert_gradients_match": "._checks.gradients",
+    "MODES": "._checks.gradients",
+    "check_derivative": "._checks.derivative",
+    "DerivativeReport": "._checks.derivative",
+    "tape_gradients": "._core.tape",
+    "numerical_gradients": "._core.fd",
+    "NumericalGradient": "._core.fd",
+    "TAPE_RTOL": "._core.policy",
+    "GradientModel": "._core.protocol",
+    "GradientMismatch": "._core.report",
+    "GradientReport": "._core.report",
+    "TensorCheck": "._core.report",
+    "ElementVerdict": "._core.report",
+    "ForwardCheck": "._core.report",
+    "Comparison": "._core.report",
+    "Between": "._core.report",
+    "Status": "._core.report",
+    "Note": "._core.report",
+    "NoteCode": "._core.report",
+    "Diagnosis": "._core.report",
+    "Finding": "._core.report",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'reference' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._checks.derivative import DerivativeReport, check_derivative
+    from ._checks.gradients import MODES, assert_gradients_match, check_gradients
+    from ._core.fd import NumericalGradient, numerical_gradients
+    from ._core.policy import TAPE_RTOL
+    from ._core.protocol import GradientModel
+    from ._core.report import (Between, Comparison, Diagnosis, ElementVerdict, Finding,
+                               ForwardCheck, GradientMismatch, GradientReport, Note, NoteCode,
+                               Status, TensorCheck)
+    from ._core.tape import tape_gradients

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from reference.cli import main
+from reference._cli import main
 
 USER_MODULE = textwrap.dedent('''
     import numpy as np
@@ -152,7 +152,7 @@ def test_the_step_plot_is_a_png(user_module, capsys):
 def test_the_step_curve_is_v_shaped(user_module):
     """Truncation error falls with the step and rounding error grows as it shrinks: the harness's
     step sits near the bottom of the float64 curve, far below both ends."""
-    from reference.cli import step_sweep
+    from reference._checks.steps import step_sweep
     import usermodels
 
     model, X, y = usermodels.good()

@@ -9,8 +9,8 @@ import tensorflow as tf
 import manual_backprop as mb
 from _helpers import labels_for, rel_err
 from mutants import MUTANTS, HandBackprop, build, revealing_batch
-from reference import (GradientMismatch, assert_gradients_match, check_gradients,
-                       numerical_gradients, tape_gradients)
+from reference import (GradientMismatch, NoteCode, Status, assert_gradients_match,
+                       check_gradients, numerical_gradients, tape_gradients)
 
 MODES = ["full", "directional"]
 
@@ -374,15 +374,44 @@ def test_non_finite_gradients_fail_with_a_diagnosis():
     assert not report.ok and "non-finite value(s) in the manual gradient" in str(report)
 
 
-def test_arguments_are_checked():
+BAD_ARGUMENTS = [
+    ({"mode": "fast"}, ValueError, "mode must be one of 'full', 'directional'; got 'fast'"),
+    ({"probes": 0}, ValueError, "probes must be a positive integer, such as 3; got 0"),
+    ({"probes": 2.0}, TypeError, "probes must be a positive integer, such as 3; got 2.0"),
+    ({"probes": True}, TypeError, "probes must be a positive integer"),
+    ({"rtol": -1.0}, ValueError, "rtol must be a positive finite number, such as 1e-6; got -1.0"),
+    ({"rtol": 0}, ValueError, "rtol must be a positive finite number"),
+    ({"rtol": float("inf")}, ValueError, "rtol must be a positive finite number, such as 1e-6; "
+                                         "got inf"),
+    ({"rtol": float("nan")}, ValueError, "rtol must be a positive finite number"),
+    ({"rtol": True}, TypeError, "rtol must be a positive finite number, such as 1e-6; got True"),
+    ({"rtol": "1e-6"}, TypeError, "rtol must be a positive finite number"),
+    ({"rtol": {"float64": float("inf")}}, ValueError, "rtol\\['float64'\\] must be a positive"),
+    ({"rtol": {"float16": 1e-3}}, ValueError, "rtol's keys must be dtype names"),
+    ({"seed": -1}, ValueError, "seed must be a non-negative integer, such as 0; got -1"),
+    ({"seed": 1.5}, TypeError, "seed must be a non-negative integer"),
+]
+
+
+@pytest.mark.parametrize("kwargs,error,match", BAD_ARGUMENTS,
+                         ids=[f"{k}={v!r}" for kw, _, _ in BAD_ARGUMENTS for k, v in kw.items()])
+def test_arguments_are_checked(kwargs, error, match):
     model = mb.MLP([2, 1], ["linear"], "mse", dtype="float64", seed=0)
     X, y = np.ones((2, 2)), np.ones((2, 1))
-    with pytest.raises(ValueError, match="mode must be one of"):
-        check_gradients(model, X, y, mode="fast")
-    with pytest.raises(ValueError, match="probes must be a positive integer"):
-        check_gradients(model, X, y, mode="directional", probes=0)
-    with pytest.raises(ValueError, match="rtol must be a positive number"):
-        check_gradients(model, X, y, rtol=-1.0)
+    with pytest.raises(error, match=match):
+        check_gradients(model, X, y, mode=kwargs.pop("mode", "directional"), **kwargs)
+
+
+def test_numpy_integers_and_floats_are_accepted_where_python_ones_are():
+    model = mb.MLP([2, 1], ["linear"], "mse", dtype="float64", seed=0)
+    X, y = np.ones((2, 2)), np.ones((2, 1))
+    report = check_gradients(model, X, y, mode="directional", probes=np.int64(2),
+                             seed=np.uint8(3), rtol=np.float32(1e-9))
+    assert report.ok and {e.probes for e in report.entries} == {2}, str(report)
+
+
+def test_a_model_without_the_protocol_is_a_type_error():
+    X, y = np.ones((2, 2)), np.ones((2, 1))
     with pytest.raises(TypeError, match="object has no 'params'"):
         check_gradients(object(), X, y)
 
@@ -418,10 +447,11 @@ def test_an_unfaithful_tape_is_overruled_by_finite_differences(mode):
     report = check_gradients(right, X, y, mode=mode)
     assert report.ok, str(report)
     assert "the tape disagrees with finite differences" in str(report)
+    assert any(e.note(NoteCode.TAPE_UNFAITHFUL) for e in report.entries)
     # A backward that mirrors the wrong custom gradient agrees with the tape, not with the loss:
     # finite differences say so in a note on every tensor it touches.
     mirrored = CustomGradientForward(*CustomGradientForward.config, mirror=True)
     report = check_gradients(mirrored, X, y, mode=mode)
     w1 = next(e for e in report.entries if e.name == "W1")
-    assert w1.status == "pass-with-notes", str(report)
-    assert any("finite differences" in n for n in w1.notes)
+    assert w1.status == Status.NOTES, str(report)
+    assert w1.note(NoteCode.FD_UNRESOLVED).count > 0

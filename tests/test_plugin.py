@@ -166,7 +166,7 @@ def test_snapshot(gradcheck):
 
 @pytest.mark.parametrize("name", ["", "../escape", "a/b", ".hidden"])
 def test_snapshot_names_are_file_names(name):
-    from reference.snapshots import check_name
+    from reference._snapshots import check_name
 
     with pytest.raises(ValueError, match="snapshot name"):
         check_name(name)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import find, given
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 
 import manual_backprop as mb
 from reference.strategies import (PAIRINGS, activations, architectures, batch_for, batches, cases,
@@ -57,18 +58,29 @@ def test_drawn_values_reproduce_from_their_repr():
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda: architectures(min_depth=0), "min_depth must be an integer >= 1"),
+    (lambda: architectures(min_depth=0), "min_depth must be a positive integer"),
+    (lambda: architectures(min_depth=1.0), "min_depth must be a positive integer"),
     (lambda: architectures(min_width=4, max_width=2), "max_width=2 is below min_width=4"),
-    (lambda: architectures(n_outputs=0), "n_outputs must be an integer >= 1"),
+    (lambda: architectures(n_outputs=0), "n_outputs must be a positive integer"),
     (lambda: activations(names=["relu", "swishh"]), "unknown: \\['swishh'\\]"),
     (lambda: activations(names=[]), "non-empty"),
     (lambda: loss_pairings(losses=["binary_crossentropy"], outputs=["linear"]),
      "no valid pairing"),
     (lambda: models(dtypes=["float16"]), "dtypes must be a non-empty list"),
-    (lambda: models(weight_scales=[0.0]), "weight_scales"),
+    (lambda: models(weight_scales=[0.0]), "weight_scales must be a positive finite number"),
+    (lambda: models(weight_scales=[float("inf")]), "weight_scales must be a positive finite"),
     (lambda: batches(mb.MLP([2, 1], ["linear"], "mse"), min_size=0), "min_size"),
     (lambda: batches(mb.MLP([2, 1], ["linear"], "mse"), input_scales=[-1.0]), "input_scales"),
+    (lambda: cases(input_scales=[]), "input_scales must be a non-empty list"),
+    (lambda: batch_for(mb.MLP([2, 1], ["linear"], "mse"), n=2, seed=-1),
+     "seed must be a non-negative integer"),
 ])
-def test_bad_bounds_are_refused_up_front(make, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_bounds_are_refused_up_front_as_invalid_argument(make, match):
+    with pytest.raises(InvalidArgument, match=match):
         make()
+
+
+def test_numpy_integers_are_bounds_like_any_other():
+    sizes = find(architectures(min_depth=np.int64(2), max_depth=np.int64(2), n_inputs=np.int32(3)),
+                 lambda s: True)
+    assert len(sizes) == 3 and sizes[0] == 3 and isinstance(sizes[0], int)

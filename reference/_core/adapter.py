@@ -1,16 +1,8 @@
-"""What the judges need from a model, read through the model protocol and nothing else.
+"""A model seen through the model protocol (``GradientModel``), with X and y fixed.
 
-Required: ``params`` (a sequence of ``tf.Variable``), ``loss(X, y)`` (a scalar written in TF ops)
-and ``gradients(X, y)`` (hand-written, aligned with ``params``). Optional, used when present:
-
-- ``param_names``: names for the report (``W1, b1, ...``); default ``param0, param1, ...``.
-- ``input_gradient(X, y)``: hand-written ``dL/dX``, checked like a parameter.
-- ``astype("float64")``: the same model in float64. Finite differences then run in float64
-  whatever the model's own dtype, and a float32 model is held to the accuracy that TensorFlow's
-  own tape reaches in float32 on it.
-- ``batched_loss(X, y, replacements)``: the losses of K variants at once (see
-  ``manual_backprop.MLP.batched_loss``); without it finite differences assign, evaluate and
-  restore one variant at a time.
+Everything the judges ask of a model goes through here: the hand-written gradients, loss
+evaluations (one at a time, or batched when the model offers ``batched_loss``), the float64
+twin. A failure of the model's own code becomes a :class:`ModelError`, reported, not raised.
 """
 
 from __future__ import annotations
@@ -20,12 +12,24 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-INPUT = "X"          # the key of dL/dX among the checked tensors
+__all__ = ["Adapter", "ModelError", "INPUT", "INPUT_NAME", "guarded"]
+
+INPUT = "X"          # the key of dL/dX among the checked tensors (batched_loss uses it too)
 INPUT_NAME = "dL/dX"
 
 
 class ModelError(Exception):
     """The model did not honour the protocol (a call raised, or returned the wrong shapes)."""
+
+
+def guarded(what: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, with any exception of the model's own code as a ModelError."""
+    try:
+        return fn(*args, **kwargs)
+    except ModelError:
+        raise
+    except Exception as exc:  # the model's own failure is reported, not propagated
+        raise ModelError(f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 
 class Adapter:
@@ -35,7 +39,8 @@ class Adapter:
         for attr in ("params", "loss", "gradients"):
             if not hasattr(model, attr):
                 raise TypeError(f"model must have params, loss(X, y) and gradients(X, y) (the "
-                                f"model protocol); {type(model).__name__} has no {attr!r}.")
+                                f"model protocol, reference.GradientModel); "
+                                f"{type(model).__name__} has no {attr!r}.")
         self.model = model
         self.params: List[tf.Variable] = list(model.params)
         if not self.params:
@@ -76,15 +81,23 @@ class Adapter:
     def snapshot(self) -> List[np.ndarray]:
         return [p.numpy().copy() for p in self.params]
 
+    def restore(self, values: List[np.ndarray]) -> None:
+        """Put ``values`` (a ``snapshot``) back, bit for bit, wherever a parameter differs."""
+        for var, value in zip(self.params, values):
+            if not np.array_equal(var.numpy(), value, equal_nan=True):
+                var.assign(value)
+
+    @property
+    def eps(self) -> float:
+        """The machine epsilon of the model's dtype."""
+        return float(np.finfo(self.dtype.as_numpy_dtype).eps)
+
     # --- the hand-written side ---------------------------------------------------------------
 
     def manual(self) -> Dict:
         """The hand-written gradients keyed like ``keys``, as float64 arrays; ModelError when the
         model raises or returns the wrong number or shapes of tensors."""
-        try:
-            grads = list(self.model.gradients(self.X, self.y))
-        except Exception as exc:  # the model's own failure is reported, not propagated
-            raise ModelError(f"model.gradients(X, y) raised {type(exc).__name__}: {exc}") from exc
+        grads = list(guarded("model.gradients(X, y)", self.model.gradients, self.X, self.y))
         if len(grads) != len(self.params):
             raise ModelError(f"model.gradients(X, y) returned {len(grads)} tensors for "
                              f"{len(self.params)} params ({', '.join(self.names)}).")
@@ -92,11 +105,7 @@ class Adapter:
         for i, g in enumerate(grads):
             out[i] = self._as_array(g, self.shape(i), f"gradient for {self.names[i]}")
         if self.include_input:
-            try:
-                dX = self.model.input_gradient(self.X, self.y)
-            except Exception as exc:
-                raise ModelError(f"model.input_gradient(X, y) raised {type(exc).__name__}: "
-                                 f"{exc}") from exc
+            dX = guarded("model.input_gradient(X, y)", self.model.input_gradient, self.X, self.y)
             out[INPUT] = self._as_array(dX, self.shape(INPUT), "input_gradient")
         return out
 
@@ -140,9 +149,8 @@ class Adapter:
     def evaluate(self, key, stack: np.ndarray) -> np.ndarray:
         """Losses with the tensor ``key`` replaced by each of the K values in ``stack``
         (shape ``(K, *shape)``), as float64. The model is left exactly as it was."""
-        batched = getattr(self.model, "batched_loss", None)
-        if callable(batched):
-            return np.asarray(batched(self.X, self.y, {key: stack}), dtype=np.float64)
+        if self.batched:
+            return self.evaluate_many({key: stack})
         out = np.empty(len(stack))
         if key == INPUT:
             for k, value in enumerate(stack):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from ._core import validate
+
 SNAPSHOT_DIR = "gradcheck_snapshots"
 
 
@@ -26,10 +28,14 @@ def pytest_addoption(parser):
     group.addoption("--gradcheck-mode", choices=("full", "directional"), default="full",
                     help="how the gradcheck fixture differences: every element (full, default) "
                          "or random probes per tensor (directional, for large models)")
-    group.addoption("--gradcheck-rtol", type=float, default=None, metavar="RTOL",
+    group.addoption("--gradcheck-rtol", type=validate.option(validate.rtol, "--gradcheck-rtol",
+                                                             float),
+                    default=None, metavar="RTOL",
                     help="manual-vs-tape tolerance, relative to each tensor's largest gradient, "
                          "for the model's own dtype (default 1e-10 float64, 1e-5 float32)")
-    group.addoption("--gradcheck-probes", type=int, default=3, metavar="N",
+    group.addoption("--gradcheck-probes", type=validate.option(validate.probes,
+                                                               "--gradcheck-probes"),
+                    default=3, metavar="N",
                     help="probe directions per tensor in directional mode (default 3)")
     group.addoption("--gradcheck-update-snapshots", action="store_true", default=False,
                     help="rewrite gradcheck snapshots instead of comparing against them")
@@ -53,13 +59,11 @@ class GradCheck:
         self.rtol = opt("--gradcheck-rtol")
         self.probes = opt("--gradcheck-probes")
         self.update = opt("--gradcheck-update-snapshots")
-        if self.probes < 1:
-            raise pytest.UsageError("--gradcheck-probes must be at least 1")
 
     def __call__(self, model, X, y, **kwargs):
         """Assert that ``model``'s hand-written gradients are right at ``X, y``; returns the
         report. Keyword arguments override the command-line options (see check_gradients)."""
-        from .check import assert_gradients_match
+        from ._checks.gradients import assert_gradients_match
 
         kwargs.setdefault("mode", self.mode)
         kwargs.setdefault("probes", self.probes)
@@ -69,16 +73,17 @@ class GradCheck:
         return assert_gradients_match(model, X, y, **kwargs)
 
     def snapshot_path(self, name: str) -> Path:
-        from .snapshots import check_name
+        from ._snapshots import check_name
 
         test_file = Path(str(self._request.path))
         return test_file.parent / SNAPSHOT_DIR / test_file.stem / f"{check_name(name)}.json"
 
     def snapshot(self, name: str, model, X, y, *, rtol=None) -> Path:
         """Compare the model's gradients at ``X, y`` with the snapshot ``name`` (a JSON file in
-        ``gradcheck_snapshots/<test file>/`` beside the test). A missing snapshot is written
+        ``gradcheck_snapshots/<test file>/`` beside the test), to ``rtol`` (default
+        ``--gradcheck-rtol``, else the dtype's tape tolerance). A missing snapshot is written
         (with a warning); ``--gradcheck-update-snapshots`` rewrites it."""
-        from . import snapshots
+        from . import _snapshots as snapshots
 
         __tracebackhide__ = True
         path = self.snapshot_path(name)
@@ -88,7 +93,10 @@ class GradCheck:
             if not self.update:
                 warnings.warn(f"gradcheck snapshot {name!r} created at {path}", stacklevel=2)
             return path
-        problems = snapshots.compare(snapshots.load(path), current, rtol)
+        if rtol is not None:
+            rtol = validate.rtol(rtol)
+        problems = snapshots.compare(snapshots.load(path), current,
+                                     self.rtol if rtol is None else rtol)
         if problems:
             pytest.fail(f"gradients differ from snapshot {name!r} ({path}):\n  "
                         + "\n  ".join(problems) + "\n(rerun with --gradcheck-update-snapshots "
@@ -120,7 +128,7 @@ def pytest_pyfunc_call(pyfuncitem):
         return None
     from hypothesis import given, settings
 
-    from .strategies import cases
+    from ._catalogue.strategies import cases
 
     options = dict(marker.kwargs)
     max_examples = options.pop("max_examples", None)

@@ -2,8 +2,10 @@
 
 The domain is sampled thoroughly (zero, tiny magnitudes on both sides of it, an ordinary grid,
 large magnitudes, and points on and beside every kink named or commonly found), and the claimed
-derivative is judged against the tape and against finite differences in float64 with the same
-policy as ``check_gradients``: at a kink any value between the one-sided derivatives passes.
+derivative is judged by the core's policy against the tape and against finite differences in
+float64: at a kink any value between the one-sided derivatives passes. Without a claimed
+derivative, fn's own tape gradient (a ``tf.custom_gradient``, say) is judged against finite
+differences alone.
 """
 
 from __future__ import annotations
@@ -16,13 +18,30 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from .compare import TAPE_RTOL, classify
-from .finite_differences import STEP_EXPONENT, Stencil, analyse
+from .._core import validate
+from .._core.fd import Stencil, analyse, power_of_two_step
+from .._core.policy import TAPE_RTOL, TensorEvidence, classify
+from .._core.report import ElementVerdict, Note, NoteCode, Status
 
 __all__ = ["check_derivative", "DerivativeReport", "sample_points"]
 
+# Points every check samples with their neighbours: where the catalogue's functions (and most
+# hand-written ones: relu, abs, clipping, hard_sigmoid, relu6) have their kinks.
 _COMMON_KINKS = (0.0, 1.0, -1.0, 3.0, -3.0, 6.0)
-_NOISE_ULPS = 4.0  # rounding of one elementwise evaluation, in ulps of the largest value
+# A kink's neighbours: 1e-8 relative away (inside a finite-difference step of 2^-13, where the
+# stencil straddles the kink) and 1e-4 away (just outside it).
+_NEAR, _BESIDE = 1e-8, 1e-4
+# The ordinary grid: 321 points over [-8, 8] (a step of 0.05) and 64 normal draws of scale 3.
+_GRID = (-8.0, 8.0, 321)
+_RANDOM_POINTS, _RANDOM_SCALE = 64, 3.0
+# Rounding of one elementwise evaluation, in ulps of the largest value on its stencil.
+_NOISE_ULPS = 4.0
+# The derivative's own scale is its largest magnitude where |x| <= 10, and at least its largest
+# on a 161-point grid over [-8, 8] (a step of 0.1).
+_INNER = 10.0
+_SCALE_GRID = (-8.0, 8.0, 161)
+# A report lists at most this many failing points.
+_LISTED = 10
 
 
 def sample_points(dtype: str = "float64", kinks: Sequence[float] = (), seed: int = 0) -> np.ndarray:
@@ -33,12 +52,14 @@ def sample_points(dtype: str = "float64", kinks: Sequence[float] = (), seed: int
     large = [10.0, 30.0, 100.0, 1e3, 1e6] + ([1e30] if np_dtype == np.float64 else [])
     rng = np.random.default_rng(seed)
     pts = [0.0] + tiny + [-t for t in tiny] + large + [-v for v in large]
-    pts += list(np.linspace(-8.0, 8.0, 321)) + list(rng.normal(0.0, 3.0, 64))
-    for k in list(kinks) + list(_COMMON_KINKS):
-        pts += [k, k + 1e-8 * max(1.0, abs(k)), k - 1e-8 * max(1.0, abs(k)), k + 1e-4, k - 1e-4]
+    pts += list(np.linspace(*_GRID)) + list(rng.normal(0.0, _RANDOM_SCALE, _RANDOM_POINTS))
+    every_kink = list(kinks) + list(_COMMON_KINKS)
+    for k in every_kink:
+        near = _NEAR * max(1.0, abs(k))
+        pts += [k, k + near, k - near, k + _BESIDE, k - _BESIDE]
     arr = np.unique(np.asarray(pts, dtype=np.float64).astype(np_dtype))
-    ulp = [np.nextafter(np.asarray(k, np_dtype), np_dtype.type(s)) for k in
-           list(kinks) + list(_COMMON_KINKS) for s in (np.inf, -np.inf)]
+    ulp = [np.nextafter(np.asarray(k, np_dtype), np_dtype.type(s)) for k in every_kink
+           for s in (np.inf, -np.inf)]
     return np.unique(np.concatenate([arr, np.asarray(ulp, np_dtype)]))
 
 
@@ -49,7 +70,7 @@ class DerivativeReport:
     name: str
     dtype: str
     n_points: int
-    ok: bool
+    status: Status
     rtol: float
     worst_x: Optional[float] = None
     manual: Optional[float] = None
@@ -61,7 +82,11 @@ class DerivativeReport:
     n_kinks: int = 0
     kinks_accepted: int = 0
     skipped: int = 0
-    notes: List[str] = field(default_factory=list)
+    notes: List[Note] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status.ok
 
     def __bool__(self):
         return self.ok
@@ -70,12 +95,12 @@ class DerivativeReport:
         def num(v):
             return None if v is None else (float(v) if math.isfinite(v) else str(v))
         return {"name": self.name, "dtype": self.dtype, "n_points": self.n_points, "ok": self.ok,
-                "rtol": self.rtol, "worst_x": num(self.worst_x), "manual": num(self.manual),
-                "tape": num(self.tape), "fd": num(self.fd),
+                "status": self.status.value, "rtol": self.rtol, "worst_x": num(self.worst_x),
+                "manual": num(self.manual), "tape": num(self.tape), "fd": num(self.fd),
                 "fd_interval": None if self.fd_interval is None else list(map(num, self.fd_interval)),
                 "rel_error": num(self.rel_error), "failures": self.failures,
                 "n_kinks": self.n_kinks, "kinks_accepted": self.kinks_accepted,
-                "skipped": self.skipped, "notes": list(self.notes)}
+                "skipped": self.skipped, "notes": [n.to_dict() for n in self.notes]}
 
     def __str__(self):
         lines = [f"Derivative check of {self.name}: {'PASS' if self.ok else 'FAIL'} "
@@ -89,11 +114,11 @@ class DerivativeReport:
             lines.append(f"worst at x = {self.worst_x!r}: derivative {self.manual:.10g}, tape "
                          f"{self.tape:.10g}, FD {fd}; rel err {self.rel_error:.3g} "
                          f"(tol {self.rtol:g})")
-        for f in self.failures[:10]:
+        for f in self.failures[:_LISTED]:
             lines.append(f"  FAIL at x = {f['x']!r}: derivative {f['manual']!r}, tape "
                          f"{f['tape']!r}, FD {f['fd']!r}")
-        if len(self.failures) > 10:
-            lines.append(f"  ... and {len(self.failures) - 10} more failing points")
+        if len(self.failures) > _LISTED:
+            lines.append(f"  ... and {len(self.failures) - _LISTED} more failing points")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -105,6 +130,22 @@ def _positional_arity(fn) -> int:
         return 1
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
                for p in params)
+
+
+def _unwrap(fn, derivative, name):
+    """(fn, derivative, name), taking them from an Activation-like object when given one."""
+    if hasattr(fn, "fn") and hasattr(fn, "derivative") and derivative is None:
+        name = name or getattr(fn, "name", None)
+        if fn.derivative is None:
+            raise ValueError(f"activation {name!r} is not elementwise (it has a vector-Jacobian "
+                             f"product, not a derivative); check it inside a model with "
+                             f"check_gradients.")
+        derivative, fn = fn.derivative, fn.fn
+    if not callable(fn):
+        raise TypeError(f"fn must be callable; got {fn!r}.")
+    if derivative is not None and not callable(derivative):
+        raise TypeError(f"derivative must be callable or None; got {derivative!r}.")
+    return fn, derivative, name or getattr(fn, "__name__", "fn")
 
 
 def check_derivative(fn, derivative: Optional[Callable] = None, *, dtype: str = "float64",
@@ -126,24 +167,34 @@ def check_derivative(fn, derivative: Optional[Callable] = None, *, dtype: str = 
       rtol: relative tolerance of derivative against tape (default ``TAPE_RTOL[dtype]``), on
         the scale of ``max(|derivative(x)|, max of |derivative| over [-8, 8])``.
     """
-    if hasattr(fn, "fn") and hasattr(fn, "derivative") and derivative is None:
-        name = name or getattr(fn, "name", None)
-        if fn.derivative is None:
-            raise ValueError(f"activation {name!r} is not elementwise (it has a vector-Jacobian "
-                             f"product, not a derivative); check it inside a model with "
-                             f"check_gradients.")
-        derivative = fn.derivative
-        fn = fn.fn
-    if not callable(fn):
-        raise TypeError(f"fn must be callable; got {fn!r}.")
-    if derivative is not None and not callable(derivative):
-        raise TypeError(f"derivative must be callable or None; got {derivative!r}.")
-    if dtype not in TAPE_RTOL:
-        raise ValueError(f"dtype must be one of {sorted(TAPE_RTOL)}; got {dtype!r}.")
-    name = name or getattr(fn, "__name__", "fn")
-    rtol = TAPE_RTOL[dtype] if rtol is None else float(rtol)
+    fn, derivative, name = _unwrap(fn, derivative, name)
+    dtype = validate.choice(dtype, tuple(TAPE_RTOL), "dtype")
+    rtol = TAPE_RTOL[dtype] if rtol is None else validate.rtol(rtol)
     x = sample_points(dtype, kinks) if points is None else np.asarray(points, dtype=dtype).ravel()
+    fx, tape_d = _tape(fn, x)
+    manual = tape_d.copy() if derivative is None else _claimed(derivative, fn, x)
+    fd = _finite_differences(fn, x)
+    keep = np.isfinite(fx) & (np.isfinite(fd.value) | fd.kink)
+    # As for a tensor's gradient, rounding is judged against the derivative's own scale (its
+    # largest value over |x| <= 10): a formula such as elu's a + alpha loses every digit of a
+    # derivative of 1e-5 to cancellation against alpha, which is rounding, not a bug.
+    inner = (np.abs(x) <= _INNER) & np.isfinite(tape_d) & np.isfinite(fx)
+    floor = max(float(np.max(np.abs(tape_d[inner]), initial=0.0)), _grid_scale(fn, dtype)) or 1.0
+    tol = rtol * np.maximum(np.maximum(np.abs(tape_d), np.abs(manual)), floor)
+    ev = TensorEvidence(name, manual, None if derivative is None else tape_d, fd, rtol, floor,
+                        tolerance=tol)
+    v = classify(ev)
+    report = DerivativeReport(name, dtype, int(keep.sum()),
+                              Status.FAIL if np.any(v.fail & keep) else Status.PASS, rtol,
+                              n_kinks=int(np.count_nonzero(fd.kink & keep)),
+                              kinks_accepted=int(np.count_nonzero(v.kink_used & keep)),
+                              skipped=int(np.count_nonzero(~np.isfinite(fx))))
+    _fill(report, x, ev, v, keep, tape_d)
+    return report
 
+
+def _tape(fn, x: np.ndarray):
+    """fn(x) and its tape derivative, as float64 arrays; fn must keep x's shape."""
     xt = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(xt)
@@ -154,36 +205,32 @@ def check_derivative(fn, derivative: Optional[Callable] = None, *, dtype: str = 
     if fx.shape != x.shape:
         raise ValueError(f"fn must be elementwise: fn(x) has shape {fx.shape} for x of shape "
                          f"{x.shape}.")
-    if derivative is None:
-        manual = tape_d.copy()
-    elif _positional_arity(derivative) >= 2:
+    return fx, tape_d
+
+
+def _claimed(derivative, fn, x: np.ndarray) -> np.ndarray:
+    """The claimed derivative at x, called as derivative(x) or derivative(x, fn(x))."""
+    xt = tf.constant(x)
+    if _positional_arity(derivative) >= 2:
         manual = np.asarray(derivative(xt, fn(xt)).numpy(), np.float64)
     else:
         manual = np.asarray(derivative(xt).numpy(), np.float64)
     if manual.shape != x.shape:
         raise ValueError(f"derivative must be elementwise: it returned shape {manual.shape} for x "
                          f"of shape {x.shape}.")
+    return manual
 
-    fd = _finite_differences(fn, x)
-    keep = np.isfinite(fx) & np.isfinite(fd.value) | (np.isfinite(fx) & fd.kink)
-    skipped = int(np.count_nonzero(~np.isfinite(fx)))
-    # As for a tensor's gradient, rounding is judged against the derivative's own scale (its
-    # largest value over |x| <= 10): a formula such as elu's a + alpha loses every digit of a
-    # derivative of 1e-5 to cancellation against alpha, which is rounding, not a bug.
-    inner = (np.abs(x) <= 10) & np.isfinite(tape_d) & np.isfinite(fx)
-    floor = max(float(np.max(np.abs(tape_d[inner]), initial=0.0)), _grid_scale(fn, dtype)) or 1.0
-    tol = rtol * np.maximum(np.maximum(np.abs(tape_d), np.abs(manual)), floor)
-    tape_ref = np.full_like(tape_d, np.nan) if derivative is None else tape_d
-    v = classify(manual, tape_ref, tol, fd)
+
+def _fill(report: DerivativeReport, x, ev: TensorEvidence, v: ElementVerdict, keep,
+          tape_d) -> None:
+    """The worst point, the failing points and the notes of a derivative check."""
+    manual, fd = ev.manual, ev.fd
     fail = v.fail & keep
-    report = DerivativeReport(name, dtype, int(keep.sum()), not np.any(fail), rtol,
-                              n_kinks=int(np.count_nonzero(fd.kink & keep)),
-                              kinks_accepted=int(np.count_nonzero(v.kink_used & keep)),
-                              skipped=skipped)
     with np.errstate(invalid="ignore"):
-        ref = np.where(np.isfinite(tape_ref), tape_ref, fd.value)
-        rel = np.abs(manual - ref) / np.maximum(np.abs(ref), floor)
-    rel = np.where(keep & ~(fd.kink & v.fd_ok_manual), np.nan_to_num(rel, nan=np.inf), 0.0)
+        ref = fd.value if ev.tape is None else np.where(np.isfinite(ev.tape), ev.tape, fd.value)
+        rel = np.abs(manual - ref) / np.maximum(np.abs(ref), ev.floor)
+    rel = np.where(keep & ~(fd.kink & fd.accepts(manual, ev.tape_tol)),
+                   np.nan_to_num(rel, nan=np.inf), 0.0)
     worst = int(np.argmax(np.where(fail, np.inf, rel))) if np.any(fail) else int(np.argmax(rel))
     report.worst_x, report.manual, report.tape = float(x[worst]), float(manual[worst]), \
         float(tape_d[worst])
@@ -193,20 +240,16 @@ def check_derivative(fn, derivative: Optional[Callable] = None, *, dtype: str = 
     for i in np.flatnonzero(fail):
         report.failures.append({"x": float(x[i]), "manual": float(manual[i]),
                                 "tape": float(tape_d[i]), "fd": float(fd.value[i])})
-    if derivative is not None and np.any(v.tape_unfaithful & keep):
-        report.notes.append(f"{int((v.tape_unfaithful & keep).sum())} point(s) where fn's tape "
-                            f"gradient disagrees with finite differences and the derivative "
-                            f"agrees with finite differences")
-    if np.any(v.fd_unresolved & keep):
-        report.notes.append(f"{int((v.fd_unresolved & keep).sum())} point(s) where finite "
-                            f"differences could not resolve the derivative")
-    return report
+    for code, mask in ((NoteCode.TAPE_UNFAITHFUL, v.tape_unfaithful),
+                       (NoteCode.FD_UNRESOLVED, v.fd_unresolved)):
+        if np.any(mask & keep):
+            report.notes.append(Note(code, int((mask & keep).sum())))
 
 
 def _grid_scale(fn, dtype) -> float:
-    """The largest |d fn/dx| on an ordinary grid over [-8, 8]: the derivative's own scale, even
-    when the points checked are all in a tail where it is tiny."""
-    grid = tf.constant(np.linspace(-8.0, 8.0, 161).astype(dtype))
+    """The largest |d fn/dx| on an ordinary grid: the derivative's own scale, even when the
+    points checked are all in a tail where it is tiny."""
+    grid = tf.constant(np.linspace(*_SCALE_GRID).astype(dtype))
     with tf.GradientTape() as tape:
         tape.watch(grid)
         out = fn(grid)
@@ -219,14 +262,13 @@ def _grid_scale(fn, dtype) -> float:
 
 def _finite_differences(fn, x: np.ndarray):
     """Five-point stencils of an elementwise fn around every x, in float64 when fn accepts it."""
-    eps64 = np.finfo(np.float64).eps
     offsets = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
     x64 = x.astype(np.float64)
-    h = np.exp2(np.round(np.log2(eps64 ** STEP_EXPONENT * np.maximum(1.0, np.abs(x64)))))
+    h = power_of_two_step(x64, np.finfo(np.float64).eps)
     pts = x64[:, None] + h[:, None] * offsets[None, :]
     try:
         f = np.asarray(fn(tf.constant(pts)).numpy(), np.float64)
-        eps = eps64
+        eps = float(np.finfo(np.float64).eps)
     except (TypeError, ValueError, tf.errors.OpError):
         pts = pts.astype(x.dtype)
         f = np.asarray(fn(tf.constant(pts)).numpy(), np.float64)

@@ -18,20 +18,10 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import List, Optional
+
+from ._core import validate
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-# The matrix of the default run: every hidden activation x these (output, loss) pairings x dtype.
-PAIRINGS = [
-    ("linear", "mse"), ("linear", "mae"), ("linear", "huber"), ("sigmoid", "mse"),
-    ("softmax", "mse"), ("sigmoid", "binary_crossentropy"), ("hard_sigmoid", "binary_crossentropy"),
-    ("linear", "binary_crossentropy_from_logits"), ("softmax", "categorical_crossentropy"),
-    ("sigmoid", "categorical_crossentropy"), ("linear", "categorical_crossentropy_from_logits"),
-    ("linear", "sparse_categorical_crossentropy_from_logits"),
-]
-
 
 class UsageError(Exception):
     """A mistake in how gradcheck was called (exit code 2)."""
@@ -39,69 +29,14 @@ class UsageError(Exception):
 
 # --- the default job: the matrix -----------------------------------------------------------------
 
-@dataclass
-class Cell:
-    hidden: str
-    output: str
-    loss: str
-    dtype: str
-    reports: list = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def verdict(self) -> str:
-        if any(not r.ok for r in self.reports):
-            return "FAIL"
-        if any(e.status != "pass" for r in self.reports for e in r.entries):
-            return "NOTES"
-        return "PASS"
-
-    def worst(self, between: str) -> Optional[float]:
-        values = [c.relative for r in self.reports for e in r.entries for c in e.comparisons
-                  if c.between == between]
-        return max(values) if values else None
-
-    def worst_forward(self) -> Optional[float]:
-        values = [r.forward.rel_error for r in self.reports if r.forward is not None]
-        return max(values) if values else None
-
-    def to_dict(self):
-        return {"hidden": self.hidden, "output": self.output, "loss": self.loss,
-                "dtype": self.dtype, "verdict": self.verdict, "seconds": self.seconds,
-                "checks": [r.to_dict() for r in self.reports]}
-
-
-def _draw_case(cell: Cell, rng):
-    """A small random architecture and batch for a cell, from the run's seeded generator."""
-    import manual_backprop as mb
-    from .strategies import batch_for
-
-    depth = int(rng.integers(1, 3))
-    n_out = int(rng.integers(2, 4)) if cell.loss.startswith(("sparse", "categorical")) or \
-        cell.output == "softmax" else int(rng.integers(1, 4))
-    sizes = [int(rng.integers(1, 5))] + [int(rng.integers(1, 6)) for _ in range(depth)] + [n_out]
-    model = mb.MLP(sizes, [cell.hidden] * depth + [cell.output], cell.loss, dtype=cell.dtype,
-                   seed=int(rng.integers(0, 2 ** 16)),
-                   initializer=str(rng.choice(["glorot_uniform", "he_normal", "normal"])))
-    batch = batch_for(model, n=int(rng.integers(1, 7)),
-                      input_scale=float(rng.choice([0.1, 1.0, 3.0])),
-                      seed=int(rng.integers(0, 2 ** 16)))
-    return model, batch.X, batch.y
-
-
-def _cells(dtypes) -> List[Cell]:
-    import manual_backprop as mb
-
-    return [Cell(h, out, loss, d) for d in dtypes for h in mb.activation_names()
-            for out, loss in PAIRINGS]
-
-
 def _fmt(x) -> str:
     return "-" if x is None else f"{x:.1e}"
 
 
 ROW_HEADER = ("hidden", "output + loss", "dtype", "manual~tape", "manual~FD", "tape~FD",
               "f32~f64", "forward", "verdict")
+# Column widths: the longest activation name (hard_sigmoid) and output + loss pairing (52), the
+# dtype, and the numbers as 1.0e-10.
 _WIDTHS = (12, 52, 7, 11, 9, 9, 9, 9, 7)
 
 
@@ -109,20 +44,24 @@ def _row(cells) -> str:
     return "  ".join(str(c).ljust(w) for c, w in zip(cells, _WIDTHS)).rstrip()
 
 
-def _cell_row(cell: Cell) -> str:
+def _cell_row(cell) -> str:
+    from ._core.report import Between
+
     return _row((cell.hidden, f"{cell.output} + {cell.loss}", cell.dtype,
-                 _fmt(cell.worst("manual vs tape")), _fmt(cell.worst("manual vs FD")),
-                 _fmt(cell.worst("tape vs FD")), _fmt(cell.worst("float32 vs float64")),
+                 *(_fmt(cell.worst(b)) for b in (Between.MANUAL_TAPE, Between.MANUAL_FD,
+                                                 Between.TAPE_FD, Between.FLOAT32_FLOAT64)),
                  _fmt(cell.worst_forward()), cell.verdict))
 
 
 def run_matrix(args) -> int:
     import numpy as np
 
-    from .check import check_gradients
+    from ._catalogue.matrix import cells as matrix_cells
+    from ._catalogue.matrix import draw_case
+    from ._checks.gradients import check_gradients
 
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
-    cells = _cells(dtypes)
+    cells = matrix_cells(dtypes)
     rng = np.random.default_rng(args.seed)
     fancy = sys.stdout.isatty() and not args.quiet
     start = time.perf_counter()
@@ -133,7 +72,7 @@ def run_matrix(args) -> int:
         for cell in cells:
             t0 = time.perf_counter()
             for _ in range(args.examples):
-                model, X, y = _draw_case(cell, rng)
+                model, X, y = draw_case(cell, rng)
                 cell.reports.append(check_gradients(model, X, y, mode=args.mode, seed=args.seed))
             cell.seconds = time.perf_counter() - t0
             if progress is not None:
@@ -238,7 +177,7 @@ def _cases_from(factory_spec: str):
 
 
 def run_model(args) -> int:
-    from .check import check_gradients
+    from ._checks.gradients import check_gradients
 
     cases = _cases_from(args.factory)
     start = time.perf_counter()
@@ -259,7 +198,7 @@ def run_model(args) -> int:
 
 
 def run_derivative(args) -> int:
-    from .derivative import check_derivative
+    from ._checks.derivative import check_derivative
 
     fn = load(args.fn, "FN")
     derivative = load(args.derivative, "DERIVATIVE") if args.derivative else None
@@ -273,52 +212,14 @@ def run_derivative(args) -> int:
 
 # --- the step-size trade-off ------------------------------------------------------------------------
 
-def step_sweep(model, X, y, exponents, *, max_elements=64, seed=0):
-    """Finite-difference error against the step: for each dtype the model comes in (its own,
-    and float64/float32 through ``astype``), the worst error of the harness's Richardson
-    estimate, relative to each tensor's largest exact gradient, at ``2^k * max(1, |theta|)``."""
-    import numpy as np
-
-    from . import finite_differences as fdm
-    from ._adapter import Adapter
-    from .tape import tape_gradients
-
-    base = Adapter(model, X, y)
-    exact_model = base.twin64().model
-    exact = [np.asarray(g.numpy(), np.float64) for g in tape_gradients(exact_model, X, y)]
-    variants = {base.dtype.name: base}
-    if callable(getattr(model, "astype", None)):
-        for d in ("float64", "float32"):
-            if d not in variants:
-                variants[d] = Adapter(model.astype(d), X, y)
-    rng = np.random.default_rng(seed)
-    picks = {k: np.sort(rng.permutation(int(np.prod(base.shape(k)) or 1))[:max_elements])
-             for k in range(len(base.params))}
-    curves, chosen = {}, {}
-    for name, adapter in sorted(variants.items()):
-        f0 = adapter.loss_value()
-        errors = []
-        for k_exp in exponents:
-            worst = 0.0
-            for key, idx in picks.items():
-                st = fdm.coordinate_stencil(adapter, key, f0, idx, exponent=k_exp)
-                est = fdm.analyse("", st, 0.0).value
-                truth = exact[key].reshape(-1)
-                scale = float(np.max(np.abs(truth))) or 1.0
-                worst = max(worst, float(np.max(np.abs(est - truth[idx]))) / scale)
-            errors.append(worst)
-        curves[name] = errors
-        eps = np.finfo(adapter.dtype.as_numpy_dtype).eps
-        chosen[name] = int(np.round(np.log2(eps ** fdm.STEP_EXPONENT)))
-    return curves, chosen
-
-
 def run_steps(args) -> int:
     import numpy as np
 
+    from ._checks.steps import EXPONENTS, step_sweep
+
     cases = _cases_from(args.factory)
     model, X, y = cases[0]
-    exponents = list(range(-40, -1))
+    exponents = list(EXPONENTS)
     curves, chosen = step_sweep(model, X, y, exponents)
     print("finite-difference error (Richardson, worst over tensors, relative to each tensor's "
           "largest gradient) against the step 2^k * max(1, |theta|)")
@@ -364,16 +265,6 @@ def run_steps(args) -> int:
 
 # --- the parser ----------------------------------------------------------------------------------
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def _float_list(text):
     try:
         return [float(v) for v in text.split(",") if v.strip()]
@@ -386,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--mode", choices=("full", "directional"), default="full",
                         help="difference every element (full) or random probes (directional)")
-    common.add_argument("--seed", type=int, default=0, help="seed of every random choice (0)")
+    common.add_argument("--seed", type=validate.option(validate.seed, "--seed"), default=0,
+                        help="seed of every random choice (0)")
     common.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     common.add_argument("--quiet", action="store_true", help="print failures and the summary only")
 
@@ -398,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 all checks pass, 1 a check fails, 2 usage error")
     parser.add_argument("--dtype", choices=("float32", "float64", "both"), default="both",
                         help="dtypes of the matrix (both)")
-    parser.add_argument("--examples", type=_positive_int, default=2,
+    parser.add_argument("--examples", type=validate.option(validate.positive_integer, "--examples"),
+                        default=2,
                         help="random architectures per cell (2)")
     sub = parser.add_subparsers(dest="command")
 

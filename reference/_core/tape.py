@@ -8,12 +8,14 @@ differences do).
 
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["tape_gradients"]
+from .adapter import Adapter, guarded
+
+__all__ = ["tape_gradients", "tape_values"]
 
 
 def tape_gradients(model, X, y, *, include_input: bool = False) -> List[tf.Tensor]:
@@ -32,3 +34,11 @@ def tape_gradients(model, X, y, *, include_input: bool = False) -> List[tf.Tenso
         raise ValueError(f"model.loss(X, y) must return a scalar (the batch mean); got shape "
                          f"{tuple(loss.shape)}.")
     return tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+def tape_values(adapter: Adapter) -> Dict:
+    """The tape's gradients keyed like ``adapter.keys``, as float64 arrays (ModelError when the
+    model's loss raises or is not a scalar)."""
+    grads = guarded("tf.GradientTape over model.loss(X, y)", tape_gradients, adapter.model,
+                    adapter.X, adapter.y, include_input=adapter.include_input)
+    return {k: np.asarray(g.numpy(), dtype=np.float64) for k, g in zip(adapter.keys, grads)}

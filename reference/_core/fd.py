@@ -25,23 +25,30 @@ evaluations themselves.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ._adapter import Adapter
+from .adapter import Adapter
 
-__all__ = ["NumericalGradient", "numerical_gradients", "ROUNDING_SIGMAS", "KINK_SIGMAS",
-           "KINK_SPREAD", "STEP_EXPONENT"]
+__all__ = ["NumericalGradient", "numerical_gradients", "Stencil", "analyse", "pooled_noise",
+           "coordinate_stencil", "coordinate_stencils", "directional_stencil", "probe_directions",
+           "power_of_two_step", "ROUNDING_SIGMAS", "KINK_SIGMAS", "KINK_SPREAD", "STEP_EXPONENT"]
 
 # Richardson leaves O(h^4) truncation against O(eps/h) rounding, so its best step is near
 # eps^(1/5); eps^(1/4) (2^-13 at |theta| <= 1) is measured to give FD errors near 1e-10 on
 # smooth float64 networks while crossing ReLU kinks rarely (eps^(1/3): 3e-9; eps^(1/5): kinks).
 STEP_EXPONENT = 1.0 / 4.0
+# Rounding noise in an estimate is allowed up to this many standard deviations: with the noise
+# pooled from hundreds of lines, 6 sigma leaves no false alarm in the property suite's runs.
 ROUNDING_SIGMAS = 6.0
+# A kink's jump must stand out against the noise of the one-sided derivatives by this many
+# sigmas (larger than ROUNDING_SIGMAS: calling noise a kink would excuse any value there)...
 KINK_SIGMAS = 10.0
-KINK_SPREAD = 4.0                   # a kink's jump must exceed 4x the one-sided spread
+# ... and against each side's own spread |F(h/2) - F(h)| by this factor: on a smooth line the
+# jump |F - B| is O(h^3) while the spread is O(h), so 4x never flags a smooth line.
+KINK_SPREAD = 4.0
 # |D(h/2) - D(h)| bounds what Richardson leaves on a smooth line by orders of magnitude; a kink
 # between h/7 (below which it is flagged) and h from theta can leave up to 4x that.
 TRUNCATION_SAFETY = 4.0
@@ -50,7 +57,14 @@ _SQRT70 = math.sqrt(70.0)           # noise of the fourth difference, in units o
 _Q25_ABS_NORMAL = 0.31863936396437  # 25th percentile of |N(0, 1)|
 _R_NOISE = math.sqrt(32.0 / 9.0 + 2.0 / 36.0)  # noise of R, in units of sigma_f / h
 _ONE_SIDED_NOISE = math.sqrt(26.0)  # noise of F or B, in units of sigma_f / h
-_BUDGET = 1 << 22                   # float64 values in one batched evaluation
+# Memory bounds of a batched evaluation: at most 2^22 float64 values (32 MB) of perturbed
+# parameters per call, and at most 1024 lines (4096 rows) per call, whose intermediate
+# activations (rows x batch x width) are the larger cost; every tensor in one call only while
+# the stack has at most 8192 rows (2048 coordinates), past which one call per tensor is cheaper
+# than carrying every other tensor's unperturbed copies.
+_BUDGET = 1 << 22
+_MAX_LINES_PER_CALL = 1024
+_MAX_ROWS_ONE_CALL = 8192
 
 
 def power_of_two_step(theta: np.ndarray, eps: float) -> np.ndarray:
@@ -119,6 +133,8 @@ class NumericalGradient:
     ``value`` is the Richardson value and ``error`` its error estimate. Where ``kink`` is set the
     loss is not differentiable along that coordinate: ``lower``/``upper`` are the one-sided
     derivatives and ``kink_error`` their error; any value in between is a valid subgradient.
+    ``measured`` marks the elements that were differenced at all (directional mode differences
+    only some); elsewhere the other fields are NaN (``kink`` False) and carry no evidence.
     """
 
     name: str
@@ -130,19 +146,38 @@ class NumericalGradient:
     kink_error: np.ndarray
     step: np.ndarray
     noise: float
-    directions: Optional[np.ndarray] = field(default=None, repr=False)
+    measured: Optional[np.ndarray] = None
+
+    _FIELDS = ("value", "error", "kink", "lower", "upper", "kink_error", "step", "measured")
+
+    def __post_init__(self):
+        if self.measured is None:
+            self.measured = np.ones(np.shape(self.value), bool)
+
+    @classmethod
+    def unmeasured(cls, name: str, shape, noise: float) -> "NumericalGradient":
+        """An estimate with no element differenced yet (see ``fill``)."""
+        nan = np.full(shape, np.nan)
+        return cls(name, nan.copy(), nan.copy(), np.zeros(shape, bool), nan.copy(), nan.copy(),
+                   nan.copy(), nan.copy(), noise, np.zeros(shape, bool))
+
+    def fill(self, flat_indices: np.ndarray, measured: "NumericalGradient") -> None:
+        """Record the estimates ``measured`` of the elements at ``flat_indices``."""
+        for f in self._FIELDS:
+            getattr(self, f).reshape(-1)[flat_indices] = getattr(measured, f)
 
     @property
     def n_kinks(self) -> int:
         return int(np.count_nonzero(self.kink))
 
     def accepts(self, candidate: np.ndarray, slack) -> np.ndarray:
-        """Elementwise: does ``candidate`` agree with this estimate, allowing ``slack`` more?"""
+        """Elementwise: does ``candidate`` agree with this estimate, allowing ``slack`` more?
+        (False where nothing was measured.)"""
         with np.errstate(invalid="ignore"):
             smooth = np.abs(candidate - self.value) <= self.error + slack
             inside = (candidate >= self.lower - self.kink_error - slack) & \
                      (candidate <= self.upper + self.kink_error + slack)
-        return np.where(self.kink, inside, smooth)
+        return np.where(self.kink, inside, smooth) & self.measured
 
     def distance(self, candidate: np.ndarray) -> np.ndarray:
         """How far ``candidate`` is from what this estimate accepts (0 inside a kink's interval)."""
@@ -150,9 +185,8 @@ class NumericalGradient:
         return np.where(self.kink, off_interval, np.abs(candidate - self.value))
 
     def reshaped(self, shape) -> "NumericalGradient":
-        fields = ("value", "error", "kink", "lower", "upper", "kink_error", "step")
-        return NumericalGradient(self.name, **{f: getattr(self, f).reshape(shape) for f in fields},
-                                 noise=self.noise, directions=self.directions)
+        return NumericalGradient(self.name, **{f: getattr(self, f).reshape(shape)
+                                               for f in self._FIELDS}, noise=self.noise)
 
 
 def analyse(name: str, st: Stencil, sigma_f) -> NumericalGradient:
@@ -189,7 +223,7 @@ def _run(adapter: Adapter, key, base: np.ndarray, n: int, make_chunk, f0: float)
     f = np.empty((n, 5))
     s = np.empty((n, 5))
     f[:, 2], s[:, 2] = f0, 0.0
-    per_chunk = max(1, min(1024, _BUDGET // (4 * max(1, base.size))))
+    per_chunk = max(1, min(_MAX_LINES_PER_CALL, _BUDGET // (4 * max(1, base.size))))
     for start in range(0, n, per_chunk):
         stop = min(n, start + per_chunk)
         stack, disp = make_chunk(start, stop)
@@ -231,7 +265,7 @@ def coordinate_stencils(adapter: Adapter, keys, f0: float):
     plans = {k: _coordinate_plan(adapter, k) for k in keys}
     rows = sum(4 * plan[1].size for plan in plans.values())
     width = sum(plan[0].size for plan in plans.values())
-    if not (adapter.batched and rows * width <= _BUDGET and rows <= 8192):
+    if not (adapter.batched and rows * width <= _BUDGET and rows <= _MAX_ROWS_ONE_CALL):
         return {k: coordinate_stencil(adapter, k, f0) for k in keys}
     stacks, disps, offset = {}, {}, 0
     for k, (base, idx, steps) in plans.items():
@@ -307,9 +341,8 @@ def numerical_gradients(model, X, y, *, include_input: bool = False) -> List[Num
     """
     adapter = Adapter(model, X, y, include_input=include_input).twin64()
     f0 = adapter.loss_value()
-    eps = np.finfo(adapter.dtype.as_numpy_dtype).eps
     stencils = coordinate_stencils(adapter, adapter.keys, f0)
-    sigma = pooled_noise(list(stencils.values()), f0, eps)
+    sigma = pooled_noise(list(stencils.values()), f0, adapter.eps)
     return [analyse(adapter.name(key), stencils[key], sigma).reshaped(adapter.shape(key))
             for key in adapter.keys]
 

@@ -17,8 +17,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from ._adapter import Adapter
-from .compare import TAPE_RTOL
+from ._core.adapter import Adapter
+from ._core.policy import TAPE_RTOL
 
 __all__ = ["take", "compare", "load", "save", "check_name", "FORMAT"]
 
@@ -74,14 +74,16 @@ def load(path: Path) -> Dict:
 def compare(stored: Dict, current: Dict, rtol: Optional[float] = None) -> List[str]:
     """What changed, one line per problem; empty when the gradients are the same to rounding
     (``rtol`` of each tensor's largest stored gradient; default ``TAPE_RTOL[dtype]``)."""
-    rtol = TAPE_RTOL.get(current["dtype"], 1e-5) if rtol is None else rtol
+    if rtol is None:
+        if current["dtype"] not in TAPE_RTOL:
+            raise ValueError(f"a snapshot of a {current['dtype']} model needs an explicit rtol; "
+                             f"the default tolerances are for {sorted(TAPE_RTOL)}.")
+        rtol = TAPE_RTOL[current["dtype"]]
     problems = []
     if stored["fingerprint"] != current["fingerprint"]:
         return ["the model's weights or the batch are not the ones the snapshot was taken with; "
                 "a snapshot needs a fixed model and batch (rerun with "
                 "--gradcheck-update-snapshots if the change is intended)"]
-    if stored["dtype"] != current["dtype"]:
-        problems.append(f"dtype changed: {stored['dtype']} -> {current['dtype']}")
     old_loss, new_loss = stored["loss"], current["loss"]
     if abs(new_loss - old_loss) > rtol * max(abs(old_loss), 1e-300):
         problems.append(f"loss changed: {old_loss!r} -> {new_loss!r} (the forward changed)")

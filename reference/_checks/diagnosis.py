@@ -1,0 +1,201 @@
+"""The diagnosis pass: recognisable patterns of a wrong gradient, from the data alone.
+
+Per failing tensor: non-finite values, all zeros, a constant factor (a missing 1/N, a factor of
+2, a sign), a transpose, a few wrong elements. Across the tensors named like ``W1, b1, ...``:
+the layer where the error starts, or one kind of tensor only. And for the loss itself: a
+forward that is not the loss it claims to be.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import List, Optional
+
+import numpy as np
+
+from .._core.adapter import INPUT_NAME, Adapter
+from .._core.report import Diagnosis, Finding, ForwardCheck, GradientReport, Status, TensorCheck
+
+__all__ = ["diagnosis_pass", "diagnose_tensor", "diagnose_layers", "diagnose_forward",
+           "candidates", "problem_sizes"]
+
+# A pattern (a constant factor, a transpose) is recognised when it explains the manual gradient
+# to this many times the tape tolerance, and to no less than 1e-7 of the scale: far looser than
+# rounding, far tighter than any coincidence over a tensor of random values.
+_PATTERN_TOLERANCES = 100
+_PATTERN_FLOOR = 1e-7
+# A ratio is a factor worth naming only when it is this many pattern tolerances away from 1, and
+# it is that named factor when it is within as many of it.
+_FACTOR_MARGIN = 10
+# "Only a few elements are wrong": at most 1 in 20 of them (5%), or a single one.
+_FEW_ELEMENTS = 20
+# The forward's loss ratio is a named factor when within this relative distance of it.
+_FORWARD_RATIO_RTOL = 1e-6
+# Ratios print as fractions with denominators up to this (1/2, 1/3, 2/3, ...) when the fraction
+# is within this relative distance of the ratio.
+_MAX_DENOMINATOR = 1000
+_FRACTION_RTOL = 1e-6
+
+
+def diagnosis_pass(report: GradientReport, evidence: dict, keys, sizes) -> None:
+    """Diagnose every failing tensor against its truth (the tape, or finite differences where
+    the tape was found unfaithful), then the layers, then the forward."""
+    n_rows, n_out = sizes
+    for entry, key in zip(report.entries, keys):
+        if entry.status != Status.FAIL:
+            continue
+        ev = evidence[key]
+        truth = ev.tape
+        fd = ev.fd
+        if np.any(entry.elements.tape_unfaithful) and fd is not None and \
+                np.all(fd.measured) and np.all(np.isfinite(fd.value)):
+            truth = fd.value
+        if truth is None:
+            continue
+        entry.diagnosis.extend(diagnose_tensor(ev.manual, truth, ev.rtol, n_rows=n_rows,
+                                               n_out=n_out))
+    report.diagnosis.extend(diagnose_layers(report.entries))
+    if report.forward is not None:
+        report.diagnosis.extend(diagnose_forward(report.forward, n_rows, n_out))
+
+
+def candidates(n_rows: Optional[int], n_out: Optional[int]):
+    """Named constant factors a wrong backward pass commonly introduces."""
+    named = [(2.0, "a factor of 2"), (0.5, "a factor of 1/2"), (-1.0, "the sign flipped (-1)"),
+             (-2.0, "a factor of -2"), (-0.5, "a factor of -1/2"), (4.0, "a factor of 4"),
+             (0.25, "a factor of 1/4")]
+    if n_rows and n_rows > 1:
+        named += [(float(n_rows), f"the batch size N = {n_rows}: a missing 1/N"),
+                  (1.0 / n_rows, f"1/N = 1/{n_rows}: an extra division by the batch size")]
+    if n_out and n_out > 1:
+        named += [(float(n_out), f"the output width D = {n_out}: a missing 1/D"),
+                  (1.0 / n_out, f"1/D = 1/{n_out}: an extra division by the output width")]
+    if n_rows and n_out and n_rows > 1 and n_out > 1:
+        named += [(float(n_rows * n_out), f"N*D = {n_rows * n_out}: a missing 1/(N*D)"),
+                  (1.0 / (n_rows * n_out), f"1/(N*D) = 1/{n_rows * n_out}")]
+    return named
+
+
+def diagnose_tensor(m: np.ndarray, truth: np.ndarray, rtol: float, *, n_rows=None,
+                    n_out=None) -> List[Diagnosis]:
+    """Recognisable patterns of a wrong gradient against the truth (tape or FD)."""
+    bad = ~np.isfinite(m)
+    if np.any(bad):
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        return [Diagnosis(Finding.NON_FINITE,
+                          f"{int(bad.sum())} non-finite value(s) in the manual gradient (first at "
+                          f"{first}): an overflow, a log or division at 0, or 0 * inf")]
+    scale = np.max(np.abs(truth)) if truth.size else 0.0
+    if scale == 0:
+        return []
+    if not np.any(m):
+        return [Diagnosis(Finding.ALL_ZEROS, "the manual gradient is all zeros where the truth "
+                                             "is not")]
+    tight = max(_PATTERN_TOLERANCES * rtol, _PATTERN_FLOOR)
+    ratio = float(np.sum(m * truth) / np.sum(truth * truth))
+    if np.max(np.abs(m - ratio * truth)) <= tight * max(scale, np.max(np.abs(m))) and \
+            abs(ratio - 1.0) > _FACTOR_MARGIN * tight:
+        for value, label in candidates(n_rows, n_out):
+            if abs(ratio - value) <= _FACTOR_MARGIN * tight * abs(value):
+                return [Diagnosis(Finding.CONSTANT_FACTOR,
+                                  f"manual = {ratio_text(ratio)} x truth: {label}")]
+        return [Diagnosis(Finding.CONSTANT_FACTOR,
+                          f"manual = {ratio_text(ratio)} x truth everywhere: a constant factor")]
+    if m.ndim == 2 and m.shape[0] == m.shape[1] and m.shape[0] > 1 and \
+            np.max(np.abs(m - truth.T)) <= tight * scale:
+        return [Diagnosis(Finding.TRANSPOSE,
+                          "manual matches the transpose of the true gradient: a W used where "
+                          "W^T belongs (or the reverse)")]
+    wrong = np.abs(m - truth) > tight * scale
+    if m.size > 1 and wrong.sum() <= max(1, m.size // _FEW_ELEMENTS):
+        where = [tuple(int(i) for i in ix) for ix in np.argwhere(wrong)[:5]]
+        return [Diagnosis(Finding.FEW_ELEMENTS,
+                          f"only {int(wrong.sum())} of {m.size} elements are wrong, at {where}")]
+    return []
+
+
+def ratio_text(r: float) -> str:
+    frac = Fraction(r).limit_denominator(_MAX_DENOMINATOR)
+    if frac.denominator != 1 and abs(float(frac) - r) <= _FRACTION_RTOL * abs(r):
+        return f"{frac.numerator}/{frac.denominator}"
+    return f"{r:.6g}"
+
+
+_LAYER = re.compile(r"^(.*?)(\d+)$")
+_KIND_HINTS = {"b": "db = sum over the rows of dz (not a mean, not one row)",
+               "W": "dW = a_prev^T @ dz, with the previous layer's output"}
+
+
+def diagnose_layers(checks: List[TensorCheck]) -> List[Diagnosis]:
+    """Where in the network the backward pass goes wrong, from the names W1, b1, ... .
+
+    The error flows down: a wrong dz in layer k spoils every tensor of layers 1..k (and dL/dX),
+    so the highest wrong layer whose bias is also wrong is where the bug is.
+    """
+    layers = {}
+    for c in checks:
+        m = _LAYER.match(c.name)
+        if m:
+            layers.setdefault(int(m.group(2)), {})[m.group(1)] = c
+    failing_input = any(not c.ok for c in checks if c.name == INPUT_NAME)
+    if not layers:
+        return []
+    depth = max(layers)
+    bad = sorted(k for k, cs in layers.items() if any(not c.ok for c in cs.values()))
+    if not bad:
+        return [Diagnosis(Finding.INPUT_GRADIENT, "only dL/dX is wrong: the input gradient "
+                                                  "(dz1 @ W1^T)")] if failing_input else []
+    kinds = {kind for k in bad for kind, c in layers[k].items() if not c.ok}
+    every_kind = {kind for cs in layers.values() for kind in cs}
+    if len(kinds) == 1 and kinds != every_kind:
+        kind = next(iter(kinds))
+        hint = _KIND_HINTS.get(kind, "")
+        where = ", ".join(f"{kind}{k}" for k in bad)
+        return [Diagnosis(Finding.TENSOR_KIND,
+                          f"only {where} {'is' if len(bad) == 1 else 'are'} wrong while the other "
+                          f"tensors are right" + (f": {hint}" if hint else ""))]
+    if bad == list(range(1, bad[-1] + 1)):
+        k = bad[-1]
+        if k == depth:
+            return [Diagnosis(Finding.LAYER,
+                              f"every layer is wrong, from the output layer ({depth}) down: the "
+                              f"bug is at the output, in the loss gradient or the output "
+                              f"activation's derivative")]
+        return [Diagnosis(Finding.LAYER,
+                          f"layers {k + 1}..{depth} are right and layers 1..{k} are wrong: the "
+                          f"bug is in layer {k}'s backward, in the derivative of activation {k} "
+                          f"or the propagation through W{k + 1} (dz{k + 1} @ W{k + 1}^T)")]
+    return [Diagnosis(Finding.LAYER,
+                      f"only layer(s) {', '.join(map(str, bad))} are wrong while the layers below "
+                      f"them are right: look at those layers' own dW and db")]
+
+
+def diagnose_forward(check: ForwardCheck, n_rows, n_out) -> List[Diagnosis]:
+    """A model loss that is not the loss it claims to be, and the factor between them."""
+    if check.ok:
+        return []
+    out = [Diagnosis(Finding.FORWARD,
+                     f"the model's loss ({check.model_loss:.10g}) is not the loss it claims to "
+                     f"be ({check.independent_loss:.10g} from primitives): a bug in the forward, "
+                     f"which the backward mirrors if the tape and finite differences agree with "
+                     f"it")]
+    if check.independent_loss != 0:
+        ratio = check.model_loss / check.independent_loss
+        for value, label in candidates(n_rows, n_out):
+            if abs(ratio - value) <= _FORWARD_RATIO_RTOL * abs(value):
+                out.append(Diagnosis(Finding.FORWARD,
+                                     f"model loss = {ratio_text(ratio)} x the true loss: {label}"))
+                break
+    return out
+
+
+def problem_sizes(adapter: Adapter) -> tuple:
+    """(N, D): the batch size and the output width, for naming constant factors."""
+    y = adapter.y
+    shape = np.shape(y.numpy() if hasattr(y, "numpy") else y)
+    n_rows = int(np.shape(adapter.X)[0])
+    n_out: Optional[int] = int(shape[1]) if len(shape) == 2 else None
+    if n_out is None and hasattr(adapter.model, "layer_sizes"):
+        n_out = int(adapter.model.layer_sizes[-1])
+    return n_rows, n_out

@@ -1,0 +1,116 @@
+"""How ``check_gradients`` gathers its evidence: every element (full) or random probes
+(directional). Each mode returns one :class:`TensorEvidence` per checked tensor; judging it is
+the policy's job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict
+
+import numpy as np
+
+from .._core import fd as fdm
+from .._core.adapter import Adapter, guarded
+from .._core.policy import ProbeEvidence, TensorEvidence, judge_probes
+
+__all__ = ["Gathered", "FullMode", "DirectionalMode"]
+
+_DURING_FD = "model.loss during finite differences"
+
+
+@dataclass
+class Gathered:
+    """What the witnesses were asked before any evidence is gathered, shared by every mode."""
+
+    twin: Adapter       # the model judged (its float64 twin when it has one)
+    keys: list
+    f0: float           # the loss at the point
+    manual: Dict
+    tape: Dict
+    rtol: float
+    floors: Dict        # the least scale each tensor is judged on
+
+    def evidence(self, key, fd, probes=None) -> TensorEvidence:
+        return TensorEvidence(self.twin.name(key), self.manual[key], self.tape[key], fd,
+                              self.rtol, self.floors[key], probes)
+
+
+class FullMode:
+    """Every element of every tensor differenced, in as few batched evaluations as fit."""
+
+    name = "full"
+
+    def gather(self, g: Gathered) -> Dict[object, TensorEvidence]:
+        stencils = guarded(_DURING_FD, fdm.coordinate_stencils, g.twin, g.keys, g.f0)
+        sigma = fdm.pooled_noise(list(stencils.values()), g.f0, g.twin.eps)
+        return {k: g.evidence(k, fdm.analyse(g.twin.name(k), stencils[k], sigma)
+                              .reshaped(g.twin.shape(k))) for k in g.keys}
+
+
+class DirectionalMode:
+    """``probes`` random directions per tensor, differenced along each; then elements one by
+    one, where manual and tape disagree and where bisection narrows a disagreeing probe down."""
+
+    name = "directional"
+    # At most this many elements per tensor are differenced one by one (the largest
+    # manual-vs-tape disagreements first, then bisection's finds): the cost of a full check of a
+    # small tensor, while a large model stays a few dozen loss evaluations per tensor.
+    MAX_ELEMENTS = 256
+    # Bisection stops at blocks of this many elements and differences them all: below that,
+    # halving costs more evaluations than it saves.
+    LEAF = 16
+
+    def __init__(self, probes: int, seed: int):
+        self.probes = probes
+        self.seed = seed
+
+    def gather(self, g: Gathered) -> Dict[object, TensorEvidence]:
+        rng = np.random.default_rng(self.seed)
+        dirs = {k: fdm.probe_directions(g.twin.shape(k), self.probes, rng) for k in g.keys}
+        stencils = {k: guarded(_DURING_FD, fdm.directional_stencil, g.twin, k, g.f0, dirs[k])
+                    for k in g.keys}
+        sigma = fdm.pooled_noise(list(stencils.values()), g.f0, g.twin.eps)
+        out = {}
+        for k in g.keys:
+            name, shape = g.twin.name(k), g.twin.shape(k)
+            probes = ProbeEvidence(dirs[k], fdm.analyse(name, stencils[k], sigma))
+            ev = g.evidence(k, fdm.NumericalGradient.unmeasured(name, shape, sigma), probes)
+            chosen = self._elements(g, k, ev, rng, sigma)
+            if chosen.size:
+                st = guarded(_DURING_FD, fdm.coordinate_stencil, g.twin, k, g.f0, chosen)
+                ev.fd.fill(chosen, fdm.analyse(name, st, sigma))
+            out[k] = ev
+        return out
+
+    def _elements(self, g: Gathered, key, ev: TensorEvidence, rng, sigma) -> np.ndarray:
+        """The flat indices to difference one by one."""
+        flat_m, flat_t = ev.manual.reshape(-1), ev.tape.reshape(-1)
+        with np.errstate(invalid="ignore"):
+            gap = np.abs(flat_m - flat_t)
+            off_tape = ~(np.isfinite(flat_m) & (gap <= ev.tape_tol))
+        order = np.argsort(-np.where(off_tape, np.nan_to_num(gap, nan=np.inf), -1.0),
+                           kind="stable")
+        chosen = order[:min(int(off_tape.sum()), self.MAX_ELEMENTS)]
+        if not np.all(judge_probes(ev).fd_ok_manual):
+            chosen = np.union1d(chosen, self._bisect(g, key, ev, rng, sigma))
+        return np.asarray(chosen, dtype=np.int64)
+
+    def _bisect(self, g: Gathered, key, ev: TensorEvidence, rng, sigma) -> np.ndarray:
+        """Indices of small blocks whose restricted probe still disagrees with the manual
+        gradient."""
+        flat_m = ev.manual.reshape(-1)
+        pending, leaves = [np.arange(flat_m.size)], []
+        while pending and len(leaves) < self.MAX_ELEMENTS:
+            idx = pending.pop()
+            if idx.size <= self.LEAF:
+                leaves.extend(idx.tolist())
+                continue
+            for half in np.array_split(idx, 2):
+                mask = np.zeros(flat_m.size)
+                mask[half] = 1.0
+                d = fdm.probe_directions(ev.manual.shape, 1, rng, mask)
+                st = guarded(_DURING_FD, fdm.directional_stencil, g.twin, key, g.f0, d)
+                estimate = fdm.analyse("", st, sigma)
+                if not np.all(estimate.accepts(d @ flat_m, ev.tape_tol * np.sum(np.abs(d), axis=1))):
+                    pending.append(half)
+        return np.asarray(leaves, dtype=np.int64)

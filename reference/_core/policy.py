@@ -1,0 +1,286 @@
+"""The policy: evidence about one tensor in, a verdict per element and per tensor out.
+
+The evidence (:class:`TensorEvidence`) is the hand-written values, the tape's values (or None
+when the tape cannot witness) and the finite-difference estimate (values, error estimates,
+one-sided derivatives at kinks; in directional mode also the estimates along random probes).
+
+The tape is the tight witness: the manual gradient must match it to rounding (``TAPE_RTOL``
+times the scale the tensor is judged on). Where it does not, finite differences decide:
+
+- the loss has a kink along that coordinate and the manual value lies between the one-sided
+  derivatives: a valid subgradient (a convention other than TensorFlow's), noted, not failed;
+- the manual value agrees with finite differences and the tape does not: the tape is not a
+  faithful witness there (a ``tf.custom_gradient`` or an op outside TensorFlow in the forward):
+  noted, not failed;
+- the loss has a kink and the tape's value is not between the one-sided derivatives either: the
+  point sits where several kinks meet (a ReLU network at exactly zero input), where chain-rule
+  conventions such as relu'(0) = 0 compose to values that are no subgradient of the whole;
+  noted, not judged;
+- finite differences accept the manual and the tape values alike: undecided, failing unless the
+  rounding test (a pass of the front-end) excuses it;
+- otherwise: a failure.
+
+Where the manual value matches the tape but finite differences disagree with both, that is noted
+(finite differences cannot resolve that element); it is not a failure. Without a tape, finite
+differences judge alone, and an element they cannot measure is unverifiable (not ok).
+
+The verdict is data: a :class:`Status` and :class:`Note` codes; no decision reads any text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+
+from .fd import NumericalGradient
+from .report import (Between, Comparison, ElementVerdict, Note, NoteCode, Status, TensorCheck)
+
+__all__ = ["TAPE_RTOL", "SCALE_FLOOR", "LOSS_ULPS", "TensorEvidence", "ProbeEvidence",
+           "ProbeVerdict", "classify", "judge_probes", "assemble", "magnitude"]
+
+# Relative tolerance (to the scale a tensor is judged on) of manual against tape: rounding only.
+# float64: 1e-10 is about 5e5 ulps, room for cancellation in a deep backward pass (the worst
+# measured on the catalogue is 1.3e-15); float32: 1e-5 is about 80 ulps (worst measured 1.8e-6).
+TAPE_RTOL = {"float64": 1e-10, "float32": 1e-5}
+# A tensor is judged on at least this fraction of the largest gradient in the model. A tensor
+# whose every gradient is far smaller sits behind saturated units, where textbook formulas such
+# as elu's a + alpha cancel down to their last digits; holding it to its own tiny scale would
+# cry wolf at rounding, while a bug of 1e-3 or more of its own size is still caught down to
+# gradients 1e-9 of the model's largest (float64).
+SCALE_FLOOR = 1e-2
+# Nor is a gradient judged finer than the loss can resolve: an error that, over a change of the
+# parameter by its own magnitude (at least 1), moves the loss by less than this many ulps of the
+# loss (of 1 for a loss below 1, since a batch-mean loss near 0 is the cancellation of O(1) terms,
+# such as logsumexp(z) - z_y, and is rounded on their scale) cannot show in any value the loss
+# takes. It matters only where a whole model is saturated and every gradient is a few ulps.
+LOSS_ULPS = 256
+
+
+def magnitude(*arrays) -> float:
+    """The largest finite magnitude among the arrays (0 when there is none)."""
+    vals = [np.abs(a[np.isfinite(a)]).ravel() for a in arrays if a is not None]
+    vals = np.concatenate(vals) if vals else np.empty(0)
+    return float(vals.max()) if vals.size else 0.0
+
+
+@dataclass
+class ProbeEvidence:
+    """Directional mode: finite differences along random probe directions of one tensor.
+
+    ``directions`` has shape (P, size); ``fd`` holds the P directional-derivative estimates.
+    """
+
+    directions: np.ndarray
+    fd: NumericalGradient
+
+
+@dataclass
+class TensorEvidence:
+    """What the witnesses say about one tensor, and the tolerance it is judged with.
+
+    ``manual`` and ``tape`` (None when the tape cannot witness) are float64 arrays of the
+    tensor's shape; ``fd`` is elementwise (``measured`` marks the differenced elements) or None.
+    The tensor is judged on ``scale`` = max(its largest gradient, ``floor``); the manual value
+    must match the tape within ``rtol * scale``, or within ``tolerance`` (elementwise, absolute)
+    when that is given.
+    """
+
+    name: str
+    manual: np.ndarray
+    tape: Optional[np.ndarray]
+    fd: Optional[NumericalGradient]
+    rtol: float
+    floor: float = 0.0
+    probes: Optional[ProbeEvidence] = None
+    tolerance: Optional[np.ndarray] = None
+
+    @property
+    def scale(self) -> float:
+        return max(magnitude(self.manual, self.tape), self.floor)
+
+    @property
+    def tape_tol(self):
+        return self.rtol * self.scale if self.tolerance is None else self.tolerance
+
+
+@dataclass
+class ProbeVerdict:
+    """Along each probe: the projections of manual and tape, and whether FD accepts each."""
+
+    manual: np.ndarray
+    tape: Optional[np.ndarray]
+    slack: np.ndarray
+    fd_ok_manual: np.ndarray
+    fd_ok_tape: np.ndarray
+
+
+def judge_probes(ev: TensorEvidence) -> ProbeVerdict:
+    """The directional evidence judged probe by probe; each probe's tolerance is the tape
+    tolerance carried along its direction (``tape_tol * sum |d|``)."""
+    dirs, fd = ev.probes.directions, ev.probes.fd
+    mp = dirs @ ev.manual.reshape(-1)
+    tp = None if ev.tape is None else dirs @ ev.tape.reshape(-1)
+    slack = ev.tape_tol * np.sum(np.abs(dirs), axis=1)
+    ok_m = np.isfinite(mp) & fd.accepts(mp, slack)
+    ok_t = np.zeros_like(ok_m) if tp is None else np.isfinite(tp) & fd.accepts(tp, slack)
+    return ProbeVerdict(mp, tp, slack, ok_m, ok_t)
+
+
+def classify(ev: TensorEvidence) -> ElementVerdict:
+    """Apply the policy of the module docstring to every element."""
+    if ev.tape is None:
+        return _classify_without_tape(ev)
+    m, t, fd, tol = ev.manual, ev.tape, ev.fd, ev.tape_tol
+    none = np.zeros(m.shape, bool)
+    finite = np.isfinite(m)
+    with np.errstate(invalid="ignore"):
+        tape_ok = finite & (np.abs(m - t) <= tol)
+    if fd is None:
+        return ElementVerdict(~tape_ok, tape_ok, none, none, none, none, none, none, none, none)
+    fd_ok_m = finite & fd.accepts(m, tol)
+    fd_ok_t = np.isfinite(t) & fd.accepts(t, tol)
+    kink = fd.kink & fd.measured
+    kink_used = ~tape_ok & fd_ok_m & kink
+    kink_unjudged = ~tape_ok & finite & ~fd_ok_m & kink & ~fd_ok_t
+    tape_unfaithful = ~tape_ok & fd_ok_m & ~fd_ok_t & ~kink
+    fail = ~finite | (~tape_ok & ~(kink_used | kink_unjudged | tape_unfaithful))
+    fd_unresolved = tape_ok & fd.measured & ~fd_ok_m
+    undecided = fail & finite & fd_ok_m & fd_ok_t & ~kink
+    if ev.probes is not None:
+        # Elements off the tape that were not differenced one by one (more than directional
+        # mode differences) stand or fall with those that were, and with the probes, which see
+        # every element: they pass as the tape's error only when no differenced element fails,
+        # every probe agrees with the manual gradient and some probe disagrees with the tape.
+        probes = judge_probes(ev)
+        unchecked = finite & ~tape_ok & ~fd.measured
+        if not (np.any(fail & fd.measured) or not np.all(probes.fd_ok_manual)
+                or np.all(probes.fd_ok_tape)):
+            tape_unfaithful = tape_unfaithful | unchecked
+            fail = fail & ~unchecked
+    return ElementVerdict(fail, tape_ok, kink_used, kink_unjudged, tape_unfaithful, fd_unresolved,
+                          undecided, none, none, kink)
+
+
+def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
+    """Finite differences judge alone: agree, fail, or (where they have no value) unverifiable."""
+    m, fd = ev.manual, ev.fd
+    none = np.zeros(m.shape, bool)
+    finite = np.isfinite(m)
+    if fd is None:
+        return ElementVerdict(~finite, none, none, none, none, none, none, none, finite, none)
+    has_value = fd.measured & (np.isfinite(fd.value) | fd.kink)
+    ok = finite & fd.accepts(m, ev.tape_tol)
+    fail = ~finite | (has_value & ~ok)
+    unverifiable = finite & ~has_value
+    return ElementVerdict(fail, none, none, none, none, none, none, none, unverifiable,
+                          fd.kink & fd.measured)
+
+
+def fd_comparison(between: Between, candidate, fd: NumericalGradient, ok, slack,
+                  scale: float) -> Comparison:
+    """The worst disagreement of ``candidate`` with the FD estimate, relative to ``scale``."""
+    dist = np.where(np.isfinite(candidate), fd.distance(candidate), np.inf)
+    dist = np.where(fd.measured, dist, 0.0)
+    tol = np.where(fd.kink, fd.kink_error, fd.error) + slack
+    judged_wrong = ~(ok | ~fd.measured)
+    excess = np.where(judged_wrong, dist / np.maximum(tol, np.finfo(float).tiny), 0.0)
+    worst = int(np.argmax(excess)) if np.any(judged_wrong) else int(np.argmax(dist))
+    denom = scale if scale > 0 else 1.0
+    return Comparison(between, float(dist.flat[worst]) / denom, float(tol.flat[worst]) / denom,
+                      bool(np.all(ok | ~fd.measured)))
+
+
+def _comparisons(ev: TensorEvidence, v: ElementVerdict) -> List[Comparison]:
+    scale = ev.scale
+    denom = scale if scale > 0 else 1.0
+    out = []
+    if ev.tape is not None:
+        with np.errstate(invalid="ignore"):
+            err = np.where(np.isfinite(ev.manual), np.abs(ev.manual - ev.tape), np.inf)
+        counted = ~v.excused()
+        out.append(Comparison(Between.MANUAL_TAPE,
+                              float(np.max(err[counted], initial=0.0)) / denom, ev.rtol,
+                              bool(np.all(v.tape_ok | ~counted))))
+    if ev.probes is not None:
+        probes = judge_probes(ev)
+        span = scale * float(np.max(np.sum(np.abs(ev.probes.directions), axis=1)))
+        out.append(fd_comparison(Between.MANUAL_FD, probes.manual, ev.probes.fd,
+                                 probes.fd_ok_manual, probes.slack, span))
+        if probes.tape is not None:
+            out.append(fd_comparison(Between.TAPE_FD, probes.tape, ev.probes.fd,
+                                     probes.fd_ok_tape, probes.slack, span))
+    elif ev.fd is not None:
+        tol = ev.tape_tol
+        ok_m = np.isfinite(ev.manual) & ev.fd.accepts(ev.manual, tol)
+        out.append(fd_comparison(Between.MANUAL_FD, ev.manual, ev.fd, ok_m, tol, scale))
+        if ev.tape is not None:
+            ok_t = np.isfinite(ev.tape) & ev.fd.accepts(ev.tape, tol)
+            out.append(fd_comparison(Between.TAPE_FD, ev.tape, ev.fd, ok_t, tol, scale))
+    return out
+
+
+def assemble(ev: TensorEvidence, v: ElementVerdict) -> TensorCheck:
+    """The verdict on the tensor from its elements' verdicts ``v``: status, comparisons, notes
+    and the values of every witness at the worst element."""
+    kinks = 0 if ev.fd is None else ev.fd.n_kinks
+    if ev.probes is not None:
+        kinks += ev.probes.fd.n_kinks
+    check = TensorCheck(ev.name, tuple(ev.manual.shape), Status.PASS, _comparisons(ev, v),
+                        tolerance=ev.rtol, kinks=kinks,
+                        kinks_accepted=int(np.count_nonzero(v.kink_used)),
+                        n_failing=int(np.count_nonzero(v.fail)), elements=v,
+                        probes=None if ev.probes is None else len(ev.probes.directions))
+    _fill_worst(check, ev, v)
+    check.notes.extend(_notes(ev, v, kinks))
+    if np.any(v.fail):
+        check.status = Status.FAIL
+    elif np.any(v.unverifiable):
+        check.status = Status.UNVERIFIABLE
+    elif check.notes:
+        check.status = Status.NOTES
+    return check
+
+
+def _fill_worst(check: TensorCheck, ev: TensorEvidence, v: ElementVerdict) -> None:
+    m, t, fd = ev.manual, ev.tape, ev.fd
+    if m.size == 0:
+        return
+    with np.errstate(invalid="ignore"):
+        if t is not None:
+            err = np.abs(m - t)
+        elif fd is not None:
+            err = np.where(fd.measured, fd.distance(m), 0.0)
+        else:
+            err = np.zeros(m.shape)
+        err = np.where(np.isfinite(m), np.nan_to_num(err, nan=0.0), np.inf)
+    worst = int(np.argmax(np.where(v.fail, err, -1.0) if np.any(v.fail) else err))
+    idx = np.unravel_index(worst, m.shape)
+    scale = ev.scale
+    check.worst_index = tuple(int(i) for i in idx)
+    check.manual = float(m[idx])
+    check.tape = None if t is None else float(t[idx])
+    check.abs_error = float(err[idx])
+    check.rel_error = check.abs_error / (scale if scale > 0 else 1.0)
+    if fd is not None and fd.measured[idx] and np.isfinite(fd.value[idx]):
+        check.fd, check.fd_error = float(fd.value[idx]), float(fd.error[idx])
+        if fd.kink[idx]:
+            check.fd_interval = (float(fd.lower[idx]), float(fd.upper[idx]))
+
+
+def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
+    at_kink = v.fd_unresolved & v.fd_kink
+    counts = [(NoteCode.KINK_SUBGRADIENT, v.kink_used), (NoteCode.ROUNDING_EXCUSED, v.rounding),
+              (NoteCode.KINK_UNJUDGED, v.kink_unjudged),
+              (NoteCode.TAPE_UNFAITHFUL, v.tape_unfaithful), (NoteCode.KINK_COMPOSED, at_kink),
+              (NoteCode.FD_UNRESOLVED, v.fd_unresolved & ~at_kink)]
+    notes = [Note(code, int(mask.sum())) for code, mask in counts if np.any(mask)]
+    if kinks and ev.tape is not None and not np.any(v.kink_used):
+        notes.append(Note(NoteCode.KINKS_MATCH_TAPE, kinks))
+    if ev.probes is not None and not np.any(v.fail):
+        probes = judge_probes(ev)
+        if not np.all(probes.fd_ok_manual):
+            notes.append(Note(NoteCode.PROBES_DISAGREE, int((~probes.fd_ok_manual).sum()),
+                              {"probes": len(probes.manual)}))
+    return notes

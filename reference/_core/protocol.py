@@ -1,0 +1,53 @@
+"""The model protocol: what ``check_gradients`` (and the fixture, the CLI, snapshots) judge."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+__all__ = ["GradientModel"]
+
+
+@runtime_checkable
+class GradientModel(Protocol):
+    """Any object the harness can judge: its hand-written gradients against its own loss.
+
+    Required members:
+
+    ``params: Sequence[tf.Variable]``
+        The trainable tensors, in a fixed order, all of one float dtype (float32 or float64).
+        Finite differences assign perturbed values to them and restore them bit for bit.
+    ``loss(X, y) -> tf.Tensor``
+        The scalar batch loss, written in TensorFlow ops so the tape can differentiate it.
+        It must be deterministic and leave ``params`` unchanged.
+    ``gradients(X, y) -> Sequence[tensor or ndarray]``
+        The hand-written ``dL/dparam`` for every tensor in ``params``, aligned with it, each of
+        the parameter's shape.
+
+    Optional members, used when present:
+
+    ``param_names: Sequence[str]``
+        Names for the report, aligned with ``params`` (default ``param0, param1, ...``).
+    ``input_gradient(X, y) -> tensor or ndarray``
+        The hand-written ``dL/dX``, of ``X``'s shape; checked like a parameter.
+    ``astype(dtype) -> model``
+        The same model (same code, same weights) in ``"float64"``. A float32 model is then
+        judged through it, and finite differences run in float64.
+    ``batched_loss(X, y, replacements) -> tensor of shape (K,)``
+        The losses of K variants at once: ``replacements`` maps a parameter index (or ``"X"``)
+        to K stacked values. Without it, finite differences assign, evaluate and restore.
+    ``layer_sizes``, ``activations``, ``loss_function``, ``fused``
+        A description in the terms of ``manual_backprop``'s catalogue; with it the loss is
+        recomputed independently from ``tf.nn``/``tf.math`` primitives.
+
+    What the harness passes: ``gradients`` and ``input_gradient`` receive ``X`` and ``y`` as you
+    gave them. The tape witness calls ``loss(X, y)`` with ``X`` converted to a ``tf.Tensor`` of
+    the model's dtype (so the tape can watch it) and ``y`` as given. Finite differences call
+    ``loss(X, y)`` (or ``batched_loss``) with ``X`` and ``y`` as given, and, when checking
+    ``dL/dX``, with perturbed copies of ``X`` as NumPy arrays of the model's dtype.
+    """
+
+    params: Sequence[Any]
+
+    def loss(self, X, y) -> Any: ...
+
+    def gradients(self, X, y) -> Sequence[Any]: ...

@@ -1,0 +1,86 @@
+"""The argument validators shared by the API, the pytest plugin, the command line and the
+strategies. Each returns the value in its canonical type or raises a ``TypeError`` (wrong kind of
+value) or ``ValueError`` (right kind, wrong value) that names the argument and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Sequence
+
+__all__ = ["positive_number", "rtol", "positive_integer", "probes", "seed", "choice", "option"]
+
+
+def _is_integral(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def positive_number(value, argument: str) -> float:
+    """A finite real number > 0 (NumPy scalars included; bools, NaN and inf refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{argument} must be a positive finite number, such as 1e-6; got "
+                        f"{value!r} of type {type(value).__name__}.")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{argument} must be a positive finite number, such as 1e-6; got "
+                         f"{value!r}.")
+    return value
+
+
+def rtol(value, argument: str = "rtol") -> float:
+    """A relative tolerance: a positive finite number."""
+    return positive_number(value, argument)
+
+
+def positive_integer(value, argument: str) -> int:
+    """An integer >= 1 (NumPy integers included; bools and integral floats refused)."""
+    if not _is_integral(value):
+        raise TypeError(f"{argument} must be a positive integer, such as 3; got {value!r} of "
+                        f"type {type(value).__name__}.")
+    if value < 1:
+        raise ValueError(f"{argument} must be a positive integer, such as 3; got {value!r}.")
+    return int(value)
+
+
+def probes(value, argument: str = "probes") -> int:
+    """The number of probe directions per tensor: an integer >= 1."""
+    return positive_integer(value, argument)
+
+
+def seed(value, argument: str = "seed") -> int:
+    """A seed: an integer >= 0 (NumPy integers included)."""
+    if not _is_integral(value):
+        raise TypeError(f"{argument} must be a non-negative integer, such as 0; got {value!r} of "
+                        f"type {type(value).__name__}.")
+    if value < 0:
+        raise ValueError(f"{argument} must be a non-negative integer, such as 0; got {value!r}.")
+    return int(value)
+
+
+def choice(value, options: Sequence[str], argument: str) -> str:
+    """One of ``options``."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{argument} must be one of {', '.join(map(repr, options))}; got "
+                         f"{value!r}.")
+    return value
+
+
+def option(validator, argument: str, convert=int):
+    """A command-line option's ``type=``: the text converted (``int`` or ``float``), then
+    checked by ``validator``; any error is argparse's, with the validator's message."""
+    import argparse
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            kind = "an integer" if convert is int else "a number"
+            raise argparse.ArgumentTypeError(f"{argument} must be {kind}; got {text!r}.") from None
+        try:
+            return validator(value, argument)
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = argument
+    return parse
