@@ -110,3 +110,55 @@ def test_registry_errors_name_the_fix():
     with pytest.raises(TypeError, match="derivative"):
         mb.Activation("bad", tf.nn.relu, None)
     assert mb.get_activation("silu").name == "swish"
+
+
+# --- the catalogue records: complete, and each part true of the activation ------------------
+
+RECORDS = list(mb.ACTIVATIONS.values())
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=[r.name for r in RECORDS])
+def test_every_record_is_complete_and_true(record):
+    """Each record's parts agree with each other: the kinks and TensorFlow's convention there,
+    the independent primitive form, the output range, the parameters' examples."""
+    for params in [{}] + [{p: v} for p, spec in record.params.items() for v in spec.examples]:
+        act = mb.get_activation(record.name, **params)
+        merged = dict(act.params)
+        z = tf.constant(np.linspace(-40.0, 40.0, 801).reshape(-1, 3)[:-1] if record.name ==
+                        "softmax" else np.linspace(-40.0, 40.0, 801))
+        a = act.fn(z).numpy()
+        independent = record.independent(z, **merged).numpy()
+        # Two float64 forms agree to rounding on the function's own scale.
+        np.testing.assert_allclose(independent, a, rtol=1e-13, atol=1e-13 * np.max(np.abs(a)),
+                                   err_msg=f"{record.name}{params}: independent form")
+        low, high = record.output_range
+        assert np.all((a >= low) & (a <= high)), f"{record.name}: outside {record.output_range}"
+        for kink, value in record.kinks(**merged).items():
+            zk = tf.constant([kink], tf.float64)
+            _, exact = tape_derivative(act.fn, zk)
+            manual = act.derivative(zk, act.fn(zk)).numpy()[0]
+            assert manual == value == exact.numpy()[0], \
+                f"{record.name}{params} at {kink}: derivative {manual}, record {value}, tape {exact}"
+
+
+def test_an_incomplete_record_is_refused():
+    good = mb.ACTIVATIONS["relu"]
+    fields = dict(name=good.name, build=good.build, output_range=good.output_range,
+                  kinks=good.kinks, independent=good.independent)
+    mb.ActivationRecord(**fields)
+    for field, bad, match in [("independent", None, "independent must be callable"),
+                              ("kinks", {0.0: 0.0}, "kinks must be callable"),
+                              ("output_range", (1.0, 0.0), "output_range"),
+                              ("name", "ReLU", "lower-case")]:
+        with pytest.raises(TypeError, match=match):
+            mb.ActivationRecord(**{**fields, field: bad})
+    with pytest.raises(TypeError, match="params must map names to Param"):
+        mb.ActivationRecord(**fields, params={"alpha": 0.1})
+
+
+def test_records_drive_the_registry():
+    assert mb.activation_names() == tuple(mb.ACTIVATIONS)
+    assert mb.get_activation("identity").name == "linear"
+    assert mb.get_activation("leaky_relu").params == {"alpha": 0.2}
+    with pytest.raises(TypeError):
+        mb.ACTIVATIONS["cube"] = mb.ACTIVATIONS["relu"]      # read-only

@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import pytest
+import tensorflow as tf
 
 from reference._cli import main
 
@@ -133,12 +134,19 @@ def test_usage_errors_exit_2(user_module, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["--mode", "fast"], ["--examples", "0"], ["frobnicate"],
-                                  ["derivative"]])
-def test_bad_arguments_exit_2(argv, capsys):
+@pytest.mark.parametrize("argv,message", [
+    (["--mode", "fast"], "invalid choice: 'fast'"),
+    (["--examples", "0"], "--examples must be a positive integer, such as 3; got 0"),
+    (["--seed", "-1"], "--seed must be a non-negative integer, such as 0; got -1"),
+    (["--seed", "x"], "--seed must be an integer; got 'x'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["derivative"], "the following arguments are required"),
+])
+def test_bad_arguments_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_the_step_plot_is_a_png(user_module, capsys):
@@ -168,3 +176,24 @@ def test_python_dash_m_reference():
     proc = subprocess.run([sys.executable, "-m", "reference", "--help"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "exit codes: 0 all checks pass" in proc.stdout
+
+
+def test_the_matrix_fails_and_names_the_cells_of_a_planted_bug(monkeypatch, capsys):
+    """tanh's derivative written 1 - z^2: every cell with tanh hidden layers fails, the run
+    exits 1 and its summary counts them; the other cells pass."""
+    import dataclasses
+    from types import MappingProxyType
+
+    import manual_backprop as mb
+
+    record = mb.ACTIVATIONS["tanh"]
+    wrong = dataclasses.replace(record, build=lambda: (tf.math.tanh, lambda z, a: 1.0 - z * z,
+                                                       None))
+    monkeypatch.setattr(mb.activations, "ACTIVATIONS",
+                        MappingProxyType({**mb.ACTIVATIONS, "tanh": wrong}))
+    code = main(["--dtype", "float64", "--examples", "1", "--quiet"])
+    text = capsys.readouterr().out
+    assert code == 1, text
+    assert "168 cells, 168 checks (full mode, seed 0): 156 pass" in text and ", 12 fail in" in text
+    failing_rows = [line for line in text.splitlines() if line.endswith("FAIL")]
+    assert len(failing_rows) == 12 and all(row.startswith("tanh ") for row in failing_rows)

@@ -79,7 +79,14 @@ def test_outside_the_domain_is_skipped_not_failed():
 def test_given_points_and_a_json_report():
     report = check_derivative(tf.math.sin, tf.math.cos, points=[0.0, 1.0, 2.0])
     assert report.ok and report.n_points == 3
-    json.dumps(report.to_dict())
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["ok"] is True and data["status"] == "pass" and data["n_points"] == 3
+    assert data["failures"] == [] and data["worst_x"] in (0.0, 1.0, 2.0)
+    bad = json.loads(json.dumps(check_derivative(tf.math.sin, tf.math.sin,
+                                                 points=[0.0, 1.0]).to_dict()))
+    assert bad["ok"] is False and bad["status"] == "fail"
+    assert [f["x"] for f in bad["failures"]] == [0.0, 1.0]
+    assert bad["failures"][0]["manual"] == 0.0 and abs(bad["failures"][0]["fd"] - 1.0) < 1e-9
 
 
 def test_bad_arguments():

@@ -300,6 +300,39 @@ def test_a_check_leaves_the_model_bit_identical(mode, wrap):
             assert a.dtype == b.numpy().dtype and np.array_equal(a, b.numpy())
 
 
+@pytest.mark.parametrize("wrap", [lambda m: m, Plain], ids=["batched", "generic"])
+def test_each_witness_leaves_the_model_bit_identical_on_its_own(wrap):
+    """The witnesses restore the parameters themselves, not only check_gradients' final
+    safety net: finite differences element by element and along probes, and the rounding
+    test's nudges."""
+    from reference._checks.passes import rounding_pass
+    from reference._core import fd as fdm
+    from reference._core.adapter import Adapter
+    from reference._core.policy import TensorEvidence, classify
+
+    model = mb.MLP([3, 5, 2], ["relu", "softmax"], "categorical_crossentropy", dtype="float64",
+                   seed=0)
+    X, y = revealing_batch(model)
+    before = [p.numpy().copy() for p in model.params]
+
+    def unchanged():
+        return all(np.array_equal(a, p.numpy()) for a, p in zip(before, model.params))
+
+    numerical_gradients(wrap(model), X, y, include_input=True)
+    assert unchanged()
+    adapter = Adapter(wrap(model), X, y)
+    f0 = adapter.loss_value()
+    fdm.directional_stencil(adapter, 2, f0, fdm.probe_directions((5, 2), 3,
+                                                                 np.random.default_rng(0)))
+    fdm.coordinate_stencil(adapter, 0, f0, [0, 4])
+    assert unchanged()
+    manual, tape = adapter.manual(), {k: v.copy() for k, v in adapter.manual().items()}
+    verdict = classify(TensorEvidence("W1", manual[0], tape[0], None, 1e-10))
+    verdict.undecided = np.ones_like(verdict.fail)
+    rounding_pass(adapter, {0: verdict}, manual, tape, seed=0)
+    assert unchanged()
+
+
 def test_the_report_is_json_and_readable():
     model = mb.MLP([3, 4, 2], ["tanh", "linear"], "mse", dtype="float64", seed=0)
     X, y = revealing_batch(model)

@@ -119,3 +119,63 @@ def test_registry_errors_name_the_fix():
         mb.get_loss("huber", alpha=1.0)
     with pytest.raises(ValueError, match="labels must be one of"):
         mb.Loss("l", lambda y, p: p, lambda y, p: p, labels="ordinal")
+
+
+# --- the catalogue records: complete, and each part true of the loss ------------------------
+
+RECORDS = list(mb.LOSSES.values())
+
+
+def _record_batch(record, loss, rng):
+    """A batch (y, p) valid for the loss: predictions in (0, 1) for losses on probabilities."""
+    n, d = 6, 3
+    y = labels_for(loss, n, d, rng)
+    if record.probabilities:
+        p = rng.uniform(0.05, 0.95, size=(n, d))
+        if record.labels == "categorical":
+            p = p / p.sum(axis=1, keepdims=True)
+    else:
+        p = rng.normal(size=(n, d)) * 3.0
+    return tf.constant(y if record.labels == "sparse" else y.astype(float)), tf.constant(p)
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=[r.name for r in RECORDS])
+def test_every_record_is_complete_and_true(record):
+    """The independent form computes the same loss, the gradient follows the tape at each kink,
+    and every pairing the record names is one the model accepts."""
+    rng = np.random.default_rng(3)
+    for params in [{}] + [{p: v} for p, spec in record.params.items() for v in spec.examples]:
+        loss = mb.get_loss(record.name, **params)
+        y, p = _record_batch(record, loss, rng)
+        np.testing.assert_allclose(record.independent(y, p, **dict(loss.params)).numpy(),
+                                   loss.fn(y, p).numpy(), rtol=1e-13, err_msg=record.name)
+        for y_k, p_k in record.kinks(**dict(loss.params)):
+            yk, pk = tf.constant([[y_k]], tf.float64), tf.constant([[p_k]], tf.float64)
+            with tf.GradientTape() as tape:
+                tape.watch(pk)
+                value = loss.fn(yk, pk)
+            exact = tape.gradient(value, pk).numpy()[0, 0]
+            manual = loss.gradient(yk, pk).numpy()[0, 0]
+            # TensorFlow's convention at the kink, to rounding (the same side, the same value)
+            assert abs(manual - exact) <= ULPS * np.finfo(float).eps * abs(exact), \
+                (record.name, y_k, p_k, manual, exact)
+    for out in set(record.matrix_outputs) | set(record.outputs or ()):
+        assert out in mb.ACTIVATIONS, f"{record.name} pairs with unknown activation {out!r}"
+        mb.MLP([2, 3], [out], record.name)               # the model accepts the pairing
+    if record.fuses is not None:
+        activation, logits = record.fuses
+        assert mb.LOSSES[logits].fused_gradient is not None and activation in mb.ACTIVATIONS
+
+
+def test_an_incomplete_record_is_refused():
+    good = mb.LOSSES["mse"]
+    fields = dict(name=good.name, build=good.build, labels=good.labels, kinks=good.kinks,
+                  independent=good.independent, matrix_outputs=good.matrix_outputs)
+    mb.LossRecord(**fields)
+    for field, bad, match in [("independent", None, "independent must be callable"),
+                              ("labels", "ordinal", "labels must be one of"),
+                              ("matrix_outputs", (), "matrix_outputs must be a non-empty")]:
+        with pytest.raises(TypeError, match=match):
+            mb.LossRecord(**{**fields, field: bad})
+    with pytest.raises(TypeError, match="a loss on probabilities lists the outputs"):
+        mb.LossRecord(**fields, probabilities=True)

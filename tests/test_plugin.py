@@ -30,6 +30,8 @@ class TwoLayer:
         d_out = 2 * (h @ self.W2 - y) / tf.cast(tf.size(y), tf.float64)
         if self.bug == "missing_2":
             d_out = d_out / 2
+        if self.bug == "tiny":
+            d_out = d_out * (1 + 1e-6)
         dz = (d_out @ tf.transpose(self.W2)) * (1 - h * h)
         return [tf.transpose(X) @ dz, tf.transpose(h) @ d_out]
 
@@ -162,6 +164,26 @@ def test_snapshot(gradcheck):
 ''')
     other.assert_outcomes(failed=1)
     other.stdout.fnmatch_lines(["*not the ones the snapshot was taken with*"])
+
+
+def test_snapshots_compare_to_the_gradcheck_rtol_option(pytester):
+    run(pytester, SNAPSHOT_TEST.format(bug=None)).assert_outcomes(passed=1)
+    run(pytester, SNAPSHOT_TEST.format(bug="tiny")).assert_outcomes(failed=1)
+    run(pytester, SNAPSHOT_TEST.format(bug="tiny"), "--gradcheck-rtol=1e-4").assert_outcomes(
+        passed=1)
+
+
+@pytest.mark.parametrize("option,message", [
+    ("--gradcheck-rtol=inf", "--gradcheck-rtol must be a positive finite number"),
+    ("--gradcheck-rtol=0", "--gradcheck-rtol must be a positive finite number"),
+    ("--gradcheck-rtol=tight", "--gradcheck-rtol must be a number; got 'tight'"),
+    ("--gradcheck-probes=0", "--gradcheck-probes must be a positive integer"),
+    ("--gradcheck-probes=1.5", "--gradcheck-probes must be an integer; got '1.5'"),
+])
+def test_bad_options_are_refused_when_pytest_starts(pytester, option, message):
+    result = run(pytester, "def test_nothing():\n    pass\n", option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
 
 
 @pytest.mark.parametrize("name", ["", "../escape", "a/b", ".hidden"])

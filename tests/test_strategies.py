@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import find, given
+from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
@@ -17,11 +17,26 @@ def test_architectures_respect_their_bounds(sizes):
     assert all(1 <= w <= 5 for w in sizes[1:-1])
 
 
-def test_architectures_reach_width_one_and_equal_consecutive_widths():
-    assert 1 in find(architectures(min_depth=2), lambda s: 1 in s[1:-1])[1:-1]
-    equal = find(architectures(min_depth=2, min_width=2),
-                 lambda s: any(a == b for a, b in zip(s[1:-1], s[2:-1])))
-    assert any(a == b for a, b in zip(equal[1:-1], equal[2:-1]))
+def draws(strategy, n=200):
+    """``n`` values hypothesis generates from ``strategy`` (derandomized, no shrinking)."""
+    seen = []
+
+    @settings(max_examples=n, derandomize=True, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck), deadline=None)
+    @given(strategy)
+    def collect(value):
+        seen.append(value)
+
+    collect()
+    return seen
+
+
+def test_width_one_and_equal_consecutive_widths_come_up_often():
+    """The docstring's promise, measured: both edge cases in at least 1 draw in 10."""
+    sizes = draws(architectures(min_depth=2))
+    width_one = np.mean([1 in s[1:-1] for s in sizes])
+    equal = np.mean([any(a == b for a, b in zip(s[1:-1], s[2:-1])) for s in sizes])
+    assert width_one >= 0.1 and equal >= 0.1, (width_one, equal)
 
 
 @given(pair=loss_pairings())
@@ -39,9 +54,10 @@ def test_batches_are_valid_for_the_model(model, data):
     assert np.isfinite(float(model.loss(X, y)))      # labels pass the model's checks
 
 
-def test_batch_size_one_is_drawn():
+def test_batch_size_one_comes_up_often():
     model = mb.MLP([2, 3], ["linear"], "mse", seed=0)
-    assert find(batches(model), lambda b: b.n == 1).n == 1
+    sizes = [b.n for b in draws(batches(model))]
+    assert np.mean(np.equal(sizes, 1)) >= 0.1 and max(sizes) == 8, sizes
 
 
 def test_drawn_values_reproduce_from_their_repr():

@@ -1,0 +1,253 @@
+"""Tests that guard the judges: each fails when a specific part of the harness is weakened.
+
+Every test here kills at least one planted harness bug of ``make mutants`` (tests/harness_mutants.py):
+a tolerance loosened, a kink that accepts anything, bisection switched off, the float32
+comparison or the matrix's exit code made to pass, the finite-difference error estimate
+inflated, fewer probes, the rounding test excusing everything.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import manual_backprop as mb
+from mutants import HandBackprop, revealing_batch
+from reference import (NoteCode, Status, assert_gradients_match, check_derivative,
+                       check_gradients, numerical_gradients, tape_gradients)
+
+MODES = ["full", "directional"]
+
+
+class Planted:
+    """A catalogue model whose gradient ``index`` is multiplied by ``factor`` at ``element``
+    (every element when None, the largest gradient's when "largest"). ``twin`` keeps astype
+    (judged through float64); without it the model is judged on its own dtype."""
+
+    def __init__(self, model, index, factor, element=None, twin=True):
+        self.model, self.index, self.factor, self.element = model, index, factor, element
+        self.params, self.param_names = model.params, model.param_names
+        if twin:
+            self.astype = lambda d: Planted(model.astype(d), index, factor, element)
+
+    def loss(self, X, y):
+        return self.model.loss(X, y)
+
+    def gradients(self, X, y):
+        grads = list(self.model.gradients(X, y))
+        g = grads[self.index]
+        scale = np.ones(g.shape)
+        if self.element is None:
+            scale[...] = self.factor
+        elif self.element == "largest":
+            scale[np.unravel_index(np.argmax(np.abs(g.numpy())), g.shape)] = self.factor
+        else:
+            scale[self.element] = self.factor
+        grads[self.index] = g * tf.constant(scale, g.dtype)
+        return grads
+
+
+def smooth_model(dtype="float64", sizes=(4, 6, 3)):
+    model = mb.MLP(list(sizes), ["tanh", "linear"], "mse", dtype=dtype, seed=0)
+    rng = np.random.default_rng(0)
+    return model, rng.normal(size=(8, sizes[0])), rng.normal(size=(8, sizes[-1]))
+
+
+# --- the tape's tolerance: a bug just above it is caught ------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype,factor", [("float64", 1 + 1e-8), ("float32", 1 + 2e-4)])
+def test_a_bug_just_above_the_tape_tolerance_is_caught(dtype, factor, mode):
+    """One element off by 1e-8 (float64; tolerance 1e-10) or 2e-4 (float32, judged on its own
+    float32 code; tolerance 1e-5): caught. The same model without the bug passes."""
+    model, X, y = smooth_model(dtype)
+    good = Planted(model, 0, 1.0, element="largest", twin=False)
+    bad = Planted(model, 0, factor, element="largest", twin=False)
+    assert check_gradients(good, X, y, mode=mode).ok
+    report = check_gradients(bad, X, y, mode=mode)
+    w1 = report.entries[0]
+    largest = np.unravel_index(np.argmax(np.abs(model.gradients(X, y)[0].numpy())), (4, 6))
+    assert report.fd_dtype == dtype and w1.status == Status.FAIL, str(report)
+    assert w1.worst_index == tuple(largest) and w1.n_failing == 1, str(report)
+
+
+def test_a_bug_below_what_finite_differences_resolve_is_caught_by_the_rounding_test():
+    """W1 off by 1e-9 relative everywhere: the tape sees it, finite differences (error ~1e-8)
+    accept manual and tape alike, and the rounding test finds the difference smooth: a bug."""
+    model, X, y = smooth_model()
+    report = check_gradients(Planted(model, 0, 1 + 1e-9), X, y)
+    w1 = report.entries[0]
+    assert w1.status == Status.FAIL and w1.elements.undecided.any(), str(report)
+    assert not w1.note(NoteCode.ROUNDING_EXCUSED)
+
+
+# --- kinks accept a subgradient, not any value ----------------------------------------------
+
+class ReluFiveAtZero(HandBackprop):
+    """relu'(0) = 5: no subgradient of relu at 0 (those lie in [0, 1])."""
+    config = ([3, 4, 2], ["relu", "linear"], "mse")
+
+    def hidden_delta(self, l, z, a, g):
+        return g * tf.where(z > 0, tf.ones_like(z), tf.where(z == 0, 5.0 * tf.ones_like(z),
+                                                            tf.zeros_like(z)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_value_outside_the_one_sided_derivatives_fails_at_a_kink(mode):
+    model = ReluFiveAtZero(*ReluFiveAtZero.config, dtype="float64", seed=0)
+    X = np.zeros((4, 3))
+    X[1] = [-1.0, 0.0, 1.0]
+    X[3] = 0.5
+    report = check_gradients(model, X, np.ones((4, 2)), mode=mode)
+    b1 = next(e for e in report.entries if e.name == "b1")
+    assert b1.status == Status.FAIL and b1.fd_interval is not None, str(report)
+    assert not (b1.fd_interval[0] <= b1.manual <= b1.fd_interval[1])
+
+
+def test_check_derivative_refuses_a_non_subgradient_at_a_kink():
+    five = check_derivative(tf.nn.relu, lambda x: tf.where(x > 0, tf.ones_like(x),
+                                                           tf.where(x == 0, 5.0 * tf.ones_like(x),
+                                                                    tf.zeros_like(x))))
+    # 0 and its float64 neighbours, which TensorFlow flushes to 0 on the CPU
+    assert not five.ok and 0.0 in [f["x"] for f in five.failures], str(five)
+    assert all(abs(f["x"]) < 1e-300 for f in five.failures), str(five)
+
+    @tf.custom_gradient
+    def relu_five(x):
+        one = tf.ones_like(x)
+        return tf.nn.relu(x), lambda g: g * tf.where(x > 0, one, tf.where(x == 0, 5.0 * one,
+                                                                          0.0 * one))
+
+    custom = check_derivative(relu_five)
+    assert not custom.ok and 0.0 in [f["x"] for f in custom.failures], str(custom)
+    assert all(abs(f["x"]) < 1e-300 for f in custom.failures), str(custom)
+
+
+# --- directional mode finds the elements ----------------------------------------------------
+
+class MirroredCustomGradient(HandBackprop):
+    """A forward with a wrong tf.custom_gradient (2x tanh') and a backward that mirrors it:
+    manual and tape agree, finite differences do not."""
+    config = ([3, 5, 2], ["tanh", "linear"], "mse")
+
+    def loss(self, X, y):
+        @tf.custom_gradient
+        def tanh_wrong_grad(z):
+            a = tf.tanh(z)
+            return a, lambda g: 2.0 * g * (1.0 - a * a)
+
+        X, y = self.base._inputs_and_labels(X, y)
+        W1, b1, W2, b2 = self.params
+        a1 = tanh_wrong_grad(tf.matmul(X, W1) + b1)
+        return tf.reduce_mean(tf.square(tf.matmul(a1, W2) + b2 - y))
+
+    def hidden_delta(self, l, z, a, g):
+        return 2.0 * super().hidden_delta(l, z, a, g)
+
+
+def test_directional_mode_finds_each_element_finite_differences_disagree_with():
+    """Where manual and tape agree and finite differences do not, bisection narrows the probes
+    down to the elements: the same elements as a full check."""
+    model = MirroredCustomGradient(*MirroredCustomGradient.config)
+    X, y = revealing_batch(model)
+    full = check_gradients(model, X, y)
+    directional = check_gradients(model, X, y, mode="directional")
+    for f, d in zip(full.entries[:2], directional.entries[:2]):
+        assert f.elements.fd_unresolved.any(), f.name
+        np.testing.assert_array_equal(d.elements.fd_unresolved, f.elements.fd_unresolved)
+
+
+def test_directional_mode_counts_every_wrong_element_past_the_cap():
+    """A 20x20 tensor wrong everywhere: more elements than directional mode differences one by
+    one (256); the rest fail with them."""
+    model = mb.MLP([20, 20, 2], ["tanh", "linear"], "mse", dtype="float64", seed=0)
+    X, y = np.random.default_rng(0).normal(size=(8, 20)), np.zeros((8, 2))
+    report = check_gradients(Planted(model, 0, 1.5), X, y, mode="directional")
+    assert report.entries[0].n_failing == 400, str(report)
+
+
+def test_directional_mode_uses_the_probes_it_is_given():
+    model, X, y = smooth_model()
+    assert {e.probes for e in check_gradients(model, X, y, mode="directional").entries} == {3}
+    assert {e.probes for e in check_gradients(model, X, y, mode="directional",
+                                              probes=5).entries} == {5}
+    assert {e.probes for e in check_gradients(model, X, y).entries} == {None}
+
+
+# --- float32: overflow in float32 only fails --------------------------------------------------
+
+class SoftplusOverflows(HandBackprop):
+    """softplus' written exp(z) / (1 + exp(z)): exp overflows past z = 88 in float32 (NaN),
+    not in float64 (up to 709)."""
+    config = ([3, 4, 2], ["softplus", "linear"], "mse")
+
+    def hidden_delta(self, l, z, a, g):
+        e = tf.exp(z)
+        return g * e / (1.0 + e)
+
+
+def test_a_float32_overflow_fails_where_float64_is_right():
+    model = SoftplusOverflows(*SoftplusOverflows.config, dtype="float32")
+    X = np.zeros((4, 3))
+    X[0] = [100.0, 0.0, 0.0]
+    X[1:] = np.random.default_rng(0).normal(size=(3, 3))
+    W1 = model.base.get_weights()[0]
+    W1[0] = 1.0                           # z = 100 in every unit of row 0
+    model.base.set_weights([W1, *model.base.get_weights()[1:]])
+    report = check_gradients(model, X, np.zeros((4, 2)))
+    assert report.fd_dtype == "float64" and not report.ok, str(report)
+    w1 = report.entries[0]
+    assert w1.status == Status.FAIL and "not finite in float32 but finite in float64" in str(w1.diagnosis[-1])
+    assert not w1.comparison("float32 vs float64").agree
+
+
+# --- finite differences: accurate, and their error estimate tight ----------------------------
+
+def test_the_finite_difference_error_estimate_is_tight():
+    """The estimate bounds the true error (tested elsewhere) without being far above it: at
+    most 1e-6 of each tensor's largest gradient on a smooth network (measured: 1.7e-7)."""
+    model = mb.MLP([4, 6, 6, 2], ["gelu_tanh", "softsign", "linear"], "huber", dtype="float64",
+                   seed=0)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(32, 4)), rng.normal(size=(32, 2))
+    exact = tape_gradients(model, X, y)
+    for est, t in zip(numerical_gradients(model, X, y), exact):
+        assert np.max(est.error) <= 1e-6 * np.max(np.abs(t.numpy())), est.name
+
+
+@pytest.mark.parametrize("rel", [1e-8, -1e-8])
+def test_a_custom_gradient_off_by_1e_8_is_caught(rel):
+    @tf.custom_gradient
+    def softplus(x):
+        return tf.math.softplus(x), lambda g: g * tf.sigmoid(x) * (1.0 + rel)
+
+    report = check_derivative(softplus)
+    assert not report.ok and len(report.failures) > 100, str(report)
+
+
+# --- the tape is overruled only by finite differences that agree with the manual value -------
+
+class CustomGradientBothWrong(MirroredCustomGradient):
+    """The wrong custom gradient in the forward, and a backward that is wrong another way (3x):
+    manual, tape and finite differences all disagree."""
+
+    def hidden_delta(self, l, z, a, g):
+        return 1.5 * super().hidden_delta(l, z, a, g)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_unfaithful_tape_does_not_excuse_a_wrong_manual_value(mode):
+    model = CustomGradientBothWrong(*CustomGradientBothWrong.config)
+    X, y = revealing_batch(model)
+    report = check_gradients(model, X, y, mode=mode)
+    w1 = report.entries[0]
+    assert w1.status == Status.FAIL and not w1.elements.tape_unfaithful.any(), str(report)
+
+
+# --- the float64 twin --------------------------------------------------------------------------
+
+def test_a_float32_model_with_astype_is_judged_through_its_float64_twin():
+    model, X, y = smooth_model("float32")
+    report = assert_gradients_match(model, X, y)
+    assert report.dtype == "float32" and report.fd_dtype == "float64"
+    assert "judged through its float64 twin" in str(report)
+    assert all(e.comparison("float32 vs float64") is not None for e in report.entries)
