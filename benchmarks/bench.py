@@ -48,8 +48,10 @@ def machine() -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-            f"TensorFlow {tf.__version__}, NumPy {np.__version__}")
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}, NumPy {np.__version__}"
+    )
 
 
 def interleaved(functions: dict, runs: int, warmup: int = 1, repeat: int = 1) -> dict:
@@ -70,9 +72,14 @@ def interleaved(functions: dict, runs: int, warmup: int = 1, repeat: int = 1) ->
 
 def table(headers, rows) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
-    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-                     + [line(r) for r in rows])
+
+    def line(cells):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return "\n".join(
+        [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        + [line(r) for r in rows]
+    )
 
 
 def batch_for(model, n, seed=0):
@@ -88,16 +95,24 @@ def batch_for(model, n, seed=0):
 
 # --- 1. a full check against tf.test.compute_gradient -------------------------------------------
 
+
 def full_check(runs: int) -> dict:
-    model = mb.MLP([8, 16, 16, 3], ["tanh", "tanh", "softmax"], "categorical_crossentropy",
-                   dtype="float64", seed=0)
+    model = mb.MLP(
+        [8, 16, 16, 3],
+        ["tanh", "tanh", "softmax"],
+        "categorical_crossentropy",
+        dtype="float64",
+        seed=0,
+    )
     X, y = batch_for(model, 32)
     Xt, yt = tf.constant(X), tf.constant(y)
 
-    def loss(W1, b1, W2, b2, W3, b3):   # the same loss, for the peer
+    def loss(W1, b1, W2, b2, W3, b3):  # the same loss, for the peer
         a = tf.tanh(Xt @ W1 + b1)
         a = tf.tanh(a @ W2 + b2)
-        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=yt, logits=a @ W3 + b3))
+        return tf.reduce_mean(
+            tf.nn.softmax_cross_entropy_with_logits(labels=yt, logits=a @ W3 + b3)
+        )
 
     params = [p.numpy() for p in model.params]
     assert abs(float(loss(*params)) - float(model.loss(X, y))) < 1e-12
@@ -106,32 +121,45 @@ def full_check(runs: int) -> dict:
     def peer():
         peer_result["jacobians"] = tf.test.compute_gradient(loss, params)
 
-    medians = interleaved({
-        "ours: check_gradients, parameters": lambda: check_gradients(model, X, y,
-                                                                     include_input=False),
-        "ours: check_gradients, parameters and dL/dX": lambda: check_gradients(model, X, y),
-        "peer: tf.test.compute_gradient": peer,
-    }, runs)
+    medians = interleaved(
+        {
+            "ours: check_gradients, parameters": lambda: check_gradients(
+                model, X, y, include_input=False
+            ),
+            "ours: check_gradients, parameters and dL/dX": lambda: check_gradients(model, X, y),
+            "peer: tf.test.compute_gradient": peer,
+        },
+        runs,
+    )
     report = check_gradients(model, X, y)
     exact = [g.numpy() for g in tape_gradients(model, X, y)]
     ours = numerical_gradients(model, X, y)
     _, numeric = peer_result["jacobians"]
-    ours_err = max(float(np.max(np.abs(a.value - e)) / np.max(np.abs(e)))
-                   for a, e in zip(ours, exact))
-    peer_err = max(float(np.max(np.abs(n.reshape(e.shape) - e)) / np.max(np.abs(e)))
-                   for n, e in zip(numeric, exact))
+    ours_err = max(
+        float(np.max(np.abs(a.value - e)) / np.max(np.abs(e))) for a, e in zip(ours, exact)
+    )
+    peer_err = max(
+        float(np.max(np.abs(n.reshape(e.shape) - e)) / np.max(np.abs(e)))
+        for n, e in zip(numeric, exact)
+    )
     peer_time = medians["peer: tf.test.compute_gradient"]
     rows = [(name, f"{t * 1e3:.1f} ms", f"{peer_time / t:.1f}x") for name, t in medians.items()]
-    return {"verdict_ok": report.ok, "medians_s": medians, "fd_error_ours": ours_err,
-            "fd_error_peer": peer_err, "accuracy_ratio": peer_err / ours_err,
-            "speedup_parameters": peer_time / medians["ours: check_gradients, parameters"],
-            "text": table(("check", "median", "peer time / ours"), rows)
-            + f"\n\nFD error against the exact gradient (worst tensor, relative to its largest "
-              f"gradient): ours {ours_err:.2e}, peer {peer_err:.2e}, "
-              f"{peer_err / ours_err:.0f}x smaller; verdict ok: {report.ok}"}
+    return {
+        "verdict_ok": report.ok,
+        "medians_s": medians,
+        "fd_error_ours": ours_err,
+        "fd_error_peer": peer_err,
+        "accuracy_ratio": peer_err / ours_err,
+        "speedup_parameters": peer_time / medians["ours: check_gradients, parameters"],
+        "text": table(("check", "median", "peer time / ours"), rows)
+        + f"\n\nFD error against the exact gradient (worst tensor, relative to its largest "
+        f"gradient): ours {ours_err:.2e}, peer {peer_err:.2e}, "
+        f"{peer_err / ours_err:.0f}x smaller; verdict ok: {report.ok}",
+    }
 
 
 # --- 2. directional mode at scale ----------------------------------------------------------------
+
 
 class Planted:
     """A correct model with one tensor's gradient off by 1e-3 relative."""
@@ -168,33 +196,62 @@ def scale(runs: int) -> dict:
     for label, sizes in SCALES:
         model = mb.MLP(sizes, ["tanh", "tanh", "linear"], "mse", dtype="float32", seed=0)
         X, y = batch_for(model, 32)
-        planted = Planted(model, 2)           # W2, the largest tensor but one
-        medians = interleaved({"correct": lambda: check_gradients(model, X, y,
-                                                                   mode="directional"),
-                               "planted": lambda: check_gradients(planted, X, y,
-                                                                   mode="directional")},
-                              runs)
+        planted = Planted(model, 2)  # W2, the largest tensor but one
+        medians = interleaved(
+            {
+                "correct": lambda: check_gradients(model, X, y, mode="directional"),
+                "planted": lambda: check_gradients(planted, X, y, mode="directional"),
+            },
+            runs,
+        )
         ok = check_gradients(model, X, y, mode="directional")
         caught = check_gradients(planted, X, y, mode="directional")
         failing = [e.name for e in caught.failing]
-        out[label] = {"params": model.n_params, "seconds": medians["correct"],
-                      "seconds_planted": medians["planted"], "correct_passes": ok.ok,
-                      "planted_caught": not caught.ok, "failing": failing}
-        rows.append((label, f"{model.n_params:,}", str(sizes), f"{medians['correct']:.2f} s",
-                     "yes" if ok.ok else "NO", "yes" if not caught.ok else "NO",
-                     ", ".join(failing) or "-"))
-    return {"models": out, "text": table(
-        ("model", "parameters", "layer sizes", "directional check", "correct passes",
-         "1e-3 error in W2 caught", "failing tensors"), rows)}
+        out[label] = {
+            "params": model.n_params,
+            "seconds": medians["correct"],
+            "seconds_planted": medians["planted"],
+            "correct_passes": ok.ok,
+            "planted_caught": not caught.ok,
+            "failing": failing,
+        }
+        rows.append(
+            (
+                label,
+                f"{model.n_params:,}",
+                str(sizes),
+                f"{medians['correct']:.2f} s",
+                "yes" if ok.ok else "NO",
+                "yes" if not caught.ok else "NO",
+                ", ".join(failing) or "-",
+            )
+        )
+    return {
+        "models": out,
+        "text": table(
+            (
+                "model",
+                "parameters",
+                "layer sizes",
+                "directional check",
+                "correct passes",
+                "1e-3 error in W2 caught",
+                "failing tensors",
+            ),
+            rows,
+        ),
+    }
 
 
-# --- 3. hand-written forward + backward against the tape -------------------------------------------
+# --- 3. hand-written forward + backward against the tape ---------------------------------------
+
 
 def backprop_speed(runs: int) -> dict:
     rows, out = [], {}
     for label, sizes, n in [("small", [8, 16, 16, 3], 32), ("large", [1000, 800, 250, 10], 256)]:
-        model = mb.MLP(sizes, ["tanh", "tanh", "softmax"], "categorical_crossentropy",
-                       dtype="float32", seed=0)
+        model = mb.MLP(
+            sizes, ["tanh", "tanh", "softmax"], "categorical_crossentropy", dtype="float32", seed=0
+        )
         X, y = batch_for(model, n)
         Xt, yt = tf.constant(X, tf.float32), tf.constant(y, tf.float32)
 
@@ -217,41 +274,85 @@ def backprop_speed(runs: int) -> dict:
                 loss = model._loss_from_cache(model._forward_all(Xb), yb)
             return loss, tape.gradient(loss, model.params)
 
-        medians = interleaved({"manual eager": manual_eager, "tape eager": tape_eager,
-                               "manual tf.function": lambda: manual_graph(Xt, yt),
-                               "tape tf.function": lambda: tape_graph(Xt, yt)},
-                              runs=3 * runs, warmup=3, repeat=20 if label == "small" else 3)
+        medians = interleaved(
+            {
+                "manual eager": manual_eager,
+                "tape eager": tape_eager,
+                "manual tf.function": lambda: manual_graph(Xt, yt),
+                "tape tf.function": lambda: tape_graph(Xt, yt),
+            },
+            runs=3 * runs,
+            warmup=3,
+            repeat=20 if label == "small" else 3,
+        )
         out[label] = medians
         for mode in ("eager", "tf.function"):
             ours, peer = medians[f"manual {mode}"], medians[f"tape {mode}"]
-            rows.append((label, f"{model.n_params:,}", f"batch {n}", mode,
-                         f"{ours * 1e3:.2f} ms", f"{peer * 1e3:.2f} ms", f"{peer / ours:.2f}x"))
-    return {"medians_s": out, "text": table(
-        ("model", "parameters", "batch", "mode", "hand-written", "GradientTape",
-         "tape time / ours"), rows)}
+            rows.append(
+                (
+                    label,
+                    f"{model.n_params:,}",
+                    f"batch {n}",
+                    mode,
+                    f"{ours * 1e3:.2f} ms",
+                    f"{peer * 1e3:.2f} ms",
+                    f"{peer / ours:.2f}x",
+                )
+            )
+    return {
+        "medians_s": out,
+        "text": table(
+            (
+                "model",
+                "parameters",
+                "batch",
+                "mode",
+                "hand-written",
+                "GradientTape",
+                "tape time / ours",
+            ),
+            rows,
+        ),
+    }
 
 
 # --- 4. cost growth -------------------------------------------------------------------------------
 
+
 def growth(runs: int) -> dict:
     rows, points = [], []
     for width in (4, 8, 16, 32, 64, 128):
-        model = mb.MLP([8, width, width, 3], ["tanh", "tanh", "softmax"],
-                       "categorical_crossentropy", dtype="float64", seed=0)
+        model = mb.MLP(
+            [8, width, width, 3],
+            ["tanh", "tanh", "softmax"],
+            "categorical_crossentropy",
+            dtype="float64",
+            seed=0,
+        )
         X, y = batch_for(model, 32)
-        medians = interleaved({"full": lambda: check_gradients(model, X, y, include_input=False),
-                               "directional": lambda: check_gradients(model, X, y,
-                                                                      mode="directional",
-                                                                      include_input=False)},
-                              runs)
+        medians = interleaved(
+            {
+                "full": lambda: check_gradients(model, X, y, include_input=False),
+                "directional": lambda: check_gradients(
+                    model, X, y, mode="directional", include_input=False
+                ),
+            },
+            runs,
+        )
         points.append((model.n_params, medians["full"], medians["directional"]))
-        rows.append((f"[8, {width}, {width}, 3]", f"{model.n_params:,}",
-                     f"{medians['full'] * 1e3:.0f} ms",
-                     f"{medians['full'] / model.n_params * 1e6:.0f} us",
-                     f"{medians['directional'] * 1e3:.0f} ms"))
+        rows.append(
+            (
+                f"[8, {width}, {width}, 3]",
+                f"{model.n_params:,}",
+                f"{medians['full'] * 1e3:.0f} ms",
+                f"{medians['full'] / model.n_params * 1e6:.0f} us",
+                f"{medians['directional'] * 1e3:.0f} ms",
+            )
+        )
     plot = None
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
@@ -269,16 +370,23 @@ def growth(runs: int) -> dict:
         fig.savefig(plot, dpi=100)
     except ImportError:
         pass
-    return {"points": points, "plot": None if plot is None else str(plot.name),
-            "text": table(("model", "parameters", "full check", "per parameter",
-                           "directional check"), rows)}
+    return {
+        "points": points,
+        "plot": None if plot is None else str(plot.name),
+        "text": table(
+            ("model", "parameters", "full check", "per parameter", "directional check"), rows
+        ),
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    parser.add_argument("--json", default=str(HERE / "results.json"),
-                        help="where to write the numbers (benchmarks/results.json)")
+    parser.add_argument(
+        "--json",
+        default=str(HERE / "results.json"),
+        help="where to write the numbers (benchmarks/results.json)",
+    )
     args = parser.parse_args(argv)
     runs = 3 if args.quick else 7
     results = {"machine": machine(), "runs": runs}
@@ -291,12 +399,20 @@ def main(argv=None) -> int:
     ]:
         start = time.perf_counter()
         results[key] = fn(runs)
-        print(f"## {title}\n\n{results[key]['text']}\n\n({time.perf_counter() - start:.0f} s)\n",
-              flush=True)
+        print(
+            f"## {title}\n\n{results[key]['text']}\n\n({time.perf_counter() - start:.0f} s)\n",
+            flush=True,
+        )
     with open(args.json, "w") as fh:
-        json.dump({k: ({kk: vv for kk, vv in v.items() if kk != "text"}
-                       if isinstance(v, dict) else v) for k, v in results.items()}, fh, indent=1,
-                  default=str)
+        json.dump(
+            {
+                k: ({kk: vv for kk, vv in v.items() if kk != "text"} if isinstance(v, dict) else v)
+                for k, v in results.items()
+            },
+            fh,
+            indent=1,
+            default=str,
+        )
     return 0
 
 

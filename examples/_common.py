@@ -23,8 +23,10 @@ def train_and_report(title, model, X, y, optimizer, epochs, *, batch_size=None, 
     if verbose:
         print(f"{title}")
         print(f"  {model!r}")
-        print(f"  {model.n_params} parameters, {len(X)} examples, optimizer {optimizer!r}"
-              + (f", fused {model.fused}" if model.fused else ""))
+        print(
+            f"  {model.n_params} parameters, {len(X)} examples, optimizer {optimizer!r}"
+            + (f", fused {model.fused}" if model.fused else "")
+        )
         for e in sorted({e for e in REPORT_EPOCHS if e < epochs} | {epochs}):
             print(f"  epoch {e:>5}  loss {history[e - 1]:.6f}")
         print(f"  final training accuracy {acc:.1%}\n")

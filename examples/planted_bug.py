@@ -28,8 +28,13 @@ class TwiceTheBias:
 
 def main():
     rng = np.random.default_rng(0)
-    model = mb.MLP([8, 16, 16, 3], ["tanh", "tanh", "softmax"], "categorical_crossentropy",
-                   dtype="float64", seed=0)
+    model = mb.MLP(
+        [8, 16, 16, 3],
+        ["tanh", "tanh", "softmax"],
+        "categorical_crossentropy",
+        dtype="float64",
+        seed=0,
+    )
     X = rng.normal(size=(32, 8))
     y = np.eye(3)[rng.integers(0, 3, size=32)]
     report = check_gradients(TwiceTheBias(model), X, y)

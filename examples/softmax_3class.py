@@ -14,12 +14,18 @@ def blobs(n_per_class=50, seed=0):
 
 def main(verbose=True):
     X, y = blobs()
-    model = mb.MLP([2, 8, 3], ["tanh", "softmax"], "categorical_crossentropy", dtype="float32",
-                   seed=2)
-    return train_and_report("Three blobs: [2, 8, 3], tanh hidden layer, softmax output, "
-                            "categorical cross-entropy",
-                            model, X, y, mb.Momentum(0.1, momentum=0.9), epochs=200,
-                            verbose=verbose)
+    model = mb.MLP(
+        [2, 8, 3], ["tanh", "softmax"], "categorical_crossentropy", dtype="float32", seed=2
+    )
+    return train_and_report(
+        "Three blobs: [2, 8, 3], tanh hidden layer, softmax output, categorical cross-entropy",
+        model,
+        X,
+        y,
+        mb.Momentum(0.1, momentum=0.9),
+        epochs=200,
+        verbose=verbose,
+    )
 
 
 if __name__ == "__main__":

@@ -17,11 +17,24 @@ def circles(n=200, seed=0):
 
 def main(verbose=True):
     X, y = circles()
-    model = mb.MLP([2, 16, 16, 1], ["relu", "relu", "sigmoid"], "binary_crossentropy",
-                   dtype="float32", seed=1, initializer="he_normal")
-    return train_and_report("Circles: [2, 16, 16, 1], two ReLU hidden layers, sigmoid output",
-                            model, X, y, mb.Adam(0.01), epochs=300, batch_size=32,
-                            verbose=verbose)
+    model = mb.MLP(
+        [2, 16, 16, 1],
+        ["relu", "relu", "sigmoid"],
+        "binary_crossentropy",
+        dtype="float32",
+        seed=1,
+        initializer="he_normal",
+    )
+    return train_and_report(
+        "Circles: [2, 16, 16, 1], two ReLU hidden layers, sigmoid output",
+        model,
+        X,
+        y,
+        mb.Adam(0.01),
+        epochs=300,
+        batch_size=32,
+        verbose=verbose,
+    )
 
 
 if __name__ == "__main__":

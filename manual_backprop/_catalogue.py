@@ -31,8 +31,10 @@ def check_record(kind: str, record, callables: Tuple[str, ...]) -> None:
         raise TypeError(f"{kind} record: name must be a non-empty lower-case string; got {name!r}.")
     for attr in callables:
         if not callable(getattr(record, attr, None)):
-            raise TypeError(f"{kind} record {name!r}: {attr} must be callable; "
-                            f"got {getattr(record, attr, None)!r}.")
+            raise TypeError(
+                f"{kind} record {name!r}: {attr} must be callable; "
+                f"got {getattr(record, attr, None)!r}."
+            )
     params = getattr(record, "params", None)
     if not isinstance(params, Mapping) or not all(isinstance(p, Param) for p in params.values()):
         raise TypeError(f"{kind} record {name!r}: params must map names to Param; got {params!r}.")
@@ -51,8 +53,9 @@ def resolve(kind: str, obj, params: dict, *, cls, records) -> str:
     ``kind`` is ``"activation"`` or ``"loss"``; ``records`` maps names to catalogue records.
     """
     if not isinstance(obj, str):
-        raise TypeError(f"{kind} must be a name or a {cls.__name__}; got {obj!r} of type "
-                        f"{type(obj).__name__}.")
+        raise TypeError(
+            f"{kind} must be a name or a {cls.__name__}; got {obj!r} of type {type(obj).__name__}."
+        )
     aliases = {alias: key for key, rec in records.items() for alias in rec.aliases}
     key = aliases.get(obj.lower(), obj.lower())
     if key not in records:
@@ -60,30 +63,40 @@ def resolve(kind: str, obj, params: dict, *, cls, records) -> str:
     unknown = set(params) - set(records[key].params)
     if unknown:
         allowed = ", ".join(records[key].params) or "none"
-        raise TypeError(f"{kind.capitalize()} {key!r} got unknown parameter(s) {sorted(unknown)}; "
-                        f"it takes: {allowed}.")
+        raise TypeError(
+            f"{kind.capitalize()} {key!r} got unknown parameter(s) {sorted(unknown)}; "
+            f"it takes: {allowed}."
+        )
     return key
 
 
 def merged_params(kind: str, record, params: dict) -> dict:
     """The record's defaults updated with ``params``, each checked."""
     merged = {**defaults(record), **params}
-    return {p: number(kind, record.name, p, v, positive=record.params[p].positive)
-            for p, v in merged.items()}
+    return {
+        p: number(kind, record.name, p, v, positive=record.params[p].positive)
+        for p, v in merged.items()
+    }
 
 
 def passthrough(kind: str, obj, params: dict):
     """An already-built object is returned as is; parameters cannot be added to it."""
     if params:
-        raise TypeError(f"get_{kind}: parameters {sorted(params)} given with a built {kind} "
-                        f"{obj!r}; set them when building it instead.")
+        raise TypeError(
+            f"get_{kind}: parameters {sorted(params)} given with a built {kind} "
+            f"{obj!r}; set them when building it instead."
+        )
     return obj
 
 
 def number(kind: str, key: str, pname: str, value, *, positive: bool = False) -> float:
     """``value`` as a float, or a ValueError naming the parameter."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or (positive and value <= 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or (positive and value <= 0)
+    ):
         what = "a positive finite number" if positive else "a finite number"
         raise ValueError(f"{kind.capitalize()} {key!r}: {pname} must be {what}; got {value!r}.")
     return float(value)

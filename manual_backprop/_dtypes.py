@@ -28,7 +28,5 @@ def canonical_dtype(dtype, *, argument: str = "dtype") -> tf.DType:
                 f"dtype); got {dtype!r} of type {type(dtype).__name__}."
             ) from None
     if name not in SUPPORTED_DTYPES:
-        raise ValueError(
-            f"Unknown {argument} {dtype!r}: expected one of {SUPPORTED_DTYPES}."
-        )
+        raise ValueError(f"Unknown {argument} {dtype!r}: expected one of {SUPPORTED_DTYPES}.")
     return tf.as_dtype(name)

@@ -29,11 +29,25 @@ from typing import Callable, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
-from ._catalogue import (Param, catalogue_call, check_record, defaults, merged_params,
-                         passthrough, resolve)
+from ._catalogue import (
+    Param,
+    catalogue_call,
+    check_record,
+    defaults,
+    merged_params,
+    passthrough,
+    resolve,
+)
 
-__all__ = ["Activation", "ActivationRecord", "ACTIVATIONS", "get_activation", "activation_names",
-           "SELU_LAMBDA", "SELU_ALPHA"]
+__all__ = [
+    "Activation",
+    "ActivationRecord",
+    "ACTIVATIONS",
+    "get_activation",
+    "activation_names",
+    "SELU_LAMBDA",
+    "SELU_ALPHA",
+]
 
 # The constants of TensorFlow's selu kernel, rounded to float64.
 SELU_LAMBDA = 1.0507009873554805
@@ -81,7 +95,9 @@ class Activation:
             )
         for label, value in (("derivative", self.derivative), ("vjp", self.vjp)):
             if value is not None and not callable(value):
-                raise TypeError(f"Activation {self.name!r}: {label} must be callable; got {value!r}.")
+                raise TypeError(
+                    f"Activation {self.name!r}: {label} must be callable; got {value!r}."
+                )
 
     @property
     def elementwise(self) -> bool:
@@ -106,8 +122,9 @@ class Activation:
         """A short, copy-pasteable description: the name alone for a catalogue activation with
         its default parameters, else ``get_activation('elu', alpha=0.5)``."""
         if self.builtin:
-            return catalogue_call("get_activation", self.name, self.params,
-                                  defaults(ACTIVATIONS[self.name]))
+            return catalogue_call(
+                "get_activation", self.name, self.params, defaults(ACTIVATIONS[self.name])
+            )
         return f"<Activation {self.name!r}>"
 
     def __repr__(self) -> str:
@@ -146,8 +163,10 @@ class ActivationRecord:
         check_record("activation", self, ("build", "kinks", "independent"))
         low_high = self.output_range
         if not (isinstance(low_high, tuple) and len(low_high) == 2 and low_high[0] < low_high[1]):
-            raise TypeError(f"activation record {self.name!r}: output_range must be a (low, high) "
-                            f"tuple with low < high; got {low_high!r}.")
+            raise TypeError(
+                f"activation record {self.name!r}: output_range must be a (low, high) "
+                f"tuple with low < high; got {low_high!r}."
+            )
 
 
 def _elementwise(fn, derivative):
@@ -160,6 +179,7 @@ def _no_kinks(**params):
 
 
 # --- the catalogue: forward, then its derivative, then the record ---------------------------
+
 
 def _linear(z):
     return tf.identity(z)
@@ -189,7 +209,7 @@ def _tanh_d(z, a):
 
 
 def _tanh_independent(z):
-    t = tf.math.expm1(-2.0 * tf.abs(z))          # tanh|z| = -t / (t + 2), exact near 0 and inf
+    t = tf.math.expm1(-2.0 * tf.abs(z))  # tanh|z| = -t / (t + 2), exact near 0 and inf
     return tf.sign(z) * (-t / (t + 2.0))
 
 
@@ -319,41 +339,108 @@ _UNIT = (0.0, 1.0)
 _REAL = (-math.inf, math.inf)
 
 _RECORDS = [
-    ActivationRecord("linear", _elementwise(_linear, _linear_d), _REAL, _no_kinks,
-                     independent=lambda z: z, aliases=("identity",)),
-    ActivationRecord("sigmoid", _elementwise(_sigmoid, _sigmoid_d), _UNIT, _no_kinks,
-                     independent=lambda z: 0.5 * (1.0 + tf.math.tanh(0.5 * z))),
-    ActivationRecord("tanh", _elementwise(_tanh, _tanh_d), (-1.0, 1.0), _no_kinks,
-                     independent=_tanh_independent),
-    ActivationRecord("relu", _elementwise(_relu, _relu_d), (0.0, math.inf),
-                     kinks=lambda: {0.0: 0.0}, independent=lambda z: tf.maximum(z, 0.0)),
-    ActivationRecord("leaky_relu", _make_leaky_relu, _REAL,
-                     kinks=lambda alpha: {0.0: alpha}, independent=_leaky_relu_independent,
-                     params={"alpha": Param(0.2, examples=(0.01, 0.1, 0.3))}),
-    ActivationRecord("elu", _make_elu, _REAL, kinks=lambda alpha: {0.0: alpha},
-                     independent=lambda z, alpha: tf.where(
-                         z > 0, z, alpha * tf.nn.elu(tf.minimum(z, 0.0))),
-                     params={"alpha": Param(1.0, examples=(0.5, 1.0, 1.7))}),
-    ActivationRecord("selu", _elementwise(_selu, _selu_d), _REAL,
-                     kinks=lambda: {0.0: SELU_LAMBDA}, independent=tf.nn.selu),
-    ActivationRecord("gelu", _elementwise(_gelu, _gelu_d), _REAL, _no_kinks,
-                     independent=lambda z: 0.5 * z * tf.math.erfc(-z / math.sqrt(2.0))),
-    ActivationRecord("gelu_tanh", _elementwise(_gelu_tanh, _gelu_tanh_d), _REAL, _no_kinks,
-                     independent=lambda z: 0.5 * z * (1.0 + tf.math.tanh(
-                         math.sqrt(2.0 / math.pi) * z * (1.0 + 0.044715 * tf.square(z))))),
-    ActivationRecord("softplus", _elementwise(_softplus, _softplus_d), (0.0, math.inf),
-                     _no_kinks, independent=lambda z: tf.maximum(z, 0.0)
-                     + tf.math.log1p(tf.exp(-tf.abs(z)))),
-    ActivationRecord("swish", _elementwise(_swish, _swish_d), _REAL, _no_kinks,
-                     independent=tf.nn.silu, aliases=("silu",)),
-    ActivationRecord("softsign", _elementwise(_softsign, _softsign_d), (-1.0, 1.0), _no_kinks,
-                     independent=lambda z: z / (1.0 + tf.abs(z))),
-    ActivationRecord("hard_sigmoid", _elementwise(_hard_sigmoid, _hard_sigmoid_d), _UNIT,
-                     kinks=lambda: {-3.0: 0.0, 3.0: 0.0},
-                     independent=lambda z: tf.clip_by_value(z / 6.0 + 0.5, 0.0, 1.0)),
-    ActivationRecord("softmax", lambda: (_softmax, None, _softmax_vjp), _UNIT, _no_kinks,
-                     independent=lambda z: tf.exp(
-                         z - tf.reduce_logsumexp(z, axis=-1, keepdims=True))),
+    ActivationRecord(
+        "linear",
+        _elementwise(_linear, _linear_d),
+        _REAL,
+        _no_kinks,
+        independent=lambda z: z,
+        aliases=("identity",),
+    ),
+    ActivationRecord(
+        "sigmoid",
+        _elementwise(_sigmoid, _sigmoid_d),
+        _UNIT,
+        _no_kinks,
+        independent=lambda z: 0.5 * (1.0 + tf.math.tanh(0.5 * z)),
+    ),
+    ActivationRecord(
+        "tanh", _elementwise(_tanh, _tanh_d), (-1.0, 1.0), _no_kinks, independent=_tanh_independent
+    ),
+    ActivationRecord(
+        "relu",
+        _elementwise(_relu, _relu_d),
+        (0.0, math.inf),
+        kinks=lambda: {0.0: 0.0},
+        independent=lambda z: tf.maximum(z, 0.0),
+    ),
+    ActivationRecord(
+        "leaky_relu",
+        _make_leaky_relu,
+        _REAL,
+        kinks=lambda alpha: {0.0: alpha},
+        independent=_leaky_relu_independent,
+        params={"alpha": Param(0.2, examples=(0.01, 0.1, 0.3))},
+    ),
+    ActivationRecord(
+        "elu",
+        _make_elu,
+        _REAL,
+        kinks=lambda alpha: {0.0: alpha},
+        independent=lambda z, alpha: tf.where(z > 0, z, alpha * tf.nn.elu(tf.minimum(z, 0.0))),
+        params={"alpha": Param(1.0, examples=(0.5, 1.0, 1.7))},
+    ),
+    ActivationRecord(
+        "selu",
+        _elementwise(_selu, _selu_d),
+        _REAL,
+        kinks=lambda: {0.0: SELU_LAMBDA},
+        independent=tf.nn.selu,
+    ),
+    ActivationRecord(
+        "gelu",
+        _elementwise(_gelu, _gelu_d),
+        _REAL,
+        _no_kinks,
+        independent=lambda z: 0.5 * z * tf.math.erfc(-z / math.sqrt(2.0)),
+    ),
+    ActivationRecord(
+        "gelu_tanh",
+        _elementwise(_gelu_tanh, _gelu_tanh_d),
+        _REAL,
+        _no_kinks,
+        independent=lambda z: (
+            0.5
+            * z
+            * (1.0 + tf.math.tanh(math.sqrt(2.0 / math.pi) * z * (1.0 + 0.044715 * tf.square(z))))
+        ),
+    ),
+    ActivationRecord(
+        "softplus",
+        _elementwise(_softplus, _softplus_d),
+        (0.0, math.inf),
+        _no_kinks,
+        independent=lambda z: tf.maximum(z, 0.0) + tf.math.log1p(tf.exp(-tf.abs(z))),
+    ),
+    ActivationRecord(
+        "swish",
+        _elementwise(_swish, _swish_d),
+        _REAL,
+        _no_kinks,
+        independent=tf.nn.silu,
+        aliases=("silu",),
+    ),
+    ActivationRecord(
+        "softsign",
+        _elementwise(_softsign, _softsign_d),
+        (-1.0, 1.0),
+        _no_kinks,
+        independent=lambda z: z / (1.0 + tf.abs(z)),
+    ),
+    ActivationRecord(
+        "hard_sigmoid",
+        _elementwise(_hard_sigmoid, _hard_sigmoid_d),
+        _UNIT,
+        kinks=lambda: {-3.0: 0.0, 3.0: 0.0},
+        independent=lambda z: tf.clip_by_value(z / 6.0 + 0.5, 0.0, 1.0),
+    ),
+    ActivationRecord(
+        "softmax",
+        lambda: (_softmax, None, _softmax_vjp),
+        _UNIT,
+        _no_kinks,
+        independent=lambda z: tf.exp(z - tf.reduce_logsumexp(z, axis=-1, keepdims=True)),
+    ),
 ]
 
 # name -> record, in catalogue order; read-only.
@@ -377,5 +464,6 @@ def get_activation(name, **params) -> Activation:
     record = ACTIVATIONS[key]
     merged = merged_params("activation", record, params)
     fn, derivative, vjp = record.build(**merged)
-    return Activation(key, fn, derivative, vjp=vjp, params=merged,
-                      output_range=record.output_range, builtin=True)
+    return Activation(
+        key, fn, derivative, vjp=vjp, params=merged, output_range=record.output_range, builtin=True
+    )

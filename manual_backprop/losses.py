@@ -30,8 +30,15 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from ._catalogue import (Param, catalogue_call, check_record, defaults, merged_params,
-                         passthrough, resolve)
+from ._catalogue import (
+    Param,
+    catalogue_call,
+    check_record,
+    defaults,
+    merged_params,
+    passthrough,
+    resolve,
+)
 
 __all__ = ["Loss", "LossRecord", "LOSSES", "get_loss", "loss_names", "LABEL_KINDS"]
 
@@ -77,8 +84,9 @@ class Loss:
             if not callable(value):
                 raise TypeError(f"Loss {self.name!r}: {label} must be callable; got {value!r}.")
         if self.labels not in LABEL_KINDS:
-            raise ValueError(f"Loss {self.name!r}: labels must be one of {LABEL_KINDS}; "
-                             f"got {self.labels!r}.")
+            raise ValueError(
+                f"Loss {self.name!r}: labels must be one of {LABEL_KINDS}; got {self.labels!r}."
+            )
 
     def __call__(self, y_true, y_pred):
         return self.fn(y_true, y_pred)
@@ -125,6 +133,7 @@ def _mean(t):
 
 
 # --- the catalogue: loss, then its gradient ------------------------------------------------
+
 
 def _mse(y, p):
     """mean((p - y)^2) over all N*D elements"""
@@ -228,8 +237,9 @@ def _cce_fused_g(y, z, a):
 def _sparse_cce_logits(y, z):
     """mean over N of -log softmax(z)[y], y integer class indices"""
     y = tf.broadcast_to(y, tf.shape(z)[:-1])
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=z),
-                          axis=-1)
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=z), axis=-1
+    )
 
 
 def _sparse_cce_logits_g(y, z):
@@ -239,6 +249,7 @@ def _sparse_cce_logits_g(y, z):
 
 
 # --- the independent forms: the same losses from other primitives, for reference -----------
+
 
 def _clipped(p, epsilon):
     return tf.clip_by_value(p, epsilon, 1.0 - epsilon)
@@ -282,6 +293,7 @@ def _sparse_logits_independent(y, z):
 
 # --- the records ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class LossRecord:
     """Everything known about one catalogue loss, in one place.
@@ -323,16 +335,24 @@ class LossRecord:
     def __post_init__(self):
         check_record("loss", self, ("build", "kinks", "independent"))
         if self.labels not in LABEL_KINDS:
-            raise TypeError(f"loss record {self.name!r}: labels must be one of {LABEL_KINDS}; "
-                            f"got {self.labels!r}.")
-        for what, names in (("matrix_outputs", self.matrix_outputs),
-                            ("outputs", self.outputs or ("any",))):
+            raise TypeError(
+                f"loss record {self.name!r}: labels must be one of {LABEL_KINDS}; "
+                f"got {self.labels!r}."
+            )
+        for what, names in (
+            ("matrix_outputs", self.matrix_outputs),
+            ("outputs", self.outputs or ("any",)),
+        ):
             if not (isinstance(names, tuple) and names and all(isinstance(n, str) for n in names)):
-                raise TypeError(f"loss record {self.name!r}: {what} must be a non-empty tuple of "
-                                f"activation names; got {names!r}.")
+                raise TypeError(
+                    f"loss record {self.name!r}: {what} must be a non-empty tuple of "
+                    f"activation names; got {names!r}."
+                )
         if self.probabilities != (self.outputs is not None):
-            raise TypeError(f"loss record {self.name!r}: a loss on probabilities lists the "
-                            f"outputs it may follow (outputs), and only such a loss does.")
+            raise TypeError(
+                f"loss record {self.name!r}: a loss on probabilities lists the "
+                f"outputs it may follow (outputs), and only such a loss does."
+            )
 
 
 def _fixed(fn, gradient):
@@ -357,31 +377,83 @@ def _clip_edges_one_class(epsilon):
 _EPSILON_PARAM = {"epsilon": Param(_EPSILON, positive=True)}
 
 _RECORDS = [
-    LossRecord("mse", _fixed(_mse, _mse_g), "real", _no_kinks, _mse_independent,
-               matrix_outputs=("linear", "sigmoid", "softmax"), aliases=("mean_squared_error",)),
-    LossRecord("mae", _fixed(_mae, _mae_g), "real", kinks=lambda: ((0.5, 0.5),),
-               independent=_mae_independent, matrix_outputs=("linear",),
-               aliases=("mean_absolute_error",)),
-    LossRecord("huber", _make_huber, "real", kinks=_no_kinks,    # C1 at |r| = delta
-               independent=_huber_independent, matrix_outputs=("linear",),
-               params={"delta": Param(1.0, examples=(0.1, 0.5, 1.0, 3.0), positive=True)}),
-    LossRecord("binary_crossentropy", _make_bce, "binary", _clip_edges, _bce_independent,
-               matrix_outputs=("sigmoid", "hard_sigmoid"), params=_EPSILON_PARAM,
-               outputs=("sigmoid", "hard_sigmoid", "softmax"), probabilities=True,
-               fuses=("sigmoid", "binary_crossentropy_from_logits")),
-    LossRecord("binary_crossentropy_from_logits", _fixed(_bce_logits, _bce_logits_g), "binary",
-               _no_kinks, _bce_logits_independent, matrix_outputs=("linear",),
-               fused_gradient=_bce_fused_g),
-    LossRecord("categorical_crossentropy", _make_cce, "categorical", _clip_edges_one_class,
-               _cce_independent, matrix_outputs=("softmax", "sigmoid"), params=_EPSILON_PARAM,
-               outputs=("softmax", "sigmoid"), probabilities=True,
-               fuses=("softmax", "categorical_crossentropy_from_logits")),
-    LossRecord("categorical_crossentropy_from_logits", _fixed(_cce_logits, _cce_logits_g),
-               "categorical", _no_kinks, _cce_logits_independent, matrix_outputs=("linear",),
-               fused_gradient=_cce_fused_g),
-    LossRecord("sparse_categorical_crossentropy_from_logits",
-               _fixed(_sparse_cce_logits, _sparse_cce_logits_g), "sparse", _no_kinks,
-               _sparse_logits_independent, matrix_outputs=("linear",)),
+    LossRecord(
+        "mse",
+        _fixed(_mse, _mse_g),
+        "real",
+        _no_kinks,
+        _mse_independent,
+        matrix_outputs=("linear", "sigmoid", "softmax"),
+        aliases=("mean_squared_error",),
+    ),
+    LossRecord(
+        "mae",
+        _fixed(_mae, _mae_g),
+        "real",
+        kinks=lambda: ((0.5, 0.5),),
+        independent=_mae_independent,
+        matrix_outputs=("linear",),
+        aliases=("mean_absolute_error",),
+    ),
+    LossRecord(
+        "huber",
+        _make_huber,
+        "real",
+        kinks=_no_kinks,  # C1 at |r| = delta
+        independent=_huber_independent,
+        matrix_outputs=("linear",),
+        params={"delta": Param(1.0, examples=(0.1, 0.5, 1.0, 3.0), positive=True)},
+    ),
+    LossRecord(
+        "binary_crossentropy",
+        _make_bce,
+        "binary",
+        _clip_edges,
+        _bce_independent,
+        matrix_outputs=("sigmoid", "hard_sigmoid"),
+        params=_EPSILON_PARAM,
+        outputs=("sigmoid", "hard_sigmoid", "softmax"),
+        probabilities=True,
+        fuses=("sigmoid", "binary_crossentropy_from_logits"),
+    ),
+    LossRecord(
+        "binary_crossentropy_from_logits",
+        _fixed(_bce_logits, _bce_logits_g),
+        "binary",
+        _no_kinks,
+        _bce_logits_independent,
+        matrix_outputs=("linear",),
+        fused_gradient=_bce_fused_g,
+    ),
+    LossRecord(
+        "categorical_crossentropy",
+        _make_cce,
+        "categorical",
+        _clip_edges_one_class,
+        _cce_independent,
+        matrix_outputs=("softmax", "sigmoid"),
+        params=_EPSILON_PARAM,
+        outputs=("softmax", "sigmoid"),
+        probabilities=True,
+        fuses=("softmax", "categorical_crossentropy_from_logits"),
+    ),
+    LossRecord(
+        "categorical_crossentropy_from_logits",
+        _fixed(_cce_logits, _cce_logits_g),
+        "categorical",
+        _no_kinks,
+        _cce_logits_independent,
+        matrix_outputs=("linear",),
+        fused_gradient=_cce_fused_g,
+    ),
+    LossRecord(
+        "sparse_categorical_crossentropy_from_logits",
+        _fixed(_sparse_cce_logits, _sparse_cce_logits_g),
+        "sparse",
+        _no_kinks,
+        _sparse_logits_independent,
+        matrix_outputs=("linear",),
+    ),
 ]
 
 # name -> record, in catalogue order; read-only.
@@ -410,6 +482,14 @@ def get_loss(name, **params) -> Loss:
     if record.fuses is not None:
         activation, logits_loss = record.fuses
         fused = {activation: get_loss(logits_loss)}
-    return Loss(key, fn, gradient, labels=record.labels, params=merged,
-                probabilities=record.probabilities, fused=fused,
-                fused_gradient=record.fused_gradient, builtin=True)
+    return Loss(
+        key,
+        fn,
+        gradient,
+        labels=record.labels,
+        params=merged,
+        probabilities=record.probabilities,
+        fused=fused,
+        fused_gradient=record.fused_gradient,
+        builtin=True,
+    )

@@ -5,8 +5,8 @@ Layer ``l`` (1-based) computes ``z_l = a_{l-1} @ W_l + b_l`` and ``a_l = act_l(z
 shape ``(fan_out,)``. The backward pass walks the layers from the output down:
 
     dz_L = act_L.backward(z_L, a_L, loss'(a_L))   (fused sigmoid/softmax + CE: from the logits)
-    dW_l = a_{l-1}^T @ dz_l                  db_l = sum over rows of dz_l
-    da_{l-1} = dz_l @ W_l^T                  dz_{l-1} = act_{l-1}.backward(z_{l-1}, a_{l-1}, da_{l-1})
+    dW_l = a_{l-1}^T @ dz_l               db_l = sum over rows of dz_l
+    da_{l-1} = dz_l @ W_l^T               dz_{l-1} = act_{l-1}.backward(z_{l-1}, a_{l-1}, da_{l-1})
 
 and ``dL/dX = da_0``. Nothing here uses ``tf.GradientTape`` or any automatic differentiation.
 """
@@ -69,36 +69,57 @@ class MLP:
     network's loss independently.
     """
 
-    def __init__(self, layer_sizes: Sequence[int], activations, loss, *, dtype="float32",
-                 seed: Optional[int] = None, initializer: str = "glorot_uniform",
-                 weight_scale: float = 1.0):
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        activations,
+        loss,
+        *,
+        dtype="float32",
+        seed: Optional[int] = None,
+        initializer: str = "glorot_uniform",
+        weight_scale: float = 1.0,
+    ):
         self.layer_sizes = check_layer_sizes(layer_sizes)
         n_layers = len(self.layer_sizes) - 1
         if isinstance(activations, (str, Activation)):
-            raise TypeError(f"activations must be a list with one entry per layer ({n_layers} "
-                            f"here); got the single value {activations!r}. For the same "
-                            f"activation everywhere pass [{activations!r}] * {n_layers}.")
+            raise TypeError(
+                f"activations must be a list with one entry per layer ({n_layers} "
+                f"here); got the single value {activations!r}. For the same "
+                f"activation everywhere pass [{activations!r}] * {n_layers}."
+            )
         activations = list(activations)
         if len(activations) != n_layers:
-            raise ValueError(f"activations has {len(activations)} entries but layer_sizes "
-                             f"{list(self.layer_sizes)} defines {n_layers} layers; give one "
-                             f"activation per layer.")
+            raise ValueError(
+                f"activations has {len(activations)} entries but layer_sizes "
+                f"{list(self.layer_sizes)} defines {n_layers} layers; give one "
+                f"activation per layer."
+            )
         self.activations = tuple(get_activation(a) for a in activations)
         self.loss_function: Loss = get_loss(loss)
         self.dtype = canonical_dtype(dtype)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be a non-negative integer or None; got {seed!r} of type "
-                            f"{type(seed).__name__}.")
+            raise TypeError(
+                f"seed must be a non-negative integer or None; got {seed!r} of type "
+                f"{type(seed).__name__}."
+            )
         if seed is not None and seed < 0:
             raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}.")
         self.seed = seed
         if initializer not in INITIALIZERS:
-            raise ValueError(f"Unknown initializer {initializer!r}. Valid names: "
-                             f"{', '.join(INITIALIZERS)}.")
+            raise ValueError(
+                f"Unknown initializer {initializer!r}. Valid names: {', '.join(INITIALIZERS)}."
+            )
         self.initializer = initializer
-        if isinstance(weight_scale, bool) or not isinstance(weight_scale, (int, float)) or \
-                not np.isfinite(weight_scale) or weight_scale <= 0:
-            raise ValueError(f"weight_scale must be a positive finite number; got {weight_scale!r}.")
+        if (
+            isinstance(weight_scale, bool)
+            or not isinstance(weight_scale, (int, float))
+            or not np.isfinite(weight_scale)
+            or weight_scale <= 0
+        ):
+            raise ValueError(
+                f"weight_scale must be a positive finite number; got {weight_scale!r}."
+            )
         self.weight_scale = float(weight_scale)
         self._check_pairing()
         self._fused: Optional[Loss] = self._find_fused()
@@ -121,10 +142,13 @@ class MLP:
                 raise ValueError(
                     f"Loss {loss.name!r} takes probabilities, but the output activation "
                     f"{out.name!r} ranges over ({lo}, {hi}). Use a 'sigmoid' or 'softmax' output, "
-                    f"or the loss '{loss.name}_from_logits' on a 'linear' output.")
+                    f"or the loss '{loss.name}_from_logits' on a 'linear' output."
+                )
         if loss.labels == "sparse" and self.layer_sizes[-1] < 2:
-            raise ValueError(f"Loss {loss.name!r} needs at least 2 output units (one per class); "
-                             f"layer_sizes ends in {self.layer_sizes[-1]}.")
+            raise ValueError(
+                f"Loss {loss.name!r} needs at least 2 output units (one per class); "
+                f"layer_sizes ends in {self.layer_sizes[-1]}."
+            )
 
     def _find_fused(self) -> Optional[Loss]:
         out, loss = self.activations[-1], self.loss_function
@@ -157,13 +181,17 @@ class MLP:
         """Assign new values to every parameter (cast to the model's dtype); shapes must match."""
         weights = list(weights)
         if len(weights) != len(self.params):
-            raise ValueError(f"set_weights: got {len(weights)} arrays for {len(self.params)} "
-                             f"parameters ({', '.join(self.param_names)}).")
+            raise ValueError(
+                f"set_weights: got {len(weights)} arrays for {len(self.params)} "
+                f"parameters ({', '.join(self.param_names)})."
+            )
         arrays = []
         for name, p, w in zip(self.param_names, self.params, weights):
             arr = np.asarray(w.numpy() if isinstance(w, (tf.Tensor, tf.Variable)) else w)
             if arr.shape != tuple(p.shape):
-                raise ValueError(f"set_weights: {name} has shape {tuple(p.shape)}; got {arr.shape}.")
+                raise ValueError(
+                    f"set_weights: {name} has shape {tuple(p.shape)}; got {arr.shape}."
+                )
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"set_weights: {name} contains NaN or inf.")
             arrays.append(arr.astype(self.dtype.as_numpy_dtype))
@@ -172,8 +200,15 @@ class MLP:
 
     def astype(self, dtype) -> "MLP":
         """The same model (same structure, same weights cast to ``dtype``) as a new object."""
-        clone = MLP(self.layer_sizes, self.activations, self.loss_function, dtype=dtype,
-                    seed=self.seed, initializer=self.initializer, weight_scale=self.weight_scale)
+        clone = MLP(
+            self.layer_sizes,
+            self.activations,
+            self.loss_function,
+            dtype=dtype,
+            seed=self.seed,
+            initializer=self.initializer,
+            weight_scale=self.weight_scale,
+        )
         clone.set_weights([p.numpy() for p in self.params])
         return clone
 
@@ -182,10 +217,12 @@ class MLP:
             return spec if spec.startswith(("get_", "<")) else repr(spec)
 
         acts = ", ".join(show(a.spec) for a in self.activations)
-        return (f"MLP({list(self.layer_sizes)}, [{acts}], {show(self.loss_function.spec)}, "
-                f"dtype={self.dtype.name!r}, seed={self.seed!r}, "
-                f"initializer={self.initializer!r}"
-                + (f", weight_scale={self.weight_scale!r})" if self.weight_scale != 1.0 else ")"))
+        return (
+            f"MLP({list(self.layer_sizes)}, [{acts}], {show(self.loss_function.spec)}, "
+            f"dtype={self.dtype.name!r}, seed={self.seed!r}, "
+            f"initializer={self.initializer!r}"
+            + (f", weight_scale={self.weight_scale!r})" if self.weight_scale != 1.0 else ")")
+        )
 
     # --- input checks -----------------------------------------------------------------------
 
@@ -194,8 +231,14 @@ class MLP:
 
     def _inputs_and_labels(self, X, y):
         X = self._inputs(X)
-        y = check_labels(y, int(X.shape[0]), self.layer_sizes[-1], self.loss_function.labels,
-                         self.loss_function.name, self.dtype)
+        y = check_labels(
+            y,
+            int(X.shape[0]),
+            self.layer_sizes[-1],
+            self.loss_function.labels,
+            self.loss_function.name,
+            self.dtype,
+        )
         return X, y
 
     # --- forward and backward on checked tensors --------------------------------------------
@@ -286,8 +329,10 @@ class MLP:
             shape = tuple(X.shape) if key == "X" else tuple(self.params[key].shape)
             value = tf.convert_to_tensor(value, self.dtype)
             if tuple(value.shape[1:]) != shape:
-                raise ValueError(f"batched_loss: replacement for {key!r} has shape "
-                                 f"{tuple(value.shape)}; expected (K, *{shape}).")
+                raise ValueError(
+                    f"batched_loss: replacement for {key!r} has shape "
+                    f"{tuple(value.shape)}; expected (K, *{shape})."
+                )
             stacks[key] = value
         return self._batched_loss(X, y, stacks)
 
@@ -297,22 +342,30 @@ class MLP:
         for l, act in enumerate(self.activations):
             W = stacks.get(2 * l, self.params[2 * l])
             b = stacks.get(2 * l + 1, self.params[2 * l + 1])
-            if b.shape.rank == 2:                       # (K, out) -> (K, 1, out)
+            if b.shape.rank == 2:  # (K, out) -> (K, 1, out)
                 b = b[:, None, :]
-            z = tf.matmul(a, W) + b                     # broadcasts (N, in) @ (K, in, out)
+            z = tf.matmul(a, W) + b  # broadcasts (N, in) @ (K, in, out)
             fused_output = self._fused is not None and l == len(self.activations) - 1
             a = z if fused_output else act.fn(z)
         loss = self._fused if self._fused is not None else self.loss_function
         if a.shape.rank == 2:
             return loss.fn(y, a)[None]
         if loss.builtin:
-            return loss.fn(y, a)                        # built-in losses reduce over (N, D)
+            return loss.fn(y, a)  # built-in losses reduce over (N, D)
         return tf.vectorized_map(lambda out: loss.fn(y, out), a)
 
     # --- training ---------------------------------------------------------------------------
 
-    def fit(self, X, y, optimizer: Optimizer, epochs: int = 1, batch_size: Optional[int] = None,
-            *, shuffle: bool = True) -> List[float]:
+    def fit(
+        self,
+        X,
+        y,
+        optimizer: Optimizer,
+        epochs: int = 1,
+        batch_size: Optional[int] = None,
+        *,
+        shuffle: bool = True,
+    ) -> List[float]:
         """Train in place with the hand-written gradients; return the loss of each epoch.
 
         An epoch's loss is the mean over its mini-batches (weighted by their sizes) of the loss
@@ -321,13 +374,17 @@ class MLP:
         ``shuffle=False``.
         """
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a manual_backprop optimizer such as mb.Adam(0.01); "
-                            f"got {optimizer!r}.")
+            raise TypeError(
+                f"optimizer must be a manual_backprop optimizer such as mb.Adam(0.01); "
+                f"got {optimizer!r}."
+            )
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer; got {epochs!r}.")
-        if batch_size is not None and (isinstance(batch_size, bool) or
-                                       not isinstance(batch_size, (int, np.integer)) or
-                                       batch_size < 1):
+        if batch_size is not None and (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or batch_size < 1
+        ):
             raise ValueError(f"batch_size must be a positive integer or None; got {batch_size!r}.")
         X, y = self._inputs_and_labels(X, y)
         n = int(X.shape[0])
@@ -340,7 +397,7 @@ class MLP:
             order = rng.permutation(n) if (shuffle and batch < n) else np.arange(n)
             total = 0.0
             for start in range(0, n, batch):
-                idx = order[start:start + batch]
+                idx = order[start : start + batch]
                 if batch < n:
                     xb, yb = tf.gather(X, idx), tf.gather(y, idx)
                 else:
@@ -351,6 +408,7 @@ class MLP:
 
     def _compiled_step(self, optimizer):
         if self._train_step is None or self._train_step[0] is not optimizer:
+
             def train_step(xb, yb):
                 cache = self._forward_all(xb)
                 loss = self._loss_from_cache(cache, yb)

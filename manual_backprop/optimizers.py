@@ -40,20 +40,25 @@ class Optimizer:
             self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         for p in params:
             if p.ref() not in self._slots:
-                self._slots[p.ref()] = {s: tf.Variable(tf.zeros_like(p), trainable=False)
-                                        for s in self.slot_names}
+                self._slots[p.ref()] = {
+                    s: tf.Variable(tf.zeros_like(p), trainable=False) for s in self.slot_names
+                }
 
     def step(self, params: Sequence[tf.Variable], grads: Sequence[tf.Tensor]) -> None:
         """Apply one update to every variable in ``params`` from the aligned ``grads``."""
         params, grads = list(params), list(grads)
         if len(params) != len(grads):
-            raise ValueError(f"step: got {len(params)} params and {len(grads)} grads; "
-                             f"they must be aligned one to one.")
+            raise ValueError(
+                f"step: got {len(params)} params and {len(grads)} grads; "
+                f"they must be aligned one to one."
+            )
         self.build(params)
         for p, g in zip(params, grads):
             if tuple(g.shape) != tuple(p.shape):
-                raise ValueError(f"step: gradient of shape {tuple(g.shape)} for a parameter of "
-                                 f"shape {tuple(p.shape)}.")
+                raise ValueError(
+                    f"step: gradient of shape {tuple(g.shape)} for a parameter of "
+                    f"shape {tuple(p.shape)}."
+                )
         self.iterations.assign_add(1)
         for p, g in zip(params, grads):
             self._update(p, tf.cast(g, p.dtype), self._slots[p.ref()])
@@ -100,8 +105,13 @@ class Adam(Optimizer):
 
     slot_names = ("m", "v")
 
-    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7):
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+    ):
         super().__init__(learning_rate)
         self.beta_1 = _check_rate("beta_1", beta_1, upper=1.0)
         self.beta_2 = _check_rate("beta_2", beta_2, upper=1.0)
@@ -111,12 +121,17 @@ class Adam(Optimizer):
         m, v = slots["m"], slots["v"]
         t = tf.cast(self.iterations, p.dtype)
         one = tf.constant(1.0, p.dtype)
-        lr_t = self.learning_rate * tf.sqrt(one - tf.pow(tf.constant(self.beta_2, p.dtype), t)) \
+        lr_t = (
+            self.learning_rate
+            * tf.sqrt(one - tf.pow(tf.constant(self.beta_2, p.dtype), t))
             / (one - tf.pow(tf.constant(self.beta_1, p.dtype), t))
+        )
         m.assign_add((g - m) * (1.0 - self.beta_1))
         v.assign_add((tf.square(g) - v) * (1.0 - self.beta_2))
         p.assign_sub(m * lr_t / (tf.sqrt(v) + self.epsilon))
 
     def __repr__(self):
-        return (f"Adam({self.learning_rate!r}, beta_1={self.beta_1!r}, beta_2={self.beta_2!r}, "
-                f"epsilon={self.epsilon!r})")
+        return (
+            f"Adam({self.learning_rate!r}, beta_1={self.beta_1!r}, beta_2={self.beta_2!r}, "
+            f"epsilon={self.epsilon!r})"
+        )

@@ -70,7 +70,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._core.fd import NumericalGradient, numerical_gradients
     from ._core.policy import TAPE_RTOL
     from ._core.protocol import GradientModel
-    from ._core.report import (Between, Comparison, Diagnosis, ElementVerdict, Finding,
-                               ForwardCheck, GradientMismatch, GradientReport, Note, NoteCode,
-                               Status, TensorCheck)
+    from ._core.report import (
+        Between,
+        Comparison,
+        Diagnosis,
+        ElementVerdict,
+        Finding,
+        ForwardCheck,
+        GradientMismatch,
+        GradientReport,
+        Note,
+        NoteCode,
+        Status,
+        TensorCheck,
+    )
     from ._core.tape import tape_gradients

@@ -23,18 +23,29 @@ from ._core import validate
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
+
 class UsageError(Exception):
     """A mistake in how gradcheck was called (exit code 2)."""
 
 
 # --- the default job: the matrix -----------------------------------------------------------------
 
+
 def _fmt(x) -> str:
     return "-" if x is None else f"{x:.1e}"
 
 
-ROW_HEADER = ("hidden", "output + loss", "dtype", "manual~tape", "manual~FD", "tape~FD",
-              "f32~f64", "forward", "verdict")
+ROW_HEADER = (
+    "hidden",
+    "output + loss",
+    "dtype",
+    "manual~tape",
+    "manual~FD",
+    "tape~FD",
+    "f32~f64",
+    "forward",
+    "verdict",
+)
 # Column widths: the longest activation name (hard_sigmoid) and output + loss pairing (52), the
 # dtype, and the numbers as 1.0e-10.
 _WIDTHS = (12, 52, 7, 11, 9, 9, 9, 9, 7)
@@ -47,24 +58,85 @@ def _row(cells) -> str:
 def _cell_row(cell) -> str:
     from ._core.report import Between
 
-    return _row((cell.hidden, f"{cell.output} + {cell.loss}", cell.dtype,
-                 *(_fmt(cell.worst(b)) for b in (Between.MANUAL_TAPE, Between.MANUAL_FD,
-                                                 Between.TAPE_FD, Between.FLOAT32_FLOAT64)),
-                 _fmt(cell.worst_forward()), cell.verdict))
+    return _row(
+        (
+            cell.hidden,
+            f"{cell.output} + {cell.loss}",
+            cell.dtype,
+            *(
+                _fmt(cell.worst(b))
+                for b in (
+                    Between.MANUAL_TAPE,
+                    Between.MANUAL_FD,
+                    Between.TAPE_FD,
+                    Between.FLOAT32_FLOAT64,
+                )
+            ),
+            _fmt(cell.worst_forward()),
+            cell.verdict,
+        )
+    )
 
 
 def run_matrix(args) -> int:
-    import numpy as np
-
     from ._catalogue.matrix import cells as matrix_cells
-    from ._catalogue.matrix import draw_case
-    from ._checks.gradients import check_gradients
 
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
     cells = matrix_cells(dtypes)
-    rng = np.random.default_rng(args.seed)
     fancy = sys.stdout.isatty() and not args.quiet
     start = time.perf_counter()
+    _check_cells(cells, args, fancy)
+    elapsed = time.perf_counter() - start
+    if fancy:
+        print(_row(ROW_HEADER))
+        for cell in cells:
+            print(_cell_row(cell))
+    failing = [c for c in cells if c.verdict == "FAIL"]
+    if args.quiet:
+        for cell in failing:
+            print(_cell_row(cell))
+    for cell in failing:
+        for report in cell.reports:
+            if not report.ok:
+                print(report)
+    summary = {
+        "cells": len(cells),
+        "checks": sum(len(c.reports) for c in cells),
+        "pass": len(cells) - len(failing),
+        "notes": sum(c.verdict == "NOTES" for c in cells),
+        "fail": len(failing),
+    }
+    print(
+        f"{summary['cells']} cells, {summary['checks']} checks ({args.mode} mode, seed "
+        f"{args.seed}): {summary['pass']} pass ({summary['notes']} with notes), "
+        f"{summary['fail']} fail in {elapsed:.1f} s"
+    )
+    if args.json:
+        _write_json(
+            args.json,
+            {
+                "command": "matrix",
+                "seed": args.seed,
+                "mode": args.mode,
+                "examples": args.examples,
+                "seconds": elapsed,
+                "ok": not failing,
+                "cells": [c.to_dict() for c in cells],
+                "summary": summary,
+            },
+        )
+    return EXIT_FAIL if failing else EXIT_OK
+
+
+def _check_cells(cells, args, fancy: bool) -> None:
+    """Check every cell on its random architectures, with a progress bar on a terminal or a row
+    per cell otherwise."""
+    import numpy as np
+
+    from ._catalogue.matrix import draw_case
+    from ._checks.gradients import check_gradients
+
+    rng = np.random.default_rng(args.seed)
     if not args.quiet and not fancy:
         print(_row(ROW_HEADER), flush=True)
     progress = _progress(len(cells)) if fancy else None
@@ -82,43 +154,27 @@ def run_matrix(args) -> int:
     finally:
         if progress is not None:
             progress.stop()
-    elapsed = time.perf_counter() - start
-    if fancy:
-        print(_row(ROW_HEADER))
-        for cell in cells:
-            print(_cell_row(cell))
-    failing = [c for c in cells if c.verdict == "FAIL"]
-    if args.quiet:
-        for cell in failing:
-            print(_cell_row(cell))
-    for cell in failing:
-        for report in cell.reports:
-            if not report.ok:
-                print(report)
-    notes = sum(c.verdict == "NOTES" for c in cells)
-    checks = sum(len(c.reports) for c in cells)
-    print(f"{len(cells)} cells, {checks} checks ({args.mode} mode, seed {args.seed}): "
-          f"{len(cells) - len(failing)} pass ({notes} with notes), {len(failing)} fail "
-          f"in {elapsed:.1f} s")
-    if args.json:
-        _write_json(args.json, {"command": "matrix", "seed": args.seed, "mode": args.mode,
-                                "examples": args.examples, "seconds": elapsed,
-                                "ok": not failing, "cells": [c.to_dict() for c in cells],
-                                "summary": {"cells": len(cells), "checks": checks,
-                                            "pass": len(cells) - len(failing), "notes": notes,
-                                            "fail": len(failing)}})
-    return EXIT_FAIL if failing else EXIT_OK
 
 
 class _progress:
     """A rich progress bar on a terminal."""
 
     def __init__(self, total):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
-        self._bar = Progress(TextColumn("{task.description:<52}"), BarColumn(),
-                             MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+        self._bar = Progress(
+            TextColumn("{task.description:<52}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+        )
         self._task = self._bar.add_task("checking", total=total)
         self._bar.start()
 
@@ -138,7 +194,8 @@ def _write_json(path, data):
         raise UsageError(f"cannot write --json file {path!r}: {exc}") from exc
 
 
-# --- user code: MODULE:NAME ------------------------------------------------------------------------
+# --- user code: MODULE:NAME ---------------------------------------------------------------
+
 
 def load(spec: str, what: str):
     """The object named by ``MODULE:NAME`` (MODULE importable from the current directory)."""
@@ -150,8 +207,9 @@ def load(spec: str, what: str):
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise UsageError(f"cannot import {module_name!r} for {what}: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise UsageError(
+            f"cannot import {module_name!r} for {what}: {type(exc).__name__}: {exc}"
+        ) from exc
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -171,8 +229,10 @@ def _cases_from(factory_spec: str):
     cases = made if isinstance(made, list) else [made]
     for i, case in enumerate(cases):
         if not (isinstance(case, tuple) and len(case) == 3):
-            raise UsageError(f"{factory_spec}() must return (model, X, y) or a list of them; "
-                             f"item {i} is {type(case).__name__}")
+            raise UsageError(
+                f"{factory_spec}() must return (model, X, y) or a list of them; "
+                f"item {i} is {type(case).__name__}"
+            )
     return cases
 
 
@@ -189,11 +249,21 @@ def run_model(args) -> int:
             print(report)
             print()
     failing = sum(not r.ok for r in reports)
-    print(f"{len(reports)} model(s) from {args.factory} ({args.mode} mode): "
-          f"{len(reports) - failing} pass, {failing} fail in {time.perf_counter() - start:.1f} s")
+    print(
+        f"{len(reports)} model(s) from {args.factory} ({args.mode} mode): "
+        f"{len(reports) - failing} pass, {failing} fail in {time.perf_counter() - start:.1f} s"
+    )
     if args.json:
-        _write_json(args.json, {"command": "model", "factory": args.factory, "mode": args.mode,
-                                "ok": failing == 0, "reports": [r.to_dict() for r in reports]})
+        _write_json(
+            args.json,
+            {
+                "command": "model",
+                "factory": args.factory,
+                "mode": args.mode,
+                "ok": failing == 0,
+                "reports": [r.to_dict() for r in reports],
+            },
+        )
     return EXIT_FAIL if failing else EXIT_OK
 
 
@@ -205,122 +275,192 @@ def run_derivative(args) -> int:
     report = check_derivative(fn, derivative, dtype=args.dtype, kinks=args.kinks)
     print(report)
     if args.json:
-        _write_json(args.json, {"command": "derivative", "fn": args.fn,
-                                "derivative": args.derivative, **report.to_dict()})
+        _write_json(
+            args.json,
+            {
+                "command": "derivative",
+                "fn": args.fn,
+                "derivative": args.derivative,
+                **report.to_dict(),
+            },
+        )
     return EXIT_OK if report.ok else EXIT_FAIL
 
 
-# --- the step-size trade-off ------------------------------------------------------------------------
+# --- the step-size trade-off ---------------------------------------------------------------
+
 
 def run_steps(args) -> int:
-    import numpy as np
-
     from ._checks.steps import EXPONENTS, step_sweep
 
     cases = _cases_from(args.factory)
     model, X, y = cases[0]
     exponents = list(EXPONENTS)
     curves, chosen = step_sweep(model, X, y, exponents)
-    print("finite-difference error (Richardson, worst over tensors, relative to each tensor's "
-          "largest gradient) against the step 2^k * max(1, |theta|)")
+    print(
+        "finite-difference error (Richardson, worst over tensors, relative to each tensor's "
+        "largest gradient) against the step 2^k * max(1, |theta|)"
+    )
     names = sorted(curves)
     print("  ".join(["k".rjust(4)] + [n.rjust(10) for n in names]))
     for i, k in enumerate(exponents):
         marks = "".join(f"  <- {n} step" for n in names if chosen[n] == k)
         print("  ".join([str(k).rjust(4)] + [f"{curves[n][i]:10.2e}" for n in names]) + marks)
     if args.plot:
-        try:
-            import matplotlib
-        except ImportError:
-            print("matplotlib is not installed (pip install 'gradient-harness[plot]'): "
-                  "the table above is the result; no plot written")
-            return EXIT_OK
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        lines = {}
-        for n in names:
-            h = np.exp2(exponents)
-            lines[n], = ax.loglog(h, np.maximum(curves[n], 1e-17), marker=".", label=n)
-        top = ax.get_ylim()[1]
-        for n in names:
-            color = lines[n].get_color()
-            ax.axvline(2.0 ** chosen[n], color=color, linestyle="--", linewidth=1)
-            ax.annotate(f"harness step, {n}", (2.0 ** chosen[n], top / 3), rotation=90,
-                        color=color, fontsize=8, ha="right", va="top")
-        ax.set_xlabel("step h (relative to max(1, |theta|))")
-        ax.set_ylabel("worst error / largest gradient")
-        ax.set_title("Finite-difference error against step: truncation vs rounding")
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        try:
-            fig.savefig(args.plot, dpi=110)
-        except OSError as exc:
-            raise UsageError(f"cannot write --plot file {args.plot!r}: {exc}") from exc
-        print(f"plot written to {args.plot}")
+        _plot_steps(args.plot, exponents, curves, chosen)
     return EXIT_OK
 
 
+def _plot_steps(path, exponents, curves, chosen) -> None:
+    """The step-size curves as a PNG (a note instead when matplotlib is not installed)."""
+    import numpy as np
+
+    try:
+        import matplotlib
+    except ImportError:
+        print(
+            "matplotlib is not installed (pip install 'gradient-harness[plot]'): "
+            "the table above is the result; no plot written"
+        )
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    names = sorted(curves)
+    lines = {}
+    for n in names:
+        (lines[n],) = ax.loglog(
+            np.exp2(exponents), np.maximum(curves[n], 1e-17), marker=".", label=n
+        )
+    top = ax.get_ylim()[1]
+    for n in names:
+        color = lines[n].get_color()
+        ax.axvline(2.0 ** chosen[n], color=color, linestyle="--", linewidth=1)
+        ax.annotate(
+            f"harness step, {n}",
+            (2.0 ** chosen[n], top / 3),
+            rotation=90,
+            color=color,
+            fontsize=8,
+            ha="right",
+            va="top",
+        )
+    ax.set_xlabel("step h (relative to max(1, |theta|))")
+    ax.set_ylabel("worst error / largest gradient")
+    ax.set_title("Finite-difference error against step: truncation vs rounding")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        raise UsageError(f"cannot write --plot file {path!r}: {exc}") from exc
+    print(f"plot written to {path}")
+
+
 # --- the parser ----------------------------------------------------------------------------------
+
 
 def _float_list(text):
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--mode", choices=("full", "directional"), default="full",
-                        help="difference every element (full) or random probes (directional)")
-    common.add_argument("--seed", type=validate.option(validate.seed, "--seed"), default=0,
-                        help="seed of every random choice (0)")
+    common.add_argument(
+        "--mode",
+        choices=("full", "directional"),
+        default="full",
+        help="difference every element (full) or random probes (directional)",
+    )
+    common.add_argument(
+        "--seed",
+        type=validate.option(validate.seed, "--seed"),
+        default=0,
+        help="seed of every random choice (0)",
+    )
     common.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     common.add_argument("--quiet", action="store_true", help="print failures and the summary only")
 
     parser = argparse.ArgumentParser(
-        prog="gradcheck", parents=[common],
+        prog="gradcheck",
+        parents=[common],
         description="Check hand-written backpropagation against tf.GradientTape, finite "
-                    "differences and an independent forward. Without a command: manual_backprop's "
-                    "MLP over every hidden activation x loss pairing x dtype.",
-        epilog="exit codes: 0 all checks pass, 1 a check fails, 2 usage error")
-    parser.add_argument("--dtype", choices=("float32", "float64", "both"), default="both",
-                        help="dtypes of the matrix (both)")
-    parser.add_argument("--examples", type=validate.option(validate.positive_integer, "--examples"),
-                        default=2,
-                        help="random architectures per cell (2)")
-    sub = parser.add_subparsers(dest="command")
+        "differences and an independent forward. Without a command: manual_backprop's "
+        "MLP over every hidden activation x loss pairing x dtype.",
+        epilog="exit codes: 0 all checks pass, 1 a check fails, 2 usage error",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float64", "both"),
+        default="both",
+        help="dtypes of the matrix (both)",
+    )
+    parser.add_argument(
+        "--examples",
+        type=validate.option(validate.positive_integer, "--examples"),
+        default=2,
+        help="random architectures per cell (2)",
+    )
+    _add_commands(parser.add_subparsers(dest="command"), common)
+    return parser
 
-    model = sub.add_parser("model", parents=[common], help="check a user's model",
-                           description="FACTORY() returns (model, X, y) or a list of them.")
+
+def _add_commands(sub, common) -> None:
+    """The subcommands: model, derivative, steps."""
+
+    model = sub.add_parser(
+        "model",
+        parents=[common],
+        help="check a user's model",
+        description="FACTORY() returns (model, X, y) or a list of them.",
+    )
     model.add_argument("factory", metavar="MODULE:FACTORY")
 
-    deriv = sub.add_parser("derivative", parents=[common], help="check a custom derivative",
-                           description="Check DERIVATIVE (or FN's own tape gradient) against FN.")
+    deriv = sub.add_parser(
+        "derivative",
+        parents=[common],
+        help="check a custom derivative",
+        description="Check DERIVATIVE (or FN's own tape gradient) against FN.",
+    )
     deriv.add_argument("fn", metavar="MODULE:FN")
     deriv.add_argument("derivative", metavar="MODULE:DERIVATIVE", nargs="?")
     deriv.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    deriv.add_argument("--kinks", type=_float_list, default=[], metavar="X1,X2,...",
-                       help="points where FN has kinks, sampled with their neighbours")
+    deriv.add_argument(
+        "--kinks",
+        type=_float_list,
+        default=[],
+        metavar="X1,X2,...",
+        help="points where FN has kinks, sampled with their neighbours",
+    )
 
-    steps = sub.add_parser("steps", parents=[common], help="FD error against the step size",
-                           description="The finite-difference error against the step size for "
-                                       "the first model FACTORY returns, one line per dtype.")
+    steps = sub.add_parser(
+        "steps",
+        parents=[common],
+        help="FD error against the step size",
+        description="The finite-difference error against the step size for "
+        "the first model FACTORY returns, one line per dtype.",
+    )
     steps.add_argument("factory", metavar="MODULE:FACTORY")
     steps.add_argument("--plot", metavar="FILE.png", help="draw the curves (needs matplotlib)")
-    return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)   # exits with 2 on a usage error
+    args = parser.parse_args(argv)  # exits with 2 on a usage error
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    runners = {None: run_matrix, "model": run_model, "derivative": run_derivative,
-               "steps": run_steps}
+    runners = {
+        None: run_matrix,
+        "model": run_model,
+        "derivative": run_derivative,
+        "steps": run_steps,
+    }
     try:
         return runners[args.command](args)
     except UsageError as exc:

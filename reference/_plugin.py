@@ -25,20 +25,34 @@ SNAPSHOT_DIR = "gradcheck_snapshots"
 
 def pytest_addoption(parser):
     group = parser.getgroup("gradcheck", "gradient checks of hand-written backward passes")
-    group.addoption("--gradcheck-mode", choices=("full", "directional"), default="full",
-                    help="how the gradcheck fixture differences: every element (full, default) "
-                         "or random probes per tensor (directional, for large models)")
-    group.addoption("--gradcheck-rtol", type=validate.option(validate.rtol, "--gradcheck-rtol",
-                                                             float),
-                    default=None, metavar="RTOL",
-                    help="manual-vs-tape tolerance, relative to each tensor's largest gradient, "
-                         "for the model's own dtype (default 1e-10 float64, 1e-5 float32)")
-    group.addoption("--gradcheck-probes", type=validate.option(validate.probes,
-                                                               "--gradcheck-probes"),
-                    default=3, metavar="N",
-                    help="probe directions per tensor in directional mode (default 3)")
-    group.addoption("--gradcheck-update-snapshots", action="store_true", default=False,
-                    help="rewrite gradcheck snapshots instead of comparing against them")
+    group.addoption(
+        "--gradcheck-mode",
+        choices=("full", "directional"),
+        default="full",
+        help="how the gradcheck fixture differences: every element (full, default) "
+        "or random probes per tensor (directional, for large models)",
+    )
+    group.addoption(
+        "--gradcheck-rtol",
+        type=validate.option(validate.rtol, "--gradcheck-rtol", float),
+        default=None,
+        metavar="RTOL",
+        help="manual-vs-tape tolerance, relative to each tensor's largest gradient, "
+        "for the model's own dtype (default 1e-10 float64, 1e-5 float32)",
+    )
+    group.addoption(
+        "--gradcheck-probes",
+        type=validate.option(validate.probes, "--gradcheck-probes"),
+        default=3,
+        metavar="N",
+        help="probe directions per tensor in directional mode (default 3)",
+    )
+    group.addoption(
+        "--gradcheck-update-snapshots",
+        action="store_true",
+        default=False,
+        help="rewrite gradcheck snapshots instead of comparing against them",
+    )
 
 
 def pytest_configure(config):
@@ -46,7 +60,8 @@ def pytest_configure(config):
         "markers",
         "gradcheck_models(max_examples=None, **options): run the test over manual_backprop "
         "models and batches drawn by hypothesis (options of reference.strategies.cases); the "
-        "test takes them as its gradcheck_case argument: model, X, y = gradcheck_case")
+        "test takes them as its gradcheck_case argument: model, X, y = gradcheck_case",
+    )
 
 
 class GradCheck:
@@ -95,12 +110,17 @@ class GradCheck:
             return path
         if rtol is not None:
             rtol = validate.rtol(rtol)
-        problems = snapshots.compare(snapshots.load(path), current,
-                                     self.rtol if rtol is None else rtol)
+        problems = snapshots.compare(
+            snapshots.load(path), current, self.rtol if rtol is None else rtol
+        )
         if problems:
-            pytest.fail(f"gradients differ from snapshot {name!r} ({path}):\n  "
-                        + "\n  ".join(problems) + "\n(rerun with --gradcheck-update-snapshots "
-                        "if the change is intended)", pytrace=False)
+            pytest.fail(
+                f"gradients differ from snapshot {name!r} ({path}):\n  "
+                + "\n  ".join(problems)
+                + "\n(rerun with --gradcheck-update-snapshots "
+                "if the change is intended)",
+                pytrace=False,
+            )
         return path
 
 
@@ -117,7 +137,8 @@ def gradcheck_case(request):
     if request.node.get_closest_marker("gradcheck_models") is None:
         raise pytest.UsageError(
             f"{request.node.name} takes gradcheck_case but is not marked: add "
-            f"@pytest.mark.gradcheck_models(...) so that cases are drawn for it")
+            f"@pytest.mark.gradcheck_models(...) so that cases are drawn for it"
+        )
     return None
 
 
@@ -138,10 +159,12 @@ def pytest_pyfunc_call(pyfuncitem):
     testfunction = pyfuncitem.obj
     names = inspect.signature(testfunction).parameters
     if "gradcheck_case" not in names:
-        raise pytest.UsageError(f"{pyfuncitem.name} is marked gradcheck_models but has no "
-                                f"gradcheck_case argument to receive the drawn cases")
+        raise pytest.UsageError(
+            f"{pyfuncitem.name} is marked gradcheck_models but has no "
+            f"gradcheck_case argument to receive the drawn cases"
+        )
     funcargs = {n: pyfuncitem.funcargs[n] for n in names if n in pyfuncitem.funcargs}
-    overrides = {"deadline": None}           # TensorFlow's first calls are slow to warm up
+    overrides = {"deadline": None}  # TensorFlow's first calls are slow to warm up
     if max_examples is not None:
         overrides["max_examples"] = max_examples
 

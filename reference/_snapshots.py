@@ -28,8 +28,9 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name) or name.startswith("."):
-        raise ValueError(f"snapshot name must be letters, digits, '_', '-' or '.' (a file name); "
-                         f"got {name!r}.")
+        raise ValueError(
+            f"snapshot name must be letters, digits, '_', '-' or '.' (a file name); got {name!r}."
+        )
     return name
 
 
@@ -54,8 +55,10 @@ def take(model, X, y) -> Dict:
         "dtype": adapter.dtype.name,
         "fingerprint": _fingerprint(adapter),
         "loss": adapter.loss_value(),
-        "gradients": {adapter.name(k): {"shape": list(adapter.shape(k)),
-                                        "values": grads[k].tolist()} for k in adapter.keys},
+        "gradients": {
+            adapter.name(k): {"shape": list(adapter.shape(k)), "values": grads[k].tolist()}
+            for k in adapter.keys
+        },
     }
 
 
@@ -76,14 +79,18 @@ def compare(stored: Dict, current: Dict, rtol: Optional[float] = None) -> List[s
     (``rtol`` of each tensor's largest stored gradient; default ``TAPE_RTOL[dtype]``)."""
     if rtol is None:
         if current["dtype"] not in TAPE_RTOL:
-            raise ValueError(f"a snapshot of a {current['dtype']} model needs an explicit rtol; "
-                             f"the default tolerances are for {sorted(TAPE_RTOL)}.")
+            raise ValueError(
+                f"a snapshot of a {current['dtype']} model needs an explicit rtol; "
+                f"the default tolerances are for {sorted(TAPE_RTOL)}."
+            )
         rtol = TAPE_RTOL[current["dtype"]]
     problems = []
     if stored["fingerprint"] != current["fingerprint"]:
-        return ["the model's weights or the batch are not the ones the snapshot was taken with; "
-                "a snapshot needs a fixed model and batch (rerun with "
-                "--gradcheck-update-snapshots if the change is intended)"]
+        return [
+            "the model's weights or the batch are not the ones the snapshot was taken with; "
+            "a snapshot needs a fixed model and batch (rerun with "
+            "--gradcheck-update-snapshots if the change is intended)"
+        ]
     old_loss, new_loss = stored["loss"], current["loss"]
     if abs(new_loss - old_loss) > rtol * max(abs(old_loss), 1e-300):
         problems.append(f"loss changed: {old_loss!r} -> {new_loss!r} (the forward changed)")
@@ -101,7 +108,9 @@ def compare(stored: Dict, current: Dict, rtol: Optional[float] = None) -> List[s
             diff = np.where(np.isfinite(b), np.abs(b - a), np.inf)
         if np.max(diff, initial=0.0) > rtol * scale:
             worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), a.shape))
-            problems.append(f"{name}: changed by {np.max(diff) / scale:.3g} of its largest "
-                            f"gradient (tolerance {rtol:g}); worst at {worst}: "
-                            f"{a[worst]!r} -> {b[worst]!r}")
+            problems.append(
+                f"{name}: changed by {np.max(diff) / scale:.3g} of its largest "
+                f"gradient (tolerance {rtol:g}); worst at {worst}: "
+                f"{a[worst]!r} -> {b[worst]!r}"
+            )
     return problems

@@ -12,8 +12,28 @@ Every strategy takes keyword-only bounds with small defaults, checked up front (
 raises ``hypothesis.errors.InvalidArgument`` naming it).
 """
 
-from ._catalogue.strategies import (PAIRINGS, Batch, Case, activations, architectures,
-                                    batch_for, batches, cases, loss_pairings, models)
+from ._catalogue.strategies import (
+    PAIRINGS,
+    Batch,
+    Case,
+    activations,
+    architectures,
+    batch_for,
+    batches,
+    cases,
+    loss_pairings,
+    models,
+)
 
-__all__ = ["architectures", "activations", "loss_pairings", "models", "batches", "batch_for",
-           "cases", "Batch", "Case", "PAIRINGS"]
+__all__ = [
+    "architectures",
+    "activations",
+    "loss_pairings",
+    "models",
+    "batches",
+    "batch_for",
+    "cases",
+    "Batch",
+    "Case",
+    "PAIRINGS",
+]

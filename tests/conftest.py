@@ -9,10 +9,18 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile("dev", max_examples=50, deadline=None)
-settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None, database=None,
-                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("thorough", max_examples=1000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci",
+    max_examples=100,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 # Worst relative error per kind of comparison seen by the tests that record one.
@@ -22,9 +30,11 @@ _WORST = {}
 @pytest.fixture
 def record_error():
     """``record_error(kind, value, where)`` keeps the worst error per kind for the summary."""
+
     def record(dtype_name, value, where):
         if value > _WORST.get(dtype_name, (-1.0, ""))[0]:
             _WORST[dtype_name] = (float(value), where)
+
     return record
 
 

@@ -15,10 +15,20 @@ import manual_backprop as mb
 class HandBackprop:
     """A correct hand-written backward pass over a manual_backprop forward, with hooks."""
 
-    def __init__(self, layer_sizes, activations, loss, *, dtype="float64", seed=0,
-                 initializer="glorot_uniform", base=None):
-        self.base = base or mb.MLP(layer_sizes, activations, loss, dtype=dtype, seed=seed,
-                                   initializer=initializer)
+    def __init__(
+        self,
+        layer_sizes,
+        activations,
+        loss,
+        *,
+        dtype="float64",
+        seed=0,
+        initializer="glorot_uniform",
+        base=None,
+    ):
+        self.base = base or mb.MLP(
+            layer_sizes, activations, loss, dtype=dtype, seed=seed, initializer=initializer
+        )
         self.params = self.base.params
         self.param_names = self.base.param_names
         # Describing itself lets the independent forward rebuild it.
@@ -93,6 +103,7 @@ def _rows(t):
 
 class FusedBCETimesSigmoidPrime(HandBackprop):
     """sigmoid + BCE: the fused (a - y) multiplied by a(1 - a) again."""
+
     config = ([3, 4, 2], ["tanh", "sigmoid"], "binary_crossentropy")
 
     def output_delta(self, y, z, a):
@@ -101,6 +112,7 @@ class FusedBCETimesSigmoidPrime(HandBackprop):
 
 class MissingOneOverN(HandBackprop):
     """mse gradient without the 1/N of the batch mean."""
+
     config = ([3, 4, 2], ["tanh", "linear"], "mse")
 
     def output_delta(self, y, z, a):
@@ -109,6 +121,7 @@ class MissingOneOverN(HandBackprop):
 
 class MissingFactorTwo(HandBackprop):
     """mse gradient (a - y)/(N*D): the 2 of the square dropped."""
+
     config = ([3, 4, 2], ["tanh", "linear"], "mse")
 
     def output_delta(self, y, z, a):
@@ -117,6 +130,7 @@ class MissingFactorTwo(HandBackprop):
 
 class WNotTransposed(HandBackprop):
     """dz @ W instead of dz @ W^T when propagating (square layers, so the shapes still fit)."""
+
     config = ([4, 4, 4, 4], ["tanh", "tanh", "linear"], "mse")
 
     def propagate(self, dz, W):
@@ -125,6 +139,7 @@ class WNotTransposed(HandBackprop):
 
 class SoftmaxAsElementwise(HandBackprop):
     """softmax output with mse, its Jacobian treated as diagonal: a(1 - a) g."""
+
     config = ([3, 5, 3], ["tanh", "softmax"], "mse")
 
     def output_delta(self, y, z, a):
@@ -133,6 +148,7 @@ class SoftmaxAsElementwise(HandBackprop):
 
 class TanhFromZ(HandBackprop):
     """tanh's derivative computed from z (1 - z^2) instead of from a (1 - a^2)."""
+
     config = ([3, 5, 2], ["tanh", "linear"], "mse")
 
     def hidden_delta(self, l, z, a, g):
@@ -141,6 +157,7 @@ class TanhFromZ(HandBackprop):
 
 class LeakyAlphaDropped(HandBackprop):
     """leaky_relu's backward without alpha: 0 for z < 0."""
+
     config = ([3, 6, 2], [mb.get_activation("leaky_relu", alpha=0.1), "linear"], "mse")
 
     def hidden_delta(self, l, z, a, g):
@@ -149,6 +166,7 @@ class LeakyAlphaDropped(HandBackprop):
 
 class SignFlipped(HandBackprop):
     """The output gradient with its sign flipped (y - a): gradient ascent."""
+
     config = ([3, 4, 1], ["tanh", "sigmoid"], "binary_crossentropy")
 
     def output_delta(self, y, z, a):
@@ -157,6 +175,7 @@ class SignFlipped(HandBackprop):
 
 class BiasMeanNotSum(HandBackprop):
     """db as the mean over the rows of dz instead of the sum."""
+
     config = ([3, 4, 2], ["tanh", "linear"], "mse")
 
     def bias_grad(self, dz):
@@ -165,6 +184,7 @@ class BiasMeanNotSum(HandBackprop):
 
 class BiasFirstRow(HandBackprop):
     """db from the first row of dz only."""
+
     config = ([3, 4, 2], ["tanh", "linear"], "mse")
 
     def bias_grad(self, dz):
@@ -173,6 +193,7 @@ class BiasFirstRow(HandBackprop):
 
 class WeightGradFromOwnActivation(HandBackprop):
     """dW_l = a_l^T dz_l (the layer's own output) instead of a_{l-1}^T dz_l (square layers)."""
+
     config = ([4, 4, 4], ["tanh", "tanh"], "mse")
 
     def weight_grad(self, a_prev, dz, a_this):
@@ -181,6 +202,7 @@ class WeightGradFromOwnActivation(HandBackprop):
 
 class ReluPassesNegatives(HandBackprop):
     """relu' written as 1[a >= 0], which is 1 everywhere since a = relu(z) >= 0."""
+
     config = ([3, 6, 2], ["relu", "linear"], "mse")
 
     def hidden_delta(self, l, z, a, g):
@@ -189,6 +211,7 @@ class ReluPassesNegatives(HandBackprop):
 
 class SigmoidDerivativeA(HandBackprop):
     """sigmoid' = a instead of a (1 - a)."""
+
     config = ([3, 5, 2], ["sigmoid", "linear"], "mse")
 
     def hidden_delta(self, l, z, a, g):
@@ -197,6 +220,7 @@ class SigmoidDerivativeA(HandBackprop):
 
 class MaeWithoutSign(HandBackprop):
     """mae gradient 1/(N*D) without sign(a - y)."""
+
     config = ([3, 4, 2], ["tanh", "linear"], "mae")
 
     def output_delta(self, y, z, a):
@@ -205,6 +229,7 @@ class MaeWithoutSign(HandBackprop):
 
 class HuberWithoutClip(HandBackprop):
     """huber gradient r/(N*D) everywhere: delta's clipping forgotten."""
+
     config = ([3, 4, 2], ["tanh", "linear"], mb.get_loss("huber", delta=0.5))
 
     def output_delta(self, y, z, a):
@@ -213,6 +238,7 @@ class HuberWithoutClip(HandBackprop):
 
 class CCEExtraOneOverD(HandBackprop):
     """softmax + CCE: (a - y)/(N*D), an extra 1/D as if it were a mean over classes."""
+
     config = ([3, 5, 3], ["tanh", "softmax"], "categorical_crossentropy")
 
     def output_delta(self, y, z, a):
@@ -221,6 +247,7 @@ class CCEExtraOneOverD(HandBackprop):
 
 class HiddenActivationIgnored(HandBackprop):
     """The hidden activation's derivative left out: backward as if it were linear."""
+
     config = ([3, 5, 2], ["softplus", "linear"], "mse")
 
     def hidden_delta(self, l, z, a, g):
@@ -229,6 +256,7 @@ class HiddenActivationIgnored(HandBackprop):
 
 class EluMissingAlpha(HandBackprop):
     """elu' for z < 0 written as a instead of a + alpha."""
+
     config = ([3, 6, 2], [mb.get_activation("elu", alpha=0.7), "linear"], "mse")
 
     def hidden_delta(self, l, z, a, g):
@@ -237,6 +265,7 @@ class EluMissingAlpha(HandBackprop):
 
 class GeluMissingTerm(HandBackprop):
     """gelu' = Phi(z), the z phi(z) term dropped."""
+
     config = ([3, 5, 2], ["gelu", "linear"], "mse")
 
     def hidden_delta(self, l, z, a, g):
@@ -245,6 +274,7 @@ class GeluMissingTerm(HandBackprop):
 
 class SingleElementOff(HandBackprop):
     """One element of dW1 off by 0.1%: the kind of bug only an elementwise check sees."""
+
     config = ([3, 5, 2], ["tanh", "linear"], "mse")
 
     def gradients(self, X, y):
@@ -257,6 +287,7 @@ class SingleElementOff(HandBackprop):
 
 class LabelsSwapped(HandBackprop):
     """sigmoid + BCE fused gradient with the labels swapped: a - (1 - y)."""
+
     config = ([3, 4, 1], ["tanh", "sigmoid"], "binary_crossentropy")
 
     def output_delta(self, y, z, a):
@@ -265,6 +296,7 @@ class LabelsSwapped(HandBackprop):
 
 class SwishDerivativeWrong(HandBackprop):
     """swish' = s (1 - s) + a: the sigmoid's derivative where sigmoid itself belongs."""
+
     config = ([3, 5, 2], ["swish", "linear"], "mse")
 
     def hidden_delta(self, l, z, a, g):
@@ -274,6 +306,7 @@ class SwishDerivativeWrong(HandBackprop):
 
 class InputGradientNotTransposed(HandBackprop):
     """dL/dX = dz1 @ W1 instead of dz1 @ W1^T (only the input gradient is wrong)."""
+
     config = ([4, 4, 2], ["tanh", "linear"], "mse")
 
     def input_gradient(self, X, y):
@@ -289,6 +322,7 @@ class InputGradientNotTransposed(HandBackprop):
 
 class SparseOneHotOffByOne(HandBackprop):
     """sparse CCE from logits: the one-hot of label + 1 (mod classes) subtracted."""
+
     config = ([3, 5, 3], ["tanh", "linear"], "sparse_categorical_crossentropy_from_logits")
 
     def output_delta(self, y, z, a):
@@ -301,6 +335,7 @@ class MirroredForwardBug(HandBackprop):
     """mse written as a sum over output units (mean over rows only), in the forward and in the
     backward alike: tape and finite differences agree with it; only the independent forward
     can see that it is not the mse it claims to be."""
+
     config = ([3, 4, 3], ["tanh", "linear"], "mse")
 
     def loss(self, X, y):
@@ -312,13 +347,33 @@ class MirroredForwardBug(HandBackprop):
         return 2.0 * (a - y) / _rows(a)
 
 
-MUTANTS = [FusedBCETimesSigmoidPrime, MissingOneOverN, MissingFactorTwo, WNotTransposed,
-           SoftmaxAsElementwise, TanhFromZ, LeakyAlphaDropped, SignFlipped, BiasMeanNotSum,
-           BiasFirstRow, WeightGradFromOwnActivation, ReluPassesNegatives, SigmoidDerivativeA,
-           MaeWithoutSign, HuberWithoutClip, CCEExtraOneOverD, HiddenActivationIgnored,
-           EluMissingAlpha, GeluMissingTerm, SingleElementOff, LabelsSwapped,
-           SwishDerivativeWrong, InputGradientNotTransposed, SparseOneHotOffByOne,
-           MirroredForwardBug]
+MUTANTS = [
+    FusedBCETimesSigmoidPrime,
+    MissingOneOverN,
+    MissingFactorTwo,
+    WNotTransposed,
+    SoftmaxAsElementwise,
+    TanhFromZ,
+    LeakyAlphaDropped,
+    SignFlipped,
+    BiasMeanNotSum,
+    BiasFirstRow,
+    WeightGradFromOwnActivation,
+    ReluPassesNegatives,
+    SigmoidDerivativeA,
+    MaeWithoutSign,
+    HuberWithoutClip,
+    CCEExtraOneOverD,
+    HiddenActivationIgnored,
+    EluMissingAlpha,
+    GeluMissingTerm,
+    SingleElementOff,
+    LabelsSwapped,
+    SwishDerivativeWrong,
+    InputGradientNotTransposed,
+    SparseOneHotOffByOne,
+    MirroredForwardBug,
+]
 
 
 def build(mutant, dtype="float64", seed=0):

@@ -17,12 +17,37 @@ def probe_points(dtype):
     """Zero, tiny magnitudes both sides of it, ordinary values, the kinks at 0 and +-3 with their
     float neighbours, and large magnitudes up to 1e3 (and 1e30 where the dtype has it)."""
     np_dtype = np.dtype(dtype)
-    base = [0.0, 1e-30, 1e-8, 1e-4, 0.1, 0.5, 0.75, 1.0, 2.0, 2.5, 3.0, 5.0, 10.0, 20.0, 40.0,
-            88.0, 100.0, 700.0, 1000.0, 1e6, 1e30]
+    base = [
+        0.0,
+        1e-30,
+        1e-8,
+        1e-4,
+        0.1,
+        0.5,
+        0.75,
+        1.0,
+        2.0,
+        2.5,
+        3.0,
+        5.0,
+        10.0,
+        20.0,
+        40.0,
+        88.0,
+        100.0,
+        700.0,
+        1000.0,
+        1e6,
+        1e30,
+    ]
     pts = np.array(base + [-b for b in base], dtype=np_dtype)
     kinks = np.array([0.0, 3.0, -3.0], dtype=np_dtype)
-    near = np.concatenate([np.nextafter(kinks, np.array(np.inf, np_dtype)),
-                           np.nextafter(kinks, np.array(-np.inf, np_dtype))])
+    near = np.concatenate(
+        [
+            np.nextafter(kinks, np.array(np.inf, np_dtype)),
+            np.nextafter(kinks, np.array(-np.inf, np_dtype)),
+        ]
+    )
     grid = np.linspace(-6, 6, 241).astype(np_dtype)
     return np.concatenate([pts, near, grid])
 
@@ -44,8 +69,9 @@ def test_derivative_matches_tape(name, params, dtype, record_error):
     assert manual.dtype == z.dtype, f"{name} derivative returned {manual.dtype} for {z.dtype} input"
     a, exact, manual = a.numpy(), exact.numpy(), manual.numpy()
     finite = np.isfinite(a)
-    assert np.all(np.isfinite(manual[finite])), \
+    assert np.all(np.isfinite(manual[finite])), (
         f"{name}: derivative not finite at z={z.numpy()[finite & ~np.isfinite(manual)]}"
+    )
     # The tape of a finite forward can still be NaN (0 * inf where an intermediate overflows,
     # as gelu_tanh's z^3 at 1e30 in float32); compare wherever the tape is a number.
     comparable = finite & np.isfinite(exact)
@@ -53,20 +79,31 @@ def test_derivative_matches_tape(name, params, dtype, record_error):
     eps = np.finfo(dtype).eps
     err = np.where(comparable, np.abs(manual - exact) / np.maximum(1.0, np.abs(exact)), 0.0)
     worst = int(np.argmax(err))
-    record_error(f"{dtype} (activation derivative, elementwise)", err[worst],
-                 f"{name} at z={z.numpy()[worst]!r}")
+    record_error(
+        f"{dtype} (activation derivative, elementwise)",
+        err[worst],
+        f"{name} at z={z.numpy()[worst]!r}",
+    )
     assert err[worst] <= ULPS * eps, (
         f"{name}{params}: at z={z.numpy()[worst]!r} manual {manual[worst]!r} vs tape "
-        f"{exact[worst]!r} ({err[worst] / eps:.1f} ulps)")
+        f"{exact[worst]!r} ({err[worst] / eps:.1f} ulps)"
+    )
 
 
 def test_tf_conventions_at_kinks():
     z = tf.constant([0.0, 3.0, -3.0], tf.float64)
-    d = {n: mb.get_activation(n, **p).derivative(z, mb.get_activation(n, **p).fn(z)).numpy()
-         for n, p in [("relu", {}), ("leaky_relu", {"alpha": 0.3}), ("elu", {"alpha": 0.5}),
-                      ("selu", {}), ("hard_sigmoid", {})]}
+    d = {
+        n: mb.get_activation(n, **p).derivative(z, mb.get_activation(n, **p).fn(z)).numpy()
+        for n, p in [
+            ("relu", {}),
+            ("leaky_relu", {"alpha": 0.3}),
+            ("elu", {"alpha": 0.5}),
+            ("selu", {}),
+            ("hard_sigmoid", {}),
+        ]
+    }
     assert d["relu"][0] == 0.0
-    assert d["leaky_relu"][0] == 0.3          # exactly, not leaky_relu's float32-rounded alpha
+    assert d["leaky_relu"][0] == 0.3  # exactly, not leaky_relu's float32-rounded alpha
     assert d["elu"][0] == 0.5
     assert d["selu"][0] == mb.activations.SELU_LAMBDA
     assert list(d["hard_sigmoid"][1:]) == [0.0, 0.0]
@@ -93,7 +130,7 @@ def test_softmax_vjp_matches_tape(dtype):
 
 
 def test_user_defined_activation_backward():
-    cube = mb.Activation("cube", lambda z: z ** 3, lambda z, a: 3.0 * z ** 2)
+    cube = mb.Activation("cube", lambda z: z**3, lambda z, a: 3.0 * z**2)
     z = tf.constant([-2.0, 0.0, 1.5], tf.float64)
     g = tf.constant([1.0, 2.0, 3.0], tf.float64)
     np.testing.assert_array_equal(cube.backward(z, cube(z), g).numpy(), [12.0, 0.0, 20.25])
@@ -124,32 +161,49 @@ def test_every_record_is_complete_and_true(record):
     for params in [{}] + [{p: v} for p, spec in record.params.items() for v in spec.examples]:
         act = mb.get_activation(record.name, **params)
         merged = dict(act.params)
-        z = tf.constant(np.linspace(-40.0, 40.0, 801).reshape(-1, 3)[:-1] if record.name ==
-                        "softmax" else np.linspace(-40.0, 40.0, 801))
+        z = tf.constant(
+            np.linspace(-40.0, 40.0, 801).reshape(-1, 3)[:-1]
+            if record.name == "softmax"
+            else np.linspace(-40.0, 40.0, 801)
+        )
         a = act.fn(z).numpy()
         independent = record.independent(z, **merged).numpy()
         # Two float64 forms agree to rounding on the function's own scale.
-        np.testing.assert_allclose(independent, a, rtol=1e-13, atol=1e-13 * np.max(np.abs(a)),
-                                   err_msg=f"{record.name}{params}: independent form")
+        np.testing.assert_allclose(
+            independent,
+            a,
+            rtol=1e-13,
+            atol=1e-13 * np.max(np.abs(a)),
+            err_msg=f"{record.name}{params}: independent form",
+        )
         low, high = record.output_range
         assert np.all((a >= low) & (a <= high)), f"{record.name}: outside {record.output_range}"
         for kink, value in record.kinks(**merged).items():
             zk = tf.constant([kink], tf.float64)
             _, exact = tape_derivative(act.fn, zk)
             manual = act.derivative(zk, act.fn(zk)).numpy()[0]
-            assert manual == value == exact.numpy()[0], \
-                f"{record.name}{params} at {kink}: derivative {manual}, record {value}, tape {exact}"
+            assert manual == value == exact.numpy()[0], (
+                f"{record.name}{params} at {kink}: derivative {manual}, record {value}, "
+                f"tape {exact}"
+            )
 
 
 def test_an_incomplete_record_is_refused():
     good = mb.ACTIVATIONS["relu"]
-    fields = dict(name=good.name, build=good.build, output_range=good.output_range,
-                  kinks=good.kinks, independent=good.independent)
+    fields = dict(
+        name=good.name,
+        build=good.build,
+        output_range=good.output_range,
+        kinks=good.kinks,
+        independent=good.independent,
+    )
     mb.ActivationRecord(**fields)
-    for field, bad, match in [("independent", None, "independent must be callable"),
-                              ("kinks", {0.0: 0.0}, "kinks must be callable"),
-                              ("output_range", (1.0, 0.0), "output_range"),
-                              ("name", "ReLU", "lower-case")]:
+    for field, bad, match in [
+        ("independent", None, "independent must be callable"),
+        ("kinks", {0.0: 0.0}, "kinks must be callable"),
+        ("output_range", (1.0, 0.0), "output_range"),
+        ("name", "ReLU", "lower-case"),
+    ]:
         with pytest.raises(TypeError, match=match):
             mb.ActivationRecord(**{**fields, field: bad})
     with pytest.raises(TypeError, match="params must map names to Param"):
@@ -161,4 +215,4 @@ def test_records_drive_the_registry():
     assert mb.get_activation("identity").name == "linear"
     assert mb.get_activation("leaky_relu").params == {"alpha": 0.2}
     with pytest.raises(TypeError):
-        mb.ACTIVATIONS["cube"] = mb.ACTIVATIONS["relu"]      # read-only
+        mb.ACTIVATIONS["cube"] = mb.ACTIVATIONS["relu"]  # read-only

@@ -15,16 +15,19 @@ X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 Y = np.array([[0.0], [1.0], [1.0], [0.0]])
 
 
-@pytest.mark.parametrize("sizes,error,match", [
-    ([2, 0, 1], ValueError, r"layer_sizes\[1\] must be a positive integer; got 0"),
-    ([2, -3, 1], ValueError, r"layer_sizes\[1\]"),
-    ([2, 2.5, 1], TypeError, r"layer_sizes\[1\] must be a positive integer; got 2.5"),
-    ([2, "4", 1], TypeError, r"layer_sizes\[1\]"),
-    ([2, True], TypeError, r"layer_sizes\[1\]"),
-    ([3], ValueError, "at least an input and an output"),
-    (7, TypeError, "layer_sizes must be a list"),
-    ("21", TypeError, "layer_sizes must be a list"),
-])
+@pytest.mark.parametrize(
+    "sizes,error,match",
+    [
+        ([2, 0, 1], ValueError, r"layer_sizes\[1\] must be a positive integer; got 0"),
+        ([2, -3, 1], ValueError, r"layer_sizes\[1\]"),
+        ([2, 2.5, 1], TypeError, r"layer_sizes\[1\] must be a positive integer; got 2.5"),
+        ([2, "4", 1], TypeError, r"layer_sizes\[1\]"),
+        ([2, True], TypeError, r"layer_sizes\[1\]"),
+        ([3], ValueError, "at least an input and an output"),
+        (7, TypeError, "layer_sizes must be a list"),
+        ("21", TypeError, "layer_sizes must be a list"),
+    ],
+)
 def test_layer_sizes(sizes, error, match):
     with pytest.raises(error, match=match):
         mb.MLP(sizes, ["linear"] * 2, "mse")
@@ -46,8 +49,10 @@ def test_wrong_number_of_activations():
         mb.MLP([2, 3, 1], "relu", "mse")
 
 
-@pytest.mark.parametrize("dtype,error", [("float16", ValueError), ("int32", ValueError),
-                                         ("double-ish", ValueError), (3.5, TypeError)])
+@pytest.mark.parametrize(
+    "dtype,error",
+    [("float16", ValueError), ("int32", ValueError), ("double-ish", ValueError), (3.5, TypeError)],
+)
 def test_unknown_dtype(dtype, error):
     with pytest.raises(error, match="dtype"):
         mb.MLP([2, 1], ["linear"], "mse", dtype=dtype)
@@ -76,14 +81,20 @@ CALLS = {
 
 
 @pytest.mark.parametrize("call", CALLS)
-@pytest.mark.parametrize("bad_X,match", [
-    (X[0], r"X must be 2-D with shape \(batch, 2\); got shape \(2,\)"),
-    (X[None], "X must be 2-D"),
-    (np.ones((4, 3)), r"X has 3 columns but the model's input width \(layer_sizes\[0\]\) is 2"),
-    (np.ones((0, 2)), "X is an empty batch"),
-    (np.where(np.eye(4, 2) > 0, np.nan, 0.0), r"X contains NaN or inf \(first at index \(0, 0\)"),
-    (np.where(np.eye(4, 2) > 0, np.inf, 0.0), "X contains NaN or inf"),
-])
+@pytest.mark.parametrize(
+    "bad_X,match",
+    [
+        (X[0], r"X must be 2-D with shape \(batch, 2\); got shape \(2,\)"),
+        (X[None], "X must be 2-D"),
+        (np.ones((4, 3)), r"X has 3 columns but the model's input width \(layer_sizes\[0\]\) is 2"),
+        (np.ones((0, 2)), "X is an empty batch"),
+        (
+            np.where(np.eye(4, 2) > 0, np.nan, 0.0),
+            r"X contains NaN or inf \(first at index \(0, 0\)",
+        ),
+        (np.where(np.eye(4, 2) > 0, np.inf, 0.0), "X contains NaN or inf"),
+    ],
+)
 def test_bad_X(call, bad_X, match):
     with pytest.raises(ValueError, match=match):
         CALLS[call](xor_model(), bad_X, Y)

@@ -31,7 +31,8 @@ USER_MODULE = textwrap.dedent('''
 
     def _batch(model, n=5, seed=0):
         rng = np.random.default_rng(seed)
-        return rng.normal(size=(n, model.layer_sizes[0])), rng.normal(size=(n, model.layer_sizes[-1]))
+        X = rng.normal(size=(n, model.layer_sizes[0]))
+        return X, rng.normal(size=(n, model.layer_sizes[-1]))
 
 
     def good():
@@ -123,25 +124,31 @@ def test_derivatives_from_the_command_line(user_module, capsys):
     assert "FAIL at x =" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["model", "usermodels"], "MODULE:NAME"),
-    (["model", "nosuchmodule:f"], "cannot import 'nosuchmodule'"),
-    (["model", "usermodels:missing"], "has no 'missing'"),
-    (["model", "usermodels:not_a_case"], "must return (model, X, y) or a list of them"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["model", "usermodels"], "MODULE:NAME"),
+        (["model", "nosuchmodule:f"], "cannot import 'nosuchmodule'"),
+        (["model", "usermodels:missing"], "has no 'missing'"),
+        (["model", "usermodels:not_a_case"], "must return (model, X, y) or a list of them"),
+    ],
+)
 def test_usage_errors_exit_2(user_module, capsys, argv, message):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--mode", "fast"], "invalid choice: 'fast'"),
-    (["--examples", "0"], "--examples must be a positive integer, such as 3; got 0"),
-    (["--seed", "-1"], "--seed must be a non-negative integer, such as 0; got -1"),
-    (["--seed", "x"], "--seed must be an integer; got 'x'"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-    (["derivative"], "the following arguments are required"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--mode", "fast"], "invalid choice: 'fast'"),
+        (["--examples", "0"], "--examples must be a positive integer, such as 3; got 0"),
+        (["--seed", "-1"], "--seed must be a non-negative integer, such as 0; got -1"),
+        (["--seed", "x"], "--seed must be an integer; got 'x'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["derivative"], "the following arguments are required"),
+    ],
+)
 def test_bad_arguments_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -160,8 +167,9 @@ def test_the_step_plot_is_a_png(user_module, capsys):
 def test_the_step_curve_is_v_shaped(user_module):
     """Truncation error falls with the step and rounding error grows as it shrinks: the harness's
     step sits near the bottom of the float64 curve, far below both ends."""
-    from reference._checks.steps import step_sweep
     import usermodels
+
+    from reference._checks.steps import step_sweep
 
     model, X, y = usermodels.good()
     exponents = list(range(-40, -1))
@@ -173,8 +181,9 @@ def test_the_step_curve_is_v_shaped(user_module):
 
 
 def test_python_dash_m_reference():
-    proc = subprocess.run([sys.executable, "-m", "reference", "--help"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "reference", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0 and "exit codes: 0 all checks pass" in proc.stdout
 
 
@@ -187,10 +196,12 @@ def test_the_matrix_fails_and_names_the_cells_of_a_planted_bug(monkeypatch, caps
     import manual_backprop as mb
 
     record = mb.ACTIVATIONS["tanh"]
-    wrong = dataclasses.replace(record, build=lambda: (tf.math.tanh, lambda z, a: 1.0 - z * z,
-                                                       None))
-    monkeypatch.setattr(mb.activations, "ACTIVATIONS",
-                        MappingProxyType({**mb.ACTIVATIONS, "tanh": wrong}))
+    wrong = dataclasses.replace(
+        record, build=lambda: (tf.math.tanh, lambda z, a: 1.0 - z * z, None)
+    )
+    monkeypatch.setattr(
+        mb.activations, "ACTIVATIONS", MappingProxyType({**mb.ACTIVATIONS, "tanh": wrong})
+    )
     code = main(["--dtype", "float64", "--examples", "1", "--quiet"])
     text = capsys.readouterr().out
     assert code == 1, text

@@ -23,17 +23,32 @@ def test_every_catalogue_derivative_passes(name, dtype):
 WRONG = [
     ("tanh from z", tf.math.tanh, lambda x: 1.0 - x * x),
     ("sigmoid a", tf.math.sigmoid, lambda x, a: a),
-    ("gelu without z phi", mb.get_activation("gelu").fn,
-     lambda x: 0.5 * (1.0 + tf.math.erf(x / np.sqrt(2.0)))),
+    (
+        "gelu without z phi",
+        mb.get_activation("gelu").fn,
+        lambda x: 0.5 * (1.0 + tf.math.erf(x / np.sqrt(2.0))),
+    ),
     ("softplus as its own derivative", tf.math.softplus, tf.math.softplus),
-    ("leaky alpha dropped", mb.get_activation("leaky_relu", alpha=0.1).fn,
-     lambda x: tf.cast(x > 0, x.dtype)),
-    ("elu missing alpha", mb.get_activation("elu", alpha=0.5).fn,
-     lambda x, a: tf.where(x > 0, tf.ones_like(x), a)),
-    ("hard_sigmoid slope 1/4", mb.get_activation("hard_sigmoid").fn,
-     lambda x: tf.cast(tf.abs(x) < 3, x.dtype) / 4.0),
-    ("swish off by a tiny bit", lambda x: x * tf.sigmoid(x),
-     lambda x: (1.0 + 1e-6) * (tf.sigmoid(x) + x * tf.sigmoid(x) * (1 - tf.sigmoid(x)))),
+    (
+        "leaky alpha dropped",
+        mb.get_activation("leaky_relu", alpha=0.1).fn,
+        lambda x: tf.cast(x > 0, x.dtype),
+    ),
+    (
+        "elu missing alpha",
+        mb.get_activation("elu", alpha=0.5).fn,
+        lambda x, a: tf.where(x > 0, tf.ones_like(x), a),
+    ),
+    (
+        "hard_sigmoid slope 1/4",
+        mb.get_activation("hard_sigmoid").fn,
+        lambda x: tf.cast(tf.abs(x) < 3, x.dtype) / 4.0,
+    ),
+    (
+        "swish off by a tiny bit",
+        lambda x: x * tf.sigmoid(x),
+        lambda x: (1.0 + 1e-6) * (tf.sigmoid(x) + x * tf.sigmoid(x) * (1 - tf.sigmoid(x))),
+    ),
 ]
 
 
@@ -47,9 +62,11 @@ def test_wrong_derivatives_are_caught(label, fn, derivative):
 
 
 def test_a_different_subgradient_at_the_kink_passes():
-    report = check_derivative(tf.nn.relu, lambda x: tf.cast(x >= 0, x.dtype))   # relu'(0) = 1
+    report = check_derivative(tf.nn.relu, lambda x: tf.cast(x >= 0, x.dtype))  # relu'(0) = 1
     assert report.ok and report.kinks_accepted >= 1 and report.n_kinks >= 1, str(report)
-    mae_like = check_derivative(tf.abs, lambda x: tf.where(x >= 0, tf.ones_like(x), -tf.ones_like(x)))
+    mae_like = check_derivative(
+        tf.abs, lambda x: tf.where(x >= 0, tf.ones_like(x), -tf.ones_like(x))
+    )
     assert mae_like.ok and mae_like.kinks_accepted >= 1
 
 
@@ -58,12 +75,14 @@ def test_custom_gradient_checked_against_finite_differences():
     def good_softplus(x):
         def grad(g):
             return g * tf.sigmoid(x)
+
         return tf.math.softplus(x), grad
 
     @tf.custom_gradient
     def bad_softplus(x):
         def grad(g):
             return g * tf.sigmoid(x) * 0.5
+
         return tf.math.softplus(x), grad
 
     assert check_derivative(good_softplus).ok
@@ -82,8 +101,9 @@ def test_given_points_and_a_json_report():
     data = json.loads(json.dumps(report.to_dict()))
     assert data["ok"] is True and data["status"] == "pass" and data["n_points"] == 3
     assert data["failures"] == [] and data["worst_x"] in (0.0, 1.0, 2.0)
-    bad = json.loads(json.dumps(check_derivative(tf.math.sin, tf.math.sin,
-                                                 points=[0.0, 1.0]).to_dict()))
+    bad = json.loads(
+        json.dumps(check_derivative(tf.math.sin, tf.math.sin, points=[0.0, 1.0]).to_dict())
+    )
     assert bad["ok"] is False and bad["status"] == "fail"
     assert [f["x"] for f in bad["failures"]] == [0.0, 1.0]
     assert bad["failures"][0]["manual"] == 0.0 and abs(bad["failures"][0]["fd"] - 1.0) < 1e-9

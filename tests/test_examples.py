@@ -29,8 +29,13 @@ def test_example_reaches_full_accuracy(name):
 
 def test_run_all_prints_each_example_and_exits_zero():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "run_all.py")], capture_output=True,
-                          text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "run_all.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("final training accuracy 100.0%") == 3
     assert "3 of 3 examples reached 100% training accuracy" in proc.stdout

@@ -1,6 +1,6 @@
 """Tests that guard the judges: each fails when a specific part of the harness is weakened.
 
-Every test here kills at least one planted harness bug of ``make mutants`` (tests/harness_mutants.py):
+Every test here kills at least one planted harness bug of ``make mutants`` (tools/mutation.py):
 a tolerance loosened, a kink that accepts anything, bisection switched off, the float32
 comparison or the matrix's exit code made to pass, the finite-difference error estimate
 inflated, fewer probes, the rounding test excusing everything.
@@ -9,11 +9,18 @@ inflated, fewer probes, the rounding test excusing everything.
 import numpy as np
 import pytest
 import tensorflow as tf
+from mutants import HandBackprop, revealing_batch
 
 import manual_backprop as mb
-from mutants import HandBackprop, revealing_batch
-from reference import (NoteCode, Status, assert_gradients_match, check_derivative,
-                       check_gradients, numerical_gradients, tape_gradients)
+from reference import (
+    NoteCode,
+    Status,
+    assert_gradients_match,
+    check_derivative,
+    check_gradients,
+    numerical_gradients,
+    tape_gradients,
+)
 
 MODES = ["full", "directional"]
 
@@ -54,6 +61,7 @@ def smooth_model(dtype="float64", sizes=(4, 6, 3)):
 
 # --- the tape's tolerance: a bug just above it is caught ------------------------------------
 
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype,factor", [("float64", 1 + 1e-8), ("float32", 1 + 2e-4)])
 def test_a_bug_just_above_the_tape_tolerance_is_caught(dtype, factor, mode):
@@ -82,13 +90,16 @@ def test_a_bug_below_what_finite_differences_resolve_is_caught_by_the_rounding_t
 
 # --- kinks accept a subgradient, not any value ----------------------------------------------
 
+
 class ReluFiveAtZero(HandBackprop):
     """relu'(0) = 5: no subgradient of relu at 0 (those lie in [0, 1])."""
+
     config = ([3, 4, 2], ["relu", "linear"], "mse")
 
     def hidden_delta(self, l, z, a, g):
-        return g * tf.where(z > 0, tf.ones_like(z), tf.where(z == 0, 5.0 * tf.ones_like(z),
-                                                            tf.zeros_like(z)))
+        return g * tf.where(
+            z > 0, tf.ones_like(z), tf.where(z == 0, 5.0 * tf.ones_like(z), tf.zeros_like(z))
+        )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -104,9 +115,12 @@ def test_a_value_outside_the_one_sided_derivatives_fails_at_a_kink(mode):
 
 
 def test_check_derivative_refuses_a_non_subgradient_at_a_kink():
-    five = check_derivative(tf.nn.relu, lambda x: tf.where(x > 0, tf.ones_like(x),
-                                                           tf.where(x == 0, 5.0 * tf.ones_like(x),
-                                                                    tf.zeros_like(x))))
+    five = check_derivative(
+        tf.nn.relu,
+        lambda x: tf.where(
+            x > 0, tf.ones_like(x), tf.where(x == 0, 5.0 * tf.ones_like(x), tf.zeros_like(x))
+        ),
+    )
     # 0 and its float64 neighbours, which TensorFlow flushes to 0 on the CPU
     assert not five.ok and 0.0 in [f["x"] for f in five.failures], str(five)
     assert all(abs(f["x"]) < 1e-300 for f in five.failures), str(five)
@@ -114,8 +128,9 @@ def test_check_derivative_refuses_a_non_subgradient_at_a_kink():
     @tf.custom_gradient
     def relu_five(x):
         one = tf.ones_like(x)
-        return tf.nn.relu(x), lambda g: g * tf.where(x > 0, one, tf.where(x == 0, 5.0 * one,
-                                                                          0.0 * one))
+        return tf.nn.relu(
+            x
+        ), lambda g: g * tf.where(x > 0, one, tf.where(x == 0, 5.0 * one, 0.0 * one))
 
     custom = check_derivative(relu_five)
     assert not custom.ok and 0.0 in [f["x"] for f in custom.failures], str(custom)
@@ -124,9 +139,11 @@ def test_check_derivative_refuses_a_non_subgradient_at_a_kink():
 
 # --- directional mode finds the elements ----------------------------------------------------
 
+
 class MirroredCustomGradient(HandBackprop):
     """A forward with a wrong tf.custom_gradient (2x tanh') and a backward that mirrors it:
     manual and tape agree, finite differences do not."""
+
     config = ([3, 5, 2], ["tanh", "linear"], "mse")
 
     def loss(self, X, y):
@@ -168,16 +185,19 @@ def test_directional_mode_counts_every_wrong_element_past_the_cap():
 def test_directional_mode_uses_the_probes_it_is_given():
     model, X, y = smooth_model()
     assert {e.probes for e in check_gradients(model, X, y, mode="directional").entries} == {3}
-    assert {e.probes for e in check_gradients(model, X, y, mode="directional",
-                                              probes=5).entries} == {5}
+    assert {
+        e.probes for e in check_gradients(model, X, y, mode="directional", probes=5).entries
+    } == {5}
     assert {e.probes for e in check_gradients(model, X, y).entries} == {None}
 
 
 # --- float32: overflow in float32 only fails --------------------------------------------------
 
+
 class SoftplusOverflows(HandBackprop):
     """softplus' written exp(z) / (1 + exp(z)): exp overflows past z = 88 in float32 (NaN),
     not in float64 (up to 709)."""
+
     config = ([3, 4, 2], ["softplus", "linear"], "mse")
 
     def hidden_delta(self, l, z, a, g):
@@ -191,22 +211,26 @@ def test_a_float32_overflow_fails_where_float64_is_right():
     X[0] = [100.0, 0.0, 0.0]
     X[1:] = np.random.default_rng(0).normal(size=(3, 3))
     W1 = model.base.get_weights()[0]
-    W1[0] = 1.0                           # z = 100 in every unit of row 0
+    W1[0] = 1.0  # z = 100 in every unit of row 0
     model.base.set_weights([W1, *model.base.get_weights()[1:]])
     report = check_gradients(model, X, np.zeros((4, 2)))
     assert report.fd_dtype == "float64" and not report.ok, str(report)
     w1 = report.entries[0]
-    assert w1.status == Status.FAIL and "not finite in float32 but finite in float64" in str(w1.diagnosis[-1])
+    assert w1.status == Status.FAIL and "not finite in float32 but finite in float64" in str(
+        w1.diagnosis[-1]
+    )
     assert not w1.comparison("float32 vs float64").agree
 
 
 # --- finite differences: accurate, and their error estimate tight ----------------------------
 
+
 def test_the_finite_difference_error_estimate_is_tight():
     """The estimate bounds the true error (tested elsewhere) without being far above it: at
     most 1e-6 of each tensor's largest gradient on a smooth network (measured: 1.7e-7)."""
-    model = mb.MLP([4, 6, 6, 2], ["gelu_tanh", "softsign", "linear"], "huber", dtype="float64",
-                   seed=0)
+    model = mb.MLP(
+        [4, 6, 6, 2], ["gelu_tanh", "softsign", "linear"], "huber", dtype="float64", seed=0
+    )
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(32, 4)), rng.normal(size=(32, 2))
     exact = tape_gradients(model, X, y)
@@ -225,6 +249,7 @@ def test_a_custom_gradient_off_by_1e_8_is_caught(rel):
 
 
 # --- the tape is overruled only by finite differences that agree with the manual value -------
+
 
 class CustomGradientBothWrong(MirroredCustomGradient):
     """The wrong custom gradient in the forward, and a backward that is wrong another way (3x):
@@ -245,9 +270,25 @@ def test_an_unfaithful_tape_does_not_excuse_a_wrong_manual_value(mode):
 
 # --- the float64 twin --------------------------------------------------------------------------
 
+
 def test_a_float32_model_with_astype_is_judged_through_its_float64_twin():
     model, X, y = smooth_model("float32")
     report = assert_gradients_match(model, X, y)
     assert report.dtype == "float32" and report.fd_dtype == "float64"
     assert "judged through its float64 twin" in str(report)
     assert all(e.comparison("float32 vs float64") is not None for e in report.entries)
+
+
+def test_the_planted_harness_bugs_still_fit_the_code():
+    """``make mutants`` plants each bug by replacing a piece of the code: every piece must still
+    be found exactly once, or the mutation run would test nothing."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    try:
+        import mutation
+    finally:
+        sys.path.pop(0)
+    assert len(mutation.BUGS) >= 20
+    assert mutation.stale() == []

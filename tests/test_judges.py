@@ -5,12 +5,19 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import manual_backprop as mb
 from _helpers import labels_for, rel_err
 from mutants import MUTANTS, HandBackprop, build, revealing_batch
-from reference import (GradientMismatch, NoteCode, Status, assert_gradients_match,
-                       check_gradients, numerical_gradients, tape_gradients)
+
+import manual_backprop as mb
+from reference import (
+    GradientMismatch,
+    NoteCode,
+    Status,
+    assert_gradients_match,
+    check_gradients,
+    numerical_gradients,
+    tape_gradients,
+)
 
 MODES = ["full", "directional"]
 
@@ -34,6 +41,7 @@ class Plain:
 
 
 # --- every mutant is caught ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.__name__ for m in MUTANTS])
@@ -131,8 +139,10 @@ def test_assert_gradients_match_raises_with_the_table():
 
 # --- correct models that must pass ------------------------------------------------------------
 
+
 class ReluOneAtZero(HandBackprop):
     """relu'(0) = 1: not TensorFlow's convention, but a valid subgradient."""
+
     config = ([3, 4, 2], ["relu", "linear"], "mse")
 
     def hidden_delta(self, l, z, a, g):
@@ -173,8 +183,14 @@ def test_non_tf_subgradient_at_a_kink_passes(mode):
 
 def test_kinks_of_every_kinked_activation_and_loss():
     """z exactly at each activation's kink (zero input, the kink as bias) and mae at r = 0."""
-    for act, kink in [("leaky_relu", 0.0), ("elu", 0.0), ("selu", 0.0), ("hard_sigmoid", 3.0),
-                      ("hard_sigmoid", -3.0), ("relu", 0.0)]:
+    for act, kink in [
+        ("leaky_relu", 0.0),
+        ("elu", 0.0),
+        ("selu", 0.0),
+        ("hard_sigmoid", 3.0),
+        ("hard_sigmoid", -3.0),
+        ("relu", 0.0),
+    ]:
         model = mb.MLP([2, 3, 1], [act, "linear"], "mse", dtype="float64", seed=1)
         W1, b1, W2, b2 = model.get_weights()
         model.set_weights([W1, np.full_like(b1, kink), W2, b2])
@@ -183,7 +199,7 @@ def test_kinks_of_every_kinked_activation_and_loss():
         assert report.ok, f"{act} at {kink}\n{report}"
     model = mb.MLP([2, 1], ["linear"], "mae", dtype="float64", seed=0)
     X = np.array([[1.0, 2.0], [0.5, -1.0]])
-    y = model.forward(X).numpy()                # residuals exactly 0
+    y = model.forward(X).numpy()  # residuals exactly 0
     y[1] += 1.0
     report = check_gradients(model, X, y)
     assert report.ok and sum(e.kinks for e in report.entries) > 0, str(report)
@@ -191,13 +207,23 @@ def test_kinks_of_every_kinked_activation_and_loss():
 
 CORRECT = [
     ("float32 tanh/softmax", [5, 8, 3], ["tanh", "softmax"], "categorical_crossentropy", "float32"),
-    ("float32 relu/sigmoid", [4, 8, 8, 1], ["relu", "relu", "sigmoid"], "binary_crossentropy",
-     "float32"),
+    (
+        "float32 relu/sigmoid",
+        [4, 8, 8, 1],
+        ["relu", "relu", "sigmoid"],
+        "binary_crossentropy",
+        "float32",
+    ),
     ("float32 gelu/mse", [3, 6, 2], ["gelu", "linear"], "mse", "float32"),
     ("float32 softmax hidden", [3, 4, 2], ["softmax", "tanh"], "huber", "float32"),
     ("width 1", [1, 1, 1, 1], ["tanh", "sigmoid", "linear"], "mse", "float64"),
-    ("width 1 float32", [3, 1, 2], ["elu", "linear"], "sparse_categorical_crossentropy_from_logits",
-     "float32"),
+    (
+        "width 1 float32",
+        [3, 1, 2],
+        ["elu", "linear"],
+        "sparse_categorical_crossentropy_from_logits",
+        "float32",
+    ),
 ]
 
 
@@ -214,10 +240,15 @@ def test_correct_models_pass(label, sizes, acts, loss, dtype, mode):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("out,loss,scale", [("sigmoid", "binary_crossentropy", 40.0),
-                                            ("softmax", "categorical_crossentropy", 300.0),
-                                            ("linear", "categorical_crossentropy_from_logits", 300.0),
-                                            ("sigmoid", "mse", 30.0)])
+@pytest.mark.parametrize(
+    "out,loss,scale",
+    [
+        ("sigmoid", "binary_crossentropy", 40.0),
+        ("softmax", "categorical_crossentropy", 300.0),
+        ("linear", "categorical_crossentropy_from_logits", 300.0),
+        ("sigmoid", "mse", 30.0),
+    ],
+)
 def test_saturated_outputs_and_large_logits_pass(out, loss, scale, dtype):
     model = mb.MLP([3, 4, 3], ["tanh", out], loss, dtype=dtype, seed=0)
     W1, b1, W2, b2 = model.get_weights()
@@ -265,11 +296,13 @@ def test_a_users_tutorial_model_is_judged_the_same_way():
 
 # --- the witnesses themselves --------------------------------------------------------------------
 
-SMOOTH = [([8, 16, 16, 3], ["tanh", "tanh", "softmax"], "categorical_crossentropy"),
-          ([4, 6, 6, 2], ["sigmoid", "softplus", "linear"], "mse"),
-          ([3, 5, 1], ["gelu", "sigmoid"], "binary_crossentropy"),
-          ([5, 7, 4], ["swish", "linear"], "categorical_crossentropy_from_logits"),
-          ([3, 4, 4, 2], ["gelu_tanh", "softsign", "linear"], "huber")]
+SMOOTH = [
+    ([8, 16, 16, 3], ["tanh", "tanh", "softmax"], "categorical_crossentropy"),
+    ([4, 6, 6, 2], ["sigmoid", "softplus", "linear"], "mse"),
+    ([3, 5, 1], ["gelu", "sigmoid"], "binary_crossentropy"),
+    ([5, 7, 4], ["swish", "linear"], "categorical_crossentropy_from_logits"),
+    ([3, 4, 4, 2], ["gelu_tanh", "softsign", "linear"], "huber"),
+]
 
 
 @pytest.mark.parametrize("sizes,acts,loss", SMOOTH, ids=["-".join(s[1]) for s in SMOOTH])
@@ -291,8 +324,10 @@ def test_finite_differences_match_the_tape_to_1e_9(sizes, acts, loss, record_err
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("wrap", [lambda m: m, Plain], ids=["batched", "generic"])
 def test_a_check_leaves_the_model_bit_identical(mode, wrap):
-    for model in [mb.MLP([3, 5, 2], ["relu", "softmax"], "categorical_crossentropy", seed=0),
-                  build(MUTANTS[3])]:
+    for model in [
+        mb.MLP([3, 5, 2], ["relu", "softmax"], "categorical_crossentropy", seed=0),
+        build(MUTANTS[3]),
+    ]:
         X, y = revealing_batch(model)
         before = [p.numpy().copy() for p in model.params]
         check_gradients(wrap(model), X, y, mode=mode)
@@ -310,8 +345,9 @@ def test_each_witness_leaves_the_model_bit_identical_on_its_own(wrap):
     from reference._core.adapter import Adapter
     from reference._core.policy import TensorEvidence, classify
 
-    model = mb.MLP([3, 5, 2], ["relu", "softmax"], "categorical_crossentropy", dtype="float64",
-                   seed=0)
+    model = mb.MLP(
+        [3, 5, 2], ["relu", "softmax"], "categorical_crossentropy", dtype="float64", seed=0
+    )
     X, y = revealing_batch(model)
     before = [p.numpy().copy() for p in model.params]
 
@@ -322,8 +358,9 @@ def test_each_witness_leaves_the_model_bit_identical_on_its_own(wrap):
     assert unchanged()
     adapter = Adapter(wrap(model), X, y)
     f0 = adapter.loss_value()
-    fdm.directional_stencil(adapter, 2, f0, fdm.probe_directions((5, 2), 3,
-                                                                 np.random.default_rng(0)))
+    fdm.directional_stencil(
+        adapter, 2, f0, fdm.probe_directions((5, 2), 3, np.random.default_rng(0))
+    )
     fdm.coordinate_stencil(adapter, 0, f0, [0, 4])
     assert unchanged()
     manual, tape = adapter.manual(), {k: v.copy() for k, v in adapter.manual().items()}
@@ -341,7 +378,10 @@ def test_the_report_is_json_and_readable():
     assert data["ok"] is True and data["mode"] == "full" and data["fd_dtype"] == "float64"
     assert [e["name"] for e in data["entries"]] == ["W1", "b1", "W2", "b2", "dL/dX"]
     assert {c["between"] for c in data["entries"][0]["comparisons"]} == {
-        "manual vs tape", "manual vs FD", "tape vs FD"}
+        "manual vs tape",
+        "manual vs FD",
+        "tape vs FD",
+    }
     assert data["forward"]["ok"] is True
     text = str(report)
     for name in ["W1", "b1", "W2", "b2", "dL/dX", "forward vs independent forward: ok"]:
@@ -349,6 +389,7 @@ def test_the_report_is_json_and_readable():
 
 
 # --- a model that breaks the protocol gets a report, not a traceback ---------------------------
+
 
 class Broken(HandBackprop):
     config = ([3, 4, 2], ["tanh", "linear"], "mse")
@@ -372,12 +413,15 @@ class Broken(HandBackprop):
         raise AssertionError(self.how)
 
 
-@pytest.mark.parametrize("how,message", [
-    ("raises", "model.gradients(X, y) raised RuntimeError: shapes are hard"),
-    ("short", "returned 3 tensors for 4 params"),
-    ("shape", "the gradient for W2 has shape (2, 4); the tensor has shape (4, 2)"),
-    ("none", "the gradient for b1 is None"),
-])
+@pytest.mark.parametrize(
+    "how,message",
+    [
+        ("raises", "model.gradients(X, y) raised RuntimeError: shapes are hard"),
+        ("short", "returned 3 tensors for 4 params"),
+        ("shape", "the gradient for W2 has shape (2, 4); the tensor has shape (4, 2)"),
+        ("none", "the gradient for b1 is None"),
+    ],
+)
 def test_protocol_errors_are_reported(how, message):
     model = Broken(how)
     X, y = revealing_batch(model)
@@ -414,8 +458,11 @@ BAD_ARGUMENTS = [
     ({"probes": True}, TypeError, "probes must be a positive integer"),
     ({"rtol": -1.0}, ValueError, "rtol must be a positive finite number, such as 1e-6; got -1.0"),
     ({"rtol": 0}, ValueError, "rtol must be a positive finite number"),
-    ({"rtol": float("inf")}, ValueError, "rtol must be a positive finite number, such as 1e-6; "
-                                         "got inf"),
+    (
+        {"rtol": float("inf")},
+        ValueError,
+        "rtol must be a positive finite number, such as 1e-6; got inf",
+    ),
     ({"rtol": float("nan")}, ValueError, "rtol must be a positive finite number"),
     ({"rtol": True}, TypeError, "rtol must be a positive finite number, such as 1e-6; got True"),
     ({"rtol": "1e-6"}, TypeError, "rtol must be a positive finite number"),
@@ -426,8 +473,11 @@ BAD_ARGUMENTS = [
 ]
 
 
-@pytest.mark.parametrize("kwargs,error,match", BAD_ARGUMENTS,
-                         ids=[f"{k}={v!r}" for kw, _, _ in BAD_ARGUMENTS for k, v in kw.items()])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    BAD_ARGUMENTS,
+    ids=[f"{k}={v!r}" for kw, _, _ in BAD_ARGUMENTS for k, v in kw.items()],
+)
 def test_arguments_are_checked(kwargs, error, match):
     model = mb.MLP([2, 1], ["linear"], "mse", dtype="float64", seed=0)
     X, y = np.ones((2, 2)), np.ones((2, 1))
@@ -438,8 +488,9 @@ def test_arguments_are_checked(kwargs, error, match):
 def test_numpy_integers_and_floats_are_accepted_where_python_ones_are():
     model = mb.MLP([2, 1], ["linear"], "mse", dtype="float64", seed=0)
     X, y = np.ones((2, 2)), np.ones((2, 1))
-    report = check_gradients(model, X, y, mode="directional", probes=np.int64(2),
-                             seed=np.uint8(3), rtol=np.float32(1e-9))
+    report = check_gradients(
+        model, X, y, mode="directional", probes=np.int64(2), seed=np.uint8(3), rtol=np.float32(1e-9)
+    )
     assert report.ok and {e.probes for e in report.entries} == {2}, str(report)
 
 
@@ -452,6 +503,7 @@ def test_a_model_without_the_protocol_is_a_type_error():
 class CustomGradientForward(HandBackprop):
     """A forward whose tanh carries a wrong tf.custom_gradient (twice the truth): the tape is no
     longer a faithful witness of the loss, but finite differences still are."""
+
     config = ([3, 5, 2], ["tanh", "linear"], "mse")
 
     def __init__(self, *args, mirror=False, **kwargs):

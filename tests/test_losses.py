@@ -3,15 +3,22 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import manual_backprop as mb
 from _helpers import labels_for, rel_err
 
+import manual_backprop as mb
+
 ULPS = 64
-CASES = [("mse", {}), ("mae", {}), ("huber", {}), ("huber", {"delta": 0.25}),
-         ("binary_crossentropy", {}), ("binary_crossentropy_from_logits", {}),
-         ("categorical_crossentropy", {}), ("categorical_crossentropy_from_logits", {}),
-         ("sparse_categorical_crossentropy_from_logits", {})]
+CASES = [
+    ("mse", {}),
+    ("mae", {}),
+    ("huber", {}),
+    ("huber", {"delta": 0.25}),
+    ("binary_crossentropy", {}),
+    ("binary_crossentropy_from_logits", {}),
+    ("categorical_crossentropy", {}),
+    ("categorical_crossentropy_from_logits", {}),
+    ("sparse_categorical_crossentropy_from_logits", {}),
+]
 
 
 def predictions(loss, y, rng, dtype):
@@ -22,7 +29,7 @@ def predictions(loss, y, rng, dtype):
         p = rng.uniform(0, 1, size=(n, d))
         eps = loss.params["epsilon"]
         edges = [0.0, 1.0, eps, 1.0 - eps, 1e-9, 1 - 1e-9, 1e-3, 0.999]
-        p.flat[:len(edges)] = edges
+        p.flat[: len(edges)] = edges
         if loss.labels == "categorical":
             p = p / p.sum(axis=1, keepdims=True)
             p[0] = [1.0, 0.0, 0.0]
@@ -30,8 +37,8 @@ def predictions(loss, y, rng, dtype):
     if loss.labels == "real":
         p = y + rng.normal(size=y.shape) * 2.0
         delta = loss.params.get("delta", 1.0)
-        p.flat[0] = y.flat[0]                        # residual 0: mae's kink
-        p.flat[1] = y.flat[1] + delta                # |r| = delta: huber's seam
+        p.flat[0] = y.flat[0]  # residual 0: mae's kink
+        p.flat[1] = y.flat[1] + delta  # |r| = delta: huber's seam
         p.flat[2] = y.flat[2] - delta
         return p.astype(dtype)
     z = rng.normal(size=(n, d)) * 5.0
@@ -68,8 +75,11 @@ def test_reductions_follow_keras():
     y = rng.normal(size=(5, 3))
     p = rng.normal(size=(5, 3))
     keras = tf.keras.losses
-    pairs = [("mse", keras.MeanSquaredError()), ("mae", keras.MeanAbsoluteError()),
-             ("huber", keras.Huber(delta=1.0))]
+    pairs = [
+        ("mse", keras.MeanSquaredError()),
+        ("mae", keras.MeanAbsoluteError()),
+        ("huber", keras.Huber(delta=1.0)),
+    ]
     for name, k in pairs:
         ours = mb.get_loss(name).fn(tf.constant(y), tf.constant(p)).numpy()
         np.testing.assert_allclose(ours, k(y, p).numpy(), rtol=1e-6, err_msg=name)
@@ -85,9 +95,14 @@ def test_reductions_follow_keras():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", ["binary_crossentropy_from_logits",
-                                  "categorical_crossentropy_from_logits",
-                                  "sparse_categorical_crossentropy_from_logits"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "binary_crossentropy_from_logits",
+        "categorical_crossentropy_from_logits",
+        "sparse_categorical_crossentropy_from_logits",
+    ],
+)
 def test_logit_losses_finite_at_1000(name, dtype):
     loss = mb.get_loss(name)
     z = tf.constant(np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 1000.0]], dtype))
@@ -147,8 +162,12 @@ def test_every_record_is_complete_and_true(record):
     for params in [{}] + [{p: v} for p, spec in record.params.items() for v in spec.examples]:
         loss = mb.get_loss(record.name, **params)
         y, p = _record_batch(record, loss, rng)
-        np.testing.assert_allclose(record.independent(y, p, **dict(loss.params)).numpy(),
-                                   loss.fn(y, p).numpy(), rtol=1e-13, err_msg=record.name)
+        np.testing.assert_allclose(
+            record.independent(y, p, **dict(loss.params)).numpy(),
+            loss.fn(y, p).numpy(),
+            rtol=1e-13,
+            err_msg=record.name,
+        )
         for y_k, p_k in record.kinks(**dict(loss.params)):
             yk, pk = tf.constant([[y_k]], tf.float64), tf.constant([[p_k]], tf.float64)
             with tf.GradientTape() as tape:
@@ -157,11 +176,16 @@ def test_every_record_is_complete_and_true(record):
             exact = tape.gradient(value, pk).numpy()[0, 0]
             manual = loss.gradient(yk, pk).numpy()[0, 0]
             # TensorFlow's convention at the kink, to rounding (the same side, the same value)
-            assert abs(manual - exact) <= ULPS * np.finfo(float).eps * abs(exact), \
-                (record.name, y_k, p_k, manual, exact)
+            assert abs(manual - exact) <= ULPS * np.finfo(float).eps * abs(exact), (
+                record.name,
+                y_k,
+                p_k,
+                manual,
+                exact,
+            )
     for out in set(record.matrix_outputs) | set(record.outputs or ()):
         assert out in mb.ACTIVATIONS, f"{record.name} pairs with unknown activation {out!r}"
-        mb.MLP([2, 3], [out], record.name)               # the model accepts the pairing
+        mb.MLP([2, 3], [out], record.name)  # the model accepts the pairing
     if record.fuses is not None:
         activation, logits = record.fuses
         assert mb.LOSSES[logits].fused_gradient is not None and activation in mb.ACTIVATIONS
@@ -169,12 +193,20 @@ def test_every_record_is_complete_and_true(record):
 
 def test_an_incomplete_record_is_refused():
     good = mb.LOSSES["mse"]
-    fields = dict(name=good.name, build=good.build, labels=good.labels, kinks=good.kinks,
-                  independent=good.independent, matrix_outputs=good.matrix_outputs)
+    fields = dict(
+        name=good.name,
+        build=good.build,
+        labels=good.labels,
+        kinks=good.kinks,
+        independent=good.independent,
+        matrix_outputs=good.matrix_outputs,
+    )
     mb.LossRecord(**fields)
-    for field, bad, match in [("independent", None, "independent must be callable"),
-                              ("labels", "ordinal", "labels must be one of"),
-                              ("matrix_outputs", (), "matrix_outputs must be a non-empty")]:
+    for field, bad, match in [
+        ("independent", None, "independent must be callable"),
+        ("labels", "ordinal", "labels must be one of"),
+        ("matrix_outputs", (), "matrix_outputs must be a non-empty"),
+    ]:
         with pytest.raises(TypeError, match=match):
             mb.LossRecord(**{**fields, field: bad})
     with pytest.raises(TypeError, match="a loss on probabilities lists the outputs"):

@@ -6,30 +6,32 @@ import pathlib
 import numpy as np
 import pytest
 import tensorflow as tf
+from _helpers import TAPE_RTOL, labels_for, rel_err, tape_gradients
 
 import manual_backprop as mb
-from _helpers import TAPE_RTOL, labels_for, rel_err, tape_gradients
 
 DTYPES = ["float64", "float32"]
 ALL_ACTIVATIONS = list(mb.activation_names())
 
 # (output activation, loss, loss parameters, output width)
-PAIRINGS = (
-    [(act, loss, params, 3) for loss, params in [("mse", {}), ("mae", {}), ("huber", {}),
-                                                  ("huber", {"delta": 0.3})]
-     for act in ALL_ACTIVATIONS]
-    + [("sigmoid", "binary_crossentropy", {}, 1), ("sigmoid", "binary_crossentropy", {}, 3),
-       ("hard_sigmoid", "binary_crossentropy", {}, 2),
-       ("linear", "binary_crossentropy_from_logits", {}, 1),
-       ("tanh", "binary_crossentropy_from_logits", {}, 2),
-       ("softmax", "categorical_crossentropy", {}, 3),
-       ("softmax", "categorical_crossentropy", {}, 2),
-       ("sigmoid", "categorical_crossentropy", {}, 3),
-       ("linear", "categorical_crossentropy_from_logits", {}, 4),
-       ("elu", "categorical_crossentropy_from_logits", {}, 3),
-       ("linear", "sparse_categorical_crossentropy_from_logits", {}, 3),
-       ("swish", "sparse_categorical_crossentropy_from_logits", {}, 2)]
-)
+PAIRINGS = [
+    (act, loss, params, 3)
+    for loss, params in [("mse", {}), ("mae", {}), ("huber", {}), ("huber", {"delta": 0.3})]
+    for act in ALL_ACTIVATIONS
+] + [
+    ("sigmoid", "binary_crossentropy", {}, 1),
+    ("sigmoid", "binary_crossentropy", {}, 3),
+    ("hard_sigmoid", "binary_crossentropy", {}, 2),
+    ("linear", "binary_crossentropy_from_logits", {}, 1),
+    ("tanh", "binary_crossentropy_from_logits", {}, 2),
+    ("softmax", "categorical_crossentropy", {}, 3),
+    ("softmax", "categorical_crossentropy", {}, 2),
+    ("sigmoid", "categorical_crossentropy", {}, 3),
+    ("linear", "categorical_crossentropy_from_logits", {}, 4),
+    ("elu", "categorical_crossentropy_from_logits", {}, 3),
+    ("linear", "sparse_categorical_crossentropy_from_logits", {}, 3),
+    ("swish", "sparse_categorical_crossentropy_from_logits", {}, 2),
+]
 
 
 def batch(model, n, seed, scale=1.0):
@@ -59,15 +61,17 @@ def assert_matches_tape(model, X, y, record_error, label):
 @pytest.mark.parametrize("act", ALL_ACTIVATIONS)
 def test_every_hidden_activation(act, dtype, record_error):
     for arch, n, seed in [([3, 5, 4, 2], 6, 0), ([2, 1, 1, 2], 1, 1), ([4, 4, 4, 2], 5, 2)]:
-        model = mb.MLP(arch, [act, act, "linear"], "mse", dtype=dtype, seed=seed,
-                       initializer="normal")
+        model = mb.MLP(
+            arch, [act, act, "linear"], "mse", dtype=dtype, seed=seed, initializer="normal"
+        )
         X, y = batch(model, n, seed, scale=1.5)
         assert_matches_tape(model, X, y, record_error, f"{act} hidden {arch} N={n}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("out,loss,params,width", PAIRINGS,
-                         ids=[f"{o}-{l}{p or ''}-D{w}" for o, l, p, w in PAIRINGS])
+@pytest.mark.parametrize(
+    "out,loss,params,width", PAIRINGS, ids=[f"{o}-{l}{p or ''}-D{w}" for o, l, p, w in PAIRINGS]
+)
 def test_every_loss_pairing(out, loss, params, width, dtype, record_error):
     for hidden, n, seed in [([5], 7, 3), ([4, 4], 1, 4), ([1], 3, 5)]:
         arch = [3, *hidden, width]
@@ -78,18 +82,27 @@ def test_every_loss_pairing(out, loss, params, width, dtype, record_error):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("out,loss", [("sigmoid", "binary_crossentropy"),
-                                      ("softmax", "categorical_crossentropy"),
-                                      ("linear", "binary_crossentropy_from_logits"),
-                                      ("linear", "categorical_crossentropy_from_logits"),
-                                      ("linear", "sparse_categorical_crossentropy_from_logits")])
+@pytest.mark.parametrize(
+    "out,loss",
+    [
+        ("sigmoid", "binary_crossentropy"),
+        ("softmax", "categorical_crossentropy"),
+        ("linear", "binary_crossentropy_from_logits"),
+        ("linear", "categorical_crossentropy_from_logits"),
+        ("linear", "sparse_categorical_crossentropy_from_logits"),
+    ],
+)
 def test_logits_of_1000_stay_finite(out, loss, dtype, record_error):
     model = mb.MLP([2, 3, 3], ["tanh", out], loss, dtype=dtype, seed=0)
     X, y = batch(model, 4, 0)
     W1, b1, W2, b2 = model.get_weights()
     model.set_weights([W1, b1, W2 * 0.0, np.array([1000.0, -1000.0, 999.0])])
-    assert model.fused == ({"sigmoid": "sigmoid+binary_crossentropy",
-                            "softmax": "softmax+categorical_crossentropy"}.get(out))
+    assert model.fused == (
+        {
+            "sigmoid": "sigmoid+binary_crossentropy",
+            "softmax": "softmax+categorical_crossentropy",
+        }.get(out)
+    )
     assert np.isfinite(model.loss(X, y).numpy())
     assert_matches_tape(model, X, y, record_error, f"{out}+{loss} logits +-1000")
 
@@ -126,9 +139,10 @@ def test_seeded_weights_are_reproducible_and_biases_start_at_zero():
     assert not np.any(a.get_weights()[1]) and not np.any(a.get_weights()[3])
 
 
-@pytest.mark.parametrize("initializer,expected_std", [("glorot_uniform", np.sqrt(2 / 600)),
-                                                      ("he_normal", np.sqrt(2 / 400)),
-                                                      ("normal", 1.0)])
+@pytest.mark.parametrize(
+    "initializer,expected_std",
+    [("glorot_uniform", np.sqrt(2 / 600)), ("he_normal", np.sqrt(2 / 400)), ("normal", 1.0)],
+)
 def test_initializers_have_their_scale(initializer, expected_std):
     W = mb.MLP([400, 200], ["linear"], "mse", seed=0, initializer=initializer).get_weights()[0]
     assert abs(W.std() / expected_std - 1) < 0.02
@@ -146,14 +160,18 @@ def test_astype_keeps_the_same_weights():
     np.testing.assert_allclose(m32.loss(X, y).numpy(), m64.loss(X, y).numpy(), rtol=1e-5)
     # Changing the copy leaves the original alone.
     m64.params[0].assign_add(tf.ones_like(m64.params[0]))
-    np.testing.assert_array_equal(m32.get_weights()[0].astype(np.float64),
-                                  m64.get_weights()[0] - 1.0)
+    np.testing.assert_array_equal(
+        m32.get_weights()[0].astype(np.float64), m64.get_weights()[0] - 1.0
+    )
 
 
 def test_user_defined_activation_and_loss():
-    cube = mb.Activation("cube", lambda z: z ** 3 / 3.0, lambda z, a: z * z)
-    quartic = mb.Loss("quartic", lambda y, p: tf.reduce_mean((p - y) ** 4),
-                      lambda y, p: 4.0 * (p - y) ** 3 / tf.cast(tf.size(p), p.dtype))
+    cube = mb.Activation("cube", lambda z: z**3 / 3.0, lambda z, a: z * z)
+    quartic = mb.Loss(
+        "quartic",
+        lambda y, p: tf.reduce_mean((p - y) ** 4),
+        lambda y, p: 4.0 * (p - y) ** 3 / tf.cast(tf.size(p), p.dtype),
+    )
     model = mb.MLP([2, 3, 2], [cube, "linear"], quartic, dtype="float64", seed=0)
     X, y = batch(model, 4, 0)
     grads, dX = tape_gradients(model, X, y)
@@ -163,8 +181,13 @@ def test_user_defined_activation_and_loss():
 
 
 def test_repr_rebuilds_the_model():
-    model = mb.MLP([2, 3, 1], [mb.get_activation("leaky_relu", alpha=0.1), "sigmoid"],
-                   "binary_crossentropy", dtype="float64", seed=4)
+    model = mb.MLP(
+        [2, 3, 1],
+        [mb.get_activation("leaky_relu", alpha=0.1), "sigmoid"],
+        "binary_crossentropy",
+        dtype="float64",
+        seed=4,
+    )
     namespace = {name: getattr(mb, name) for name in mb.__all__}
     rebuilt = eval(repr(model), namespace)
     assert repr(rebuilt) == repr(model)
@@ -172,8 +195,16 @@ def test_repr_rebuilds_the_model():
         np.testing.assert_array_equal(a, b)
 
 
-_AUTODIFF = {"GradientTape", "custom_gradient", "jacobian", "batch_jacobian", "ForwardAccumulator",
-             "autodiff", "backprop", "gradients_impl"}
+_AUTODIFF = {
+    "GradientTape",
+    "custom_gradient",
+    "jacobian",
+    "batch_jacobian",
+    "ForwardAccumulator",
+    "autodiff",
+    "backprop",
+    "gradients_impl",
+}
 
 
 def autodiff_uses(source: str):
@@ -184,8 +215,12 @@ def autodiff_uses(source: str):
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Attribute) and node.attr in _AUTODIFF:
             found.append((node.lineno, node.attr))
-        elif isinstance(node, ast.Attribute) and node.attr == "gradients" and \
-                isinstance(node.value, ast.Name) and node.value.id in ("tf", "tensorflow"):
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr == "gradients"
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("tf", "tensorflow")
+        ):
             found.append((node.lineno, "tf.gradients"))
         elif isinstance(node, ast.Name) and node.id in _AUTODIFF:
             found.append((node.lineno, node.id))
@@ -194,24 +229,28 @@ def autodiff_uses(source: str):
             names = [a.name for a in node.names]
             for dotted in modules + names:
                 parts = set(dotted.split("."))
-                if parts & (_AUTODIFF | {"reference"}) or \
-                        (isinstance(node, ast.ImportFrom) and dotted == "gradients"):
+                if parts & (_AUTODIFF | {"reference"}) or (
+                    isinstance(node, ast.ImportFrom) and dotted == "gradients"
+                ):
                     found.append((node.lineno, dotted))
     return found
 
 
-@pytest.mark.parametrize("source", [
-    "from tensorflow import GradientTape",
-    "import tensorflow as tf\nwith tf.GradientTape() as t: pass",
-    "import tensorflow as tf\ntf.gradients(y, x)",
-    "from tensorflow import gradients",
-    "import tensorflow.python.eager.backprop",
-    "from tensorflow.python.ops import gradients_impl",
-    "import tensorflow as tf\nacc = tf.autodiff.ForwardAccumulator(x, v)",
-    "from tensorflow import custom_gradient as cg",
-    "from reference import check_gradients",
-    "import reference",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from tensorflow import GradientTape",
+        "import tensorflow as tf\nwith tf.GradientTape() as t: pass",
+        "import tensorflow as tf\ntf.gradients(y, x)",
+        "from tensorflow import gradients",
+        "import tensorflow.python.eager.backprop",
+        "from tensorflow.python.ops import gradients_impl",
+        "import tensorflow as tf\nacc = tf.autodiff.ForwardAccumulator(x, v)",
+        "from tensorflow import custom_gradient as cg",
+        "from reference import check_gradients",
+        "import reference",
+    ],
+)
 def test_the_autodiff_guard_sees_every_spelling(source):
     assert autodiff_uses(source), source
 
@@ -227,11 +266,17 @@ def test_package_uses_no_automatic_differentiation():
         assert not uses, f"{path.name}: {uses}"
 
 
-@pytest.mark.parametrize("out,loss,width", [("tanh", "mse", 3), ("sigmoid", "binary_crossentropy", 2),
-                                            ("softmax", "categorical_crossentropy", 3),
-                                            ("linear", "sparse_categorical_crossentropy_from_logits", 3),
-                                            ("softmax", "huber", 3),
-                                            ("linear", "binary_crossentropy_from_logits", 1)])
+@pytest.mark.parametrize(
+    "out,loss,width",
+    [
+        ("tanh", "mse", 3),
+        ("sigmoid", "binary_crossentropy", 2),
+        ("softmax", "categorical_crossentropy", 3),
+        ("linear", "sparse_categorical_crossentropy_from_logits", 3),
+        ("softmax", "huber", 3),
+        ("linear", "binary_crossentropy_from_logits", 1),
+    ],
+)
 def test_batched_loss_equals_one_model_at_a_time(out, loss, width):
     model = mb.MLP([4, 5, 5, width], ["relu", "tanh", out], loss, dtype="float64", seed=0)
     X, y = batch(model, 6, 0)

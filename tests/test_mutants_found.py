@@ -3,8 +3,8 @@
 import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
-
 from mutants import MUTANTS
+
 from reference import check_gradients
 from reference.strategies import batch_for
 
@@ -23,11 +23,19 @@ def variants(draw, mutant):
     else:
         hidden = [draw(st.integers(1, 6)) for _ in sizes[1:-1]]
         sizes = [draw(st.integers(1, 5)), *hidden, sizes[-1]]
-    model = mutant(sizes, acts, loss, dtype=draw(st.sampled_from(["float32", "float64"])),
-                   seed=draw(st.integers(0, 2 ** 16)))
-    batch = batch_for(model, n=draw(st.integers(1, 8)),
-                      input_scale=draw(st.sampled_from([0.1, 1.0, 3.0])),
-                      seed=draw(st.integers(0, 2 ** 16)))
+    model = mutant(
+        sizes,
+        acts,
+        loss,
+        dtype=draw(st.sampled_from(["float32", "float64"])),
+        seed=draw(st.integers(0, 2**16)),
+    )
+    batch = batch_for(
+        model,
+        n=draw(st.integers(1, 8)),
+        input_scale=draw(st.sampled_from([0.1, 1.0, 3.0])),
+        seed=draw(st.integers(0, 2**16)),
+    )
     return model, batch
 
 

@@ -10,8 +10,9 @@ import manual_backprop as mb
 def run_steps(make_ours, make_keras, dtype, steps=5):
     rng = np.random.default_rng(0)
     init = [rng.normal(size=(3, 4)).astype(dtype), rng.normal(size=(4,)).astype(dtype)]
-    grads = [[tf.constant(rng.normal(size=v.shape).astype(dtype)) for v in init]
-             for _ in range(steps)]
+    grads = [
+        [tf.constant(rng.normal(size=v.shape).astype(dtype)) for v in init] for _ in range(steps)
+    ]
     ours = [tf.Variable(v) for v in init]
     theirs = [tf.Variable(v) for v in init]
     opt, kopt = make_ours(), make_keras()
@@ -25,10 +26,16 @@ def cases(lr, momentum, beta_1, beta_2, epsilon):
     keras = tf.keras.optimizers
     return [
         ("sgd", lambda: mb.SGD(lr), lambda: keras.SGD(lr)),
-        ("momentum", lambda: mb.Momentum(lr, momentum=momentum),
-         lambda: keras.SGD(lr, momentum=momentum)),
-        ("adam", lambda: mb.Adam(lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon),
-         lambda: keras.Adam(lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)),
+        (
+            "momentum",
+            lambda: mb.Momentum(lr, momentum=momentum),
+            lambda: keras.SGD(lr, momentum=momentum),
+        ),
+        (
+            "adam",
+            lambda: mb.Adam(lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon),
+            lambda: keras.Adam(lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon),
+        ),
     ]
 
 
@@ -36,13 +43,12 @@ def cases(lr, momentum, beta_1, beta_2, epsilon):
 # 0.99900001287, which moves Adam's first step by 6e-6 relative. So float64 is compared with
 # hyperparameters that float32 holds exactly (powers of two), where the two must agree to
 # rounding; float32 with the everyday values.
-CASES = ([("float32", 1e-6, *c) for c in cases(0.01, 0.9, 0.9, 0.999, 1e-7)]
-         + [("float64", 1e-12, *c) for c in cases(2.0 ** -6, 0.875, 0.875, 1 - 2.0 ** -10,
-                                                   2.0 ** -20)])
+CASES = [("float32", 1e-6, *c) for c in cases(0.01, 0.9, 0.9, 0.999, 1e-7)] + [
+    ("float64", 1e-12, *c) for c in cases(2.0**-6, 0.875, 0.875, 1 - 2.0**-10, 2.0**-20)
+]
 
 
-@pytest.mark.parametrize("dtype,rtol,name,ours,keras", CASES,
-                         ids=[f"{c[2]}-{c[0]}" for c in CASES])
+@pytest.mark.parametrize("dtype,rtol,name,ours,keras", CASES, ids=[f"{c[2]}-{c[0]}" for c in CASES])
 def test_steps_equal_keras(name, ours, keras, dtype, rtol):
     mine, theirs, init = run_steps(ours, keras, dtype)
     for m, t, v0 in zip(mine, theirs, init):
@@ -64,8 +70,9 @@ def test_step_rejects_misaligned_gradients():
         mb.Momentum(0.1, momentum=1.5)
 
 
-@pytest.mark.parametrize("opt", [mb.SGD(0.5), mb.Momentum(0.1), mb.Adam(0.05)],
-                         ids=["sgd", "momentum", "adam"])
+@pytest.mark.parametrize(
+    "opt", [mb.SGD(0.5), mb.Momentum(0.1), mb.Adam(0.05)], ids=["sgd", "momentum", "adam"]
+)
 def test_fit_lowers_the_loss(opt):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(32, 3))

@@ -48,47 +48,63 @@ def run(pytester, source, *args):
 
 
 def test_a_correct_model_passes(pytester):
-    result = run(pytester, '''
+    result = run(
+        pytester,
+        """
 from usermodel import TwoLayer, X, y
 
 def test_gradients(gradcheck):
     report = gradcheck(TwoLayer(), X, y)
     assert report.ok and report.mode == "full"
-''')
+""",
+    )
     result.assert_outcomes(passed=1)
 
 
 def test_a_planted_bug_fails_with_the_table(pytester):
-    result = run(pytester, '''
+    result = run(
+        pytester,
+        """
 from usermodel import TwoLayer, X, y
 
 def test_gradients(gradcheck):
     gradcheck(TwoLayer(bug="missing_2"), X, y)
-''')
+""",
+    )
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "*GradientMismatch*",
-        "*Gradient check: FAIL*",
-        "*tensor*shape*verdict*manual~tape*",
-        "*W2*fail*",
-        "*manual = 1/2 x truth: a factor of 1/2*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*GradientMismatch*",
+            "*Gradient check: FAIL*",
+            "*tensor*shape*verdict*manual~tape*",
+            "*W2*fail*",
+            "*manual = 1/2 x truth: a factor of 1/2*",
+        ]
+    )
 
 
 def test_options_reach_the_fixture(pytester):
-    result = run(pytester, '''
+    result = run(
+        pytester,
+        """
 from usermodel import TwoLayer, X, y
 
 def test_gradients(gradcheck):
     report = gradcheck(TwoLayer(), X, y)
     print("MODE", report.mode, "ENTRIES", len(report.entries))
-''', "-s", "--gradcheck-mode=directional", "--gradcheck-probes=2")
+""",
+        "-s",
+        "--gradcheck-mode=directional",
+        "--gradcheck-probes=2",
+    )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*MODE directional ENTRIES 2*"])
 
 
 def test_the_marker_runs_over_drawn_models(pytester):
-    result = run(pytester, '''
+    result = run(
+        pytester,
+        """
 import pytest
 
 @pytest.mark.gradcheck_models(max_examples=6, dtypes=["float64"], max_depth=2, max_size=4)
@@ -96,40 +112,49 @@ def test_every_drawn_model(gradcheck_case, gradcheck):
     model, X, y = gradcheck_case
     gradcheck(model, X, y)
     print("DRAWN", type(model).__name__, X.shape)
-''', "-s")
+""",
+        "-s",
+    )
     result.assert_outcomes(passed=1)
     assert result.stdout.str().count("DRAWN MLP") >= 2
 
 
 def test_the_marker_prints_a_copy_pasteable_failing_case(pytester):
-    result = run(pytester, '''
+    result = run(
+        pytester,
+        """
 import pytest
 
 @pytest.mark.gradcheck_models(max_examples=20, dtypes=["float64"])
 def test_batches_are_never_single_rows(gradcheck_case):
     model, X, y = gradcheck_case
     assert X.shape[0] > 1
-''')
+""",
+    )
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*run_over_cases(*",
-                                 "*case=Case(model=MLP(*batch=batch_for(model, n=1, *"])
+    result.stdout.fnmatch_lines(
+        ["*run_over_cases(*", "*case=Case(model=MLP(*batch=batch_for(model, n=1, *"]
+    )
 
 
 def test_gradcheck_case_without_the_marker_is_a_usage_error(pytester):
-    result = run(pytester, '''
+    result = run(
+        pytester,
+        """
 def test_forgot_the_marker(gradcheck_case):
     pass
-''')
+""",
+    )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*add @pytest.mark.gradcheck_models*"])
 
 
-SNAPSHOT_TEST = '''
+SNAPSHOT_TEST = """
 from usermodel import TwoLayer, X, y
 
 def test_snapshot(gradcheck):
     gradcheck.snapshot("two_layer", TwoLayer(bug={bug!r}), X, y)
-'''
+"""
 
 
 def test_snapshots_catch_a_changed_backward_pass(pytester):
@@ -145,9 +170,13 @@ def test_snapshots_catch_a_changed_backward_pass(pytester):
 
     changed = run(pytester, SNAPSHOT_TEST.format(bug="missing_2"))
     changed.assert_outcomes(failed=1)
-    changed.stdout.fnmatch_lines(["*gradients differ from snapshot 'two_layer'*",
-                                  "*W1: changed by 0.5 of its largest gradient*",
-                                  "*--gradcheck-update-snapshots*"])
+    changed.stdout.fnmatch_lines(
+        [
+            "*gradients differ from snapshot 'two_layer'*",
+            "*W1: changed by 0.5 of its largest gradient*",
+            "*--gradcheck-update-snapshots*",
+        ]
+    )
 
     updated = run(pytester, SNAPSHOT_TEST.format(bug="missing_2"), "--gradcheck-update-snapshots")
     updated.assert_outcomes(passed=1)
@@ -156,12 +185,15 @@ def test_snapshots_catch_a_changed_backward_pass(pytester):
 
 def test_a_snapshot_of_another_model_is_refused(pytester):
     run(pytester, SNAPSHOT_TEST.format(bug=None)).assert_outcomes(passed=1)
-    other = run(pytester, '''
+    other = run(
+        pytester,
+        """
 from usermodel import TwoLayer, X, y
 
 def test_snapshot(gradcheck):
     gradcheck.snapshot("two_layer", TwoLayer(scale=2.0), X, y)
-''')
+""",
+    )
     other.assert_outcomes(failed=1)
     other.stdout.fnmatch_lines(["*not the ones the snapshot was taken with*"])
 
@@ -170,16 +202,20 @@ def test_snapshots_compare_to_the_gradcheck_rtol_option(pytester):
     run(pytester, SNAPSHOT_TEST.format(bug=None)).assert_outcomes(passed=1)
     run(pytester, SNAPSHOT_TEST.format(bug="tiny")).assert_outcomes(failed=1)
     run(pytester, SNAPSHOT_TEST.format(bug="tiny"), "--gradcheck-rtol=1e-4").assert_outcomes(
-        passed=1)
+        passed=1
+    )
 
 
-@pytest.mark.parametrize("option,message", [
-    ("--gradcheck-rtol=inf", "--gradcheck-rtol must be a positive finite number"),
-    ("--gradcheck-rtol=0", "--gradcheck-rtol must be a positive finite number"),
-    ("--gradcheck-rtol=tight", "--gradcheck-rtol must be a number; got 'tight'"),
-    ("--gradcheck-probes=0", "--gradcheck-probes must be a positive integer"),
-    ("--gradcheck-probes=1.5", "--gradcheck-probes must be an integer; got '1.5'"),
-])
+@pytest.mark.parametrize(
+    "option,message",
+    [
+        ("--gradcheck-rtol=inf", "--gradcheck-rtol must be a positive finite number"),
+        ("--gradcheck-rtol=0", "--gradcheck-rtol must be a positive finite number"),
+        ("--gradcheck-rtol=tight", "--gradcheck-rtol must be a number; got 'tight'"),
+        ("--gradcheck-probes=0", "--gradcheck-probes must be a positive integer"),
+        ("--gradcheck-probes=1.5", "--gradcheck-probes must be an integer; got '1.5'"),
+    ],
+)
 def test_bad_options_are_refused_when_pytest_starts(pytester, option, message):
     result = run(pytester, "def test_nothing():\n    pass\n", option)
     assert result.ret == pytest.ExitCode.USAGE_ERROR

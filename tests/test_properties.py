@@ -30,12 +30,17 @@ def test_directional_mode_agrees(case):
 
 # --- each activation and loss on its own, over extreme inputs ----------------------------------
 
-EXTREME = st.one_of(st.floats(-1e3, 1e3, allow_nan=False, width=32),
-                    st.sampled_from([0.0, 3.0, -3.0, 1e-30, -1e-30, 700.0, -700.0, 1e3, -1e3]))
+EXTREME = st.one_of(
+    st.floats(-1e3, 1e3, allow_nan=False, width=32),
+    st.sampled_from([0.0, 3.0, -3.0, 1e-30, -1e-30, 700.0, -700.0, 1e3, -1e3]),
+)
 
 
-@given(act=activations(names=[n for n in mb.activation_names() if n != "softmax"]),
-       x=st.lists(EXTREME, min_size=1, max_size=12), dtype=st.sampled_from(["float32", "float64"]))
+@given(
+    act=activations(names=[n for n in mb.activation_names() if n != "softmax"]),
+    x=st.lists(EXTREME, min_size=1, max_size=12),
+    dtype=st.sampled_from(["float32", "float64"]),
+)
 def test_activation_derivatives_over_extreme_inputs(act, x, dtype):
     from reference import check_derivative
 
@@ -48,9 +53,14 @@ def test_activation_derivatives_over_extreme_inputs(act, x, dtype):
     assert np.all(np.isfinite(d[np.isfinite(a.numpy())])), "NaN where the function is finite"
 
 
-@given(pairing=loss_pairings(), n=st.integers(1, 6), d=st.integers(2, 4),
-       scale=st.sampled_from([1e-3, 1.0, 30.0, 1000.0]), seed=st.integers(0, 2 ** 16),
-       dtype=st.sampled_from(["float32", "float64"]))
+@given(
+    pairing=loss_pairings(),
+    n=st.integers(1, 6),
+    d=st.integers(2, 4),
+    scale=st.sampled_from([1e-3, 1.0, 30.0, 1000.0]),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from(["float32", "float64"]),
+)
 def test_loss_gradients_over_extreme_inputs(pairing, n, d, scale, seed, dtype):
     out, loss = pairing
     rng = np.random.default_rng(seed)
@@ -80,11 +90,17 @@ def test_loss_gradients_over_extreme_inputs(pairing, n, d, scale, seed, dtype):
 
 # --- optimizers ----------------------------------------------------------------------------------
 
-@given(kind=st.sampled_from(["sgd", "momentum", "adam"]),
-       lr=st.sampled_from([0.5, 0.1, 0.01, 1e-3]), momentum=st.sampled_from([0.0, 0.5, 0.9, 0.99]),
-       beta_1=st.sampled_from([0.5, 0.9]), beta_2=st.sampled_from([0.9, 0.999]),
-       shape=st.sampled_from([(1,), (3,), (2, 3)]), steps=st.integers(1, 4),
-       seed=st.integers(0, 2 ** 16))
+
+@given(
+    kind=st.sampled_from(["sgd", "momentum", "adam"]),
+    lr=st.sampled_from([0.5, 0.1, 0.01, 1e-3]),
+    momentum=st.sampled_from([0.0, 0.5, 0.9, 0.99]),
+    beta_1=st.sampled_from([0.5, 0.9]),
+    beta_2=st.sampled_from([0.9, 0.999]),
+    shape=st.sampled_from([(1,), (3,), (2, 3)]),
+    steps=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
 def test_optimizer_steps_equal_keras(kind, lr, momentum, beta_1, beta_2, shape, steps, seed):
     rng = np.random.default_rng(seed)
     init = rng.normal(size=shape).astype("float32")
@@ -102,5 +118,6 @@ def test_optimizer_steps_equal_keras(kind, lr, momentum, beta_1, beta_2, shape, 
         opt.step([ours], [g])
         kopt.apply_gradients([(g, theirs)])
     moved = np.abs(theirs.numpy() - init)
-    np.testing.assert_allclose(ours.numpy() - init, theirs.numpy() - init,
-                               rtol=1e-5, atol=1e-6 * max(moved.max(), 1e-30))
+    np.testing.assert_allclose(
+        ours.numpy() - init, theirs.numpy() - init, rtol=1e-5, atol=1e-6 * max(moved.max(), 1e-30)
+    )

@@ -26,7 +26,7 @@ _WIDTHS = (1, 6)
 _OUTPUTS, _CLASS_OUTPUTS = (1, 4), (2, 4)
 _ROWS = (1, 7)
 _INPUT_SCALES = (0.1, 1.0, 3.0)
-_SEEDS = 2 ** 16
+_SEEDS = 2**16
 
 
 @dataclass
@@ -49,8 +49,13 @@ class Cell:
         return "PASS"
 
     def worst(self, between: Between) -> Optional[float]:
-        values = [c.relative for r in self.reports for e in r.entries for c in e.comparisons
-                  if c.between == between]
+        values = [
+            c.relative
+            for r in self.reports
+            for e in r.entries
+            for c in e.comparisons
+            if c.between == between
+        ]
         return max(values) if values else None
 
     def worst_forward(self) -> Optional[float]:
@@ -58,14 +63,24 @@ class Cell:
         return max(values) if values else None
 
     def to_dict(self):
-        return {"hidden": self.hidden, "output": self.output, "loss": self.loss,
-                "dtype": self.dtype, "verdict": self.verdict, "seconds": self.seconds,
-                "checks": [r.to_dict() for r in self.reports]}
+        return {
+            "hidden": self.hidden,
+            "output": self.output,
+            "loss": self.loss,
+            "dtype": self.dtype,
+            "verdict": self.verdict,
+            "seconds": self.seconds,
+            "checks": [r.to_dict() for r in self.reports],
+        }
 
 
 def cells(dtypes) -> List[Cell]:
-    return [Cell(h, out, loss, d) for d in dtypes for h in mb.activation_names()
-            for out, loss in PAIRINGS]
+    return [
+        Cell(h, out, loss, d)
+        for d in dtypes
+        for h in mb.activation_names()
+        for out, loss in PAIRINGS
+    ]
 
 
 def draw_case(cell: Cell, rng):
@@ -73,12 +88,23 @@ def draw_case(cell: Cell, rng):
     depth = int(rng.integers(*_DEPTHS))
     classes = mb.LOSSES[cell.loss].labels in ("sparse", "categorical") or cell.output == "softmax"
     n_out = int(rng.integers(*(_CLASS_OUTPUTS if classes else _OUTPUTS)))
-    sizes = [int(rng.integers(*_INPUTS))] + [int(rng.integers(*_WIDTHS)) for _ in range(depth)] \
+    sizes = (
+        [int(rng.integers(*_INPUTS))]
+        + [int(rng.integers(*_WIDTHS)) for _ in range(depth)]
         + [n_out]
-    model = mb.MLP(sizes, [cell.hidden] * depth + [cell.output], cell.loss, dtype=cell.dtype,
-                   seed=int(rng.integers(0, _SEEDS)),
-                   initializer=str(rng.choice(list(mb.INITIALIZERS))))
-    batch = batch_for(model, n=int(rng.integers(*_ROWS)),
-                      input_scale=float(rng.choice(_INPUT_SCALES)),
-                      seed=int(rng.integers(0, _SEEDS)))
+    )
+    model = mb.MLP(
+        sizes,
+        [cell.hidden] * depth + [cell.output],
+        cell.loss,
+        dtype=cell.dtype,
+        seed=int(rng.integers(0, _SEEDS)),
+        initializer=str(rng.choice(list(mb.INITIALIZERS))),
+    )
+    batch = batch_for(
+        model,
+        n=int(rng.integers(*_ROWS)),
+        input_scale=float(rng.choice(_INPUT_SCALES)),
+        seed=int(rng.integers(0, _SEEDS)),
+    )
     return model, batch.X, batch.y

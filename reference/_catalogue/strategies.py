@@ -15,15 +15,25 @@ import manual_backprop as mb
 
 from .._core import validate
 
-__all__ = ["architectures", "activations", "loss_pairings", "models", "batches", "batch_for",
-           "cases", "Batch", "Case", "PAIRINGS"]
+__all__ = [
+    "architectures",
+    "activations",
+    "loss_pairings",
+    "models",
+    "batches",
+    "batch_for",
+    "cases",
+    "Batch",
+    "Case",
+    "PAIRINGS",
+]
 
 _ANY = tuple(mb.activation_names())
 # loss -> the output activations it may follow (its catalogue record's pairing rule: losses on
 # probabilities need an output in [0, 1], every other loss takes any output).
 PAIRINGS = {name: record.outputs or _ANY for name, record in mb.LOSSES.items()}
 # The seeds of drawn weights and data: 0 .. 2^16, few enough that shrinking reaches 0 fast.
-_MAX_SEED = 2 ** 16
+_MAX_SEED = 2**16
 
 
 @contextlib.contextmanager
@@ -44,8 +54,9 @@ def _check_int(name, value, low):
 def _check_bounds(lo_name, lo, hi_name, hi, low=1):
     lo, hi = _check_int(lo_name, lo, low), _check_int(hi_name, hi, low)
     if hi < lo:
-        raise InvalidArgument(f"{hi_name}={hi} is below {lo_name}={lo}; raise {hi_name} or lower "
-                              f"{lo_name}.")
+        raise InvalidArgument(
+            f"{hi_name}={hi} is below {lo_name}={lo}; raise {hi_name} or lower {lo_name}."
+        )
     return lo, hi
 
 
@@ -53,8 +64,10 @@ def _check_names(what, names, valid):
     names = tuple(names)
     unknown = [n for n in names if n not in valid]
     if not names or unknown:
-        raise InvalidArgument(f"{what} must be a non-empty list from {', '.join(valid)}; "
-                              f"unknown: {unknown or 'none given'}.")
+        raise InvalidArgument(
+            f"{what} must be a non-empty list from {', '.join(valid)}; "
+            f"unknown: {unknown or 'none given'}."
+        )
     return names
 
 
@@ -68,13 +81,22 @@ def _check_positive_numbers(what, values):
 
 def _drawn_params(draw, record) -> dict:
     """The record's parameters that property tests vary, each drawn from its examples."""
-    return {p: draw(st.sampled_from(spec.examples)) for p, spec in record.params.items()
-            if spec.examples}
+    return {
+        p: draw(st.sampled_from(spec.examples))
+        for p, spec in record.params.items()
+        if spec.examples
+    }
 
 
-def architectures(*, min_depth: int = 1, max_depth: int = 3, min_width: int = 1,
-                  max_width: int = 6, n_inputs: Optional[int] = None,
-                  n_outputs: Optional[int] = None) -> st.SearchStrategy:
+def architectures(
+    *,
+    min_depth: int = 1,
+    max_depth: int = 3,
+    min_width: int = 1,
+    max_width: int = 6,
+    n_inputs: Optional[int] = None,
+    n_outputs: Optional[int] = None,
+) -> st.SearchStrategy:
     """Layer sizes ``[n_inputs, hidden..., n_outputs]`` with ``depth`` layers (weights), widths in
     ``[min_width, max_width]``; widths of 1 and equal consecutive widths come up often."""
     min_depth, max_depth = _check_bounds("min_depth", min_depth, "max_depth", max_depth)
@@ -111,8 +133,9 @@ def activations(*, names: Sequence[str] = _ANY) -> st.SearchStrategy:
     return draw_activation()
 
 
-def loss_pairings(*, losses: Sequence[str] = tuple(PAIRINGS),
-                  outputs: Sequence[str] = _ANY) -> st.SearchStrategy:
+def loss_pairings(
+    *, losses: Sequence[str] = tuple(PAIRINGS), outputs: Sequence[str] = _ANY
+) -> st.SearchStrategy:
     """``(output activation, loss)``: every valid pairing (see ``PAIRINGS``), with the loss's
     parameter (Huber's delta) and the activation's drawn."""
     losses = _check_names("losses", losses, tuple(PAIRINGS))
@@ -131,11 +154,18 @@ def loss_pairings(*, losses: Sequence[str] = tuple(PAIRINGS),
     return draw_pairing()
 
 
-def models(*, dtypes: Sequence[str] = ("float32", "float64"), min_depth: int = 1,
-           max_depth: int = 3, max_width: int = 6, hidden: Sequence[str] = _ANY,
-           losses: Sequence[str] = tuple(PAIRINGS), outputs: Sequence[str] = _ANY,
-           weight_scales: Sequence[float] = (0.1, 1.0, 3.0),
-           initializers: Sequence[str] = tuple(mb.INITIALIZERS)) -> st.SearchStrategy:
+def models(
+    *,
+    dtypes: Sequence[str] = ("float32", "float64"),
+    min_depth: int = 1,
+    max_depth: int = 3,
+    max_width: int = 6,
+    hidden: Sequence[str] = _ANY,
+    losses: Sequence[str] = tuple(PAIRINGS),
+    outputs: Sequence[str] = _ANY,
+    weight_scales: Sequence[float] = (0.1, 1.0, 3.0),
+    initializers: Sequence[str] = tuple(mb.INITIALIZERS),
+) -> st.SearchStrategy:
     """A ``manual_backprop.MLP``: architecture, per-layer hidden activations, loss pairing,
     dtype, initializer and weight scale drawn, weights from a drawn seed."""
     dtypes = _check_names("dtypes", dtypes, ("float32", "float64"))
@@ -150,13 +180,21 @@ def models(*, dtypes: Sequence[str] = ("float32", "float64"), min_depth: int = 1
     def draw_model(draw):
         out, loss = draw(pairings)
         n_out = draw(st.integers(2 if loss.labels == "sparse" else 1, max(2, max_width)))
-        sizes = draw(architectures(min_depth=min_depth, max_depth=max_depth,
-                                   max_width=max_width, n_outputs=n_out))
+        sizes = draw(
+            architectures(
+                min_depth=min_depth, max_depth=max_depth, max_width=max_width, n_outputs=n_out
+            )
+        )
         acts = [draw(hidden_acts) for _ in range(len(sizes) - 2)] + [out]
-        return mb.MLP(sizes, acts, loss, dtype=draw(st.sampled_from(dtypes)),
-                      seed=draw(st.integers(0, _MAX_SEED)),
-                      initializer=draw(st.sampled_from(initializers)),
-                      weight_scale=draw(st.sampled_from(weight_scales)))
+        return mb.MLP(
+            sizes,
+            acts,
+            loss,
+            dtype=draw(st.sampled_from(dtypes)),
+            seed=draw(st.integers(0, _MAX_SEED)),
+            initializer=draw(st.sampled_from(initializers)),
+            weight_scale=draw(st.sampled_from(weight_scales)),
+        )
 
     return draw_model()
 
@@ -203,17 +241,25 @@ def batch_for(model, *, n: int, input_scale: float = 1.0, seed: int = 0) -> Batc
     return Batch(X, y, n, float(input_scale), int(seed))
 
 
-def batches(model, *, min_size: int = 1, max_size: int = 8,
-            input_scales: Sequence[float] = (1e-3, 0.1, 1.0, 10.0, 100.0)) -> st.SearchStrategy:
+def batches(
+    model,
+    *,
+    min_size: int = 1,
+    max_size: int = 8,
+    input_scales: Sequence[float] = (1e-3, 0.1, 1.0, 10.0, 100.0),
+) -> st.SearchStrategy:
     """A :class:`Batch` for ``model``: batch size (1 included), input scale and seed drawn."""
     min_size, max_size = _check_bounds("min_size", min_size, "max_size", max_size)
     input_scales = _check_positive_numbers("input_scales", input_scales)
 
     @st.composite
     def draw_batch(draw):
-        return batch_for(model, n=draw(st.integers(min_size, max_size)),
-                         input_scale=draw(st.sampled_from(input_scales)),
-                         seed=draw(st.integers(0, _MAX_SEED)))
+        return batch_for(
+            model,
+            n=draw(st.integers(min_size, max_size)),
+            input_scale=draw(st.sampled_from(input_scales)),
+            seed=draw(st.integers(0, _MAX_SEED)),
+        )
 
     return draw_batch()
 
@@ -237,8 +283,13 @@ class Case:
         printer.text(repr(self))
 
 
-def cases(*, min_size: int = 1, max_size: int = 8,
-          input_scales: Sequence[float] = (1e-3, 0.1, 1.0, 10.0, 100.0), **model_kwargs):
+def cases(
+    *,
+    min_size: int = 1,
+    max_size: int = 8,
+    input_scales: Sequence[float] = (1e-3, 0.1, 1.0, 10.0, 100.0),
+    **model_kwargs,
+):
     """A :class:`Case`: ``models(**model_kwargs)`` and ``batches`` for it."""
     model_strategy = models(**model_kwargs)
     min_size, max_size = _check_bounds("min_size", min_size, "max_size", max_size)
@@ -247,7 +298,9 @@ def cases(*, min_size: int = 1, max_size: int = 8,
     @st.composite
     def draw_case(draw):
         model = draw(model_strategy)
-        return Case(model, draw(batches(model, min_size=min_size, max_size=max_size,
-                                        input_scales=input_scales)))
+        return Case(
+            model,
+            draw(batches(model, min_size=min_size, max_size=max_size, input_scales=input_scales)),
+        )
 
     return draw_case()

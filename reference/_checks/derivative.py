@@ -58,8 +58,11 @@ def sample_points(dtype: str = "float64", kinks: Sequence[float] = (), seed: int
         near = _NEAR * max(1.0, abs(k))
         pts += [k, k + near, k - near, k + _BESIDE, k - _BESIDE]
     arr = np.unique(np.asarray(pts, dtype=np.float64).astype(np_dtype))
-    ulp = [np.nextafter(np.asarray(k, np_dtype), np_dtype.type(s)) for k in every_kink
-           for s in (np.inf, -np.inf)]
+    ulp = [
+        np.nextafter(np.asarray(k, np_dtype), np_dtype.type(s))
+        for k in every_kink
+        for s in (np.inf, -np.inf)
+    ]
     return np.unique(np.concatenate([arr, np.asarray(ulp, np_dtype)]))
 
 
@@ -94,29 +97,48 @@ class DerivativeReport:
     def to_dict(self):
         def num(v):
             return None if v is None else (float(v) if math.isfinite(v) else str(v))
-        return {"name": self.name, "dtype": self.dtype, "n_points": self.n_points, "ok": self.ok,
-                "status": self.status.value, "rtol": self.rtol, "worst_x": num(self.worst_x),
-                "manual": num(self.manual), "tape": num(self.tape), "fd": num(self.fd),
-                "fd_interval": None if self.fd_interval is None else list(map(num, self.fd_interval)),
-                "rel_error": num(self.rel_error), "failures": self.failures,
-                "n_kinks": self.n_kinks, "kinks_accepted": self.kinks_accepted,
-                "skipped": self.skipped, "notes": [n.to_dict() for n in self.notes]}
+
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "n_points": self.n_points,
+            "ok": self.ok,
+            "status": self.status.value,
+            "rtol": self.rtol,
+            "worst_x": num(self.worst_x),
+            "manual": num(self.manual),
+            "tape": num(self.tape),
+            "fd": num(self.fd),
+            "fd_interval": None if self.fd_interval is None else list(map(num, self.fd_interval)),
+            "rel_error": num(self.rel_error),
+            "failures": self.failures,
+            "n_kinks": self.n_kinks,
+            "kinks_accepted": self.kinks_accepted,
+            "skipped": self.skipped,
+            "notes": [n.to_dict() for n in self.notes],
+        }
 
     def __str__(self):
-        lines = [f"Derivative check of {self.name}: {'PASS' if self.ok else 'FAIL'} "
-                 f"({self.n_points} points, {self.dtype}; {self.n_kinks} kink point(s), "
-                 f"{self.kinks_accepted} accepted as subgradients; {self.skipped} skipped where "
-                 f"fn is not finite)"]
+        lines = [
+            f"Derivative check of {self.name}: {'PASS' if self.ok else 'FAIL'} "
+            f"({self.n_points} points, {self.dtype}; {self.n_kinks} kink point(s), "
+            f"{self.kinks_accepted} accepted as subgradients; {self.skipped} skipped where "
+            f"fn is not finite)"
+        ]
         if self.worst_x is not None:
             fd = f"{self.fd:.10g}" if self.fd is not None else "-"
             if self.fd_interval is not None:
                 fd = f"kink, one-sided [{self.fd_interval[0]:.10g}, {self.fd_interval[1]:.10g}]"
-            lines.append(f"worst at x = {self.worst_x!r}: derivative {self.manual:.10g}, tape "
-                         f"{self.tape:.10g}, FD {fd}; rel err {self.rel_error:.3g} "
-                         f"(tol {self.rtol:g})")
+            lines.append(
+                f"worst at x = {self.worst_x!r}: derivative {self.manual:.10g}, tape "
+                f"{self.tape:.10g}, FD {fd}; rel err {self.rel_error:.3g} "
+                f"(tol {self.rtol:g})"
+            )
         for f in self.failures[:_LISTED]:
-            lines.append(f"  FAIL at x = {f['x']!r}: derivative {f['manual']!r}, tape "
-                         f"{f['tape']!r}, FD {f['fd']!r}")
+            lines.append(
+                f"  FAIL at x = {f['x']!r}: derivative {f['manual']!r}, tape "
+                f"{f['tape']!r}, FD {f['fd']!r}"
+            )
         if len(self.failures) > _LISTED:
             lines.append(f"  ... and {len(self.failures) - _LISTED} more failing points")
         lines.extend(f"note: {n}" for n in self.notes)
@@ -128,8 +150,10 @@ def _positional_arity(fn) -> int:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return 1
-    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-               for p in params)
+    return sum(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        for p in params
+    )
 
 
 def _unwrap(fn, derivative, name):
@@ -137,9 +161,11 @@ def _unwrap(fn, derivative, name):
     if hasattr(fn, "fn") and hasattr(fn, "derivative") and derivative is None:
         name = name or getattr(fn, "name", None)
         if fn.derivative is None:
-            raise ValueError(f"activation {name!r} is not elementwise (it has a vector-Jacobian "
-                             f"product, not a derivative); check it inside a model with "
-                             f"check_gradients.")
+            raise ValueError(
+                f"activation {name!r} is not elementwise (it has a vector-Jacobian "
+                f"product, not a derivative); check it inside a model with "
+                f"check_gradients."
+            )
         derivative, fn = fn.derivative, fn.fn
     if not callable(fn):
         raise TypeError(f"fn must be callable; got {fn!r}.")
@@ -148,9 +174,16 @@ def _unwrap(fn, derivative, name):
     return fn, derivative, name or getattr(fn, "__name__", "fn")
 
 
-def check_derivative(fn, derivative: Optional[Callable] = None, *, dtype: str = "float64",
-                     kinks: Sequence[float] = (), points=None, rtol: Optional[float] = None,
-                     name: Optional[str] = None) -> DerivativeReport:
+def check_derivative(
+    fn,
+    derivative: Optional[Callable] = None,
+    *,
+    dtype: str = "float64",
+    kinks: Sequence[float] = (),
+    points=None,
+    rtol: Optional[float] = None,
+    name: Optional[str] = None,
+) -> DerivativeReport:
     """Check a claimed elementwise derivative.
 
     Args:
@@ -181,14 +214,20 @@ def check_derivative(fn, derivative: Optional[Callable] = None, *, dtype: str = 
     inner = (np.abs(x) <= _INNER) & np.isfinite(tape_d) & np.isfinite(fx)
     floor = max(float(np.max(np.abs(tape_d[inner]), initial=0.0)), _grid_scale(fn, dtype)) or 1.0
     tol = rtol * np.maximum(np.maximum(np.abs(tape_d), np.abs(manual)), floor)
-    ev = TensorEvidence(name, manual, None if derivative is None else tape_d, fd, rtol, floor,
-                        tolerance=tol)
+    ev = TensorEvidence(
+        name, manual, None if derivative is None else tape_d, fd, rtol, floor, tolerance=tol
+    )
     v = classify(ev)
-    report = DerivativeReport(name, dtype, int(keep.sum()),
-                              Status.FAIL if np.any(v.fail & keep) else Status.PASS, rtol,
-                              n_kinks=int(np.count_nonzero(fd.kink & keep)),
-                              kinks_accepted=int(np.count_nonzero(v.kink_used & keep)),
-                              skipped=int(np.count_nonzero(~np.isfinite(fx))))
+    report = DerivativeReport(
+        name,
+        dtype,
+        int(keep.sum()),
+        Status.FAIL if np.any(v.fail & keep) else Status.PASS,
+        rtol,
+        n_kinks=int(np.count_nonzero(fd.kink & keep)),
+        kinks_accepted=int(np.count_nonzero(v.kink_used & keep)),
+        skipped=int(np.count_nonzero(~np.isfinite(fx))),
+    )
     _fill(report, x, ev, v, keep, tape_d)
     return report
 
@@ -203,8 +242,9 @@ def _tape(fn, x: np.ndarray):
     tape_d = np.zeros_like(x, np.float64) if tape_d is None else tape_d.numpy().astype(np.float64)
     fx = np.asarray(fx.numpy(), np.float64)
     if fx.shape != x.shape:
-        raise ValueError(f"fn must be elementwise: fn(x) has shape {fx.shape} for x of shape "
-                         f"{x.shape}.")
+        raise ValueError(
+            f"fn must be elementwise: fn(x) has shape {fx.shape} for x of shape {x.shape}."
+        )
     return fx, tape_d
 
 
@@ -216,32 +256,45 @@ def _claimed(derivative, fn, x: np.ndarray) -> np.ndarray:
     else:
         manual = np.asarray(derivative(xt).numpy(), np.float64)
     if manual.shape != x.shape:
-        raise ValueError(f"derivative must be elementwise: it returned shape {manual.shape} for x "
-                         f"of shape {x.shape}.")
+        raise ValueError(
+            f"derivative must be elementwise: it returned shape {manual.shape} for x "
+            f"of shape {x.shape}."
+        )
     return manual
 
 
-def _fill(report: DerivativeReport, x, ev: TensorEvidence, v: ElementVerdict, keep,
-          tape_d) -> None:
+def _fill(report: DerivativeReport, x, ev: TensorEvidence, v: ElementVerdict, keep, tape_d) -> None:
     """The worst point, the failing points and the notes of a derivative check."""
     manual, fd = ev.manual, ev.fd
     fail = v.fail & keep
     with np.errstate(invalid="ignore"):
         ref = fd.value if ev.tape is None else np.where(np.isfinite(ev.tape), ev.tape, fd.value)
         rel = np.abs(manual - ref) / np.maximum(np.abs(ref), ev.floor)
-    rel = np.where(keep & ~(fd.kink & fd.accepts(manual, ev.tape_tol)),
-                   np.nan_to_num(rel, nan=np.inf), 0.0)
+    rel = np.where(
+        keep & ~(fd.kink & fd.accepts(manual, ev.tape_tol)), np.nan_to_num(rel, nan=np.inf), 0.0
+    )
     worst = int(np.argmax(np.where(fail, np.inf, rel))) if np.any(fail) else int(np.argmax(rel))
-    report.worst_x, report.manual, report.tape = float(x[worst]), float(manual[worst]), \
-        float(tape_d[worst])
+    report.worst_x, report.manual, report.tape = (
+        float(x[worst]),
+        float(manual[worst]),
+        float(tape_d[worst]),
+    )
     report.fd, report.rel_error = float(fd.value[worst]), float(rel[worst])
     if fd.kink[worst]:
         report.fd_interval = (float(fd.lower[worst]), float(fd.upper[worst]))
     for i in np.flatnonzero(fail):
-        report.failures.append({"x": float(x[i]), "manual": float(manual[i]),
-                                "tape": float(tape_d[i]), "fd": float(fd.value[i])})
-    for code, mask in ((NoteCode.TAPE_UNFAITHFUL, v.tape_unfaithful),
-                       (NoteCode.FD_UNRESOLVED, v.fd_unresolved)):
+        report.failures.append(
+            {
+                "x": float(x[i]),
+                "manual": float(manual[i]),
+                "tape": float(tape_d[i]),
+                "fd": float(fd.value[i]),
+            }
+        )
+    for code, mask in (
+        (NoteCode.TAPE_UNFAITHFUL, v.tape_unfaithful),
+        (NoteCode.FD_UNRESOLVED, v.fd_unresolved),
+    ):
         if np.any(mask & keep):
             report.notes.append(Note(code, int((mask & keep).sum())))
 

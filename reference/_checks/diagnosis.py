@@ -17,8 +17,14 @@ import numpy as np
 from .._core.adapter import INPUT_NAME, Adapter
 from .._core.report import Diagnosis, Finding, ForwardCheck, GradientReport, Status, TensorCheck
 
-__all__ = ["diagnosis_pass", "diagnose_tensor", "diagnose_layers", "diagnose_forward",
-           "candidates", "problem_sizes"]
+__all__ = [
+    "diagnosis_pass",
+    "diagnose_tensor",
+    "diagnose_layers",
+    "diagnose_forward",
+    "candidates",
+    "problem_sizes",
+]
 
 # A pattern (a constant factor, a transpose) is recognised when it explains the manual gradient
 # to this many times the tape tolerance, and to no less than 1e-7 of the scale: far looser than
@@ -48,13 +54,18 @@ def diagnosis_pass(report: GradientReport, evidence: dict, keys, sizes) -> None:
         ev = evidence[key]
         truth = ev.tape
         fd = ev.fd
-        if np.any(entry.elements.tape_unfaithful) and fd is not None and \
-                np.all(fd.measured) and np.all(np.isfinite(fd.value)):
+        if (
+            np.any(entry.elements.tape_unfaithful)
+            and fd is not None
+            and np.all(fd.measured)
+            and np.all(np.isfinite(fd.value))
+        ):
             truth = fd.value
         if truth is None:
             continue
-        entry.diagnosis.extend(diagnose_tensor(ev.manual, truth, ev.rtol, n_rows=n_rows,
-                                               n_out=n_out))
+        entry.diagnosis.extend(
+            diagnose_tensor(ev.manual, truth, ev.rtol, n_rows=n_rows, n_out=n_out)
+        )
     report.diagnosis.extend(diagnose_layers(report.entries))
     if report.forward is not None:
         report.diagnosis.extend(diagnose_forward(report.forward, n_rows, n_out))
@@ -62,57 +73,85 @@ def diagnosis_pass(report: GradientReport, evidence: dict, keys, sizes) -> None:
 
 def candidates(n_rows: Optional[int], n_out: Optional[int]):
     """Named constant factors a wrong backward pass commonly introduces."""
-    named = [(2.0, "a factor of 2"), (0.5, "a factor of 1/2"), (-1.0, "the sign flipped (-1)"),
-             (-2.0, "a factor of -2"), (-0.5, "a factor of -1/2"), (4.0, "a factor of 4"),
-             (0.25, "a factor of 1/4")]
+    named = [
+        (2.0, "a factor of 2"),
+        (0.5, "a factor of 1/2"),
+        (-1.0, "the sign flipped (-1)"),
+        (-2.0, "a factor of -2"),
+        (-0.5, "a factor of -1/2"),
+        (4.0, "a factor of 4"),
+        (0.25, "a factor of 1/4"),
+    ]
     if n_rows and n_rows > 1:
-        named += [(float(n_rows), f"the batch size N = {n_rows}: a missing 1/N"),
-                  (1.0 / n_rows, f"1/N = 1/{n_rows}: an extra division by the batch size")]
+        named += [
+            (float(n_rows), f"the batch size N = {n_rows}: a missing 1/N"),
+            (1.0 / n_rows, f"1/N = 1/{n_rows}: an extra division by the batch size"),
+        ]
     if n_out and n_out > 1:
-        named += [(float(n_out), f"the output width D = {n_out}: a missing 1/D"),
-                  (1.0 / n_out, f"1/D = 1/{n_out}: an extra division by the output width")]
+        named += [
+            (float(n_out), f"the output width D = {n_out}: a missing 1/D"),
+            (1.0 / n_out, f"1/D = 1/{n_out}: an extra division by the output width"),
+        ]
     if n_rows and n_out and n_rows > 1 and n_out > 1:
-        named += [(float(n_rows * n_out), f"N*D = {n_rows * n_out}: a missing 1/(N*D)"),
-                  (1.0 / (n_rows * n_out), f"1/(N*D) = 1/{n_rows * n_out}")]
+        named += [
+            (float(n_rows * n_out), f"N*D = {n_rows * n_out}: a missing 1/(N*D)"),
+            (1.0 / (n_rows * n_out), f"1/(N*D) = 1/{n_rows * n_out}"),
+        ]
     return named
 
 
-def diagnose_tensor(m: np.ndarray, truth: np.ndarray, rtol: float, *, n_rows=None,
-                    n_out=None) -> List[Diagnosis]:
+def diagnose_tensor(
+    m: np.ndarray, truth: np.ndarray, rtol: float, *, n_rows=None, n_out=None
+) -> List[Diagnosis]:
     """Recognisable patterns of a wrong gradient against the truth (tape or FD)."""
     bad = ~np.isfinite(m)
     if np.any(bad):
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        return [Diagnosis(Finding.NON_FINITE,
-                          f"{int(bad.sum())} non-finite value(s) in the manual gradient (first at "
-                          f"{first}): an overflow, a log or division at 0, or 0 * inf")]
+        text = (
+            f"{int(bad.sum())} non-finite value(s) in the manual gradient (first at "
+            f"{first}): an overflow, a log or division at 0, or 0 * inf"
+        )
+        return [Diagnosis(Finding.NON_FINITE, text)]
     scale = np.max(np.abs(truth)) if truth.size else 0.0
     if scale == 0:
         return []
     if not np.any(m):
-        return [Diagnosis(Finding.ALL_ZEROS, "the manual gradient is all zeros where the truth "
-                                             "is not")]
+        text = "the manual gradient is all zeros where the truth is not"
+        return [Diagnosis(Finding.ALL_ZEROS, text)]
     tight = max(_PATTERN_TOLERANCES * rtol, _PATTERN_FLOOR)
-    ratio = float(np.sum(m * truth) / np.sum(truth * truth))
-    if np.max(np.abs(m - ratio * truth)) <= tight * max(scale, np.max(np.abs(m))) and \
-            abs(ratio - 1.0) > _FACTOR_MARGIN * tight:
-        for value, label in candidates(n_rows, n_out):
-            if abs(ratio - value) <= _FACTOR_MARGIN * tight * abs(value):
-                return [Diagnosis(Finding.CONSTANT_FACTOR,
-                                  f"manual = {ratio_text(ratio)} x truth: {label}")]
-        return [Diagnosis(Finding.CONSTANT_FACTOR,
-                          f"manual = {ratio_text(ratio)} x truth everywhere: a constant factor")]
-    if m.ndim == 2 and m.shape[0] == m.shape[1] and m.shape[0] > 1 and \
-            np.max(np.abs(m - truth.T)) <= tight * scale:
-        return [Diagnosis(Finding.TRANSPOSE,
-                          "manual matches the transpose of the true gradient: a W used where "
-                          "W^T belongs (or the reverse)")]
+    factor = _constant_factor(m, truth, scale, tight, n_rows, n_out)
+    if factor is not None:
+        return [factor]
+    square = m.ndim == 2 and m.shape[0] == m.shape[1] and m.shape[0] > 1
+    if square and np.max(np.abs(m - truth.T)) <= tight * scale:
+        text = (
+            "manual matches the transpose of the true gradient: a W used where W^T belongs "
+            "(or the reverse)"
+        )
+        return [Diagnosis(Finding.TRANSPOSE, text)]
     wrong = np.abs(m - truth) > tight * scale
     if m.size > 1 and wrong.sum() <= max(1, m.size // _FEW_ELEMENTS):
         where = [tuple(int(i) for i in ix) for ix in np.argwhere(wrong)[:5]]
-        return [Diagnosis(Finding.FEW_ELEMENTS,
-                          f"only {int(wrong.sum())} of {m.size} elements are wrong, at {where}")]
+        text = f"only {int(wrong.sum())} of {m.size} elements are wrong, at {where}"
+        return [Diagnosis(Finding.FEW_ELEMENTS, text)]
     return []
+
+
+def _constant_factor(m, truth, scale, tight, n_rows, n_out) -> Optional[Diagnosis]:
+    """manual = c x truth for a constant c other than 1, named when it is a common one."""
+    ratio = float(np.sum(m * truth) / np.sum(truth * truth))
+    fits = np.max(np.abs(m - ratio * truth)) <= tight * max(scale, np.max(np.abs(m)))
+    if not fits or abs(ratio - 1.0) <= _FACTOR_MARGIN * tight:
+        return None
+    for value, label in candidates(n_rows, n_out):
+        if abs(ratio - value) <= _FACTOR_MARGIN * tight * abs(value):
+            return Diagnosis(
+                Finding.CONSTANT_FACTOR, f"manual = {ratio_text(ratio)} x truth: {label}"
+            )
+    return Diagnosis(
+        Finding.CONSTANT_FACTOR,
+        f"manual = {ratio_text(ratio)} x truth everywhere: a constant factor",
+    )
 
 
 def ratio_text(r: float) -> str:
@@ -123,8 +162,10 @@ def ratio_text(r: float) -> str:
 
 
 _LAYER = re.compile(r"^(.*?)(\d+)$")
-_KIND_HINTS = {"b": "db = sum over the rows of dz (not a mean, not one row)",
-               "W": "dW = a_prev^T @ dz, with the previous layer's output"}
+_KIND_HINTS = {
+    "b": "db = sum over the rows of dz (not a mean, not one row)",
+    "W": "dW = a_prev^T @ dz, with the previous layer's output",
+}
 
 
 def diagnose_layers(checks: List[TensorCheck]) -> List[Diagnosis]:
@@ -138,54 +179,69 @@ def diagnose_layers(checks: List[TensorCheck]) -> List[Diagnosis]:
         m = _LAYER.match(c.name)
         if m:
             layers.setdefault(int(m.group(2)), {})[m.group(1)] = c
-    failing_input = any(not c.ok for c in checks if c.name == INPUT_NAME)
     if not layers:
         return []
-    depth = max(layers)
     bad = sorted(k for k, cs in layers.items() if any(not c.ok for c in cs.values()))
     if not bad:
-        return [Diagnosis(Finding.INPUT_GRADIENT, "only dL/dX is wrong: the input gradient "
-                                                  "(dz1 @ W1^T)")] if failing_input else []
+        if any(not c.ok for c in checks if c.name == INPUT_NAME):
+            text = "only dL/dX is wrong: the input gradient (dz1 @ W1^T)"
+            return [Diagnosis(Finding.INPUT_GRADIENT, text)]
+        return []
     kinds = {kind for k in bad for kind, c in layers[k].items() if not c.ok}
-    every_kind = {kind for cs in layers.values() for kind in cs}
-    if len(kinds) == 1 and kinds != every_kind:
+    if len(kinds) == 1 and kinds != {kind for cs in layers.values() for kind in cs}:
         kind = next(iter(kinds))
         hint = _KIND_HINTS.get(kind, "")
         where = ", ".join(f"{kind}{k}" for k in bad)
-        return [Diagnosis(Finding.TENSOR_KIND,
-                          f"only {where} {'is' if len(bad) == 1 else 'are'} wrong while the other "
-                          f"tensors are right" + (f": {hint}" if hint else ""))]
-    if bad == list(range(1, bad[-1] + 1)):
-        k = bad[-1]
-        if k == depth:
-            return [Diagnosis(Finding.LAYER,
-                              f"every layer is wrong, from the output layer ({depth}) down: the "
-                              f"bug is at the output, in the loss gradient or the output "
-                              f"activation's derivative")]
-        return [Diagnosis(Finding.LAYER,
-                          f"layers {k + 1}..{depth} are right and layers 1..{k} are wrong: the "
-                          f"bug is in layer {k}'s backward, in the derivative of activation {k} "
-                          f"or the propagation through W{k + 1} (dz{k + 1} @ W{k + 1}^T)")]
-    return [Diagnosis(Finding.LAYER,
-                      f"only layer(s) {', '.join(map(str, bad))} are wrong while the layers below "
-                      f"them are right: look at those layers' own dW and db")]
+        text = (
+            f"only {where} {'is' if len(bad) == 1 else 'are'} wrong while the other tensors "
+            f"are right" + (f": {hint}" if hint else "")
+        )
+        return [Diagnosis(Finding.TENSOR_KIND, text)]
+    return [Diagnosis(Finding.LAYER, _where_it_starts(bad, max(layers)))]
+
+
+def _where_it_starts(bad: List[int], depth: int) -> str:
+    if bad != list(range(1, bad[-1] + 1)):
+        return (
+            f"only layer(s) {', '.join(map(str, bad))} are wrong while the layers below "
+            f"them are right: look at those layers' own dW and db"
+        )
+    k = bad[-1]
+    if k == depth:
+        return (
+            f"every layer is wrong, from the output layer ({depth}) down: the bug is at the "
+            f"output, in the loss gradient or the output activation's derivative"
+        )
+    return (
+        f"layers {k + 1}..{depth} are right and layers 1..{k} are wrong: the bug is in layer "
+        f"{k}'s backward, in the derivative of activation {k} or the propagation through "
+        f"W{k + 1} (dz{k + 1} @ W{k + 1}^T)"
+    )
 
 
 def diagnose_forward(check: ForwardCheck, n_rows, n_out) -> List[Diagnosis]:
     """A model loss that is not the loss it claims to be, and the factor between them."""
     if check.ok:
         return []
-    out = [Diagnosis(Finding.FORWARD,
-                     f"the model's loss ({check.model_loss:.10g}) is not the loss it claims to "
-                     f"be ({check.independent_loss:.10g} from primitives): a bug in the forward, "
-                     f"which the backward mirrors if the tape and finite differences agree with "
-                     f"it")]
+    out = [
+        Diagnosis(
+            Finding.FORWARD,
+            f"the model's loss ({check.model_loss:.10g}) is not the loss it claims to "
+            f"be ({check.independent_loss:.10g} from primitives): a bug in the forward, "
+            f"which the backward mirrors if the tape and finite differences agree with "
+            f"it",
+        )
+    ]
     if check.independent_loss != 0:
         ratio = check.model_loss / check.independent_loss
         for value, label in candidates(n_rows, n_out):
             if abs(ratio - value) <= _FORWARD_RATIO_RTOL * abs(value):
-                out.append(Diagnosis(Finding.FORWARD,
-                                     f"model loss = {ratio_text(ratio)} x the true loss: {label}"))
+                out.append(
+                    Diagnosis(
+                        Finding.FORWARD,
+                        f"model loss = {ratio_text(ratio)} x the true loss: {label}",
+                    )
+                )
                 break
     return out
 

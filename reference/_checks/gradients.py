@@ -34,22 +34,35 @@ def _rtol_for(dtype_name: str, rtol) -> float:
     if isinstance(rtol, dict):
         unknown = set(rtol) - set(TAPE_RTOL)
         if unknown:
-            raise ValueError(f"rtol's keys must be dtype names from {sorted(TAPE_RTOL)}; got "
-                             f"{sorted(map(repr, unknown))}.")
+            raise ValueError(
+                f"rtol's keys must be dtype names from {sorted(TAPE_RTOL)}; got "
+                f"{sorted(map(repr, unknown))}."
+            )
         for key, value in rtol.items():
             validate.rtol(value, f"rtol[{key!r}]")
         rtol = rtol.get(dtype_name)
     if rtol is not None:
         return validate.rtol(rtol)
     if dtype_name not in TAPE_RTOL:
-        raise ValueError(f"the model's dtype {dtype_name} has no tolerance; the harness checks "
-                         f"{sorted(TAPE_RTOL)} models.")
+        raise ValueError(
+            f"the model's dtype {dtype_name} has no tolerance; the harness checks "
+            f"{sorted(TAPE_RTOL)} models."
+        )
     return TAPE_RTOL[dtype_name]
 
 
-def check_gradients(model, X, y, *, mode: str = "full", rtol=None, probes: int = 3,
-                    seed: int = 0, include_input: Optional[bool] = None,
-                    independent: bool = True) -> GradientReport:
+def check_gradients(
+    model,
+    X,
+    y,
+    *,
+    mode: str = "full",
+    rtol=None,
+    probes: int = 3,
+    seed: int = 0,
+    include_input: Optional[bool] = None,
+    independent: bool = True,
+) -> GradientReport:
     """Check a model's hand-written gradients against the tape, finite differences and (for
     catalogue models) an independent forward.
 
@@ -80,8 +93,11 @@ def check_gradients(model, X, y, *, mode: str = "full", rtol=None, probes: int =
     adapter = Adapter(model, X, y, include_input=include_input)
     own_rtol = _rtol_for(adapter.dtype.name, rtol)
     twin = adapter.twin64()
-    judge_rtol = own_rtol if twin is adapter else \
-        _rtol_for(twin.dtype.name, rtol if isinstance(rtol, dict) else None)
+    judge_rtol = (
+        own_rtol
+        if twin is adapter
+        else _rtol_for(twin.dtype.name, rtol if isinstance(rtol, dict) else None)
+    )
     gatherer = FullMode() if mode == "full" else DirectionalMode(probes, seed)
     report = GradientReport(mode, adapter.dtype.name, twin.dtype.name, model=_short(model))
     before = adapter.snapshot()
@@ -114,22 +130,33 @@ def _ask_the_witnesses(adapter: Adapter, twin: Adapter, rtol: float) -> Gathered
     f0 = guarded("model.loss(X, y)", twin.loss_value)
     if not np.isfinite(f0):
         raise ModelError(f"the loss is not finite at this X, y ({f0}); nothing can be checked.")
-    return Gathered(twin, list(adapter.keys), f0, manual, tape, rtol,
-                    _floors(twin, adapter.keys, manual, tape, f0, rtol))
+    return Gathered(
+        twin,
+        list(adapter.keys),
+        f0,
+        manual,
+        tape,
+        rtol,
+        _floors(twin, adapter.keys, manual, tape, f0, rtol),
+    )
 
 
 def _floors(twin: Adapter, keys, manual: Dict, tape: Dict, f0: float, rtol: float) -> Dict:
     """The least scale each tensor is judged on (see ``SCALE_FLOOR`` and ``LOSS_ULPS``)."""
     largest = max(magnitude(manual[k], tape[k]) for k in keys)
     resolution = LOSS_ULPS * twin.eps * max(abs(f0), 1.0) / rtol
-    return {k: max(SCALE_FLOOR * largest,
-                   resolution / max(1.0, float(np.max(np.abs(twin.value(k)), initial=0.0))))
-            for k in keys}
+    return {
+        k: max(
+            SCALE_FLOOR * largest,
+            resolution / max(1.0, float(np.max(np.abs(twin.value(k)), initial=0.0))),
+        )
+        for k in keys
+    }
 
 
 def _short(model) -> str:
     text = repr(model)
-    return text if len(text) <= _MAX_REPR else text[:_MAX_REPR - 3] + "..."
+    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
 
 
 def assert_gradients_match(model, X, y, **kwargs) -> GradientReport:

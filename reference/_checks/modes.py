@@ -22,17 +22,24 @@ _DURING_FD = "model.loss during finite differences"
 class Gathered:
     """What the witnesses were asked before any evidence is gathered, shared by every mode."""
 
-    twin: Adapter       # the model judged (its float64 twin when it has one)
+    twin: Adapter  # the model judged (its float64 twin when it has one)
     keys: list
-    f0: float           # the loss at the point
+    f0: float  # the loss at the point
     manual: Dict
     tape: Dict
     rtol: float
-    floors: Dict        # the least scale each tensor is judged on
+    floors: Dict  # the least scale each tensor is judged on
 
     def evidence(self, key, fd, probes=None) -> TensorEvidence:
-        return TensorEvidence(self.twin.name(key), self.manual[key], self.tape[key], fd,
-                              self.rtol, self.floors[key], probes)
+        return TensorEvidence(
+            self.twin.name(key),
+            self.manual[key],
+            self.tape[key],
+            fd,
+            self.rtol,
+            self.floors[key],
+            probes,
+        )
 
 
 class FullMode:
@@ -43,8 +50,12 @@ class FullMode:
     def gather(self, g: Gathered) -> Dict[object, TensorEvidence]:
         stencils = guarded(_DURING_FD, fdm.coordinate_stencils, g.twin, g.keys, g.f0)
         sigma = fdm.pooled_noise(list(stencils.values()), g.f0, g.twin.eps)
-        return {k: g.evidence(k, fdm.analyse(g.twin.name(k), stencils[k], sigma)
-                              .reshaped(g.twin.shape(k))) for k in g.keys}
+        return {
+            k: g.evidence(
+                k, fdm.analyse(g.twin.name(k), stencils[k], sigma).reshaped(g.twin.shape(k))
+            )
+            for k in g.keys
+        }
 
 
 class DirectionalMode:
@@ -67,8 +78,10 @@ class DirectionalMode:
     def gather(self, g: Gathered) -> Dict[object, TensorEvidence]:
         rng = np.random.default_rng(self.seed)
         dirs = {k: fdm.probe_directions(g.twin.shape(k), self.probes, rng) for k in g.keys}
-        stencils = {k: guarded(_DURING_FD, fdm.directional_stencil, g.twin, k, g.f0, dirs[k])
-                    for k in g.keys}
+        stencils = {
+            k: guarded(_DURING_FD, fdm.directional_stencil, g.twin, k, g.f0, dirs[k])
+            for k in g.keys
+        }
         sigma = fdm.pooled_noise(list(stencils.values()), g.f0, g.twin.eps)
         out = {}
         for k in g.keys:
@@ -88,9 +101,8 @@ class DirectionalMode:
         with np.errstate(invalid="ignore"):
             gap = np.abs(flat_m - flat_t)
             off_tape = ~(np.isfinite(flat_m) & (gap <= ev.tape_tol))
-        order = np.argsort(-np.where(off_tape, np.nan_to_num(gap, nan=np.inf), -1.0),
-                           kind="stable")
-        chosen = order[:min(int(off_tape.sum()), self.MAX_ELEMENTS)]
+        order = np.argsort(-np.where(off_tape, np.nan_to_num(gap, nan=np.inf), -1.0), kind="stable")
+        chosen = order[: min(int(off_tape.sum()), self.MAX_ELEMENTS)]
         if not np.all(judge_probes(ev).fd_ok_manual):
             chosen = np.union1d(chosen, self._bisect(g, key, ev, rng, sigma))
         return np.asarray(chosen, dtype=np.int64)
@@ -111,6 +123,8 @@ class DirectionalMode:
                 d = fdm.probe_directions(ev.manual.shape, 1, rng, mask)
                 st = guarded(_DURING_FD, fdm.directional_stencil, g.twin, key, g.f0, d)
                 estimate = fdm.analyse("", st, sigma)
-                if not np.all(estimate.accepts(d @ flat_m, ev.tape_tol * np.sum(np.abs(d), axis=1))):
+                if not np.all(
+                    estimate.accepts(d @ flat_m, ev.tape_tol * np.sum(np.abs(d), axis=1))
+                ):
                     pending.append(half)
         return np.asarray(leaves, dtype=np.int64)

@@ -16,8 +16,18 @@ import numpy as np
 
 from .._core.adapter import Adapter, ModelError
 from .._core.policy import magnitude
-from .._core.report import (Between, Comparison, Diagnosis, ElementVerdict, Finding,
-                            ForwardCheck, GradientReport, Note, NoteCode, Status)
+from .._core.report import (
+    Between,
+    Comparison,
+    Diagnosis,
+    ElementVerdict,
+    Finding,
+    ForwardCheck,
+    GradientReport,
+    Note,
+    NoteCode,
+    Status,
+)
 from .._core.tape import tape_values
 
 __all__ = ["rounding_pass", "forward_pass", "float32_pass", "FORWARD_RTOL"]
@@ -25,15 +35,16 @@ __all__ = ["rounding_pass", "forward_pass", "float32_pass", "FORWARD_RTOL"]
 # --- the rounding test -----------------------------------------------------------------------
 
 # The weights move by this relative amount (about 1e-6), this many times...
-_NUDGE = 2.0 ** -20
+_NUDGE = 2.0**-20
 _NUDGES = 4
 # ... and a manual-minus-tape difference that changes by at least this fraction of itself under
 # one nudge is erratic: a bug moves it by about 1e-6 of itself, 250000 times less.
 _ERRATIC = 0.25
 
 
-def rounding_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], manual: Dict,
-                  tape: Dict, seed: int) -> None:
+def rounding_pass(
+    twin: Adapter, verdicts: Dict[object, ElementVerdict], manual: Dict, tape: Dict, seed: int
+) -> None:
     """Decide the undecided elements (FD accepts manual and tape; only the tape separates them).
 
     A bug is systematic: moving every weight by a relative 1e-6 moves the manual-minus-tape
@@ -86,14 +97,19 @@ def forward_pass(report: GradientReport, adapter: Adapter, twin: Adapter, f0: fl
     try:
         ref, scale = independent_loss(twin.model, adapter.X, adapter.y)
     except Exception as exc:  # a model that describes itself wrongly is the model's problem
-        raise ModelError(f"rebuilding the model from primitives failed: {type(exc).__name__}: "
-                         f"{exc}") from exc
+        raise ModelError(
+            f"rebuilding the model from primitives failed: {type(exc).__name__}: {exc}"
+        ) from exc
     eps = np.finfo(np.float64).eps
     tiny = np.finfo(float).tiny
     tol_abs = FORWARD_RTOL * abs(ref) + _FORWARD_ULPS * eps * scale
-    report.forward = ForwardCheck(f0, ref, abs(f0 - ref) / max(abs(ref), tiny),
-                                  tol_abs / max(abs(ref), tiny),
-                                  "the same network from tf.nn/tf.math primitives, float64")
+    report.forward = ForwardCheck(
+        f0,
+        ref,
+        abs(f0 - ref) / max(abs(ref), tiny),
+        tol_abs / max(abs(ref), tiny),
+        "the same network from tf.nn/tf.math primitives, float64",
+    )
 
 
 # --- float32 against the float64 twin --------------------------------------------------------
@@ -104,8 +120,7 @@ def forward_pass(report: GradientReport, adapter: Adapter, twin: Adapter, f0: fl
 _TAPE_DEVIATION_FACTOR = 4.0
 
 
-def float32_pass(report: GradientReport, adapter: Adapter, twin: Adapter,
-                 rtol: float) -> None:
+def float32_pass(report: GradientReport, adapter: Adapter, twin: Adapter, rtol: float) -> None:
     """The model's own float32 gradients against the same code in float64: a difference beyond
     what TensorFlow's tape shows is rounding of the hand-written formula (noted); values that
     overflow in float32 only fail."""
@@ -121,16 +136,22 @@ def float32_pass(report: GradientReport, adapter: Adapter, twin: Adapter,
         dev = float(np.max(np.where(np.isfinite(diff), diff, 0.0), initial=0.0)) / scale
         tape_dev = float(np.max(np.abs(tape32[k] - tape64[k]), initial=0.0)) / scale
         tol = max(rtol, _TAPE_DEVIATION_FACTOR * tape_dev) if np.isfinite(tape_dev) else rtol
-        entry.comparisons.append(Comparison(Between.FLOAT32_FLOAT64, dev, tol,
-                                            dev <= tol and not overflow.any()))
+        entry.comparisons.append(
+            Comparison(Between.FLOAT32_FLOAT64, dev, tol, dev <= tol and not overflow.any())
+        )
         if overflow.any():
             first = tuple(int(i) for i in np.argwhere(overflow)[0])
             entry.status = Status.FAIL
             entry.n_failing += int(overflow.sum())
-            entry.diagnosis.append(Diagnosis(
-                Finding.FLOAT32_OVERFLOW,
-                f"{int(overflow.sum())} value(s) are not finite in float32 but finite in float64 "
-                f"(first at {first}): an overflow in the float32 backward"))
+            entry.diagnosis.append(
+                Diagnosis(
+                    Finding.FLOAT32_OVERFLOW,
+                    f"{int(overflow.sum())} value(s) are not finite in float32 but finite in "
+                    f"float64 "
+                    f"(first at {first}): an overflow in the float32 backward",
+                )
+            )
         elif dev > tol:
-            entry.add_note(Note(NoteCode.FLOAT32_ROUNDING, 0,
-                                {"deviation": dev, "tape_deviation": tape_dev}))
+            entry.add_note(
+                Note(NoteCode.FLOAT32_ROUNDING, 0, {"deviation": dev, "tape_deviation": tape_dev})
+            )

@@ -34,8 +34,10 @@ def step_sweep(model, X, y, exponents, *, max_elements=_MAX_ELEMENTS, seed=0):
             if d not in variants:
                 variants[d] = Adapter(model.astype(d), X, y)
     rng = np.random.default_rng(seed)
-    picks = {k: np.sort(rng.permutation(int(np.prod(base.shape(k)) or 1))[:max_elements])
-             for k in range(len(base.params))}
+    picks = {
+        k: np.sort(rng.permutation(int(np.prod(base.shape(k)) or 1))[:max_elements])
+        for k in range(len(base.params))
+    }
     curves, chosen = {}, {}
     for name, adapter in sorted(variants.items()):
         f0 = adapter.loss_value()
@@ -50,5 +52,5 @@ def step_sweep(model, X, y, exponents, *, max_elements=_MAX_ELEMENTS, seed=0):
                 worst = max(worst, float(np.max(np.abs(est - truth[idx]))) / scale)
             errors.append(worst)
         curves[name] = errors
-        chosen[name] = int(np.round(np.log2(adapter.eps ** fdm.STEP_EXPONENT)))
+        chosen[name] = int(np.round(np.log2(adapter.eps**fdm.STEP_EXPONENT)))
     return curves, chosen

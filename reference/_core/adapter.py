@@ -14,7 +14,7 @@ import tensorflow as tf
 
 __all__ = ["Adapter", "ModelError", "INPUT", "INPUT_NAME", "guarded"]
 
-INPUT = "X"          # the key of dL/dX among the checked tensors (batched_loss uses it too)
+INPUT = "X"  # the key of dL/dX among the checked tensors (batched_loss uses it too)
 INPUT_NAME = "dL/dX"
 
 
@@ -38,23 +38,26 @@ class Adapter:
     def __init__(self, model, X, y, *, include_input: Optional[bool] = None):
         for attr in ("params", "loss", "gradients"):
             if not hasattr(model, attr):
-                raise TypeError(f"model must have params, loss(X, y) and gradients(X, y) (the "
-                                f"model protocol, reference.GradientModel); "
-                                f"{type(model).__name__} has no {attr!r}.")
+                raise TypeError(
+                    f"model must have params, loss(X, y) and gradients(X, y) (the "
+                    f"model protocol, reference.GradientModel); "
+                    f"{type(model).__name__} has no {attr!r}."
+                )
         self.model = model
         self.params: List[tf.Variable] = list(model.params)
         if not self.params:
             raise ValueError("model.params is empty: there is nothing to check.")
         for i, p in enumerate(self.params):
             if not isinstance(p, tf.Variable):
-                raise TypeError(f"model.params[{i}] must be a tf.Variable; got "
-                                f"{type(p).__name__}.")
+                raise TypeError(f"model.params[{i}] must be a tf.Variable; got {type(p).__name__}.")
         self.dtype: tf.DType = self.params[0].dtype
-        names = list(getattr(model, "param_names", None) or
-                     [f"param{i}" for i in range(len(self.params))])
+        names = list(
+            getattr(model, "param_names", None) or [f"param{i}" for i in range(len(self.params))]
+        )
         if len(names) != len(self.params):
-            raise ValueError(f"model.param_names has {len(names)} names for {len(self.params)} "
-                             f"params.")
+            raise ValueError(
+                f"model.param_names has {len(names)} names for {len(self.params)} params."
+            )
         self.names = names
         self.X = X
         self.y = y
@@ -74,8 +77,9 @@ class Adapter:
     def value(self, key) -> np.ndarray:
         """The current value of a checked tensor, as float64."""
         if key == INPUT:
-            return np.asarray(self.X.numpy() if isinstance(self.X, tf.Tensor) else self.X,
-                              dtype=np.float64)
+            return np.asarray(
+                self.X.numpy() if isinstance(self.X, tf.Tensor) else self.X, dtype=np.float64
+            )
         return self.params[key].numpy().astype(np.float64)
 
     def snapshot(self) -> List[np.ndarray]:
@@ -99,8 +103,10 @@ class Adapter:
         model raises or returns the wrong number or shapes of tensors."""
         grads = list(guarded("model.gradients(X, y)", self.model.gradients, self.X, self.y))
         if len(grads) != len(self.params):
-            raise ModelError(f"model.gradients(X, y) returned {len(grads)} tensors for "
-                             f"{len(self.params)} params ({', '.join(self.names)}).")
+            raise ModelError(
+                f"model.gradients(X, y) returned {len(grads)} tensors for "
+                f"{len(self.params)} params ({', '.join(self.names)})."
+            )
         out = {}
         for i, g in enumerate(grads):
             out[i] = self._as_array(g, self.shape(i), f"gradient for {self.names[i]}")
@@ -128,8 +134,9 @@ class Adapter:
         if self._twin is None:
             self._twin = self
             if self.dtype != tf.float64 and callable(getattr(self.model, "astype", None)):
-                self._twin = Adapter(self.model.astype("float64"), self.X, self.y,
-                                     include_input=self.include_input)
+                self._twin = Adapter(
+                    self.model.astype("float64"), self.X, self.y, include_input=self.include_input
+                )
         return self._twin
 
     # --- loss evaluations for finite differences ----------------------------------------------

@@ -32,9 +32,22 @@ import numpy as np
 
 from .adapter import Adapter
 
-__all__ = ["NumericalGradient", "numerical_gradients", "Stencil", "analyse", "pooled_noise",
-           "coordinate_stencil", "coordinate_stencils", "directional_stencil", "probe_directions",
-           "power_of_two_step", "ROUNDING_SIGMAS", "KINK_SIGMAS", "KINK_SPREAD", "STEP_EXPONENT"]
+__all__ = [
+    "NumericalGradient",
+    "numerical_gradients",
+    "Stencil",
+    "analyse",
+    "pooled_noise",
+    "coordinate_stencil",
+    "coordinate_stencils",
+    "directional_stencil",
+    "probe_directions",
+    "power_of_two_step",
+    "ROUNDING_SIGMAS",
+    "KINK_SIGMAS",
+    "KINK_SPREAD",
+    "STEP_EXPONENT",
+]
 
 # Richardson leaves O(h^4) truncation against O(eps/h) rounding, so its best step is near
 # eps^(1/5); eps^(1/4) (2^-13 at |theta| <= 1) is measured to give FD errors near 1e-10 on
@@ -52,8 +65,8 @@ KINK_SPREAD = 4.0
 # |D(h/2) - D(h)| bounds what Richardson leaves on a smooth line by orders of magnitude; a kink
 # between h/7 (below which it is flagged) and h from theta can leave up to 4x that.
 TRUNCATION_SAFETY = 4.0
-_FLOOR_ULPS = 4.0                   # the least noise assumed: 4 ulps of the loss
-_SQRT70 = math.sqrt(70.0)           # noise of the fourth difference, in units of sigma_f
+_FLOOR_ULPS = 4.0  # the least noise assumed: 4 ulps of the loss
+_SQRT70 = math.sqrt(70.0)  # noise of the fourth difference, in units of sigma_f
 _Q25_ABS_NORMAL = 0.31863936396437  # 25th percentile of |N(0, 1)|
 _R_NOISE = math.sqrt(32.0 / 9.0 + 2.0 / 36.0)  # noise of R, in units of sigma_f / h
 _ONE_SIDED_NOISE = math.sqrt(26.0)  # noise of F or B, in units of sigma_f / h
@@ -69,7 +82,7 @@ _MAX_ROWS_ONE_CALL = 8192
 
 def power_of_two_step(theta: np.ndarray, eps: float) -> np.ndarray:
     """``2^round(log2(eps^STEP_EXPONENT * max(1, |theta|)))`` elementwise."""
-    return np.exp2(np.round(np.log2(eps ** STEP_EXPONENT * np.maximum(1.0, np.abs(theta)))))
+    return np.exp2(np.round(np.log2(eps**STEP_EXPONENT * np.maximum(1.0, np.abs(theta)))))
 
 
 @dataclass
@@ -92,8 +105,12 @@ def one_sided(st: Stencil):
     """The one-sided derivatives at both steps: (F(h), F(h/2), B(h), B(h/2))."""
     s, f = st.s, st.f
     with np.errstate(divide="ignore", invalid="ignore"):
-        return ((f[:, 4] - f[:, 2]) / s[:, 4], (f[:, 3] - f[:, 2]) / s[:, 3],
-                (f[:, 2] - f[:, 0]) / -s[:, 0], (f[:, 2] - f[:, 1]) / -s[:, 1])
+        return (
+            (f[:, 4] - f[:, 2]) / s[:, 4],
+            (f[:, 3] - f[:, 2]) / s[:, 3],
+            (f[:, 2] - f[:, 0]) / -s[:, 0],
+            (f[:, 2] - f[:, 1]) / -s[:, 1],
+        )
 
 
 def local_kinks(st: Stencil, sigma_f) -> np.ndarray:
@@ -158,8 +175,18 @@ class NumericalGradient:
     def unmeasured(cls, name: str, shape, noise: float) -> "NumericalGradient":
         """An estimate with no element differenced yet (see ``fill``)."""
         nan = np.full(shape, np.nan)
-        return cls(name, nan.copy(), nan.copy(), np.zeros(shape, bool), nan.copy(), nan.copy(),
-                   nan.copy(), nan.copy(), noise, np.zeros(shape, bool))
+        return cls(
+            name,
+            nan.copy(),
+            nan.copy(),
+            np.zeros(shape, bool),
+            nan.copy(),
+            nan.copy(),
+            nan.copy(),
+            nan.copy(),
+            noise,
+            np.zeros(shape, bool),
+        )
 
     def fill(self, flat_indices: np.ndarray, measured: "NumericalGradient") -> None:
         """Record the estimates ``measured`` of the elements at ``flat_indices``."""
@@ -175,8 +202,9 @@ class NumericalGradient:
         (False where nothing was measured.)"""
         with np.errstate(invalid="ignore"):
             smooth = np.abs(candidate - self.value) <= self.error + slack
-            inside = (candidate >= self.lower - self.kink_error - slack) & \
-                     (candidate <= self.upper + self.kink_error + slack)
+            inside = (candidate >= self.lower - self.kink_error - slack) & (
+                candidate <= self.upper + self.kink_error + slack
+            )
         return np.where(self.kink, inside, smooth) & self.measured
 
     def distance(self, candidate: np.ndarray) -> np.ndarray:
@@ -185,8 +213,11 @@ class NumericalGradient:
         return np.where(self.kink, off_interval, np.abs(candidate - self.value))
 
     def reshaped(self, shape) -> "NumericalGradient":
-        return NumericalGradient(self.name, **{f: getattr(self, f).reshape(shape)
-                                               for f in self._FIELDS}, noise=self.noise)
+        return NumericalGradient(
+            self.name,
+            **{f: getattr(self, f).reshape(shape) for f in self._FIELDS},
+            noise=self.noise,
+        )
 
 
 def analyse(name: str, st: Stencil, sigma_f) -> NumericalGradient:
@@ -201,8 +232,11 @@ def analyse(name: str, st: Stencil, sigma_f) -> NumericalGradient:
         fwd1, fwd2, bwd1, bwd2 = one_sided(st)
         forward, backward = 2.0 * fwd2 - fwd1, 2.0 * bwd2 - bwd1
         error = TRUNCATION_SAFETY * np.abs(d2 - d1) + ROUNDING_SIGMAS * _R_NOISE * sigma_f / h
-        kink_error = np.abs(fwd2 - fwd1) + np.abs(bwd2 - bwd1) \
+        kink_error = (
+            np.abs(fwd2 - fwd1)
+            + np.abs(bwd2 - bwd1)
             + ROUNDING_SIGMAS * _ONE_SIDED_NOISE * sigma_f / h
+        )
     kink = local_kinks(st, sigma_f)
     lower = np.where(kink, np.minimum(forward, backward), value)
     upper = np.where(kink, np.maximum(forward, backward), value)
@@ -272,25 +306,26 @@ def coordinate_stencils(adapter: Adapter, keys, f0: float):
         flat = base.reshape(-1)
         block, disps[k] = _perturbed(adapter, flat, idx, steps)
         full = np.tile(flat, (rows, 1))
-        full[offset:offset + block.shape[0]] = block
+        full[offset : offset + block.shape[0]] = block
         stacks[k] = full.reshape((rows,) + base.shape)
         offset += block.shape[0]
     values = adapter.evaluate_many(stacks)
     out, offset = {}, 0
-    for k, (base, idx, steps) in plans.items():
+    for k, (_base, idx, _steps) in plans.items():
         n = idx.size
         f = np.empty((n, 5))
         s = np.empty((n, 5))
         f[:, 2], s[:, 2] = f0, 0.0
-        f[:, [0, 1, 3, 4]] = values[offset:offset + 4 * n].reshape(n, 4)
+        f[:, [0, 1, 3, 4]] = values[offset : offset + 4 * n].reshape(n, 4)
         s[:, [0, 1, 3, 4]] = disps[k]
         out[k] = Stencil(s, f)
         offset += 4 * n
     return out
 
 
-def coordinate_stencil(adapter: Adapter, key, f0: float, indices=None,
-                       exponent: Optional[int] = None) -> Stencil:
+def coordinate_stencil(
+    adapter: Adapter, key, f0: float, indices=None, exponent: Optional[int] = None
+) -> Stencil:
     """Stencils along the coordinates ``indices`` (flat; default all) of tensor ``key``.
 
     The step is the harness's own (``power_of_two_step``) unless ``exponent`` fixes it at
@@ -343,6 +378,7 @@ def numerical_gradients(model, X, y, *, include_input: bool = False) -> List[Num
     f0 = adapter.loss_value()
     stencils = coordinate_stencils(adapter, adapter.keys, f0)
     sigma = pooled_noise(list(stencils.values()), f0, adapter.eps)
-    return [analyse(adapter.name(key), stencils[key], sigma).reshaped(adapter.shape(key))
-            for key in adapter.keys]
-
+    return [
+        analyse(adapter.name(key), stencils[key], sigma).reshaped(adapter.shape(key))
+        for key in adapter.keys
+    ]

@@ -35,10 +35,20 @@ from typing import List, Optional
 import numpy as np
 
 from .fd import NumericalGradient
-from .report import (Between, Comparison, ElementVerdict, Note, NoteCode, Status, TensorCheck)
+from .report import Between, Comparison, ElementVerdict, Note, NoteCode, Status, TensorCheck
 
-__all__ = ["TAPE_RTOL", "SCALE_FLOOR", "LOSS_ULPS", "TensorEvidence", "ProbeEvidence",
-           "ProbeVerdict", "classify", "judge_probes", "assemble", "magnitude"]
+__all__ = [
+    "TAPE_RTOL",
+    "SCALE_FLOOR",
+    "LOSS_ULPS",
+    "TensorEvidence",
+    "ProbeEvidence",
+    "ProbeVerdict",
+    "classify",
+    "judge_probes",
+    "assemble",
+    "magnitude",
+]
 
 # Relative tolerance (to the scale a tensor is judged on) of manual against tape: rounding only.
 # float64: 1e-10 is about 5e5 ulps, room for cancellation in a deep backward pass (the worst
@@ -155,12 +165,26 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
         # every probe agrees with the manual gradient and some probe disagrees with the tape.
         probes = judge_probes(ev)
         unchecked = finite & ~tape_ok & ~fd.measured
-        if not (np.any(fail & fd.measured) or not np.all(probes.fd_ok_manual)
-                or np.all(probes.fd_ok_tape)):
+        tape_at_fault = not (
+            np.any(fail & fd.measured)
+            or not np.all(probes.fd_ok_manual)
+            or np.all(probes.fd_ok_tape)
+        )
+        if tape_at_fault:
             tape_unfaithful = tape_unfaithful | unchecked
             fail = fail & ~unchecked
-    return ElementVerdict(fail, tape_ok, kink_used, kink_unjudged, tape_unfaithful, fd_unresolved,
-                          undecided, none, none, kink)
+    return ElementVerdict(
+        fail,
+        tape_ok,
+        kink_used,
+        kink_unjudged,
+        tape_unfaithful,
+        fd_unresolved,
+        undecided,
+        none,
+        none,
+        kink,
+    )
 
 
 def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
@@ -174,12 +198,14 @@ def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
     ok = finite & fd.accepts(m, ev.tape_tol)
     fail = ~finite | (has_value & ~ok)
     unverifiable = finite & ~has_value
-    return ElementVerdict(fail, none, none, none, none, none, none, none, unverifiable,
-                          fd.kink & fd.measured)
+    return ElementVerdict(
+        fail, none, none, none, none, none, none, none, unverifiable, fd.kink & fd.measured
+    )
 
 
-def fd_comparison(between: Between, candidate, fd: NumericalGradient, ok, slack,
-                  scale: float) -> Comparison:
+def fd_comparison(
+    between: Between, candidate, fd: NumericalGradient, ok, slack, scale: float
+) -> Comparison:
     """The worst disagreement of ``candidate`` with the FD estimate, relative to ``scale``."""
     dist = np.where(np.isfinite(candidate), fd.distance(candidate), np.inf)
     dist = np.where(fd.measured, dist, 0.0)
@@ -188,8 +214,12 @@ def fd_comparison(between: Between, candidate, fd: NumericalGradient, ok, slack,
     excess = np.where(judged_wrong, dist / np.maximum(tol, np.finfo(float).tiny), 0.0)
     worst = int(np.argmax(excess)) if np.any(judged_wrong) else int(np.argmax(dist))
     denom = scale if scale > 0 else 1.0
-    return Comparison(between, float(dist.flat[worst]) / denom, float(tol.flat[worst]) / denom,
-                      bool(np.all(ok | ~fd.measured)))
+    return Comparison(
+        between,
+        float(dist.flat[worst]) / denom,
+        float(tol.flat[worst]) / denom,
+        bool(np.all(ok | ~fd.measured)),
+    )
 
 
 def _comparisons(ev: TensorEvidence, v: ElementVerdict) -> List[Comparison]:
@@ -200,17 +230,38 @@ def _comparisons(ev: TensorEvidence, v: ElementVerdict) -> List[Comparison]:
         with np.errstate(invalid="ignore"):
             err = np.where(np.isfinite(ev.manual), np.abs(ev.manual - ev.tape), np.inf)
         counted = ~v.excused()
-        out.append(Comparison(Between.MANUAL_TAPE,
-                              float(np.max(err[counted], initial=0.0)) / denom, ev.rtol,
-                              bool(np.all(v.tape_ok | ~counted))))
+        out.append(
+            Comparison(
+                Between.MANUAL_TAPE,
+                float(np.max(err[counted], initial=0.0)) / denom,
+                ev.rtol,
+                bool(np.all(v.tape_ok | ~counted)),
+            )
+        )
     if ev.probes is not None:
         probes = judge_probes(ev)
         span = scale * float(np.max(np.sum(np.abs(ev.probes.directions), axis=1)))
-        out.append(fd_comparison(Between.MANUAL_FD, probes.manual, ev.probes.fd,
-                                 probes.fd_ok_manual, probes.slack, span))
+        out.append(
+            fd_comparison(
+                Between.MANUAL_FD,
+                probes.manual,
+                ev.probes.fd,
+                probes.fd_ok_manual,
+                probes.slack,
+                span,
+            )
+        )
         if probes.tape is not None:
-            out.append(fd_comparison(Between.TAPE_FD, probes.tape, ev.probes.fd,
-                                     probes.fd_ok_tape, probes.slack, span))
+            out.append(
+                fd_comparison(
+                    Between.TAPE_FD,
+                    probes.tape,
+                    ev.probes.fd,
+                    probes.fd_ok_tape,
+                    probes.slack,
+                    span,
+                )
+            )
     elif ev.fd is not None:
         tol = ev.tape_tol
         ok_m = np.isfinite(ev.manual) & ev.fd.accepts(ev.manual, tol)
@@ -227,11 +278,18 @@ def assemble(ev: TensorEvidence, v: ElementVerdict) -> TensorCheck:
     kinks = 0 if ev.fd is None else ev.fd.n_kinks
     if ev.probes is not None:
         kinks += ev.probes.fd.n_kinks
-    check = TensorCheck(ev.name, tuple(ev.manual.shape), Status.PASS, _comparisons(ev, v),
-                        tolerance=ev.rtol, kinks=kinks,
-                        kinks_accepted=int(np.count_nonzero(v.kink_used)),
-                        n_failing=int(np.count_nonzero(v.fail)), elements=v,
-                        probes=None if ev.probes is None else len(ev.probes.directions))
+    check = TensorCheck(
+        ev.name,
+        tuple(ev.manual.shape),
+        Status.PASS,
+        _comparisons(ev, v),
+        tolerance=ev.rtol,
+        kinks=kinks,
+        kinks_accepted=int(np.count_nonzero(v.kink_used)),
+        n_failing=int(np.count_nonzero(v.fail)),
+        elements=v,
+        probes=None if ev.probes is None else len(ev.probes.directions),
+    )
     _fill_worst(check, ev, v)
     check.notes.extend(_notes(ev, v, kinks))
     if np.any(v.fail):
@@ -271,16 +329,25 @@ def _fill_worst(check: TensorCheck, ev: TensorEvidence, v: ElementVerdict) -> No
 
 def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
     at_kink = v.fd_unresolved & v.fd_kink
-    counts = [(NoteCode.KINK_SUBGRADIENT, v.kink_used), (NoteCode.ROUNDING_EXCUSED, v.rounding),
-              (NoteCode.KINK_UNJUDGED, v.kink_unjudged),
-              (NoteCode.TAPE_UNFAITHFUL, v.tape_unfaithful), (NoteCode.KINK_COMPOSED, at_kink),
-              (NoteCode.FD_UNRESOLVED, v.fd_unresolved & ~at_kink)]
+    counts = [
+        (NoteCode.KINK_SUBGRADIENT, v.kink_used),
+        (NoteCode.ROUNDING_EXCUSED, v.rounding),
+        (NoteCode.KINK_UNJUDGED, v.kink_unjudged),
+        (NoteCode.TAPE_UNFAITHFUL, v.tape_unfaithful),
+        (NoteCode.KINK_COMPOSED, at_kink),
+        (NoteCode.FD_UNRESOLVED, v.fd_unresolved & ~at_kink),
+    ]
     notes = [Note(code, int(mask.sum())) for code, mask in counts if np.any(mask)]
     if kinks and ev.tape is not None and not np.any(v.kink_used):
         notes.append(Note(NoteCode.KINKS_MATCH_TAPE, kinks))
     if ev.probes is not None and not np.any(v.fail):
         probes = judge_probes(ev)
         if not np.all(probes.fd_ok_manual):
-            notes.append(Note(NoteCode.PROBES_DISAGREE, int((~probes.fd_ok_manual).sum()),
-                              {"probes": len(probes.manual)}))
+            notes.append(
+                Note(
+                    NoteCode.PROBES_DISAGREE,
+                    int((~probes.fd_ok_manual).sum()),
+                    {"probes": len(probes.manual)},
+                )
+            )
     return notes

@@ -10,8 +10,20 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["Status", "NoteCode", "Note", "Finding", "Diagnosis", "Between", "Comparison",
-           "ElementVerdict", "TensorCheck", "ForwardCheck", "GradientReport", "GradientMismatch"]
+__all__ = [
+    "Status",
+    "NoteCode",
+    "Note",
+    "Finding",
+    "Diagnosis",
+    "Between",
+    "Comparison",
+    "ElementVerdict",
+    "TensorCheck",
+    "ForwardCheck",
+    "GradientReport",
+    "GradientMismatch",
+]
 
 
 class _Code(str, Enum):
@@ -30,7 +42,7 @@ class Status(_Code):
     PASS = "pass"
     NOTES = "pass-with-notes"
     FAIL = "fail"
-    UNVERIFIABLE = "unverifiable"   # no witness could judge it: not ok
+    UNVERIFIABLE = "unverifiable"  # no witness could judge it: not ok
 
     @property
     def ok(self) -> bool:
@@ -52,38 +64,48 @@ class NoteCode(_Code):
 
 
 _NOTE_TEXT = {
-    NoteCode.KINK_SUBGRADIENT:
-        "{count} element(s) at a kink: the manual value differs from the tape's but lies between "
-        "the one-sided derivatives (a valid subgradient)",
-    NoteCode.KINK_UNJUDGED:
+    NoteCode.KINK_SUBGRADIENT: (
+        "{count} element(s) at a kink: the manual value differs from the tape's but lies "
+        "between the one-sided derivatives (a valid subgradient)"
+    ),
+    NoteCode.KINK_UNJUDGED: (
         "{count} element(s) where several kinks meet: manual and tape differ and neither lies "
         "between the one-sided derivatives (conventions such as relu'(0) = 0 compose to no "
-        "subgradient there); not judged",
-    NoteCode.KINK_COMPOSED:
+        "subgradient there); not judged"
+    ),
+    NoteCode.KINK_COMPOSED: (
         "{count} element(s) at a kink where manual and tape agree on a value outside the "
         "one-sided derivatives (where several kinks meet, chain-rule conventions compose to no "
-        "subgradient)",
-    NoteCode.KINKS_MATCH_TAPE:
-        "{count} kink(s) along this tensor's coordinates; the manual value matches the tape there",
-    NoteCode.TAPE_UNFAITHFUL:
+        "subgradient)"
+    ),
+    NoteCode.KINKS_MATCH_TAPE: (
+        "{count} kink(s) along this tensor's coordinates; the manual value matches the tape there"
+    ),
+    NoteCode.TAPE_UNFAITHFUL: (
         "{count} element(s) where the tape disagrees with finite differences and the manual "
-        "value agrees with finite differences (a custom gradient or an op outside TensorFlow in "
-        "the forward?)",
-    NoteCode.ROUNDING_EXCUSED:
+        "value agrees with finite differences (a custom gradient or an op outside TensorFlow "
+        "in the forward?)"
+    ),
+    NoteCode.ROUNDING_EXCUSED: (
         "{count} element(s) where manual and tape differ by more than rounding of a "
-        "well-conditioned formula, by less than finite differences resolve, and the difference "
-        "changes erratically when the weights move by 1e-6, as rounding does: cancellation in "
-        "the hand-written formula (such as elu's a + alpha deep in saturation), not a bug",
-    NoteCode.FD_UNRESOLVED:
-        "{count} element(s) where finite differences disagree with both manual and tape, which "
-        "agree (FD cannot resolve them)",
-    NoteCode.FLOAT32_ROUNDING:
+        "well-conditioned formula, by less than finite differences resolve, and the "
+        "difference changes erratically when the weights move by 1e-6, as rounding does: "
+        "cancellation in the hand-written formula (such as elu's a + alpha deep in "
+        "saturation), not a bug"
+    ),
+    NoteCode.FD_UNRESOLVED: (
+        "{count} element(s) where finite differences disagree with both manual and tape, "
+        "which agree (FD cannot resolve them)"
+    ),
+    NoteCode.FLOAT32_ROUNDING: (
         "float32 rounding: the hand-written gradient in float32 is {deviation:.2g} (of the "
         "tensor's largest gradient) from the same code in float64, TensorFlow's tape "
         "{tape_deviation:.2g}; the math is right in float64, the formula loses precision in "
-        "float32",
-    NoteCode.PROBES_DISAGREE:
-        "{count} of {probes} probe(s) disagree with finite differences along the manual gradient",
+        "float32"
+    ),
+    NoteCode.PROBES_DISAGREE: (
+        "{count} of {probes} probe(s) disagree with finite differences along the manual gradient"
+    ),
 }
 
 
@@ -104,8 +126,12 @@ class Note:
         return self.text
 
     def to_dict(self):
-        return {"code": self.code.value, "count": self.count,
-                **{k: _num(v) for k, v in self.values.items()}, "text": self.text}
+        return {
+            "code": self.code.value,
+            "count": self.count,
+            **{k: _num(v) for k, v in self.values.items()},
+            "text": self.text,
+        }
 
 
 class Finding(_Code):
@@ -150,8 +176,12 @@ class Between(_Code):
         return _COLUMNS[self]
 
 
-_COLUMNS = {Between.MANUAL_TAPE: "manual~tape", Between.MANUAL_FD: "manual~FD",
-            Between.TAPE_FD: "tape~FD", Between.FLOAT32_FLOAT64: "f32~f64"}
+_COLUMNS = {
+    Between.MANUAL_TAPE: "manual~tape",
+    Between.MANUAL_FD: "manual~FD",
+    Between.TAPE_FD: "tape~FD",
+    Between.FLOAT32_FLOAT64: "f32~f64",
+}
 
 
 def _num(x):
@@ -182,8 +212,12 @@ class Comparison:
     agree: bool
 
     def to_dict(self):
-        return {"between": self.between.value, "relative": _num(self.relative),
-                "tolerance": _num(self.tolerance), "agree": bool(self.agree)}
+        return {
+            "between": self.between.value,
+            "relative": _num(self.relative),
+            "tolerance": _num(self.tolerance),
+            "agree": bool(self.agree),
+        }
 
 
 @dataclass
@@ -281,15 +315,25 @@ class TensorCheck:
 
     def to_dict(self):
         return {
-            "name": self.name, "shape": list(self.shape), "status": self.status.value,
+            "name": self.name,
+            "shape": list(self.shape),
+            "status": self.status.value,
             "comparisons": [c.to_dict() for c in self.comparisons],
             "worst_index": None if self.worst_index is None else list(self.worst_index),
-            "manual": _num(self.manual), "tape": _num(self.tape), "fd": _num(self.fd),
+            "manual": _num(self.manual),
+            "tape": _num(self.tape),
+            "fd": _num(self.fd),
             "fd_error": _num(self.fd_error),
-            "fd_interval": None if self.fd_interval is None else [_num(v) for v in self.fd_interval],
-            "abs_error": _num(self.abs_error), "rel_error": _num(self.rel_error),
-            "tolerance": _num(self.tolerance), "n_failing": self.n_failing, "kinks": self.kinks,
-            "kinks_accepted": self.kinks_accepted, "probes": self.probes,
+            "fd_interval": None
+            if self.fd_interval is None
+            else [_num(v) for v in self.fd_interval],
+            "abs_error": _num(self.abs_error),
+            "rel_error": _num(self.rel_error),
+            "tolerance": _num(self.tolerance),
+            "n_failing": self.n_failing,
+            "kinks": self.kinks,
+            "kinks_accepted": self.kinks_accepted,
+            "probes": self.probes,
             "notes": [n.to_dict() for n in self.notes],
             "diagnosis": [d.to_dict() for d in self.diagnosis],
         }
@@ -299,8 +343,10 @@ class TensorCheck:
         lines = []
         if self.status == Status.FAIL:
             who = ", ".join(map(str, self.disagreements())) or "the witnesses"
-            lines.append(f"FAIL {self.name} {self.shape}: {who} disagree "
-                         f"({self.n_failing} of {max(1, math.prod(self.shape))} elements)")
+            lines.append(
+                f"FAIL {self.name} {self.shape}: {who} disagree "
+                f"({self.n_failing} of {max(1, math.prod(self.shape))} elements)"
+            )
         elif self.status == Status.UNVERIFIABLE:
             lines.append(f"UNVERIFIABLE {self.name} {self.shape}: no witness could judge it")
         elif self.notes:
@@ -308,14 +354,20 @@ class TensorCheck:
         if self.worst_index is not None and self.status == Status.FAIL:
             fd = _fmt(self.fd, 10)
             if self.fd_interval is not None:
-                fd = f"kink, one-sided [{_fmt(self.fd_interval[0], 10)}, " \
-                     f"{_fmt(self.fd_interval[1], 10)}]"
+                fd = (
+                    f"kink, one-sided [{_fmt(self.fd_interval[0], 10)}, "
+                    f"{_fmt(self.fd_interval[1], 10)}]"
+                )
             elif self.fd_error is not None:
                 fd += f" (+- {_fmt(self.fd_error, 2)})"
-            lines.append(f"  worst at index {self.worst_index}: manual {_fmt(self.manual, 10)}, "
-                         f"tape {_fmt(self.tape, 10)}, FD {fd}")
-            lines.append(f"  abs err {_fmt(self.abs_error)}, rel err {_fmt(self.rel_error)} "
-                         f"> tol {_fmt(self.tolerance, 2)}")
+            lines.append(
+                f"  worst at index {self.worst_index}: manual {_fmt(self.manual, 10)}, "
+                f"tape {_fmt(self.tape, 10)}, FD {fd}"
+            )
+            lines.append(
+                f"  abs err {_fmt(self.abs_error)}, rel err {_fmt(self.rel_error)} "
+                f"> tol {_fmt(self.tolerance, 2)}"
+            )
         for d in self.diagnosis:
             lines.append(f"  diagnosis: {d}")
         for n in self.notes:
@@ -338,9 +390,14 @@ class ForwardCheck:
         return bool(self.rel_error <= self.tolerance)
 
     def to_dict(self):
-        return {"model_loss": _num(self.model_loss), "independent_loss": _num(self.independent_loss),
-                "rel_error": _num(self.rel_error), "tolerance": _num(self.tolerance),
-                "ok": self.ok, "description": self.description}
+        return {
+            "model_loss": _num(self.model_loss),
+            "independent_loss": _num(self.independent_loss),
+            "rel_error": _num(self.rel_error),
+            "tolerance": _num(self.tolerance),
+            "ok": self.ok,
+            "description": self.description,
+        }
 
 
 @dataclass
@@ -377,17 +434,26 @@ class GradientReport:
         return self.ok
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"ok": self.ok, "mode": self.mode, "dtype": self.dtype, "fd_dtype": self.fd_dtype,
-                "model": self.model, "error": self.error,
-                "forward": None if self.forward is None else self.forward.to_dict(),
-                "forward_skipped": self.forward_skipped,
-                "entries": [e.to_dict() for e in self.entries],
-                "diagnosis": [d.to_dict() for d in self.diagnosis]}
+        return {
+            "ok": self.ok,
+            "mode": self.mode,
+            "dtype": self.dtype,
+            "fd_dtype": self.fd_dtype,
+            "model": self.model,
+            "error": self.error,
+            "forward": None if self.forward is None else self.forward.to_dict(),
+            "forward_skipped": self.forward_skipped,
+            "entries": [e.to_dict() for e in self.entries],
+            "diagnosis": [d.to_dict() for d in self.diagnosis],
+        }
 
     def __str__(self):
         verdict = "PASS" if self.ok else "FAIL"
-        how = (f"finite differences in {self.fd_dtype}" if self.dtype == self.fd_dtype else
-               f"judged through its {self.fd_dtype} twin")
+        how = (
+            f"finite differences in {self.fd_dtype}"
+            if self.dtype == self.fd_dtype
+            else f"judged through its {self.fd_dtype} twin"
+        )
         lines = [f"Gradient check: {verdict} (mode {self.mode}, model {self.dtype}, {how})"]
         if self.model:
             lines.append(f"model: {self.model}")
@@ -397,10 +463,12 @@ class GradientReport:
         lines.extend(self._table())
         if self.forward is not None:
             f = self.forward
-            lines.append(f"forward vs independent forward: {'ok' if f.ok else 'MISMATCH'} "
-                         f"(model loss {f.model_loss:.12g}, independent {f.independent_loss:.12g}, "
-                         f"rel err {_fmt(f.rel_error, 2)}, tol {_fmt(f.tolerance, 1)}; "
-                         f"{f.description})")
+            lines.append(
+                f"forward vs independent forward: {'ok' if f.ok else 'MISMATCH'} "
+                f"(model loss {f.model_loss:.12g}, independent {f.independent_loss:.12g}, "
+                f"rel err {_fmt(f.rel_error, 2)}, tol {_fmt(f.tolerance, 1)}; "
+                f"{f.description})"
+            )
         elif self.forward_skipped:
             lines.append(f"independent forward: not run ({self.forward_skipped})")
         for e in self.entries:
@@ -420,8 +488,11 @@ class GradientReport:
             cells = [e.name, "x".join(str(s) for s in e.shape) or "()", e.status.value]
             for between in columns:
                 c = e.comparison(between)
-                cells.append("-" if c is None else
-                             f"{_fmt(c.relative, 2)}{'<=' if c.agree else '>'}{_fmt(c.tolerance, 1)}")
+                cells.append(
+                    "-"
+                    if c is None
+                    else f"{_fmt(c.relative, 2)}{'<=' if c.agree else '>'}{_fmt(c.tolerance, 1)}"
+                )
             cells.append(str(e.kinks) + (f" ({e.kinks_accepted} used)" if e.kinks_accepted else ""))
             rows.append(tuple(cells))
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

@@ -24,21 +24,32 @@ def tape_gradients(model, X, y, *, include_input: bool = False) -> List[tf.Tenso
     ``include_input=True`` the list ends with ``dL/dX``."""
     params = list(model.params)
     dtype = params[0].dtype if params else tf.float64
-    Xt = X if isinstance(X, tf.Tensor) else tf.convert_to_tensor(
-        np.asarray(X, dtype=dtype.as_numpy_dtype))
+    Xt = (
+        X
+        if isinstance(X, tf.Tensor)
+        else tf.convert_to_tensor(np.asarray(X, dtype=dtype.as_numpy_dtype))
+    )
     sources = params + ([Xt] if include_input else [])
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(sources)
         loss = model.loss(Xt, y)
     if tf.rank(loss) != 0:
-        raise ValueError(f"model.loss(X, y) must return a scalar (the batch mean); got shape "
-                         f"{tuple(loss.shape)}.")
+        raise ValueError(
+            f"model.loss(X, y) must return a scalar (the batch mean); got shape "
+            f"{tuple(loss.shape)}."
+        )
     return tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 
 def tape_values(adapter: Adapter) -> Dict:
     """The tape's gradients keyed like ``adapter.keys``, as float64 arrays (ModelError when the
     model's loss raises or is not a scalar)."""
-    grads = guarded("tf.GradientTape over model.loss(X, y)", tape_gradients, adapter.model,
-                    adapter.X, adapter.y, include_input=adapter.include_input)
+    grads = guarded(
+        "tf.GradientTape over model.loss(X, y)",
+        tape_gradients,
+        adapter.model,
+        adapter.X,
+        adapter.y,
+        include_input=adapter.include_input,
+    )
     return {k: np.asarray(g.numpy(), dtype=np.float64) for k, g in zip(adapter.keys, grads)}

@@ -19,12 +19,15 @@ def _is_integral(value) -> bool:
 def positive_number(value, argument: str) -> float:
     """A finite real number > 0 (NumPy scalars included; bools, NaN and inf refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{argument} must be a positive finite number, such as 1e-6; got "
-                        f"{value!r} of type {type(value).__name__}.")
+        raise TypeError(
+            f"{argument} must be a positive finite number, such as 1e-6; got "
+            f"{value!r} of type {type(value).__name__}."
+        )
     value = float(value)
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{argument} must be a positive finite number, such as 1e-6; got "
-                         f"{value!r}.")
+        raise ValueError(
+            f"{argument} must be a positive finite number, such as 1e-6; got {value!r}."
+        )
     return value
 
 
@@ -36,8 +39,10 @@ def rtol(value, argument: str = "rtol") -> float:
 def positive_integer(value, argument: str) -> int:
     """An integer >= 1 (NumPy integers included; bools and integral floats refused)."""
     if not _is_integral(value):
-        raise TypeError(f"{argument} must be a positive integer, such as 3; got {value!r} of "
-                        f"type {type(value).__name__}.")
+        raise TypeError(
+            f"{argument} must be a positive integer, such as 3; got {value!r} of "
+            f"type {type(value).__name__}."
+        )
     if value < 1:
         raise ValueError(f"{argument} must be a positive integer, such as 3; got {value!r}.")
     return int(value)
@@ -51,8 +56,10 @@ def probes(value, argument: str = "probes") -> int:
 def seed(value, argument: str = "seed") -> int:
     """A seed: an integer >= 0 (NumPy integers included)."""
     if not _is_integral(value):
-        raise TypeError(f"{argument} must be a non-negative integer, such as 0; got {value!r} of "
-                        f"type {type(value).__name__}.")
+        raise TypeError(
+            f"{argument} must be a non-negative integer, such as 0; got {value!r} of "
+            f"type {type(value).__name__}."
+        )
     if value < 0:
         raise ValueError(f"{argument} must be a non-negative integer, such as 0; got {value!r}.")
     return int(value)
@@ -61,8 +68,9 @@ def seed(value, argument: str = "seed") -> int:
 def choice(value, options: Sequence[str], argument: str) -> str:
     """One of ``options``."""
     if not isinstance(value, str) or value not in options:
-        raise ValueError(f"{argument} must be one of {', '.join(map(repr, options))}; got "
-                         f"{value!r}.")
+        raise ValueError(
+            f"{argument} must be one of {', '.join(map(repr, options))}; got {value!r}."
+        )
     return value
 
 

@@ -1,0 +1,406 @@
+"""``make mutants``: plant bugs in the harness itself, one at a time, and require the test suite
+to catch each.
+
+Every entry below is a real way the judges could be weakened (a tolerance loosened, a rule
+switched off, a witness skipped). For each, the repository is copied to a temporary folder, the
+bug is applied there, and the tests most likely to catch it run first; when they all pass, the
+whole suite runs. A bug is killed when some test fails. The table and the kill rate are printed
+(and, with ``--markdown FILE``, written as a Markdown table).
+
+    python tools/mutation.py               # every planted bug
+    python tools/mutation.py 3 7           # only bugs 3 and 7 (1-based)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Bug:
+    """A planted harness bug: ``edits`` are (file, old text, new text), each old text found
+    exactly once; ``tests`` are run first."""
+
+    name: str
+    edits: Sequence[Tuple[str, str, str]]
+    tests: Sequence[str]
+
+
+POLICY, FD, MODES = (
+    "reference/_core/policy.py",
+    "reference/_core/fd.py",
+    "reference/_checks/modes.py",
+)
+PASSES, GRADIENTS = "reference/_checks/passes.py", "reference/_checks/gradients.py"
+GUARDS, JUDGES = "tests/test_judge_guards.py", "tests/test_judges.py"
+
+BUGS: List[Bug] = [
+    Bug(
+        "tape tolerance x1000",
+        [
+            (
+                POLICY,
+                'TAPE_RTOL = {"float64": 1e-10, "float32": 1e-5}',
+                'TAPE_RTOL = {"float64": 1e-7, "float32": 1e-2}',
+            )
+        ],
+        [GUARDS],
+    ),
+    Bug(
+        "any value accepted at a kink",
+        [
+            (
+                FD,
+                "return np.where(self.kink, inside, smooth) & self.measured",
+                "return np.where(self.kink, True, smooth) & self.measured",
+            )
+        ],
+        [GUARDS],
+    ),
+    Bug(
+        "directional mode without bisection",
+        [(MODES, "if not np.all(judge_probes(ev).fd_ok_manual):", "if False:")],
+        [GUARDS],
+    ),
+    Bug(
+        "float32 overflow and rounding comparison always passing",
+        [
+            (PASSES, "        if overflow.any():", "        if False:"),
+            (PASSES, "        elif dev > tol:", "        elif False:"),
+        ],
+        [GUARDS],
+    ),
+    Bug(
+        "the CLI matrix exits 0 with 0 fail when a cell fails",
+        [
+            (
+                "reference/_cli.py",
+                'failing = [c for c in cells if c.verdict == "FAIL"]',
+                "failing = []",
+            )
+        ],
+        ["tests/test_cli.py"],
+    ),
+    Bug(
+        "finite-difference error estimate x1000",
+        [
+            (
+                FD,
+                "error = TRUNCATION_SAFETY * np.abs(d2 - d1) + ROUNDING_SIGMAS * _R_NOISE * "
+                "sigma_f / h",
+                "error = 1000.0 * (TRUNCATION_SAFETY * np.abs(d2 - d1) + ROUNDING_SIGMAS "
+                "* _R_NOISE * sigma_f / h)",
+            )
+        ],
+        [GUARDS],
+    ),
+    Bug(
+        "directional probes 3 -> 1", [(GRADIENTS, "probes: int = 3,", "probes: int = 1,")], [GUARDS]
+    ),
+    Bug(
+        "no scale floor (SCALE_FLOOR = 0)",
+        [(POLICY, "SCALE_FLOOR = 1e-2", "SCALE_FLOOR = 0.0")],
+        [JUDGES, "tests/test_properties.py"],
+    ),
+    Bug(
+        "no loss-resolution floor (LOSS_ULPS = 0)",
+        [(POLICY, "LOSS_ULPS = 256", "LOSS_ULPS = 0")],
+        [JUDGES, "tests/test_properties.py"],
+    ),
+    Bug(
+        "kinks never detected (KINK_SPREAD huge)",
+        [(FD, "KINK_SPREAD = 4.0", "KINK_SPREAD = 1e6")],
+        [JUDGES],
+    ),
+    Bug(
+        "every line taken for a kink",
+        [
+            (
+                FD,
+                "return np.nan_to_num(jump > KINK_SPREAD * spread + noise, nan=False)",
+                "return np.ones(len(jump), bool)",
+            )
+        ],
+        [JUDGES],
+    ),
+    Bug(
+        "no Richardson extrapolation (central difference at h/2)",
+        [(FD, "value = d2 + (d2 - d1) / 3.0", "value = d2")],
+        [JUDGES],
+    ),
+    Bug(
+        "the tape overruled without finite differences agreeing with the manual value",
+        [
+            (
+                POLICY,
+                "tape_unfaithful = ~tape_ok & fd_ok_m & ~fd_ok_t & ~kink",
+                "tape_unfaithful = ~tape_ok & ~fd_ok_t & ~kink",
+            )
+        ],
+        [GUARDS, JUDGES],
+    ),
+    Bug(
+        "finite differences judge the tape's value in place of the manual one",
+        [
+            (
+                POLICY,
+                "fd_ok_m = finite & fd.accepts(m, tol)",
+                "fd_ok_m = finite & fd.accepts(t, tol)",
+            )
+        ],
+        [GUARDS, JUDGES],
+    ),
+    Bug(
+        "the rounding test excuses everything",
+        [(PASSES, "_ERRATIC = 0.25", "_ERRATIC = 0.0")],
+        [GUARDS],
+    ),
+    Bug(
+        "the independent forward never runs",
+        [(PASSES, "reason = why_not(adapter.model)", 'reason = "skipped"')],
+        [JUDGES],
+    ),
+    Bug(
+        "independent forward tolerance x1e10",
+        [(PASSES, "FORWARD_RTOL = 1e-9", "FORWARD_RTOL = 10.0")],
+        [JUDGES],
+    ),
+    Bug(
+        "the verdict ignores the independent forward",
+        [
+            (
+                "reference/_core/report.py",
+                "if self.forward is not None and not self.forward.ok:",
+                "if False:",
+            )
+        ],
+        [JUDGES],
+    ),
+    Bug(
+        "finite differences leave a perturbed parameter behind",
+        [
+            (
+                "reference/_core/adapter.py",
+                "        finally:\n            var.assign(original)",
+                "        finally:\n            pass",
+            )
+        ],
+        [JUDGES],
+    ),
+    Bug(
+        "directional mode passes the elements past its cap",
+        [
+            (
+                POLICY,
+                "        if tape_at_fault:",
+                "        if True:",
+            )
+        ],
+        [GUARDS],
+    ),
+    Bug(
+        "a float32 model is never judged through its float64 twin",
+        [
+            (
+                "reference/_core/adapter.py",
+                'if self.dtype != tf.float64 and callable(getattr(self.model, "astype", None)):',
+                "if False:",
+            )
+        ],
+        [GUARDS, JUDGES],
+    ),
+    Bug(
+        "rounding noise estimate x1e6",
+        [
+            (
+                FD,
+                "return max(float(np.quantile(d4, 0.25)) / (_SQRT70 * _Q25_ABS_NORMAL), floor)",
+                "return 1e6 * max(float(np.quantile(d4, 0.25)) / (_SQRT70 * _Q25_ABS_NORMAL), "
+                "floor)",
+            )
+        ],
+        [GUARDS, JUDGES],
+    ),
+    Bug(
+        "the diagnosis forgets the batch size N",
+        [("reference/_checks/diagnosis.py", "    if n_rows and n_rows > 1:\n", "    if False:\n")],
+        [JUDGES],
+    ),
+    Bug(
+        "check_derivative's tolerance x1e5",
+        [
+            (
+                "reference/_checks/derivative.py",
+                "tol = rtol * np.maximum(",
+                "tol = 1e5 * rtol * np.maximum(",
+            )
+        ],
+        ["tests/test_derivative.py"],
+    ),
+    Bug(
+        "snapshots compared to 1e5 x their tolerance",
+        [
+            (
+                "reference/_snapshots.py",
+                "if np.max(diff, initial=0.0) > rtol * scale:",
+                "if np.max(diff, initial=0.0) > 1e5 * rtol * scale:",
+            )
+        ],
+        ["tests/test_plugin.py"],
+    ),
+    Bug(
+        "the fixture ignores --gradcheck-mode",
+        [("reference/_plugin.py", '        kwargs.setdefault("mode", self.mode)\n', "")],
+        ["tests/test_plugin.py"],
+    ),
+    Bug(
+        "float32 rounding beyond the tape's never noted",
+        [(PASSES, "_TAPE_DEVIATION_FACTOR = 4.0", "_TAPE_DEVIATION_FACTOR = 4e6")],
+        [GUARDS, JUDGES],
+    ),
+]
+
+
+def stale() -> List[str]:
+    """The planted bugs whose text no longer occurs exactly once in the code."""
+    out = []
+    for i, bug in enumerate(BUGS, 1):
+        for rel, old, _ in bug.edits:
+            count = (ROOT / rel).read_text().count(old)
+            if count != 1:
+                out.append(f"{i}. {bug.name}: found {count} times in {rel}: {old!r}")
+    return out
+
+
+def _copy_repo(dest: Path) -> None:
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for f in files:
+        src = ROOT / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+
+
+def _apply(copy: Path, bug: Bug) -> dict:
+    """Plant the bug in the copy; returns the files' original texts."""
+    originals = {}
+    for rel, old, new in bug.edits:
+        originals.setdefault(rel, (copy / rel).read_text())
+        current = (copy / rel).read_text()
+        if current.count(old) != 1:
+            raise SystemExit(
+                f"bug {bug.name!r}: {old!r} occurs {current.count(old)} times in "
+                f"{rel}; the planted-bug list is out of date"
+            )
+        (copy / rel).write_text(current.replace(old, new))
+    return originals
+
+
+def _pytest(copy: Path, targets: Sequence[str]) -> Tuple[bool, Optional[str]]:
+    """Run the tests in the copy; (killed, first failing test)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(copy),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-x",
+        "-q",
+        "-n",
+        "2",
+        "-p",
+        "no:cacheprovider",
+        *targets,
+    ]
+    proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True)
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, re.M)
+    return proc.returncode != 0, (failed[0] if failed else None)
+
+
+def _check_isolation(copy: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import reference; print(reference.__file__)"],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if not where.startswith(str(copy)):
+        raise SystemExit(f"the copy's reference is not the one imported ({where})")
+
+
+def run(selected: Sequence[int]) -> List[Tuple[int, Bug, bool, str, float]]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="harness-mutants-") as tmp:
+        copy = Path(tmp)
+        _copy_repo(copy)
+        _check_isolation(copy)
+        for i in selected:
+            bug = BUGS[i - 1]
+            start = time.perf_counter()
+            originals = _apply(copy, bug)
+            try:
+                killed, by = _pytest(copy, bug.tests)
+                if not killed:
+                    killed, by = _pytest(copy, ["tests"])
+            finally:
+                for rel, text in originals.items():
+                    (copy / rel).write_text(text)
+            seconds = time.perf_counter() - start
+            results.append((i, bug, killed, by or "-", seconds))
+            print(
+                f"{i:>2}. {'KILLED  ' if killed else 'SURVIVED'} {bug.name} "
+                f"({by or 'no test failed'}; {seconds:.0f} s)",
+                flush=True,
+            )
+    return results
+
+
+def table(results) -> str:
+    rows = ["| # | planted harness bug | killed by |", "|---|---|---|"]
+    for i, bug, killed, by, _ in results:
+        rows.append(f"| {i} | {bug.name} | {by if killed else '**survived**'} |")
+    killed = sum(r[2] for r in results)
+    rows.append(f"\nkilled {killed} of {len(results)} ({100.0 * killed / len(results):.0f}%)")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("bugs", nargs="*", type=int, help="1-based numbers of the bugs to plant")
+    parser.add_argument("--markdown", metavar="FILE", help="also write the table here")
+    args = parser.parse_args(argv)
+    selected = args.bugs or list(range(1, len(BUGS) + 1))
+    results = run(selected)
+    text = table(results)
+    print("\n" + text)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+    return 0 if all(r[2] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
