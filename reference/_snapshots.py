@@ -92,7 +92,7 @@ def compare(stored: Dict, current: Dict, rtol: Optional[float] = None) -> List[s
             "--gradcheck-update-snapshots if the change is intended)"
         ]
     old_loss, new_loss = stored["loss"], current["loss"]
-    if abs(new_loss - old_loss) > rtol * max(abs(old_loss), 1e-300):
+    if abs(new_loss - old_loss) > rtol * max(abs(old_loss), np.finfo(float).tiny):
         problems.append(f"loss changed: {old_loss!r} -> {new_loss!r} (the forward changed)")
     old, new = stored["gradients"], current["gradients"]
     if list(old) != list(new):

@@ -173,3 +173,12 @@ def test_set_weights_checks_shapes():
         model.set_weights([np.zeros((2, 3))])
     with pytest.raises(ValueError, match=r"W1 has shape \(2, 3\); got \(3, 2\)"):
         model.set_weights([np.zeros((3, 2)), np.zeros(3), np.zeros((3, 1)), np.zeros(1)])
+
+
+@pytest.mark.parametrize(
+    "seed,error", [(-1, ValueError), (1.5, TypeError), (True, TypeError), ("0", TypeError)]
+)
+def test_seed_must_be_a_non_negative_integer(seed, error):
+    with pytest.raises(error, match="seed must be a non-negative integer or None"):
+        mb.MLP([2, 1], ["linear"], "mse", seed=seed)
+    assert mb.MLP([2, 1], ["linear"], "mse", seed=np.int64(3)).seed == 3

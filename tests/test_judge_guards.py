@@ -21,6 +21,7 @@ from reference import (
     numerical_gradients,
     tape_gradients,
 )
+from reference.strategies import batch_for
 
 MODES = ["full", "directional"]
 
@@ -292,3 +293,42 @@ def test_the_planted_harness_bugs_still_fit_the_code():
         sys.path.pop(0)
     assert len(mutation.BUGS) >= 20
     assert mutation.stale() == []
+
+
+@pytest.mark.parametrize("activation", ["elu", "selu"])
+def test_float32_rounding_of_a_cancelling_formula_is_noted_not_failed(activation):
+    """Every hidden unit deep in elu's (selu's) saturation: the hand-written a + alpha cancels
+    to a few digits in float32 while TensorFlow's tape (alpha exp(z)) does not. The math is
+    right in float64: a pass, with a float32-rounding note on the tensors behind that layer."""
+    model = mb.MLP([2, 3, 1], [activation, "linear"], "mse", dtype="float32", seed=0)
+    W1, b1, W2, b2 = model.get_weights()
+    model.set_weights([0.1 * W1, np.full_like(b1, -10.0), W2, b2])
+    rng = np.random.default_rng(0)
+    report = check_gradients(model, rng.normal(size=(5, 2)), rng.normal(size=(5, 1)))
+    assert report.ok, str(report)
+    noted = [e.name for e in report.entries if e.note(NoteCode.FLOAT32_ROUNDING)]
+    assert noted == ["W1", "b1", "dL/dX"], str(report)
+    note = report.entries[1].note(NoteCode.FLOAT32_ROUNDING)
+    assert note.values["deviation"] > 100 * note.values["tape_deviation"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gradients_finer_than_the_loss_resolves_are_not_judged_finer(dtype):
+    """A selu output deep in saturation (found by hypothesis): every gradient is below 1e-9,
+    and the hand-written a + lambda alpha keeps only 3 or 4 digits of it (2e-4 off the tape).
+    An error that small moves the loss (6.65) by less than an ulp of it, and finite differences
+    cannot resolve it: not a failure (LOSS_ULPS)."""
+    model = mb.MLP([1, 1], ["selu"], "mse", dtype=dtype, seed=2)
+    X, y = batch_for(model, n=1, input_scale=100.0, seed=1)
+    report = check_gradients(model, X, y)
+    assert report.ok, str(report)
+    assert max(abs(e.tape) for e in report.entries) < 1e-9
+    assert all(abs(e.manual - e.tape) > 1e-5 * abs(e.tape) for e in report.entries)
+
+
+def test_the_loss_resolution_floor_still_fails_a_real_bug_on_a_saturated_model():
+    """The same saturated model with its output gradient doubled is still caught."""
+    model = mb.MLP([1, 1], ["selu"], "mse", dtype="float64", seed=2)
+    X, _ = batch_for(model, n=1, input_scale=100.0, seed=1)
+    y = model.forward(X).numpy() + 1.0
+    assert not check_gradients(Planted(model, 1, 2.0), X, y).ok

@@ -291,6 +291,8 @@ def test_a_users_tutorial_model_is_judged_the_same_way():
     good, bad = check_gradients(Tutorial(), X, y), check_gradients(Tutorial(bug=True), X, y)
     assert good.ok, str(good)
     assert good.forward is None and [e.name for e in good.entries] == ["param0", "param1"]
+    assert "has no 'layer_sizes'" in good.forward_skipped
+    assert "independent forward: not run (the model has no 'layer_sizes'" in str(good)
     assert not bad.ok and bad.entries[0].status == "fail" and bad.entries[1].ok
 
 

@@ -322,20 +322,12 @@ def _pytest(copy: Path, targets: Sequence[str]) -> Tuple[bool, Optional[str]]:
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-x",
-        "-q",
-        "-n",
-        "2",
-        "-p",
-        "no:cacheprovider",
-        *targets,
-    ]
+    # The test that the planted bugs fit the code fails on any planted bug: it proves nothing.
+    fits = f"{GUARDS}::test_the_planted_harness_bugs_still_fit_the_code"
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "2", "-p", "no:cacheprovider"]
+    cmd += ["--deselect", fits, *targets]
     proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True)
-    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, re.M)
+    failed = re.findall(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", proc.stdout, re.M)
     return proc.returncode != 0, (failed[0] if failed else None)
 
 

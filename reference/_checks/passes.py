@@ -67,7 +67,8 @@ def rounding_pass(
             m, t = twin.manual(), tape_values(twin)
             for k, mask in suspects.items():
                 dk = (m[k] - t[k])[mask]
-                moved = float(np.sum(np.abs(dk - d0[k])) / max(np.sum(np.abs(d0[k])), 1e-300))
+                denominator = max(np.sum(np.abs(d0[k])), np.finfo(float).tiny)
+                moved = float(np.sum(np.abs(dk - d0[k])) / denominator)
                 change[k] = max(change[k], moved)
     finally:
         twin.restore(original)
