@@ -106,13 +106,11 @@ class TensorEvidence:
     probes: Optional[ProbeEvidence] = None
     tolerance: Optional[np.ndarray] = None
 
-    @property
-    def scale(self) -> float:
-        return max(magnitude(self.manual, self.tape), self.floor)
-
-    @property
-    def tape_tol(self):
-        return self.rtol * self.scale if self.tolerance is None else self.tolerance
+    def __post_init__(self):
+        # Computed once: the values judged do not change after the evidence is gathered.
+        self.scale = max(magnitude(self.manual, self.tape), self.floor)
+        self.tape_tol = self.rtol * self.scale if self.tolerance is None else self.tolerance
+        self._probe_verdict = None
 
 
 @dataclass
@@ -129,6 +127,12 @@ class ProbeVerdict:
 def judge_probes(ev: TensorEvidence) -> ProbeVerdict:
     """The directional evidence judged probe by probe; each probe's tolerance is the tape
     tolerance carried along its direction (``tape_tol * sum |d|``)."""
+    if ev._probe_verdict is None:
+        ev._probe_verdict = _judge_probes(ev)
+    return ev._probe_verdict
+
+
+def _judge_probes(ev: TensorEvidence) -> ProbeVerdict:
     dirs, fd = ev.probes.directions, ev.probes.fd
     mp = dirs @ ev.manual.reshape(-1)
     tp = None if ev.tape is None else dirs @ ev.tape.reshape(-1)
