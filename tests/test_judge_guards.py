@@ -332,3 +332,19 @@ def test_the_loss_resolution_floor_still_fails_a_real_bug_on_a_saturated_model()
     X, _ = batch_for(model, n=1, input_scale=100.0, seed=1)
     y = model.forward(X).numpy() + 1.0
     assert not check_gradients(Planted(model, 1, 2.0), X, y).ok
+
+
+def test_a_bug_in_a_tensor_far_below_the_models_largest_gradient_is_caught():
+    """SCALE_FLOOR's promise: W1 behind saturated tanh units has gradients ~1e-8 of the
+    model's largest; an error of 1e-3 of W1's own size is still caught, and the right W1
+    still passes."""
+    model = mb.MLP([3, 4, 2], ["tanh", "linear"], "mse", dtype="float64", seed=0)
+    W1, b1, W2, b2 = model.get_weights()
+    model.set_weights([0.1 * W1, np.full_like(b1, 10.0), W2, b2])
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    grads = [np.max(np.abs(g.numpy())) for g in model.gradients(X, y)]
+    assert grads[0] < 1e-7 * max(grads)
+    assert check_gradients(model, X, y).ok
+    report = check_gradients(Planted(model, 0, 1.001), X, y)
+    assert [e.name for e in report.failing] == ["W1"], str(report)

@@ -115,6 +115,11 @@ BUGS: List[Bug] = [
         [JUDGES, "tests/test_properties.py"],
     ),
     Bug(
+        "scale floor too high (SCALE_FLOOR = 1): small tensors judged on the largest gradient",
+        [(POLICY, "SCALE_FLOOR = 1e-2", "SCALE_FLOOR = 1.0")],
+        [GUARDS],
+    ),
+    Bug(
         "no loss-resolution floor (LOSS_ULPS = 0)",
         [(POLICY, "LOSS_ULPS = 256", "LOSS_ULPS = 0")],
         [JUDGES, "tests/test_properties.py"],
