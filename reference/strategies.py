@@ -12,28 +12,7 @@ Every strategy takes keyword-only bounds with small defaults, checked up front (
 raises ``hypothesis.errors.InvalidArgument`` naming it).
 """
 
-from ._catalogue.strategies import (
-    PAIRINGS,
-    Batch,
-    Case,
-    activations,
-    architectures,
-    batch_for,
-    batches,
-    cases,
-    loss_pairings,
-    models,
-)
+from ._catalogue import strategies as _strategies
+from ._catalogue.strategies import *  # noqa: F403 (the names listed in __all__)
 
-__all__ = [
-    "architectures",
-    "activations",
-    "loss_pairings",
-    "models",
-    "batches",
-    "batch_for",
-    "cases",
-    "Batch",
-    "Case",
-    "PAIRINGS",
-]
+__all__ = list(_strategies.__all__)

@@ -93,6 +93,33 @@ class HandBackprop:
         return self._backward(X, y)[1]
 
 
+class CustomGradientForward(HandBackprop):
+    """Not a mutant: a forward whose tanh carries a wrong tf.custom_gradient (twice the truth),
+    so the tape is no longer a faithful witness of the loss while finite differences still are.
+    The backward multiplies tanh' by ``factor``: 1 is right, 2 mirrors the wrong custom
+    gradient (manual and tape agree, finite differences do not), 3 is wrong every way."""
+
+    config = ([3, 5, 2], ["tanh", "linear"], "mse")
+
+    def __init__(self, *args, factor=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.factor = factor
+
+    def loss(self, X, y):
+        @tf.custom_gradient
+        def tanh_wrong_grad(z):
+            a = tf.tanh(z)
+            return a, lambda g: 2.0 * g * (1.0 - a * a)
+
+        X, y = self.base._inputs_and_labels(X, y)
+        W1, b1, W2, b2 = self.params
+        a1 = tanh_wrong_grad(tf.matmul(X, W1) + b1)
+        return tf.reduce_mean(tf.square(tf.matmul(a1, W2) + b2 - y))
+
+    def hidden_delta(self, l, z, a, g):
+        return self.factor * super().hidden_delta(l, z, a, g)
+
+
 def _count(t):
     return tf.cast(tf.size(t), t.dtype)
 

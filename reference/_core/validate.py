@@ -36,16 +36,20 @@ def rtol(value, argument: str = "rtol") -> float:
     return positive_number(value, argument)
 
 
-def positive_integer(value, argument: str) -> int:
-    """An integer >= 1 (NumPy integers included; bools and integral floats refused)."""
+def _integer(value, argument: str, low: int, kind: str, example: int) -> int:
     if not _is_integral(value):
         raise TypeError(
-            f"{argument} must be a positive integer, such as 3; got {value!r} of "
-            f"type {type(value).__name__}."
+            f"{argument} must be {kind}, such as {example}; got {value!r} of type "
+            f"{type(value).__name__}."
         )
-    if value < 1:
-        raise ValueError(f"{argument} must be a positive integer, such as 3; got {value!r}.")
+    if value < low:
+        raise ValueError(f"{argument} must be {kind}, such as {example}; got {value!r}.")
     return int(value)
+
+
+def positive_integer(value, argument: str) -> int:
+    """An integer >= 1 (NumPy integers included; bools and integral floats refused)."""
+    return _integer(value, argument, 1, "a positive integer", 3)
 
 
 def probes(value, argument: str = "probes") -> int:
@@ -55,14 +59,7 @@ def probes(value, argument: str = "probes") -> int:
 
 def seed(value, argument: str = "seed") -> int:
     """A seed: an integer >= 0 (NumPy integers included)."""
-    if not _is_integral(value):
-        raise TypeError(
-            f"{argument} must be a non-negative integer, such as 0; got {value!r} of "
-            f"type {type(value).__name__}."
-        )
-    if value < 0:
-        raise ValueError(f"{argument} must be a non-negative integer, such as 0; got {value!r}.")
-    return int(value)
+    return _integer(value, argument, 0, "a non-negative integer", 0)
 
 
 def choice(value, options: Sequence[str], argument: str) -> str:
