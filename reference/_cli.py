@@ -311,6 +311,11 @@ def run_steps(args) -> int:
     return EXIT_OK
 
 
+# Errors of exactly 0 (a linear loss) are drawn at this floor on the log scale, below any
+# rounding error the curves show.
+_PLOT_FLOOR = 1e-17
+
+
 def _plot_steps(path, exponents, curves, chosen) -> None:
     """The step-size curves as a PNG (a note instead when matplotlib is not installed)."""
     import numpy as np
@@ -331,7 +336,7 @@ def _plot_steps(path, exponents, curves, chosen) -> None:
     lines = {}
     for n in names:
         (lines[n],) = ax.loglog(
-            np.exp2(exponents), np.maximum(curves[n], 1e-17), marker=".", label=n
+            np.exp2(exponents), np.maximum(curves[n], _PLOT_FLOOR), marker=".", label=n
         )
     top = ax.get_ylim()[1]
     for n in names:
