@@ -20,8 +20,9 @@ class Param:
     positive: bool = False
 
     def __post_init__(self):
-        for value in (self.default, *self.examples):
-            number("parameter", "record", "default", value, positive=self.positive)
+        number("parameter", "Param", "default", self.default, positive=self.positive)
+        for value in self.examples:
+            number("parameter", "Param", "each of examples", value, positive=self.positive)
 
 
 def check_record(kind: str, record, callables: Tuple[str, ...]) -> None:

@@ -124,6 +124,9 @@ def test_failure_names_witnesses_tensor_index_and_values():
     text = str(report)
     assert "FAIL W1 (3, 5): manual vs tape, manual vs FD disagree (1 of 15 elements)" in text
     assert "worst at index (1, 2)" in text
+    statuses = entry.elements.statuses()
+    assert statuses[1, 2] == Status.FAIL and list(statuses.ravel()).count(Status.FAIL) == 1
+    assert set(statuses.ravel()) == {Status.PASS, Status.FAIL}
 
 
 def test_assert_gradients_match_raises_with_the_table():
@@ -176,6 +179,7 @@ def test_non_tf_subgradient_at_a_kink_passes(mode):
     assert report.ok, str(report)
     b1 = next(e for e in report.entries if e.name == "b1")
     assert b1.kinks_accepted > 0 and b1.status == "pass-with-notes"
+    assert list(b1.elements.statuses()).count(Status.NOTES) == b1.kinks_accepted
     # Away from the kinks the same convention is held to the tape as usual.
     X2, _ = revealing_batch(model)
     assert check_gradients(model, X2, np.ones((8, 2)), mode=mode).ok

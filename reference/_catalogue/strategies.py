@@ -226,7 +226,8 @@ def batch_for(model, *, n: int, input_scale: float = 1.0, seed: int = 0) -> Batc
     ones (every class present when n allows it)."""
     n = _check_int("n", n, 1)
     seed = _check_int("seed", seed, 0)
-    input_scale = _check_positive_numbers("input_scale", (input_scale,))[0]
+    with _invalid_argument():
+        input_scale = validate.positive_number(input_scale, "input_scale")
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, model.layer_sizes[0])) * input_scale
     d = model.layer_sizes[-1]

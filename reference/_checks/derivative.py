@@ -270,9 +270,7 @@ def _fill(report: DerivativeReport, x, ev: TensorEvidence, v: ElementVerdict, ke
     with np.errstate(invalid="ignore"):
         ref = fd.value if ev.tape is None else np.where(np.isfinite(ev.tape), ev.tape, fd.value)
         rel = np.abs(manual - ref) / np.maximum(np.abs(ref), ev.floor)
-    rel = np.where(
-        keep & ~(fd.kink & fd.accepts(manual, ev.tape_tol)), np.nan_to_num(rel, nan=np.inf), 0.0
-    )
+    rel = np.where(keep & ~(fd.kink & v.fd_ok_manual), np.nan_to_num(rel, nan=np.inf), 0.0)
     worst = int(np.argmax(np.where(fail, np.inf, rel))) if np.any(fail) else int(np.argmax(rel))
     report.worst_x, report.manual, report.tape = (
         float(x[worst]),

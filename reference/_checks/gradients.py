@@ -102,8 +102,8 @@ def check_gradients(
     report = GradientReport(mode, adapter.dtype.name, twin.dtype.name, model=_short(model))
     before = adapter.snapshot()
     try:
-        _pipeline(report, adapter, twin, gatherer, judge_rtol, seed, independent)
-        float32_pass(report, adapter, twin, own_rtol)
+        gathered = _pipeline(report, adapter, twin, gatherer, judge_rtol, seed, independent)
+        float32_pass(report, adapter, twin, own_rtol, gathered.manual, gathered.tape)
     except ModelError as exc:
         report.error = str(exc)
     finally:
@@ -112,7 +112,8 @@ def check_gradients(
 
 
 def _pipeline(report, adapter, twin, gatherer, rtol, seed, independent):
-    """The verdict on the twin (the model itself when it is float64 or has no astype)."""
+    """The verdict on the twin (the model itself when it is float64 or has no astype); returns
+    what the witnesses said, for the float32 pass."""
     gathered = _ask_the_witnesses(adapter, twin, rtol)
     evidence = gatherer.gather(gathered)
     verdicts = {k: classify(evidence[k]) for k in adapter.keys}
@@ -121,6 +122,7 @@ def _pipeline(report, adapter, twin, gatherer, rtol, seed, independent):
     if independent:
         forward_pass(report, adapter, twin, gathered.f0)
     diagnosis_pass(report, evidence, adapter.keys, problem_sizes(adapter))
+    return gathered
 
 
 def _ask_the_witnesses(adapter: Adapter, twin: Adapter, rtol: float) -> Gathered:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._core import fd as fdm
 from .._core.adapter import Adapter, guarded
-from .._core.policy import ProbeEvidence, TensorEvidence, judge_probes
+from .._core.policy import ProbeEvidence, TensorEvidence, judge_probes, within_tape
 
 __all__ = ["Gathered", "FullMode", "DirectionalMode"]
 
@@ -97,10 +97,9 @@ class DirectionalMode:
 
     def _elements(self, g: Gathered, key, ev: TensorEvidence, rng, sigma) -> np.ndarray:
         """The flat indices to difference one by one."""
-        flat_m, flat_t = ev.manual.reshape(-1), ev.tape.reshape(-1)
+        off_tape = ~within_tape(ev).reshape(-1)
         with np.errstate(invalid="ignore"):
-            gap = np.abs(flat_m - flat_t)
-            off_tape = ~(np.isfinite(flat_m) & (gap <= ev.tape_tol))
+            gap = np.abs(ev.manual - ev.tape).reshape(-1)
         order = np.argsort(-np.where(off_tape, np.nan_to_num(gap, nan=np.inf), -1.0), kind="stable")
         chosen = order[: min(int(off_tape.sum()), self.MAX_ELEMENTS)]
         if not np.all(judge_probes(ev).fd_ok_manual):

@@ -45,6 +45,7 @@ __all__ = [
     "ProbeEvidence",
     "ProbeVerdict",
     "classify",
+    "within_tape",
     "judge_probes",
     "assemble",
     "magnitude",
@@ -142,17 +143,21 @@ def _judge_probes(ev: TensorEvidence) -> ProbeVerdict:
     return ProbeVerdict(mp, tp, slack, ok_m, ok_t)
 
 
+def within_tape(ev: TensorEvidence) -> np.ndarray:
+    """Elements whose manual value is finite and matches the tape within the tolerance."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(ev.manual) & (np.abs(ev.manual - ev.tape) <= ev.tape_tol)
+
+
 def classify(ev: TensorEvidence) -> ElementVerdict:
     """Apply the policy of the module docstring to every element."""
     if ev.tape is None:
         return _classify_without_tape(ev)
     m, t, fd, tol = ev.manual, ev.tape, ev.fd, ev.tape_tol
-    none = np.zeros(m.shape, bool)
     finite = np.isfinite(m)
-    with np.errstate(invalid="ignore"):
-        tape_ok = finite & (np.abs(m - t) <= tol)
+    tape_ok = within_tape(ev)
     if fd is None:
-        return ElementVerdict(~tape_ok, tape_ok, none, none, none, none, none, none, none, none)
+        return ElementVerdict(~tape_ok, tape_ok=tape_ok)
     fd_ok_m = finite & fd.accepts(m, tol)
     fd_ok_t = np.isfinite(t) & fd.accepts(t, tol)
     kink = fd.kink & fd.measured
@@ -160,8 +165,6 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
     kink_unjudged = ~tape_ok & finite & ~fd_ok_m & kink & ~fd_ok_t
     tape_unfaithful = ~tape_ok & fd_ok_m & ~fd_ok_t & ~kink
     fail = ~finite | (~tape_ok & ~(kink_used | kink_unjudged | tape_unfaithful))
-    fd_unresolved = tape_ok & fd.measured & ~fd_ok_m
-    undecided = fail & finite & fd_ok_m & fd_ok_t & ~kink
     if ev.probes is not None:
         # Elements off the tape that were not differenced one by one (more than directional
         # mode differences) stand or fall with those that were, and with the probes, which see
@@ -179,31 +182,31 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
             fail = fail & ~unchecked
     return ElementVerdict(
         fail,
-        tape_ok,
-        kink_used,
-        kink_unjudged,
-        tape_unfaithful,
-        fd_unresolved,
-        undecided,
-        none,
-        none,
-        kink,
+        tape_ok=tape_ok,
+        kink_used=kink_used,
+        kink_unjudged=kink_unjudged,
+        tape_unfaithful=tape_unfaithful,
+        fd_unresolved=tape_ok & fd.measured & ~fd_ok_m,
+        undecided=fail & finite & fd_ok_m & fd_ok_t & ~kink,
+        fd_kink=kink,
+        fd_ok_manual=fd_ok_m,
+        fd_ok_tape=fd_ok_t,
     )
 
 
 def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
     """Finite differences judge alone: agree, fail, or (where they have no value) unverifiable."""
     m, fd = ev.manual, ev.fd
-    none = np.zeros(m.shape, bool)
     finite = np.isfinite(m)
     if fd is None:
-        return ElementVerdict(~finite, none, none, none, none, none, none, none, finite, none)
+        return ElementVerdict(~finite, unverifiable=finite)
     has_value = fd.measured & (np.isfinite(fd.value) | fd.kink)
     ok = finite & fd.accepts(m, ev.tape_tol)
-    fail = ~finite | (has_value & ~ok)
-    unverifiable = finite & ~has_value
     return ElementVerdict(
-        fail, none, none, none, none, none, none, none, unverifiable, fd.kink & fd.measured
+        ~finite | (has_value & ~ok),
+        unverifiable=finite & ~has_value,
+        fd_kink=fd.kink & fd.measured,
+        fd_ok_manual=ok,
     )
 
 
@@ -268,11 +271,9 @@ def _comparisons(ev: TensorEvidence, v: ElementVerdict) -> List[Comparison]:
             )
     elif ev.fd is not None:
         tol = ev.tape_tol
-        ok_m = np.isfinite(ev.manual) & ev.fd.accepts(ev.manual, tol)
-        out.append(fd_comparison(Between.MANUAL_FD, ev.manual, ev.fd, ok_m, tol, scale))
+        out.append(fd_comparison(Between.MANUAL_FD, ev.manual, ev.fd, v.fd_ok_manual, tol, scale))
         if ev.tape is not None:
-            ok_t = np.isfinite(ev.tape) & ev.fd.accepts(ev.tape, tol)
-            out.append(fd_comparison(Between.TAPE_FD, ev.tape, ev.fd, ok_t, tol, scale))
+            out.append(fd_comparison(Between.TAPE_FD, ev.tape, ev.fd, v.fd_ok_tape, tol, scale))
     return out
 
 

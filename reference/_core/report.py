@@ -4,7 +4,7 @@ comparisons between witnesses, one entry per checked tensor, and the report a pe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -230,19 +230,28 @@ class ElementVerdict:
     derivatives), ``tape_unfaithful`` (manual == FD != tape), ``fd_unresolved`` (manual == tape
     != FD), ``undecided`` (failing, but finite differences accept manual and tape alike: only
     the rounding test can tell), ``rounding`` (undecided elements excused as rounding),
-    ``unverifiable`` (no witness could judge the element).
+    ``unverifiable`` (no witness could judge the element). ``fd_ok_manual``/``fd_ok_tape``:
+    finite differences accept the manual/tape value; ``fd_kink``: a kink along the coordinate.
+    Masks not given are all False.
     """
 
     fail: np.ndarray
-    tape_ok: np.ndarray
-    kink_used: np.ndarray
-    kink_unjudged: np.ndarray
-    tape_unfaithful: np.ndarray
-    fd_unresolved: np.ndarray
-    undecided: np.ndarray
-    rounding: np.ndarray
-    unverifiable: np.ndarray
-    fd_kink: np.ndarray
+    tape_ok: Optional[np.ndarray] = None
+    kink_used: Optional[np.ndarray] = None
+    kink_unjudged: Optional[np.ndarray] = None
+    tape_unfaithful: Optional[np.ndarray] = None
+    fd_unresolved: Optional[np.ndarray] = None
+    undecided: Optional[np.ndarray] = None
+    rounding: Optional[np.ndarray] = None
+    unverifiable: Optional[np.ndarray] = None
+    fd_kink: Optional[np.ndarray] = None
+    fd_ok_manual: Optional[np.ndarray] = None
+    fd_ok_tape: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        for f in fields(self):
+            if getattr(self, f.name) is None:
+                setattr(self, f.name, np.zeros(np.shape(self.fail), bool))
 
     def excuse_rounding(self, mask: np.ndarray) -> None:
         """The rounding test's decision: these undecided elements are rounding, not bugs."""
