@@ -7,7 +7,8 @@
     gradcheck steps MODULE:FACTORY [--plot FILE.png]
         finite-difference error against the step size, with the step the harness chooses
 
-Exit codes: 0 every check passes, 1 any fails, 2 a usage error.
+Exit codes: 0 every check passes, 1 any fails, 2 a usage error (or a FN check_derivative
+refuses, such as one that is not elementwise).
 """
 
 from __future__ import annotations
@@ -272,7 +273,10 @@ def run_derivative(args) -> int:
 
     fn = load(args.fn, "FN")
     derivative = load(args.derivative, "DERIVATIVE") if args.derivative else None
-    report = check_derivative(fn, derivative, dtype=args.dtype, kinks=args.kinks)
+    try:
+        report = check_derivative(fn, derivative, dtype=args.dtype, kinks=args.kinks)
+    except ValueError as exc:  # FN refused (not elementwise, say): bad input, not a wrong gradient
+        raise UsageError(f"{args.fn}: {exc}") from exc
     print(report)
     if args.json:
         _write_json(

@@ -67,6 +67,15 @@ USER_MODULE = textwrap.dedent('''
 
     def cube_wrong(x):
         return 2.0 * x ** 2
+
+
+    def softmax(x):
+        return tf.nn.softmax(x, axis=-1)
+
+
+    def softmax_diagonal(x):
+        s = tf.nn.softmax(x, axis=-1)
+        return s * (1.0 - s)
 ''')
 
 
@@ -122,6 +131,18 @@ def test_derivatives_from_the_command_line(user_module, capsys):
     assert main(["derivative", "usermodels:cube", "usermodels:cube_prime"]) == 0
     assert main(["derivative", "usermodels:cube", "usermodels:cube_wrong"]) == 1
     assert "FAIL at x =" in capsys.readouterr().out
+
+
+def test_a_derivative_of_a_function_that_is_not_elementwise_exits_2(user_module, capsys):
+    """Softmax with its diagonal s (1 - s) passed the check once; now it is refused as bad input
+    (exit 2, the message on stderr), not judged as a wrong or a right derivative."""
+    for argv in (["usermodels:softmax", "usermodels:softmax_diagonal"], ["usermodels:softmax"]):
+        assert main(["derivative", *argv]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and "Traceback" not in captured.err
+        assert captured.err.startswith("gradcheck: error: usermodels:softmax: fn 'softmax': ")
+        assert "perturbing x[" in captured.err and "fn is not elementwise" in captured.err
+        assert "use reference.check_function(fn, x, vjp=...)" in captured.err
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,9 @@ import pytest
 import tensorflow as tf
 
 import manual_backprop as mb
+from manual_backprop._catalogue import defaults
 from reference import check_derivative
+from reference._checks import derivative as derivative_module
 
 ELEMENTWISE = [n for n in mb.activation_names() if n != "softmax"]
 
@@ -116,5 +118,145 @@ def test_bad_arguments():
         check_derivative(tf.sin, tf.cos, dtype="float16")
     with pytest.raises(ValueError, match="elementwise"):
         check_derivative(lambda x: tf.reduce_sum(x) * tf.ones((2,), x.dtype), tf.ones_like)
-    with pytest.raises(ValueError, match="'softmax' is not elementwise"):
+    with pytest.raises(ValueError, match="'softmax' is not elementwise") as info:
         check_derivative(mb.get_activation("softmax"))
+    assert "reference.check_function(fn, x, vjp=...)" in str(info.value)
+
+
+# --- only elementwise functions are accepted -------------------------------------------------
+
+
+def _softmax_diagonal(x):
+    s = tf.nn.softmax(x)
+    return s * (1.0 - s)
+
+
+def _softmax_jacobian(x):
+    """The whole Jacobian of softmax over the last axis: diag(s) - s s^T, per row."""
+    s = tf.nn.softmax(x)
+    return tf.linalg.diag(s) - s[..., :, None] * s[..., None, :]
+
+
+def _refusal(fn, derivative, **kwargs) -> str:
+    with pytest.raises(ValueError) as info:
+        check_derivative(fn, derivative, **kwargs)
+    message = str(info.value)
+    assert "not elementwise" in message, message
+    assert "use reference.check_function(fn, x, vjp=...) for functions that are not" in message
+    return message
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_softmax_with_its_diagonal_derivative_is_refused(dtype):
+    """Softmax given s * (1 - s) used to pass: the diagonal agrees with the tape's row sums."""
+    message = _refusal(tf.nn.softmax, _softmax_diagonal, dtype=dtype)
+    assert message.startswith("fn 'softmax_v2': perturbing x[") and " changed y[" in message
+    assert "(x of shape (4, 5))" in message
+
+
+def test_softmax_with_its_full_jacobian_is_refused_the_same_way():
+    message = _refusal(tf.nn.softmax, _softmax_jacobian, name="softmax")
+    assert message == _refusal(tf.nn.softmax, _softmax_diagonal, name="softmax")
+    assert message.startswith("fn 'softmax': perturbing x[")
+
+
+NOT_ELEMENTWISE = [
+    ("cumulative sum", lambda x: tf.math.cumsum(x, axis=-1), tf.ones_like, "perturbing x["),
+    ("cumulative sum down the batch", lambda x: tf.math.cumsum(x, axis=0), None, "perturbing"),
+    ("row sums", lambda x: tf.reduce_sum(x, axis=-1), tf.ones_like, "has shape (4,) for x of"),
+    ("the total", tf.reduce_sum, None, "fn(x) has shape () for x of shape (4, 5)"),
+    ("x times its mean", lambda x: x * tf.reduce_mean(x), lambda x: 2.0 * x, "perturbing x["),
+    (
+        "x minus the row max",
+        lambda x: x - tf.reduce_max(x, -1, keepdims=True),
+        None,
+        "perturbing x[",
+    ),
+    (
+        "x minus the row min",
+        lambda x: x - tf.reduce_min(x, -1, keepdims=True),
+        None,
+        "perturbing x[",
+    ),
+    ("log_softmax", tf.nn.log_softmax, None, "perturbing x["),
+    ("catalogue softmax", mb.get_activation("softmax").fn, _softmax_diagonal, "perturbing x["),
+]
+
+
+@pytest.mark.parametrize(
+    "label,fn,derivative,observed", NOT_ELEMENTWISE, ids=[c[0] for c in NOT_ELEMENTWISE]
+)
+def test_functions_that_are_not_elementwise_are_refused(label, fn, derivative, observed):
+    assert observed in _refusal(fn, derivative, name=label)
+    assert f"fn {label!r}: " in _refusal(fn, derivative, name=label, dtype="float32")
+
+
+def test_the_largest_other_change_is_named():
+    y = np.array([1.0, np.nan, 2.0, 3.0])
+    assert derivative_module._change_elsewhere(y, y.copy(), (0,)) is None
+    moved = np.array([5.0, np.nan, 2.0, 3.5])  # y[0] is the element moved: not counted
+    assert derivative_module._change_elsewhere(y, moved, (0,)) == "y[3] by 0.5"
+    assert derivative_module._change_elsewhere(y, moved + [0, 0, 0, np.inf], (0,)) == (
+        "y[3] from 3 to inf"
+    )
+    grid = np.zeros((2, 3), np.float32)
+    moved = grid.copy()
+    moved[1, 2] = 3.2e-05
+    assert derivative_module._change_elsewhere(grid, moved, (0, 1)) == "y[1, 2] by 3.2e-05"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", mb.activation_names())
+def test_every_catalogue_record_is_accepted_or_refused_by_what_it_is(name, dtype):
+    """Built from its record with its default parameters, every elementwise activation (some
+    of them TensorFlow's fused kernels: gelu, selu, softplus, elu) still passes; softmax, the
+    one with a vector-Jacobian product, is refused."""
+    record = mb.ACTIVATIONS[name]
+    params = defaults(record)
+    fn, derivative, vjp = record.build(**params)
+    if derivative is None:
+        _refusal(fn, lambda z, a: vjp(z, a, tf.ones_like(a)), dtype=dtype)
+        return
+    report = check_derivative(fn, derivative, dtype=dtype, kinks=tuple(record.kinks(**params)))
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        tf.nn.relu,
+        tf.nn.relu6,
+        tf.nn.elu,
+        tf.nn.selu,
+        tf.nn.gelu,
+        tf.nn.silu,
+        tf.nn.softsign,
+        tf.math.softplus,
+        tf.math.tanh,
+        tf.math.sigmoid,
+        tf.math.erf,
+        tf.math.log,
+        tf.math.sqrt,
+        tf.math.atanh,
+        tf.math.abs,
+        tf.math.expm1,
+        tf.math.log1p,
+        tf.math.sign,
+    ],
+    ids=lambda f: f.__name__,
+)
+def test_tensorflows_own_elementwise_kernels_are_accepted(fn, dtype):
+    """Other outputs of an elementwise kernel stay bit for bit, vectorised or not."""
+    derivative_module._require_elementwise(fn, fn.__name__, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_users_cube_passes_exactly_as_before(dtype, monkeypatch):
+    report = check_derivative(lambda x: x**3, lambda x: 3.0 * x**2, dtype=dtype)
+    assert report.ok and report.name == "<lambda>", str(report)
+    assert not check_derivative(lambda x: x**3, lambda x: 2.0 * x**2, dtype=dtype).ok
+    # The probe neither changes the verdict nor the points: the same report without it.
+    monkeypatch.setattr(derivative_module, "_require_elementwise", lambda *args: None)
+    unprobed = check_derivative(lambda x: x**3, lambda x: 3.0 * x**2, dtype=dtype)
+    assert unprobed.to_dict() == report.to_dict()

@@ -6,6 +6,10 @@ derivative is judged by the core's policy against the tape and against finite di
 float64: at a kink any value between the one-sided derivatives passes. Without a claimed
 derivative, fn's own tape gradient (a ``tf.custom_gradient``, say) is judged against finite
 differences alone.
+
+Only elementwise functions are accepted: before any of that, fn is evaluated on small random
+inputs of the shapes the check itself uses, one element at a time is moved, and fn is refused
+when its output changes shape or any other element of its output moves at all.
 """
 
 from __future__ import annotations
@@ -42,9 +46,27 @@ _INNER = 10.0
 _SCALE_GRID = (-8.0, 8.0, 161)
 # A report lists at most this many failing points.
 _LISTED = 10
+# The seed of the random sample and of the elementwise probe.
+_SEED = 0
+# The elementwise probe: inputs of the shapes the check uses (the 2-D batch of its finite-difference
+# stencils and the 1-D sample), drawn in [0.2, 0.9] (inside the domains of log, sqrt, atanh and
+# the like). A few elements, one at a time, are moved by +1 and by -1, each time becoming the
+# largest or the smallest element of the input (so that max- and min-based couplings show too),
+# which moves their own output clearly; an elementwise fn leaves every other output bit for bit
+# as it was.
+_PROBE_SHAPES = ((4, 5), (8,))
+_PROBE_RANGE = (0.2, 0.9)
+_PROBE_PICKS = 4
+_PROBE_STEPS = (1.0, -1.0)
+_NOT_ELEMENTWISE_HINT = (
+    "check_derivative checks the derivative of an elementwise function only; use "
+    "reference.check_function(fn, x, vjp=...) for functions that are not elementwise."
+)
 
 
-def sample_points(dtype: str = "float64", kinks: Sequence[float] = (), seed: int = 0) -> np.ndarray:
+def sample_points(
+    dtype: str = "float64", kinks: Sequence[float] = (), seed: int = _SEED
+) -> np.ndarray:
     """The points ``check_derivative`` uses: zero, tiny magnitudes on both sides of it, an
     ordinary grid and random values, large magnitudes, and each kink with its neighbours."""
     np_dtype = np.dtype(dtype)
@@ -164,7 +186,7 @@ def _unwrap(fn, derivative, name):
             raise ValueError(
                 f"activation {name!r} is not elementwise (it has a vector-Jacobian "
                 f"product, not a derivative); check it inside a model with "
-                f"check_gradients."
+                f"check_gradients, or with reference.check_function(fn, x, vjp=...)."
             )
         derivative, fn = fn.derivative, fn.fn
     if not callable(fn):
@@ -186,6 +208,9 @@ def check_derivative(
 ) -> DerivativeReport:
     """Check a claimed elementwise derivative.
 
+    Raises ``ValueError`` when fn is not elementwise: when its output's shape differs from its
+    input's, or moving one element of its input moves any other element of its output.
+
     Args:
       fn: an elementwise function written in TF ops, or an object with ``fn`` and ``derivative``
         (a ``manual_backprop.Activation``), whose derivative is then checked.
@@ -203,6 +228,7 @@ def check_derivative(
     fn, derivative, name = _unwrap(fn, derivative, name)
     dtype = validate.choice(dtype, tuple(TAPE_RTOL), "dtype")
     rtol = TAPE_RTOL[dtype] if rtol is None else validate.rtol(rtol)
+    _require_elementwise(fn, name, dtype)
     x = sample_points(dtype, kinks) if points is None else np.asarray(points, dtype=dtype).ravel()
     fx, tape_d = _tape(fn, x)
     manual = tape_d.copy() if derivative is None else _claimed(derivative, fn, x)
@@ -230,6 +256,61 @@ def check_derivative(
     )
     _fill(report, x, ev, v, keep, tape_d)
     return report
+
+
+def _require_elementwise(fn, name: str, dtype: str) -> None:
+    """Refuse fn (``ValueError``) when it is not elementwise: when fn(x) does not keep x's shape,
+    or when moving one element of x moves any other element of fn(x) at all."""
+    rng = np.random.default_rng(_SEED)
+    for shape in _PROBE_SHAPES:
+        x = rng.uniform(*_PROBE_RANGE, size=shape).astype(dtype)
+        y = _evaluate(fn, x, name)
+        for flat in rng.choice(x.size, size=min(_PROBE_PICKS, x.size), replace=False):
+            i = np.unravel_index(flat, shape)
+            for step in _PROBE_STEPS:
+                moved = x.copy()
+                moved[i] += step
+                change = _change_elsewhere(y, _evaluate(fn, moved, name), i)
+                if change is not None:
+                    raise ValueError(
+                        f"fn {name!r}: perturbing {_at('x', i)} from {x[i]:.3g} to "
+                        f"{moved[i]:.3g} (x of shape {shape}) changed {change}: fn is not "
+                        f"elementwise (an elementwise function's other outputs do not move at "
+                        f"all). {_NOT_ELEMENTWISE_HINT}"
+                    )
+
+
+def _change_elsewhere(y: np.ndarray, y_moved: np.ndarray, i) -> Optional[str]:
+    """The largest change of an output other than ``y[i]`` (``"y[0, 0] by 3.2e-05"``), or None
+    when every other output is as it was, bit for bit (NaN staying NaN)."""
+    changed = ~((y_moved == y) | (np.isnan(y_moved) & np.isnan(y)))
+    changed[i] = False
+    if not np.any(changed):
+        return None
+    with np.errstate(invalid="ignore", over="ignore"):
+        size = np.abs(y_moved.astype(np.float64) - y.astype(np.float64))
+    size = np.where(changed, np.where(np.isnan(size), np.inf, size), -1.0)
+    j = np.unravel_index(int(np.argmax(size)), y.shape)
+    if np.isfinite(size[j]):
+        return f"{_at('y', j)} by {size[j]:.2g}"
+    return f"{_at('y', j)} from {float(y[j]):.3g} to {float(y_moved[j]):.3g}"
+
+
+def _evaluate(fn, x: np.ndarray, name: str) -> np.ndarray:
+    """fn(x) as an array of fn's own dtype; refused unless it has x's shape."""
+    y = np.asarray(fn(tf.constant(x)).numpy())
+    if y.shape != x.shape:
+        raise ValueError(
+            f"fn {name!r}: fn(x) has shape {y.shape} for x of shape {x.shape}: fn is not "
+            f"elementwise (an elementwise function keeps its input's shape). "
+            f"{_NOT_ELEMENTWISE_HINT}"
+        )
+    return y
+
+
+def _at(array: str, index) -> str:
+    """``x[0, 1]``: an element's index as written in numpy."""
+    return f"{array}[{', '.join(str(int(k)) for k in index)}]"
 
 
 def _tape(fn, x: np.ndarray):
