@@ -370,9 +370,10 @@ def test_each_witness_leaves_the_model_bit_identical_on_its_own(wrap):
     fdm.coordinate_stencil(adapter, 0, f0, [0, 4])
     assert unchanged()
     manual, tape = adapter.manual(), {k: v.copy() for k, v in adapter.manual().items()}
-    verdict = classify(TensorEvidence("W1", manual[0], tape[0], None, 1e-10))
+    evidence = TensorEvidence("W1", manual[0], tape[0], None, 1e-10)
+    verdict = classify(evidence)
     verdict.undecided = np.ones_like(verdict.fail)
-    rounding_pass(adapter, {0: verdict}, manual, tape, seed=0)
+    rounding_pass(adapter, {0: verdict}, {0: evidence}, seed=0)
     assert unchanged()
 
 

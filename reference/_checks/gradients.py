@@ -8,18 +8,20 @@ forward, the diagnosis and the float32 comparison each run as a pass of their ow
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Optional
 
 import numpy as np
 
 from .._core import validate
 from .._core.adapter import Adapter, ModelError, guarded
-from .._core.policy import LOSS_ULPS, SCALE_FLOOR, TAPE_RTOL, assemble, classify, magnitude
+from .._core.policy import TAPE_RTOL, assemble, classify, floors
 from .._core.report import GradientMismatch, GradientReport
 from .._core.tape import tape_values
 from .diagnosis import diagnosis_pass, problem_sizes
 from .modes import DirectionalMode, FullMode, Gathered
-from .passes import float32_pass, forward_pass, rounding_pass
+from .passes import float32_pass, forward_pass, region_pass, rounding_pass
+from .purity import noise_problem, purity_problem
+from .trust import batched_problem, twin_agreement
 
 __all__ = ["check_gradients", "assert_gradients_match", "MODES"]
 
@@ -79,11 +81,15 @@ def check_gradients(
       include_input: check ``dL/dX`` too (default: when the model has ``input_gradient``).
       independent: run the independent forward when the model can be rebuilt.
 
-    A float32 model with ``astype`` is judged through its float64 twin: the same code in
-    float64 must match the tape and finite differences there, which is where the math is right
-    or wrong. Its float32 gradients are then compared with the float64 ones: a difference larger
-    than TensorFlow's own tape shows in float32 is rounding of the hand-written formula (noted),
-    and values that are not finite in float32 only are an overflow (a failure).
+    First the model is asked the same things twice: a loss that changes between evaluations at
+    the same parameters, or a loss or ``gradients()`` that changes the parameters, makes the
+    report not ok (``report.impure``) and nothing is judged.
+
+    A float32 model whose ``astype("float64")`` returns an object of its own type whose
+    gradients agree with the float32 ones to float32 rounding is judged through that twin: the
+    same code in float64 must match the tape and finite differences there, which is where the
+    math is right or wrong; values finite in float64 only are an overflow (a failure). Any other
+    float32 model is judged as it is, against its own float32 tape, and the report says why.
 
     Returns a :class:`GradientReport`; the model's parameters are left bit-identical.
     """
@@ -92,18 +98,13 @@ def check_gradients(
     seed = validate.seed(seed)
     adapter = Adapter(model, X, y, include_input=include_input)
     own_rtol = _rtol_for(adapter.dtype.name, rtol)
-    twin = adapter.twin64()
-    judge_rtol = (
-        own_rtol
-        if twin is adapter
-        else _rtol_for(twin.dtype.name, rtol if isinstance(rtol, dict) else None)
-    )
     gatherer = FullMode() if mode == "full" else DirectionalMode(probes, seed)
-    report = GradientReport(mode, adapter.dtype.name, twin.dtype.name, model=_short(model))
+    report = GradientReport(mode, adapter.dtype.name, adapter.dtype.name, model=_short(model))
     before = adapter.snapshot()
     try:
-        gathered = _pipeline(report, adapter, twin, gatherer, judge_rtol, seed, independent)
-        float32_pass(report, adapter, twin, own_rtol, gathered.manual, gathered.tape)
+        report.impure = purity_problem(adapter)
+        if report.impure is None:
+            _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent)
     except ModelError as exc:
         report.error = str(exc)
     finally:
@@ -111,49 +112,91 @@ def check_gradients(
     return report
 
 
-def _pipeline(report, adapter, twin, gatherer, rtol, seed, independent):
-    """The verdict on the twin (the model itself when it is float64 or has no astype); returns
-    what the witnesses said, for the float32 pass."""
-    gathered = _ask_the_witnesses(adapter, twin, rtol)
+def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent) -> None:
+    """The verdict on the model, through its float64 twin when the twin is the same code."""
+    twin, agreement, asked = _twin(report, adapter, own_rtol)
+    report.fd_dtype = twin.dtype.name
+    judge_rtol = (
+        own_rtol
+        if twin is adapter
+        else _rtol_for(twin.dtype.name, rtol if isinstance(rtol, dict) else None)
+    )
+    if twin.batched:
+        problem = batched_problem(twin, seed)
+        if problem is not None:
+            twin.use_batched = False
+            report.notes.append(problem)
+    gathered = _ask_the_witnesses(twin, judge_rtol, asked)
     evidence = gatherer.gather(gathered)
+    noisy = noise_problem(_noise(evidence), gathered.f0, twin.eps)
+    if noisy is not None:
+        report.impure = noisy
+        return
     verdicts = {k: classify(evidence[k]) for k in adapter.keys}
-    rounding_pass(twin, verdicts, gathered.manual, gathered.tape, seed)
+    region_pass(twin, verdicts, evidence)
+    rounding_pass(twin, verdicts, evidence, seed)
     report.entries.extend(assemble(evidence[k], verdicts[k]) for k in adapter.keys)
     if independent:
         forward_pass(report, adapter, twin, gathered.f0)
     diagnosis_pass(report, evidence, adapter.keys, problem_sizes(adapter))
-    return gathered
+    if agreement is not None:
+        float32_pass(report, adapter.keys, agreement)
 
 
-def _ask_the_witnesses(adapter: Adapter, twin: Adapter, rtol: float) -> Gathered:
+def _twin(report, adapter: Adapter, rtol32: float):
+    """(the adapter judged, the float32-vs-twin agreement or None, the twin's (manual, tape)
+    when already asked). The twin is used only when it is the model's own type and its
+    gradients agree with the model's float32 ones to float32 rounding."""
+    twin = adapter.twin64()
+    if twin is adapter:
+        return adapter, None, None
+    own, other = type(adapter.model).__name__, type(twin.model).__name__
+    if type(twin.model) is not type(adapter.model):
+        report.notes.append(
+            f"model.astype('float64') returned a {other}, not a {own}: not the same code, so "
+            f"the model is judged as it is, in {adapter.dtype.name} (its own tape; finite "
+            f"differences in {adapter.dtype.name}, which resolve less)"
+        )
+        return adapter, None, None
+    asked = (twin.manual(), tape_values(twin))
+    agreement = twin_agreement(adapter, twin, rtol32, *asked)
+    if not agreement.same_code:
+        k = agreement.worst()
+        report.notes.append(
+            f"the float64 twin's gradient for {adapter.name(k)} differs from the model's own "
+            f"{adapter.dtype.name} one by {agreement.deviation[k]:.3g} (float32 rounding allows "
+            f"{agreement.tolerance[k]:.3g}): not the same code, so the model is judged as it "
+            f"is, in {adapter.dtype.name}"
+        )
+        return adapter, None, None
+    return twin, agreement, asked
+
+
+def _noise(evidence) -> float:
+    """The noise of one loss evaluation measured by the finite differences."""
+    values = [
+        e.fd.noise if e.probes is None else e.probes.fd.noise
+        for e in evidence.values()
+        if e.fd is not None or e.probes is not None
+    ]
+    return max(values, default=0.0)
+
+
+def _ask_the_witnesses(twin: Adapter, rtol: float, asked=None) -> Gathered:
     """The manual and tape gradients, the loss, and the scale each tensor is judged on."""
-    manual = twin.manual()
-    tape = tape_values(twin)
+    manual, tape = asked if asked is not None else (twin.manual(), tape_values(twin))
     f0 = guarded("model.loss(X, y)", twin.loss_value)
     if not np.isfinite(f0):
         raise ModelError(f"the loss is not finite at this X, y ({f0}); nothing can be checked.")
     return Gathered(
         twin,
-        list(adapter.keys),
+        list(twin.keys),
         f0,
         manual,
         tape,
         rtol,
-        _floors(twin, adapter.keys, manual, tape, f0, rtol),
+        floors(twin, twin.keys, manual, tape, f0, rtol),
     )
-
-
-def _floors(twin: Adapter, keys, manual: Dict, tape: Dict, f0: float, rtol: float) -> Dict:
-    """The least scale each tensor is judged on (see ``SCALE_FLOOR`` and ``LOSS_ULPS``)."""
-    largest = max(magnitude(manual[k], tape[k]) for k in keys)
-    resolution = LOSS_ULPS * twin.eps * max(abs(f0), 1.0) / rtol
-    return {
-        k: max(
-            SCALE_FLOOR * largest,
-            resolution / max(1.0, float(np.max(np.abs(twin.value(k)), initial=0.0))),
-        )
-        for k in keys
-    }
 
 
 def _short(model) -> str:

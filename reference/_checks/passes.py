@@ -15,7 +15,7 @@ from typing import Dict
 import numpy as np
 
 from .._core.adapter import Adapter, ModelError
-from .._core.policy import magnitude
+from .._core.policy import TensorEvidence, magnitude, rounding_bound
 from .._core.report import (
     Between,
     Comparison,
@@ -29,8 +29,9 @@ from .._core.report import (
     Status,
 )
 from .._core.tape import tape_values
+from .trust import TAPE_DEVIATION_FACTOR, TwinAgreement
 
-__all__ = ["rounding_pass", "forward_pass", "float32_pass", "FORWARD_RTOL"]
+__all__ = ["rounding_pass", "region_pass", "forward_pass", "float32_pass", "FORWARD_RTOL"]
 
 # --- the rounding test -----------------------------------------------------------------------
 
@@ -43,19 +44,26 @@ _ERRATIC = 0.25
 
 
 def rounding_pass(
-    twin: Adapter, verdicts: Dict[object, ElementVerdict], manual: Dict, tape: Dict, seed: int
+    twin: Adapter,
+    verdicts: Dict[object, ElementVerdict],
+    evidence: Dict[object, TensorEvidence],
+    seed: int,
 ) -> None:
     """Decide the undecided elements (FD accepts manual and tape; only the tape separates them).
 
     A bug is systematic: moving every weight by a relative 1e-6 moves the manual-minus-tape
     difference by about 1e-6 of itself. Rounding amplified by cancellation (elu's a + alpha deep
     in saturation) depends on the low bits of the values and changes erratically. Where the
-    difference changes by at least a quarter of itself under one of a few such nudges, the
-    elements are excused as rounding (and noted); otherwise they fail as before.
+    difference changes by at least a quarter of itself under one of a few such nudges and is no
+    larger than the rounding the values can carry (``rounding_bound``), the elements are excused
+    as rounding (and noted); erratic but larger, they are unverifiable (finite differences
+    cannot resolve them, and rounding cannot explain them); systematic, they fail.
     """
     suspects = {k: v.undecided for k, v in verdicts.items() if np.any(v.undecided)}
     if not suspects:
         return
+    manual = {k: ev.manual for k, ev in evidence.items()}
+    tape = {k: ev.tape for k, ev in evidence.items()}
     rng = np.random.default_rng(seed + 1)
     d0 = {k: (manual[k] - tape[k])[mask] for k, mask in suspects.items()}
     change = {k: 0.0 for k in suspects}
@@ -72,9 +80,101 @@ def rounding_pass(
                 change[k] = max(change[k], moved)
     finally:
         twin.restore(original)
+    largest = max(magnitude(manual[k], tape[k]) for k in manual)
+    bound = rounding_bound(twin.eps, largest)
     for k, mask in suspects.items():
-        if change[k] >= _ERRATIC:
-            verdicts[k].excuse_rounding(mask)
+        if change[k] < _ERRATIC:
+            continue
+        with np.errstate(invalid="ignore"):
+            gap = np.abs(manual[k] - tape[k])
+        small = mask & (gap <= bound)
+        verdicts[k].excuse_rounding(small)
+        large = mask & ~small
+        if np.any(large):
+            verdict, ev = verdicts[k], evidence[k]
+            scale = ev.scale if ev.scale > 0 else 1.0
+            verdict.unresolved(large)
+            verdict.unresolved_by = {
+                "difference": float(np.max(gap[large])) / scale,
+                "bound": bound / scale,
+                "resolution": float(np.nanmax(np.where(large, ev.fd.error, np.nan))) / scale,
+            }
+
+
+# --- where several kinks meet ------------------------------------------------------------------
+
+# The region test moves the bias-like tensors (vectors, and (n, 1) or (1, n) matrices) by tiny
+# steps that grow by _REGION_RATIO from one such tensor to the next (a unit at a kink in layer
+# l + 1 is then pushed off it further than layer l's units move its input), starting at
+# _REGION_BASE: exactly representable next to a zero bias in float32 and float64, and far too
+# small to move any gradient by a measurable amount (the largest step, 2^-70 * 64^7 = 2^-28 for
+# eight such tensors, moves a bias that is not zero by nothing at all: it is below its ulp
+# unless the bias is below about 1e-8).
+_REGION_BASE = 2.0**-70
+_REGION_RATIO = 64.0
+
+
+def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence: Dict) -> None:
+    """Excuse the failing elements when the whole manual gradient is the gradient of one
+    differentiable region next to the point.
+
+    Where several kinks meet (a zero input row with zero biases in a ReLU network), the chain
+    rule with a consistent one-sided convention (relu'(0) = 1 everywhere) gives the gradient of
+    the region where every unit at its kink is active, a valid (Clarke) generalized gradient,
+    which need not lie between the one-sided partial derivatives of each coordinate. Only when
+    finite differences saw a kink somewhere: the biases are pushed by tiny steps, each way and
+    in both orders of the tensors, and TensorFlow's tape is asked at each pushed point; if the
+    manual gradient equals one of them everywhere (to the tape tolerance, except where other
+    evidence already excused it), the failing elements are that region's gradient: noted.
+    """
+    failing = [k for k, v in verdicts.items() if np.any(v.fail)]
+    if not failing or not _kinks_seen(evidence):
+        return
+    if any(not np.all(np.isfinite(evidence[k].manual)) for k in failing):
+        return
+    pushed = [
+        i
+        for i, p in enumerate(twin.params)
+        if p.shape.rank >= 1 and int(np.prod(p.shape)) == max(p.shape.as_list())
+    ]
+    if not pushed:
+        return
+    original = twin.snapshot()
+    try:
+        for sign in (1.0, -1.0):
+            for order in (pushed, pushed[::-1]):
+                steps = {i: sign * _REGION_BASE * _REGION_RATIO**n for n, i in enumerate(order)}
+                for i, step in steps.items():
+                    twin.params[i].assign(original[i] + np.asarray(step, original[i].dtype))
+                tape = tape_values(twin)
+                twin.restore(original)
+                if _explains(tape, verdicts, evidence):
+                    for v in verdicts.values():
+                        v.region = {"displacement": max(abs(x) for x in steps.values())}
+                        v.excuse_region(v.fail)
+                    return
+    finally:
+        twin.restore(original)
+
+
+def _kinks_seen(evidence: Dict) -> bool:
+    for ev in evidence.values():
+        if ev.fd is not None and np.any(ev.fd.kink & ev.fd.measured):
+            return True
+        if ev.probes is not None and np.any(ev.probes.fd.kink):
+            return True
+    return False
+
+
+def _explains(tape: Dict, verdicts: Dict, evidence: Dict) -> bool:
+    """Does the manual gradient equal ``tape`` wherever other evidence does not excuse it?"""
+    for k, v in verdicts.items():
+        ev = evidence[k]
+        with np.errstate(invalid="ignore"):
+            close = np.abs(ev.manual - tape[k]) <= ev.tape_tol
+        if not np.all(close | v.kink_used | v.tape_unfaithful):
+            return False
+    return True
 
 
 # --- the independent forward -----------------------------------------------------------------
@@ -115,34 +215,17 @@ def forward_pass(report: GradientReport, adapter: Adapter, twin: Adapter, f0: fl
 
 # --- float32 against the float64 twin --------------------------------------------------------
 
-# The float32 gradient may differ from its float64 twin by the manual-vs-tape tolerance, or by
-# this many times the difference TensorFlow's own tape shows between float32 and float64 on the
-# same model: rounding the formula cannot avoid.
-_TAPE_DEVIATION_FACTOR = 4.0
 
-
-def float32_pass(
-    report: GradientReport,
-    adapter: Adapter,
-    twin: Adapter,
-    rtol: float,
-    manual64: Dict,
-    tape64: Dict,
-) -> None:
-    """The model's own float32 gradients against the same code in float64 (``manual64`` and
-    ``tape64``, the twin's, already asked): a difference beyond what TensorFlow's tape shows is
-    rounding of the hand-written formula (noted); values that overflow in float32 only fail."""
-    if twin is adapter:
-        return
-    manual32, tape32 = adapter.manual(), tape_values(adapter)
-    for entry, k in zip(report.entries, adapter.keys):
-        scale = magnitude(manual64[k], tape64[k]) or 1.0
-        with np.errstate(invalid="ignore"):
-            diff = np.abs(manual32[k] - manual64[k])
-        overflow = ~np.isfinite(manual32[k]) & np.isfinite(manual64[k])
-        dev = float(np.max(np.where(np.isfinite(diff), diff, 0.0), initial=0.0)) / scale
-        tape_dev = float(np.max(np.abs(tape32[k] - tape64[k]), initial=0.0)) / scale
-        tol = max(rtol, _TAPE_DEVIATION_FACTOR * tape_dev) if np.isfinite(tape_dev) else rtol
+def float32_pass(report: GradientReport, keys, agreement: TwinAgreement) -> None:
+    """The model's own float32 gradients against its float64 twin, which was accepted as the
+    same code (``twin_agreement``): values that overflow in float32 only fail; a difference
+    beyond what TensorFlow's own tape shows in float32, within the rounding the values can
+    carry, is the formula's rounding (noted)."""
+    for entry, k in zip(report.entries, keys):
+        scale = agreement.scale[k] or 1.0
+        dev = agreement.deviation[k] / scale
+        tol = max(agreement.rtol, TAPE_DEVIATION_FACTOR * agreement.tape_deviation[k] / scale)
+        overflow = agreement.overflow[k]
         entry.comparisons.append(
             Comparison(Between.FLOAT32_FLOAT64, dev, tol, dev <= tol and not overflow.any())
         )
@@ -154,11 +237,14 @@ def float32_pass(
                 Diagnosis(
                     Finding.FLOAT32_OVERFLOW,
                     f"{int(overflow.sum())} value(s) are not finite in float32 but finite in "
-                    f"float64 "
-                    f"(first at {first}): an overflow in the float32 backward",
+                    f"float64 (first at {first}): an overflow in the float32 backward",
                 )
             )
         elif dev > tol:
             entry.add_note(
-                Note(NoteCode.FLOAT32_ROUNDING, 0, {"deviation": dev, "tape_deviation": tape_dev})
+                Note(
+                    NoteCode.FLOAT32_ROUNDING,
+                    0,
+                    {"deviation": dev, "tape_deviation": agreement.tape_deviation[k] / scale},
+                )
             )

@@ -65,6 +65,8 @@ class Adapter:
         self.include_input = has_input if include_input is None else (include_input and has_input)
         self.keys: List = list(range(len(self.params))) + ([INPUT] if self.include_input else [])
         self._twin = None
+        # Finite differences use batched_loss only while it is trusted (see reference._checks).
+        self.use_batched = True
 
     # --- what is checked ---------------------------------------------------------------------
 
@@ -130,23 +132,29 @@ class Adapter:
     # --- the float64 twin --------------------------------------------------------------------
 
     def twin64(self) -> "Adapter":
-        """This model in float64 (itself when it already is, or when it has no ``astype``)."""
+        """This model in float64 by its ``astype`` (itself when it already is float64, or has no
+        ``astype``). Whether the twin runs the same code is the caller's to establish."""
         if self._twin is None:
             self._twin = self
             if self.dtype != tf.float64 and callable(getattr(self.model, "astype", None)):
-                self._twin = Adapter(
-                    self.model.astype("float64"), self.X, self.y, include_input=self.include_input
-                )
+                twin = guarded("model.astype('float64')", self.model.astype, "float64")
+                self._twin = Adapter(twin, self.X, self.y, include_input=self.include_input)
         return self._twin
 
     # --- loss evaluations for finite differences ----------------------------------------------
 
     def loss_value(self) -> float:
-        return float(self.model.loss(self.X, self.y))
+        value = self.model.loss(self.X, self.y)
+        if np.ndim(value) != 0:
+            raise ValueError(
+                f"model.loss(X, y) must return a scalar (the batch mean); got shape "
+                f"{tuple(np.shape(value))}."
+            )
+        return float(value)
 
     @property
     def batched(self) -> bool:
-        return callable(getattr(self.model, "batched_loss", None))
+        return self.use_batched and callable(getattr(self.model, "batched_loss", None))
 
     def evaluate_many(self, stacks: Dict) -> np.ndarray:
         """Losses with every tensor in ``stacks`` replaced, row by row (all stacks have the same

@@ -53,11 +53,12 @@ class NoteCode(_Code):
     """Why a tensor passed with notes (each is data; the text below is generated from it)."""
 
     KINK_SUBGRADIENT = "kink-subgradient"
-    KINK_UNJUDGED = "kink-unjudged"
+    KINK_REGION = "kink-region"
     KINK_COMPOSED = "kink-composed"
     KINKS_MATCH_TAPE = "kinks-match-tape"
     TAPE_UNFAITHFUL = "tape-unfaithful"
     ROUNDING_EXCUSED = "rounding-excused"
+    UNRESOLVED = "unresolved"
     FD_UNRESOLVED = "fd-unresolved"
     FLOAT32_ROUNDING = "float32-rounding"
     PROBES_DISAGREE = "probes-disagree"
@@ -68,10 +69,11 @@ _NOTE_TEXT = {
         "{count} element(s) at a kink: the manual value differs from the tape's but lies "
         "between the one-sided derivatives (a valid subgradient)"
     ),
-    NoteCode.KINK_UNJUDGED: (
-        "{count} element(s) where several kinks meet: manual and tape differ and neither lies "
-        "between the one-sided derivatives (conventions such as relu'(0) = 0 compose to no "
-        "subgradient there); not judged"
+    NoteCode.KINK_REGION: (
+        "{count} element(s) where several kinks meet: the manual gradient is the gradient of "
+        "the differentiable region next to the point (TensorFlow's tape at a point "
+        "{displacement:.1g} away), a valid generalized gradient (a consistent one-sided "
+        "convention such as relu'(0) = 1)"
     ),
     NoteCode.KINK_COMPOSED: (
         "{count} element(s) at a kink where manual and tape agree on a value outside the "
@@ -92,6 +94,12 @@ _NOTE_TEXT = {
         "difference changes erratically when the weights move by 1e-6, as rounding does: "
         "cancellation in the hand-written formula (such as elu's a + alpha deep in "
         "saturation), not a bug"
+    ),
+    NoteCode.UNRESOLVED: (
+        "{count} element(s) where manual and tape differ by up to {difference:.2g} (of the "
+        "tensor's scale), more than rounding can carry ({bound:.2g}), and finite differences "
+        "(resolving {resolution:.2g}) accept both: unverifiable; judge it in float64, on smaller "
+        "inputs or on another batch"
     ),
     NoteCode.FD_UNRESOLVED: (
         "{count} element(s) where finite differences disagree with both manual and tape, "
@@ -226,10 +234,11 @@ class ElementVerdict:
 
     ``fail``: wrong. The others say why an element that differs from the tape is not a failure,
     or what else was seen: ``kink_used`` (a subgradient at a kink other than the tape's),
-    ``kink_unjudged`` (several kinks meet; neither manual nor tape is between the one-sided
-    derivatives), ``tape_unfaithful`` (manual == FD != tape), ``fd_unresolved`` (manual == tape
-    != FD), ``undecided`` (failing, but finite differences accept manual and tape alike: only
-    the rounding test can tell), ``rounding`` (undecided elements excused as rounding),
+    ``kink_region`` (several kinks meet and the manual gradient is the gradient of a
+    differentiable region next to the point), ``tape_unfaithful`` (manual == FD != tape),
+    ``fd_unresolved`` (manual == tape != FD), ``undecided`` (failing, but finite differences
+    accept manual and tape alike: only the rounding test can tell), ``rounding`` (undecided
+    elements excused as rounding),
     ``unverifiable`` (no witness could judge the element). ``fd_ok_manual``/``fd_ok_tape``:
     finite differences accept the manual/tape value; ``fd_kink``: a kink along the coordinate.
     Masks not given are all False.
@@ -238,7 +247,7 @@ class ElementVerdict:
     fail: np.ndarray
     tape_ok: Optional[np.ndarray] = None
     kink_used: Optional[np.ndarray] = None
-    kink_unjudged: Optional[np.ndarray] = None
+    kink_region: Optional[np.ndarray] = None
     tape_unfaithful: Optional[np.ndarray] = None
     fd_unresolved: Optional[np.ndarray] = None
     undecided: Optional[np.ndarray] = None
@@ -247,6 +256,9 @@ class ElementVerdict:
     fd_kink: Optional[np.ndarray] = None
     fd_ok_manual: Optional[np.ndarray] = None
     fd_ok_tape: Optional[np.ndarray] = None
+    # The values the region and unresolved notes quote.
+    region: Dict[str, float] = field(default_factory=dict)
+    unresolved_by: Dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         for f in fields(self):
@@ -259,9 +271,22 @@ class ElementVerdict:
         self.fail = self.fail & ~self.rounding
         self.undecided = self.undecided & ~self.rounding
 
+    def excuse_region(self, mask: np.ndarray) -> None:
+        """The region test's decision: these failing elements are a region's gradient."""
+        self.kink_region = self.kink_region | (mask & self.fail)
+        self.fail = self.fail & ~self.kink_region
+        self.undecided = self.undecided & ~self.kink_region
+
+    def unresolved(self, mask: np.ndarray) -> None:
+        """These undecided elements cannot be judged: unverifiable, not failed."""
+        mask = mask & self.undecided
+        self.unverifiable = self.unverifiable | mask
+        self.fail = self.fail & ~mask
+        self.undecided = self.undecided & ~mask
+
     def excused(self) -> np.ndarray:
         """Elements that differ from the tape for a reason that is not a failure."""
-        return self.kink_used | self.kink_unjudged | self.tape_unfaithful | self.rounding
+        return self.kink_used | self.kink_region | self.tape_unfaithful | self.rounding
 
     def statuses(self) -> np.ndarray:
         """The status of every element (an object array of :class:`Status`)."""
@@ -414,7 +439,10 @@ class GradientReport:
     """Everything a check found. ``ok`` is the verdict; ``print(report)`` shows the table.
 
     ``forward`` is the independent forward's check, or None with ``forward_skipped`` saying why
-    it did not run; ``error`` is set when the model broke the protocol.
+    it did not run; ``error`` is set when the model broke the protocol; ``impure`` when its loss
+    is random or its loss or gradients change the parameters (nothing is judged then: any
+    verdict would rest on evidence that moves under it). ``notes`` say how the check was run
+    where that differs from the default (a float64 twin refused, ``batched_loss`` not trusted).
     """
 
     mode: str
@@ -425,11 +453,13 @@ class GradientReport:
     forward_skipped: Optional[str] = None
     diagnosis: List[Diagnosis] = field(default_factory=list)
     error: Optional[str] = None
+    impure: Optional[str] = None
+    notes: List[str] = field(default_factory=list)
     model: str = ""
 
     @property
     def ok(self) -> bool:
-        if self.error is not None:
+        if self.error is not None or self.impure is not None:
             return False
         if self.forward is not None and not self.forward.ok:
             return False
@@ -450,6 +480,8 @@ class GradientReport:
             "fd_dtype": self.fd_dtype,
             "model": self.model,
             "error": self.error,
+            "impure": self.impure,
+            "notes": list(self.notes),
             "forward": None if self.forward is None else self.forward.to_dict(),
             "forward_skipped": self.forward_skipped,
             "entries": [e.to_dict() for e in self.entries],
@@ -469,6 +501,10 @@ class GradientReport:
         if self.error is not None:
             lines.append(f"ERROR: {self.error}")
             return "\n".join(lines)
+        if self.impure is not None:
+            lines.append(f"NOT JUDGED: {self.impure}")
+            return "\n".join(lines)
+        lines.extend(f"note: {n}" for n in self.notes)
         lines.extend(self._table())
         if self.forward is not None:
             f = self.forward

@@ -1,0 +1,117 @@
+"""The purity pass: a loss that is random, or a loss or gradients() with side effects, cannot be
+judged, and a report that judged it anyway could pass a wrong gradient.
+
+Before anything is judged, the loss is evaluated several times at the same parameters (before
+and after a ``gradients()`` call), ``gradients()`` twice, and the parameters are compared bit for
+bit before and after each call. After finite differences, the noise measured along the lines
+differenced is compared with what rounding can make. Any of these failing makes the report not
+ok, naming what changed and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+
+from .._core.adapter import Adapter, guarded
+
+__all__ = ["purity_problem", "noise_problem", "LOSS_REPEAT_ULPS", "NOISE_LIMIT_EXPONENT"]
+
+# Two evaluations of a deterministic loss at the same parameters agree to the bit on TensorFlow's
+# CPU kernels; this many ulps of the loss leave room for a reduction split differently across
+# threads, while a dropout mask or added noise moves the loss by far more.
+LOSS_REPEAT_ULPS = 16
+# The rounding noise of one loss evaluation, measured from the finite differences' fourth
+# differences, is at most a few hundred ulps of the loss for any deterministic loss seen (a
+# cancelling loss near 0 is measured on max(|loss|, 1)); a noise of eps^(1/2) of it (1.5e-8 in
+# float64, 3.5e-4 in float32) is not rounding but randomness that the repeated evaluations
+# happened to miss, and leaves finite differences no digits to judge with.
+NOISE_LIMIT_EXPONENT = 0.5
+
+_FIX_RANDOM = (
+    "a random loss (dropout, added noise, a sampled batch) cannot be checked: switch dropout off "
+    "(training=False), fix its mask for the check, or seed the randomness so every call draws "
+    "the same values"
+)
+_FIX_LOSS_SIDE_EFFECT = (
+    "the loss must leave the parameters unchanged: remove the side effect (an assign, an update, "
+    "a running statistic kept in params)"
+)
+_FIX_GRADIENT_SIDE_EFFECT = (
+    "gradients() must return the gradients without updating the parameters: apply the update "
+    "outside it (or call a fused backward with a learning rate of 0)"
+)
+
+
+def _changes(adapter: Adapter, before: List[np.ndarray]) -> Optional[str]:
+    """Which parameters differ from ``before`` (a snapshot), where and by how much."""
+    out = []
+    for name, var, old in zip(adapter.names, adapter.params, before):
+        new = var.numpy()
+        if np.array_equal(new, old, equal_nan=True):
+            continue
+        with np.errstate(invalid="ignore"):
+            diff = np.abs(new.astype(np.float64) - old.astype(np.float64))
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        first = tuple(int(i) for i in np.argwhere(diff > 0)[0])
+        out.append(
+            f"{name} ({int(np.count_nonzero(diff))} element(s), first at {first}, by up to "
+            f"{float(np.max(diff)):.3g})"
+        )
+    return ", ".join(out) or None
+
+
+def purity_problem(adapter: Adapter) -> Optional[str]:
+    """None when the loss and gradients are deterministic and leave the parameters unchanged;
+    otherwise what changed, and the fix. The parameters are put back by the caller."""
+    before = adapter.snapshot()
+    losses = [guarded("model.loss(X, y)", adapter.loss_value)]
+    changed = _changes(adapter, before)
+    if changed:
+        return f"model.loss(X, y) changed the parameters: {changed}; {_FIX_LOSS_SIDE_EFFECT}."
+    losses.append(guarded("model.loss(X, y)", adapter.loss_value))
+    first = adapter.manual()
+    changed = _changes(adapter, before)
+    if changed:
+        return (
+            f"model.gradients(X, y) changed the parameters: {changed}; {_FIX_GRADIENT_SIDE_EFFECT}."
+        )
+    losses.append(guarded("model.loss(X, y)", adapter.loss_value))
+    second = adapter.manual()
+    spread = max(losses) - min(losses)
+    if not np.all(np.isfinite(losses)):
+        return None  # a non-finite loss is reported by the check itself
+    if spread > LOSS_REPEAT_ULPS * adapter.eps * max(abs(losses[0]), np.finfo(float).tiny):
+        values = ", ".join(f"{v:.17g}" for v in losses)
+        return (
+            f"model.loss(X, y) is not deterministic: {len(losses)} evaluations at the same "
+            f"parameters gave {values} (moved by {spread:.3g}, "
+            f"{spread / max(abs(losses[0]), np.finfo(float).tiny):.3g} of the loss); "
+            f"{_FIX_RANDOM}."
+        )
+    for key in adapter.keys:
+        a, b = first[key], second[key]
+        scale = float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0))
+        with np.errstate(invalid="ignore"):
+            moved = np.abs(a - b)
+        moved = np.where(np.isnan(a) & np.isnan(b), 0.0, np.nan_to_num(moved, nan=np.inf))
+        if np.max(moved, initial=0.0) > LOSS_REPEAT_ULPS * adapter.eps * scale:
+            return (
+                f"model.gradients(X, y) is not deterministic: two calls at the same parameters "
+                f"gave {adapter.name(key)} differing by up to {float(np.max(moved)):.3g}; "
+                f"{_FIX_RANDOM}."
+            )
+    return None
+
+
+def noise_problem(noise: float, f0: float, eps: float) -> Optional[str]:
+    """What is wrong when the loss's measured noise (one evaluation's standard deviation) is
+    beyond rounding; None when it is not."""
+    limit = eps**NOISE_LIMIT_EXPONENT * max(abs(f0), 1.0)
+    if noise <= limit:
+        return None
+    return (
+        f"the loss is noisy: evaluations at nearby parameters scatter by {noise:.3g} "
+        f"(rounding makes at most {limit:.3g} at a loss of {f0:.6g}); {_FIX_RANDOM}."
+    )

@@ -1,0 +1,129 @@
+"""What a check may trust besides the model's own loss: its float64 twin and its ``batched_loss``.
+
+A witness built on something other than the code under test is no witness: ``astype`` of an
+``MLP`` subclass returns a plain ``MLP``, and a subclass that overrides ``loss`` inherits a
+``batched_loss`` that computes the parent's loss. Each is used only once it is shown to be the
+same code:
+
+- the twin when it is of the model's own type and its gradients agree with the model's float32
+  ones to float32 rounding (``twin_agreement``);
+- ``batched_loss`` when it equals ``loss`` at the point and at random points around it
+  (``batched_problem``).
+
+Otherwise the model is judged as it is, and the report says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import numpy as np
+
+from .._core.adapter import INPUT, Adapter, guarded
+from .._core.policy import floors, magnitude, rounding_bound
+from .._core.tape import tape_values
+
+__all__ = ["TwinAgreement", "twin_agreement", "batched_problem", "TAPE_DEVIATION_FACTOR"]
+
+# The float32 gradient may differ from its float64 twin by the float32 tape tolerance, by this
+# many times the difference TensorFlow's own tape shows between float32 and float64 on the same
+# model (rounding any formula of these values carries), or by the rounding bound of the policy.
+TAPE_DEVIATION_FACTOR = 4.0
+# batched_loss must equal loss to this many ulps of max(|loss|, 1): two float64 (float32)
+# forwards of one network written for one and for K rows agree to a few ulps of their largest
+# intermediate; a regulariser or any term batched_loss leaves out differs by far more, unless it
+# is too small to move any finite difference.
+BATCHED_ULPS = 1024
+# batched_loss is compared with loss at the point and at this many random points around it,
+# each parameter moved by this relative amount (so a term that vanishes at the point, such as
+# a penalty on biases that are zero, still shows).
+_BATCHED_POINTS = 2
+_BATCHED_MOVE = 1e-2
+
+
+@dataclass
+class TwinAgreement:
+    """The model's float32 gradients against its float64 twin's, tensor by tensor.
+
+    ``deviation``, ``tape_deviation`` and ``tolerance`` are absolute (the largest difference of
+    the finite float32 values, TensorFlow's own float32-vs-float64 difference, and what is
+    allowed, on the scale the tensor is judged on); ``overflow`` marks values finite in float64
+    only; ``scale`` is each tensor's largest gradient, ``rtol`` the float32 tape tolerance.
+    """
+
+    deviation: Dict
+    tape_deviation: Dict
+    tolerance: Dict
+    overflow: Dict
+    scale: Dict
+    rtol: float
+
+    @property
+    def same_code(self) -> bool:
+        return all(self.deviation[k] <= self.tolerance[k] for k in self.deviation)
+
+    def worst(self) -> object:
+        """The key whose deviation exceeds its tolerance the most."""
+        return max(self.deviation, key=lambda k: self.deviation[k] / self.tolerance[k])
+
+
+def twin_agreement(adapter: Adapter, twin: Adapter, rtol32: float, manual64, tape64):
+    """How far the model's own float32 gradients are from its twin's (``manual64``,
+    ``tape64``, already asked), against what float32 rounding allows."""
+    manual32, tape32 = adapter.manual(), tape_values(adapter)
+    f32 = guarded("model.loss(X, y)", adapter.loss_value)
+    base = floors(adapter, adapter.keys, manual64, tape64, f32, rtol32)
+    largest = max(magnitude(manual64[k], tape64[k]) for k in adapter.keys)
+    bound = rounding_bound(adapter.eps, largest)
+    out = TwinAgreement({}, {}, {}, {}, {}, rtol32)
+    for k in adapter.keys:
+        out.scale[k] = magnitude(manual64[k], tape64[k])
+        scale = max(out.scale[k], base[k])
+        finite = np.isfinite(manual32[k])
+        with np.errstate(invalid="ignore"):
+            diff = np.abs(manual32[k] - manual64[k])
+            tape_dev = np.abs(tape32[k] - tape64[k])
+        out.overflow[k] = ~finite & np.isfinite(manual64[k])
+        out.deviation[k] = float(np.max(np.where(finite, np.nan_to_num(diff, nan=np.inf), 0.0)))
+        tdev = float(np.max(np.nan_to_num(tape_dev, nan=0.0), initial=0.0))
+        out.tape_deviation[k] = tdev
+        out.tolerance[k] = max(rtol32 * scale, TAPE_DEVIATION_FACTOR * tdev, bound)
+    return out
+
+
+def batched_problem(adapter: Adapter, seed: int) -> Optional[str]:
+    """None when ``batched_loss`` computes the model's ``loss``; otherwise where it does not.
+    The parameters are left bit-identical."""
+    rng = np.random.default_rng(seed + 2)
+    base = {k: adapter.value(k) for k in adapter.keys}
+
+    def moved(v):
+        return adapter.cast(
+            v + _BATCHED_MOVE * np.maximum(1.0, np.abs(v)) * rng.normal(size=v.shape)
+        )
+
+    points = [base] + [{k: moved(v) for k, v in base.items()} for _ in range(_BATCHED_POINTS)]
+    stacks = {k: np.stack([p[k] for p in points]) for k in adapter.keys}
+    batched = guarded("model.batched_loss", adapter.evaluate_many, stacks)
+    eager = np.empty(len(points))
+    original = adapter.snapshot()
+    try:
+        for i, point in enumerate(points):
+            for k, var in enumerate(adapter.params):
+                var.assign(point[k].astype(adapter.dtype.as_numpy_dtype))
+            X = point[INPUT].astype(adapter.dtype.as_numpy_dtype) if INPUT in point else adapter.X
+            eager[i] = float(guarded("model.loss(X, y)", adapter.model.loss, X, adapter.y))
+    finally:
+        adapter.restore(original)
+    tol = BATCHED_ULPS * adapter.eps * np.maximum(np.abs(eager), 1.0)
+    bad = ~(np.abs(batched - eager) <= tol)
+    if not np.any(bad):
+        return None
+    i = int(np.argmax(bad))
+    where = "at the point" if i == 0 else "at a point near it"
+    return (
+        f"model.batched_loss disagrees with model.loss {where} ({batched[i]:.12g} against "
+        f"{eager[i]:.12g}; a subclass that overrides loss inherits the parent's batched_loss): "
+        f"finite differences evaluated loss() one point at a time instead"
+    )
