@@ -14,6 +14,7 @@ It applies to models that describe themselves the way ``manual_backprop.MLP`` do
 
 from __future__ import annotations
 
+import inspect
 from typing import Optional, Tuple
 
 import numpy as np
@@ -24,11 +25,30 @@ import manual_backprop as mb
 __all__ = ["why_not", "independent_loss"]
 
 
+# The methods an MLP's loss runs through: a subclass overriding any of them computes a loss its
+# description (layer sizes, activations, loss) no longer tells.
+_LOSS_METHODS = ("loss", "forward", "_forward_all", "_loss_from_cache", "_inputs_and_labels")
+
+
 def why_not(model) -> Optional[str]:
     """None when the model can be rebuilt from the catalogue; otherwise why not."""
     for attr in ("layer_sizes", "activations", "loss_function"):
         if not hasattr(model, attr):
             return f"the model has no {attr!r}, so it cannot be rebuilt from primitives"
+        try:
+            inspect.getattr_static(model, attr)
+        except AttributeError:
+            return (
+                f"the model's {attr!r} comes from an object it wraps (by __getattr__), whose "
+                f"loss need not be the model's"
+            )
+    if isinstance(model, mb.MLP):
+        for method in _LOSS_METHODS:
+            if getattr(type(model), method) is not getattr(mb.MLP, method):
+                return (
+                    f"{type(model).__name__} overrides MLP.{method}, so its loss need not be "
+                    f"the network its layer sizes, activations and loss describe"
+                )
     for act in model.activations:
         if not getattr(act, "builtin", False) or getattr(act, "name", None) not in mb.ACTIVATIONS:
             return f"activation {getattr(act, 'name', act)!r} is not a catalogue activation"

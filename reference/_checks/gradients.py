@@ -20,7 +20,7 @@ from .._core.tape import tape_values
 from .diagnosis import diagnosis_pass, problem_sizes
 from .modes import DirectionalMode, FullMode, Gathered
 from .passes import float32_pass, forward_pass, region_pass, rounding_pass
-from .purity import noise_problem, purity_problem
+from .purity import purity_problem
 from .trust import batched_problem, twin_agreement
 
 __all__ = ["check_gradients", "assert_gradients_match", "MODES"]
@@ -128,10 +128,6 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent) -> None
             report.notes.append(problem)
     gathered = _ask_the_witnesses(twin, judge_rtol, asked)
     evidence = gatherer.gather(gathered)
-    noisy = noise_problem(_noise(evidence), gathered.f0, twin.eps)
-    if noisy is not None:
-        report.impure = noisy
-        return
     verdicts = {k: classify(evidence[k]) for k in adapter.keys}
     region_pass(twin, verdicts, evidence)
     rounding_pass(twin, verdicts, evidence, seed)
@@ -170,16 +166,6 @@ def _twin(report, adapter: Adapter, rtol32: float):
         )
         return adapter, None, None
     return twin, agreement, asked
-
-
-def _noise(evidence) -> float:
-    """The noise of one loss evaluation measured by the finite differences."""
-    values = [
-        e.fd.noise if e.probes is None else e.probes.fd.noise
-        for e in evidence.values()
-        if e.fd is not None or e.probes is not None
-    ]
-    return max(values, default=0.0)
 
 
 def _ask_the_witnesses(twin: Adapter, rtol: float, asked=None) -> Gathered:

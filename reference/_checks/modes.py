@@ -30,6 +30,27 @@ class Gathered:
     rtol: float
     floors: Dict  # the least scale each tensor is judged on
 
+    def refine_elements(self, ev: TensorEvidence, key, sigma: float, lines) -> None:
+        """Difference again, with smaller steps, the elements among ``lines`` whose estimate
+        is suspect (``fd.refine``)."""
+        nd = ev.fd
+        flat = nd.take(lines)
+        bad = fdm.suspect(
+            flat,
+            [ev.manual.reshape(-1)[lines], ev.tape.reshape(-1)[lines]],
+            _flat(ev.tape_tol, lines),
+        )
+        if bad.size == 0:
+            return
+
+        def remeasure(idx, shrink):
+            st = guarded(
+                _DURING_FD, fdm.coordinate_stencil, self.twin, key, self.f0, idx, shrink=shrink
+            )
+            return fdm.analyse(nd.name, st, sigma)
+
+        fdm.refine(nd, np.asarray(lines)[bad], remeasure)
+
     def evidence(self, key, fd, probes=None) -> TensorEvidence:
         return TensorEvidence(
             self.twin.name(key),
@@ -42,6 +63,11 @@ class Gathered:
         )
 
 
+def _flat(tol, lines):
+    """A tolerance (a number, or an array of the tensor's shape) at the flat ``lines``."""
+    return tol if np.ndim(tol) == 0 else np.asarray(tol).reshape(-1)[lines]
+
+
 class FullMode:
     """Every element of every tensor differenced, in as few batched evaluations as fit."""
 
@@ -50,12 +76,13 @@ class FullMode:
     def gather(self, g: Gathered) -> Dict[object, TensorEvidence]:
         stencils = guarded(_DURING_FD, fdm.coordinate_stencils, g.twin, g.keys, g.f0)
         sigma = fdm.pooled_noise(list(stencils.values()), g.f0, g.twin.eps)
-        return {
-            k: g.evidence(
-                k, fdm.analyse(g.twin.name(k), stencils[k], sigma).reshaped(g.twin.shape(k))
-            )
-            for k in g.keys
-        }
+        out = {}
+        for k in g.keys:
+            name = g.twin.name(k)
+            ev = g.evidence(k, fdm.analyse(name, stencils[k], sigma).reshaped(g.twin.shape(k)))
+            g.refine_elements(ev, k, sigma, np.arange(ev.manual.size))
+            out[k] = ev
+        return out
 
 
 class DirectionalMode:
@@ -88,12 +115,38 @@ class DirectionalMode:
             name, shape = g.twin.name(k), g.twin.shape(k)
             probes = ProbeEvidence(dirs[k], fdm.analyse(name, stencils[k], sigma))
             ev = g.evidence(k, fdm.NumericalGradient.unmeasured(name, shape, sigma), probes)
+            self._refine_probes(g, k, ev, sigma)
             chosen = self._elements(g, k, ev, rng, sigma)
             if chosen.size:
                 st = guarded(_DURING_FD, fdm.coordinate_stencil, g.twin, k, g.f0, chosen)
                 ev.fd.fill(chosen, fdm.analyse(name, st, sigma))
+                g.refine_elements(ev, k, sigma, chosen)
             out[k] = ev
         return out
+
+    @staticmethod
+    def _refine_probes(g: Gathered, key, ev: TensorEvidence, sigma) -> None:
+        """Difference again, with smaller steps, the probes whose estimate is suspect."""
+        dirs, nd = ev.probes.directions, ev.probes.fd
+        slack = ev.tape_tol * np.sum(np.abs(dirs), axis=1)
+        flat_m, flat_t = ev.manual.reshape(-1), ev.tape.reshape(-1)
+        bad = fdm.suspect(nd, [dirs @ flat_m, dirs @ flat_t], slack)
+        if bad.size == 0:
+            return
+
+        def remeasure(idx, shrink):
+            st = guarded(
+                _DURING_FD,
+                fdm.directional_stencil,
+                g.twin,
+                key,
+                g.f0,
+                dirs[idx],
+                shrink=shrink,
+            )
+            return fdm.analyse(nd.name, st, sigma)
+
+        fdm.refine(nd, bad, remeasure)
 
     def _elements(self, g: Gathered, key, ev: TensorEvidence, rng, sigma) -> np.ndarray:
         """The flat indices to difference one by one."""

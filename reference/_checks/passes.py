@@ -179,10 +179,11 @@ def _explains(tape: Dict, verdicts: Dict, evidence: Dict) -> bool:
 
 # --- the independent forward -----------------------------------------------------------------
 
-# The model's loss (in float64) must match the rebuilt one to this relative tolerance, plus
-# _FORWARD_ULPS ulps of the values it is computed from: two float64 forwards written differently
-# agree to a few ulps of their largest intermediate, far inside both; a forward bug (a missing
-# mean, a wrong constant) is off by far more.
+# The model's loss (float64, or float32 for a model judged as it is) must match the rebuilt one
+# (float64) to this relative tolerance, plus _FORWARD_ULPS ulps (of the model's dtype) of the
+# values it is computed from: two forwards written differently agree to a few ulps of their
+# largest intermediate, far inside both; a forward bug (a missing mean, a wrong constant) is off
+# by far more.
 FORWARD_RTOL = 1e-9
 _FORWARD_ULPS = 64
 
@@ -201,7 +202,7 @@ def forward_pass(report: GradientReport, adapter: Adapter, twin: Adapter, f0: fl
         raise ModelError(
             f"rebuilding the model from primitives failed: {type(exc).__name__}: {exc}"
         ) from exc
-    eps = np.finfo(np.float64).eps
+    eps = twin.eps  # the loss compared is the twin's: float32 when the model is judged as it is
     tiny = np.finfo(float).tiny
     tol_abs = FORWARD_RTOL * abs(ref) + _FORWARD_ULPS * eps * scale
     report.forward = ForwardCheck(

@@ -3,9 +3,8 @@ judged, and a report that judged it anyway could pass a wrong gradient.
 
 Before anything is judged, the loss is evaluated several times at the same parameters (before
 and after a ``gradients()`` call), ``gradients()`` twice, and the parameters are compared bit for
-bit before and after each call. After finite differences, the noise measured along the lines
-differenced is compared with what rounding can make. Any of these failing makes the report not
-ok, naming what changed and the fix.
+bit before and after each call. Any of these failing makes the report not ok, naming what
+changed and the fix.
 """
 
 from __future__ import annotations
@@ -16,18 +15,12 @@ import numpy as np
 
 from .._core.adapter import Adapter, guarded
 
-__all__ = ["purity_problem", "noise_problem", "LOSS_REPEAT_ULPS", "NOISE_LIMIT_EXPONENT"]
+__all__ = ["purity_problem", "LOSS_REPEAT_ULPS"]
 
 # Two evaluations of a deterministic loss at the same parameters agree to the bit on TensorFlow's
 # CPU kernels; this many ulps of the loss leave room for a reduction split differently across
 # threads, while a dropout mask or added noise moves the loss by far more.
 LOSS_REPEAT_ULPS = 16
-# The rounding noise of one loss evaluation, measured from the finite differences' fourth
-# differences, is at most a few hundred ulps of the loss for any deterministic loss seen (a
-# cancelling loss near 0 is measured on max(|loss|, 1)); a noise of eps^(1/2) of it (1.5e-8 in
-# float64, 3.5e-4 in float32) is not rounding but randomness that the repeated evaluations
-# happened to miss, and leaves finite differences no digits to judge with.
-NOISE_LIMIT_EXPONENT = 0.5
 
 _FIX_RANDOM = (
     "a random loss (dropout, added noise, a sampled batch) cannot be checked: switch dropout off "
@@ -103,15 +96,3 @@ def purity_problem(adapter: Adapter) -> Optional[str]:
                 f"{_FIX_RANDOM}."
             )
     return None
-
-
-def noise_problem(noise: float, f0: float, eps: float) -> Optional[str]:
-    """What is wrong when the loss's measured noise (one evaluation's standard deviation) is
-    beyond rounding; None when it is not."""
-    limit = eps**NOISE_LIMIT_EXPONENT * max(abs(f0), 1.0)
-    if noise <= limit:
-        return None
-    return (
-        f"the loss is noisy: evaluations at nearby parameters scatter by {noise:.3g} "
-        f"(rounding makes at most {limit:.3g} at a loss of {f0:.6g}); {_FIX_RANDOM}."
-    )

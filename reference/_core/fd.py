@@ -47,6 +47,9 @@ __all__ = [
     "KINK_SIGMAS",
     "KINK_SPREAD",
     "STEP_EXPONENT",
+    "refine",
+    "consistent",
+    "suspect",
 ]
 
 # Richardson leaves O(h^4) truncation against O(eps/h) rounding, so its best step is near
@@ -65,6 +68,15 @@ KINK_SPREAD = 4.0
 # |D(h/2) - D(h)| bounds what Richardson leaves on a smooth line by orders of magnitude; a kink
 # between h/7 (below which it is flagged) and h from theta can leave up to 4x that.
 TRUNCATION_SAFETY = 4.0
+# Where a line's estimate is suspect (a kink seen along it, or a witness it rejects), the step
+# may have crossed another kink nearby (a pre-activation of another row 1e-5 from zero, a weight
+# near 0 under an L1 penalty): the line is differenced again with the step divided by
+# 2^REFINE_SHRINK, up to REFINE_LEVELS times, until two successive steps agree; the estimate
+# kept is the larger step of the first agreeing pair (the least noisy that is consistent), or
+# the smallest step's when none agree. A step 4096 times smaller (2^-25 at |theta| <= 1 in
+# float64) still leaves rounding noise near 1e-7 of the loss's scale.
+REFINE_SHRINK = 4
+REFINE_LEVELS = 3
 _FLOOR_ULPS = 4.0  # the least noise assumed: 4 ulps of the loss
 _SQRT70 = math.sqrt(70.0)  # noise of the fourth difference, in units of sigma_f
 _Q25_ABS_NORMAL = 0.31863936396437  # 25th percentile of |N(0, 1)|
@@ -193,6 +205,14 @@ class NumericalGradient:
         for f in self._FIELDS:
             getattr(self, f).reshape(-1)[flat_indices] = getattr(measured, f)
 
+    def take(self, flat_indices) -> "NumericalGradient":
+        """The estimates of the elements at ``flat_indices``, as a flat estimate."""
+        return NumericalGradient(
+            self.name,
+            **{f: getattr(self, f).reshape(-1)[flat_indices] for f in self._FIELDS},
+            noise=self.noise,
+        )
+
     @property
     def n_kinks(self) -> int:
         return int(np.count_nonzero(self.kink))
@@ -243,6 +263,47 @@ def analyse(name: str, st: Stencil, sigma_f) -> NumericalGradient:
     return NumericalGradient(name, value, error, kink, lower, upper, kink_error, h, sigma_f)
 
 
+def consistent(a: NumericalGradient, b: NumericalGradient) -> np.ndarray:
+    """Do two estimates of the same lines (at different steps) agree, each within its error?
+    Both smooth with values that agree, or both kinked with one-sided derivatives that agree."""
+    with np.errstate(invalid="ignore"):
+        smooth = ~a.kink & ~b.kink & (np.abs(a.value - b.value) <= a.error + b.error)
+        slack = a.kink_error + b.kink_error
+        kinked = (
+            a.kink
+            & b.kink
+            & (np.abs(a.lower - b.lower) <= slack)
+            & (np.abs(a.upper - b.upper) <= slack)
+        )
+    return smooth | kinked
+
+
+def suspect(nd: NumericalGradient, candidates, slack) -> np.ndarray:
+    """Flat indices of measured lines whose estimate is suspect: a kink along them, or one of
+    the ``candidates`` (manual, tape; None skipped) it does not accept."""
+    bad = nd.kink.copy()
+    for c in candidates:
+        if c is not None:
+            bad |= ~nd.accepts(c, slack)
+    return np.flatnonzero((bad & nd.measured).reshape(-1))
+
+
+def refine(nd: NumericalGradient, lines: np.ndarray, remeasure) -> None:
+    """Difference the suspect ``lines`` (flat indices) again with smaller steps until two
+    successive steps agree (see ``REFINE_SHRINK``); ``remeasure(lines, shrink)`` returns the flat
+    estimate of those lines with the step divided by ``2^shrink``. ``nd`` is updated in place."""
+    pending = np.asarray(lines, dtype=np.int64)
+    previous = nd.take(pending)
+    for level in range(1, REFINE_LEVELS + 1):
+        if pending.size == 0:
+            return
+        new = remeasure(pending, level * REFINE_SHRINK)
+        moving = ~consistent(previous, new)
+        pending = pending[moving]
+        previous = new.take(np.flatnonzero(moving))
+        nd.fill(pending, previous)
+
+
 # --- gathering the evaluations -------------------------------------------------------------
 
 _OFFSETS = np.array([-1.0, -0.5, 0.5, 1.0])  # the four perturbed points; f0 is shared
@@ -267,13 +328,16 @@ def _run(adapter: Adapter, key, base: np.ndarray, n: int, make_chunk, f0: float)
     return Stencil(s, f)
 
 
-def _coordinate_plan(adapter: Adapter, key, indices=None, exponent: Optional[int] = None):
+def _coordinate_plan(
+    adapter: Adapter, key, indices=None, exponent: Optional[int] = None, shrink: int = 0
+):
     """(base, indices, steps) of the coordinates to difference in tensor ``key``."""
     base = adapter.value(key)
     flat = base.reshape(-1)
     idx = np.arange(flat.size) if indices is None else np.asarray(indices, dtype=np.int64)
     if exponent is None:
-        steps = power_of_two_step(flat[idx], np.finfo(adapter.dtype.as_numpy_dtype).eps)
+        eps = np.finfo(adapter.dtype.as_numpy_dtype).eps
+        steps = power_of_two_step(flat[idx], eps) * 2.0**-shrink
     else:
         steps = np.exp2(exponent + np.round(np.log2(np.maximum(1.0, np.abs(flat[idx])))))
     return base, idx, steps
@@ -324,15 +388,21 @@ def coordinate_stencils(adapter: Adapter, keys, f0: float):
 
 
 def coordinate_stencil(
-    adapter: Adapter, key, f0: float, indices=None, exponent: Optional[int] = None
+    adapter: Adapter,
+    key,
+    f0: float,
+    indices=None,
+    exponent: Optional[int] = None,
+    shrink: int = 0,
 ) -> Stencil:
     """Stencils along the coordinates ``indices`` (flat; default all) of tensor ``key``.
 
-    The step is the harness's own (``power_of_two_step``) unless ``exponent`` fixes it at
-    ``2^exponent * max(1, |theta|)`` (for studying the step-size trade-off). The displacements
-    recorded are the ones actually applied after rounding to the model's dtype.
+    The step is the harness's own (``power_of_two_step``, divided by ``2^shrink``) unless
+    ``exponent`` fixes it at ``2^exponent * max(1, |theta|)`` (for studying the step-size
+    trade-off). The displacements recorded are the ones actually applied after rounding to the
+    model's dtype.
     """
-    base, idx, steps = _coordinate_plan(adapter, key, indices, exponent)
+    base, idx, steps = _coordinate_plan(adapter, key, indices, exponent, shrink)
     flat = base.reshape(-1)
 
     def make_chunk(start, stop):
@@ -351,13 +421,16 @@ def probe_directions(shape, probes: int, rng: np.random.Generator, mask=None) ->
     return v / np.max(np.abs(v), axis=1, keepdims=True)
 
 
-def directional_stencil(adapter: Adapter, key, f0: float, directions: np.ndarray) -> Stencil:
+def directional_stencil(
+    adapter: Adapter, key, f0: float, directions: np.ndarray, shrink: int = 0
+) -> Stencil:
     """Stencils along probe directions of tensor ``key`` (rows of ``directions``), with one
-    power-of-two step for the tensor, relative to its largest entry."""
+    power-of-two step for the tensor, relative to its largest entry (divided by ``2^shrink``)."""
     base = adapter.value(key)
     flat = base.reshape(-1)
     eps = np.finfo(adapter.dtype.as_numpy_dtype).eps
     step = float(power_of_two_step(np.max(np.abs(flat)) if flat.size else 0.0, eps))
+    step *= 2.0**-shrink
 
     def make_chunk(start, stop):
         disp = np.tile(step * _OFFSETS, (stop - start, 1))
