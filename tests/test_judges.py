@@ -86,7 +86,7 @@ def test_the_same_models_without_the_bug_pass(mutant, mode):
 
 
 DIAGNOSES = [
-    ("MissingOneOverN", "the batch size N = 8: a missing 1/N"),
+    ("MissingOneOverN", "the batch size N = 8 (rows of X, inferred from X and y): a missing 1/N"),
     ("MissingFactorTwo", "manual = 1/2 x truth: a factor of 1/2"),
     ("SignFlipped", "the sign flipped (-1)"),
     ("CCEExtraOneOverD", "1/D = 1/3: an extra division by the output width"),

@@ -9,6 +9,7 @@ forward that is not the loss it claims to be.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import List, Optional
 
@@ -24,6 +25,7 @@ __all__ = [
     "diagnose_forward",
     "candidates",
     "problem_sizes",
+    "Sizes",
 ]
 
 # A pattern (a constant factor, a transpose) is recognised when it explains the manual gradient
@@ -36,6 +38,8 @@ _PATTERN_FLOOR = 1e-7
 _FACTOR_MARGIN = 10
 # "Only a few elements are wrong": at most 1 in 20 of them (5%), or a single one.
 _FEW_ELEMENTS = 20
+# ... of which the diagnosis lists this many indices.
+_LISTED = 5
 # The forward's loss ratio is a named factor when within this relative distance of it.
 _FORWARD_RATIO_RTOL = 1e-6
 # Ratios print as fractions with denominators up to this (1/2, 1/3, 2/3, ...) when the fraction
@@ -44,10 +48,9 @@ _MAX_DENOMINATOR = 1000
 _FRACTION_RTOL = 1e-6
 
 
-def diagnosis_pass(report: GradientReport, evidence: dict, keys, sizes) -> None:
+def diagnosis_pass(report: GradientReport, evidence: dict, keys, sizes: "Sizes") -> None:
     """Diagnose every failing tensor against its truth (the tape, or finite differences where
     the tape was found unfaithful), then the layers, then the forward."""
-    n_rows, n_out = sizes
     for entry, key in zip(report.entries, keys):
         if entry.status != Status.FAIL:
             continue
@@ -64,15 +67,30 @@ def diagnosis_pass(report: GradientReport, evidence: dict, keys, sizes) -> None:
         if truth is None:
             continue
         entry.diagnosis.extend(
-            diagnose_tensor(ev.manual, truth, ev.rtol, n_rows=n_rows, n_out=n_out)
+            diagnose_tensor(ev.manual, truth, ev.rtol, sizes=sizes, wrong=entry.elements.fail)
         )
     report.diagnosis.extend(diagnose_layers(report.entries))
     if report.forward is not None:
-        report.diagnosis.extend(diagnose_forward(report.forward, n_rows, n_out))
+        report.diagnosis.extend(diagnose_forward(report.forward, sizes))
 
 
-def candidates(n_rows: Optional[int], n_out: Optional[int]):
+@dataclass(frozen=True)
+class Sizes:
+    """The batch size N and the output width D the constant factors are named with, and how N
+    was found (declared by the model, or inferred from the shapes of X and y)."""
+
+    n_rows: Optional[int]
+    n_out: Optional[int]
+    how: str = ""
+
+
+_NO_SIZES = Sizes(None, None)
+
+
+def candidates(sizes: Sizes):
     """Named constant factors a wrong backward pass commonly introduces."""
+    n_rows, n_out = sizes.n_rows, sizes.n_out
+    how = f" ({sizes.how})" if sizes.how else ""
     named = [
         (2.0, "a factor of 2"),
         (0.5, "a factor of 1/2"),
@@ -84,8 +102,8 @@ def candidates(n_rows: Optional[int], n_out: Optional[int]):
     ]
     if n_rows and n_rows > 1:
         named += [
-            (float(n_rows), f"the batch size N = {n_rows}: a missing 1/N"),
-            (1.0 / n_rows, f"1/N = 1/{n_rows}: an extra division by the batch size"),
+            (float(n_rows), f"the batch size N = {n_rows}{how}: a missing 1/N"),
+            (1.0 / n_rows, f"1/N = 1/{n_rows}{how}: an extra division by the batch size"),
         ]
     if n_out and n_out > 1:
         named += [
@@ -101,9 +119,15 @@ def candidates(n_rows: Optional[int], n_out: Optional[int]):
 
 
 def diagnose_tensor(
-    m: np.ndarray, truth: np.ndarray, rtol: float, *, n_rows=None, n_out=None
+    m: np.ndarray,
+    truth: np.ndarray,
+    rtol: float,
+    *,
+    sizes: Sizes = _NO_SIZES,
+    wrong: Optional[np.ndarray] = None,
 ) -> List[Diagnosis]:
-    """Recognisable patterns of a wrong gradient against the truth (tape or FD)."""
+    """Recognisable patterns of a wrong gradient against the truth (tape or FD); ``wrong`` is
+    the verdict's mask of failing elements (counted as they are in the report)."""
     bad = ~np.isfinite(m)
     if np.any(bad):
         first = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -119,7 +143,7 @@ def diagnose_tensor(
         text = "the manual gradient is all zeros where the truth is not"
         return [Diagnosis(Finding.ALL_ZEROS, text)]
     tight = max(_PATTERN_TOLERANCES * rtol, _PATTERN_FLOOR)
-    factor = _constant_factor(m, truth, scale, tight, n_rows, n_out)
+    factor = _constant_factor(m, truth, scale, tight, sizes)
     if factor is not None:
         return [factor]
     square = m.ndim == 2 and m.shape[0] == m.shape[1] and m.shape[0] > 1
@@ -129,21 +153,24 @@ def diagnose_tensor(
             "(or the reverse)"
         )
         return [Diagnosis(Finding.TRANSPOSE, text)]
-    wrong = np.abs(m - truth) > tight * scale
-    if m.size > 1 and wrong.sum() <= max(1, m.size // _FEW_ELEMENTS):
-        where = [tuple(int(i) for i in ix) for ix in np.argwhere(wrong)[:5]]
-        text = f"only {int(wrong.sum())} of {m.size} elements are wrong, at {where}"
+    if wrong is None:
+        wrong = np.abs(m - truth) > tight * scale
+    count = int(np.count_nonzero(wrong))
+    if m.size > 1 and 0 < count <= max(1, m.size // _FEW_ELEMENTS):
+        where = [tuple(int(i) for i in ix) for ix in np.argwhere(wrong)[:_LISTED]]
+        more = f" and {count - _LISTED} more" if count > _LISTED else ""
+        text = f"only {count} of {m.size} elements are wrong, at {where}{more}"
         return [Diagnosis(Finding.FEW_ELEMENTS, text)]
     return []
 
 
-def _constant_factor(m, truth, scale, tight, n_rows, n_out) -> Optional[Diagnosis]:
+def _constant_factor(m, truth, scale, tight, sizes: Sizes) -> Optional[Diagnosis]:
     """manual = c x truth for a constant c other than 1, named when it is a common one."""
     ratio = float(np.sum(m * truth) / np.sum(truth * truth))
     fits = np.max(np.abs(m - ratio * truth)) <= tight * max(scale, np.max(np.abs(m)))
     if not fits or abs(ratio - 1.0) <= _FACTOR_MARGIN * tight:
         return None
-    for value, label in candidates(n_rows, n_out):
+    for value, label in candidates(sizes):
         if abs(ratio - value) <= _FACTOR_MARGIN * tight * abs(value):
             return Diagnosis(
                 Finding.CONSTANT_FACTOR, f"manual = {ratio_text(ratio)} x truth: {label}"
@@ -172,7 +199,9 @@ def diagnose_layers(checks: List[TensorCheck]) -> List[Diagnosis]:
     """Where in the network the backward pass goes wrong, from the names W1, b1, ... .
 
     The error flows down: a wrong dz in layer k spoils every tensor of layers 1..k (and dL/dX),
-    so the highest wrong layer whose bias is also wrong is where the bug is.
+    and none above. The diagnosis says so only when the verdicts show exactly that pattern;
+    one kind of tensor wrong in every layer it touches is named as such; any other pattern is
+    named tensor by tensor, since no single layer's dz explains it.
     """
     layers = {}
     for c in checks:
@@ -181,32 +210,46 @@ def diagnose_layers(checks: List[TensorCheck]) -> List[Diagnosis]:
             layers.setdefault(int(m.group(2)), {})[m.group(1)] = c
     if not layers:
         return []
+    input_check = next((c for c in checks if c.name == INPUT_NAME), None)
     bad = sorted(k for k, cs in layers.items() if any(not c.ok for c in cs.values()))
     if not bad:
-        if any(not c.ok for c in checks if c.name == INPUT_NAME):
+        if input_check is not None and not input_check.ok:
             text = "only dL/dX is wrong: the input gradient (dz1 @ W1^T)"
             return [Diagnosis(Finding.INPUT_GRADIENT, text)]
         return []
+    wrong = [c.name for k in sorted(layers) for c in layers[k].values() if not c.ok]
+    right = [c.name for k in sorted(layers) for c in layers[k].values() if c.ok]
     kinds = {kind for k in bad for kind, c in layers[k].items() if not c.ok}
-    if len(kinds) == 1 and kinds != {kind for cs in layers.values() for kind in cs}:
+    all_kinds = {kind for cs in layers.values() for kind in cs}
+    if len(kinds) == 1 and kinds != all_kinds:
         kind = next(iter(kinds))
         hint = _KIND_HINTS.get(kind, "")
-        where = ", ".join(f"{kind}{k}" for k in bad)
+        where = ", ".join(wrong)
         text = (
-            f"only {where} {'is' if len(bad) == 1 else 'are'} wrong while the other tensors "
+            f"only {where} {'is' if len(wrong) == 1 else 'are'} wrong while the other tensors "
             f"are right" + (f": {hint}" if hint else "")
         )
         return [Diagnosis(Finding.TENSOR_KIND, text)]
-    return [Diagnosis(Finding.LAYER, _where_it_starts(bad, max(layers)))]
-
-
-def _where_it_starts(bad: List[int], depth: int) -> str:
-    if bad != list(range(1, bad[-1] + 1)):
-        return (
-            f"only layer(s) {', '.join(map(str, bad))} are wrong while the layers below "
-            f"them are right: look at those layers' own dW and db"
+    top = bad[-1]
+    flows_down = (
+        bad == list(range(1, top + 1))
+        and all(not c.ok for k in bad for c in layers[k].values())
+        and (input_check is None or not input_check.ok)
+    )
+    if flows_down:
+        return [Diagnosis(Finding.LAYER, _where_it_starts(top, max(layers)))]
+    return [
+        Diagnosis(
+            Finding.LAYER,
+            f"only {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} wrong while "
+            f"{', '.join(right)} {'is' if len(right) == 1 else 'are'} right: an error in one "
+            f"layer's dz would spoil every tensor below it, so look at each wrong tensor's own "
+            f"formula",
         )
-    k = bad[-1]
+    ]
+
+
+def _where_it_starts(k: int, depth: int) -> str:
     if k == depth:
         return (
             f"every layer is wrong, from the output layer ({depth}) down: the bug is at the "
@@ -219,7 +262,7 @@ def _where_it_starts(bad: List[int], depth: int) -> str:
     )
 
 
-def diagnose_forward(check: ForwardCheck, n_rows, n_out) -> List[Diagnosis]:
+def diagnose_forward(check: ForwardCheck, sizes: Sizes = _NO_SIZES) -> List[Diagnosis]:
     """A model loss that is not the loss it claims to be, and the factor between them."""
     if check.ok:
         return []
@@ -234,7 +277,7 @@ def diagnose_forward(check: ForwardCheck, n_rows, n_out) -> List[Diagnosis]:
     ]
     if check.independent_loss != 0:
         ratio = check.model_loss / check.independent_loss
-        for value, label in candidates(n_rows, n_out):
+        for value, label in candidates(sizes):
             if abs(ratio - value) <= _FORWARD_RATIO_RTOL * abs(value):
                 out.append(
                     Diagnosis(
@@ -246,12 +289,39 @@ def diagnose_forward(check: ForwardCheck, n_rows, n_out) -> List[Diagnosis]:
     return out
 
 
-def problem_sizes(adapter: Adapter) -> tuple:
-    """(N, D): the batch size and the output width, for naming constant factors."""
+def problem_sizes(adapter: Adapter) -> Sizes:
+    """N and D, for naming constant factors: along the axis of X the model declares
+    (``batch_axis``), or inferred from the shapes of X and y (examples as rows, the usual
+    layout, or as columns, features x examples), saying which."""
+    X_shape = tuple(np.shape(adapter.X))
     y = adapter.y
-    shape = np.shape(y.numpy() if hasattr(y, "numpy") else y)
-    n_rows = int(np.shape(adapter.X)[0])
-    n_out: Optional[int] = int(shape[1]) if len(shape) == 2 else None
-    if n_out is None and hasattr(adapter.model, "layer_sizes"):
-        n_out = int(adapter.model.layer_sizes[-1])
-    return n_rows, n_out
+    y_shape = tuple(np.shape(y.numpy() if hasattr(y, "numpy") else y))
+    declared = getattr(adapter.model, "batch_axis", None)
+    if len(X_shape) != 2:
+        n = int(X_shape[0]) if X_shape else None
+        return Sizes(n, _width(adapter, y_shape, 0), "the first axis of X")
+    if declared in (0, 1):
+        axis, how = int(declared), f"axis {int(declared)} of X, declared by the model"
+    else:
+        axis, how = _infer_axis(X_shape, y_shape)
+    return Sizes(int(X_shape[axis]), _width(adapter, y_shape, axis), how)
+
+
+def _infer_axis(X_shape, y_shape):
+    """(the batch axis of X, how it was found) from the shapes of X and y."""
+    rows, cols = X_shape
+    n_y = y_shape if y_shape else ()
+    by_rows = bool(n_y) and n_y[0] == rows
+    by_cols = bool(n_y) and n_y[-1] == cols and (len(n_y) == 2 or n_y[0] == cols)
+    if by_cols and not by_rows:
+        return 1, "columns of X, inferred from X and y"
+    if by_rows and not by_cols:
+        return 0, "rows of X, inferred from X and y"
+    return 0, "rows of X, assumed: the shapes of X and y do not tell"
+
+
+def _width(adapter: Adapter, y_shape, axis: int) -> Optional[int]:
+    if len(y_shape) == 2:
+        return int(y_shape[1 - axis])
+    sizes = getattr(adapter.model, "layer_sizes", None)
+    return int(sizes[-1]) if sizes else None

@@ -115,22 +115,21 @@ _REGION_RATIO = 64.0
 
 
 def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence: Dict) -> None:
-    """Excuse the failing elements when the whole manual gradient is the gradient of one
-    differentiable region next to the point.
+    """Excuse the failing elements that are the gradient of a differentiable region next to
+    the point.
 
     Where several kinks meet (a zero input row with zero biases in a ReLU network), the chain
     rule with a consistent one-sided convention (relu'(0) = 1 everywhere) gives the gradient of
     the region where every unit at its kink is active, a valid (Clarke) generalized gradient,
     which need not lie between the one-sided partial derivatives of each coordinate. Only when
     finite differences saw a kink somewhere: the biases are pushed by tiny steps, each way and
-    in both orders of the tensors, and TensorFlow's tape is asked at each pushed point; if the
-    manual gradient equals one of them everywhere (to the tape tolerance, except where other
-    evidence already excused it), the failing elements are that region's gradient: noted.
+    in both orders of the tensors, and TensorFlow's tape is asked at each pushed point (the
+    gradient of the region the push lands in). The push whose gradient matches the most failing
+    elements (to the tape tolerance) is the region; the failing elements it matches are that
+    region's gradient (noted); the others still fail, so a wrong tensor is blamed alone.
     """
-    failing = [k for k, v in verdicts.items() if np.any(v.fail)]
-    if not failing or not _kinks_seen(evidence):
-        return
-    if any(not np.all(np.isfinite(evidence[k].manual)) for k in failing):
+    failing = {k: v.fail & np.isfinite(evidence[k].manual) for k, v in verdicts.items()}
+    if not any(np.any(m) for m in failing.values()) or not _kinks_seen(evidence):
         return
     pushed = [
         i
@@ -139,6 +138,7 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
     ]
     if not pushed:
         return
+    best, best_count, best_step = None, 0, 0.0
     original = twin.snapshot()
     try:
         for sign in (1.0, -1.0):
@@ -148,13 +148,19 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
                     twin.params[i].assign(original[i] + np.asarray(step, original[i].dtype))
                 tape = tape_values(twin)
                 twin.restore(original)
-                if _explains(tape, verdicts, evidence):
-                    for v in verdicts.values():
-                        v.region = {"displacement": max(abs(x) for x in steps.values())}
-                        v.excuse_region(v.fail)
-                    return
+                matched = _matches(tape, failing, evidence)
+                count = sum(int(m.sum()) for m in matched.values())
+                if count > best_count:
+                    best, best_count = matched, count
+                    best_step = max(abs(x) for x in steps.values())
     finally:
         twin.restore(original)
+    if best is None:
+        return
+    for k, v in verdicts.items():
+        if np.any(best[k]):
+            v.region = {"displacement": best_step}
+            v.excuse_region(best[k])
 
 
 def _kinks_seen(evidence: Dict) -> bool:
@@ -166,15 +172,14 @@ def _kinks_seen(evidence: Dict) -> bool:
     return False
 
 
-def _explains(tape: Dict, verdicts: Dict, evidence: Dict) -> bool:
-    """Does the manual gradient equal ``tape`` wherever other evidence does not excuse it?"""
-    for k, v in verdicts.items():
+def _matches(tape: Dict, failing: Dict, evidence: Dict) -> Dict:
+    """The failing elements whose manual value equals ``tape`` to the tape tolerance."""
+    out = {}
+    for k, mask in failing.items():
         ev = evidence[k]
         with np.errstate(invalid="ignore"):
-            close = np.abs(ev.manual - tape[k]) <= ev.tape_tol
-        if not np.all(close | v.kink_used | v.tape_unfaithful):
-            return False
-    return True
+            out[k] = mask & (np.abs(ev.manual - tape[k]) <= ev.tape_tol)
+    return out
 
 
 # --- the independent forward -----------------------------------------------------------------

@@ -18,10 +18,12 @@ class GradientModel(Protocol):
         Finite differences assign perturbed values to them and restore them bit for bit.
     ``loss(X, y) -> tf.Tensor``
         The scalar batch loss, written in TensorFlow ops so the tape can differentiate it.
-        It must be deterministic and leave ``params`` unchanged.
+        It must be deterministic and leave ``params`` unchanged (the check evaluates it
+        several times at the same point, before and after ``gradients``, and compares the
+        parameters: a random loss or a side effect is reported, not judged).
     ``gradients(X, y) -> Sequence[tensor or ndarray]``
         The hand-written ``dL/dparam`` for every tensor in ``params``, aligned with it, each of
-        the parameter's shape.
+        the parameter's shape. It must not update the parameters.
 
     Optional members, used when present:
 
@@ -30,11 +32,19 @@ class GradientModel(Protocol):
     ``input_gradient(X, y) -> tensor or ndarray``
         The hand-written ``dL/dX``, of ``X``'s shape; checked like a parameter.
     ``astype(dtype) -> model``
-        The same model (same code, same weights) in ``"float64"``. A float32 model is then
-        judged through it, and finite differences run in float64.
+        The same model (same code, same weights) in ``"float64"``. A float32 model is judged
+        through it (finite differences in float64) when it is of the model's own type and its
+        gradients agree with the float32 ones to float32 rounding; otherwise the model is
+        judged as it is, in float32, and the report says why.
     ``batched_loss(X, y, replacements) -> tensor of shape (K,)``
         The losses of K variants at once: ``replacements`` maps a parameter index (or ``"X"``)
-        to K stacked values. Without it, finite differences assign, evaluate and restore.
+        to K stacked values. Without it, finite differences assign, evaluate and restore. It is
+        compared with ``loss`` at the point and near it before it is used, and not used (the
+        report says so) when they differ.
+    ``batch_axis: int``
+        The axis of ``X`` that holds the examples (0 for examples as rows, 1 for the column
+        layout, features x examples); the diagnosis names the batch size N from it. Without
+        it, N is inferred from the shapes of ``X`` and ``y`` (the report says which).
     ``layer_sizes``, ``activations``, ``loss_function``, ``fused``
         A description in the terms of ``manual_backprop``'s catalogue; with it the loss is
         recomputed independently from ``tf.nn``/``tf.math`` primitives.
