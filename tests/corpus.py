@@ -25,7 +25,7 @@ expects of a judge (``case.expect``):
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -49,6 +49,8 @@ __all__ = [
     "ZeroBiasRelu",
     "DropoutLoss",
     "SideEffectLoss",
+    "NearKinkRelu",
+    "SubclassWithAstype",
 ]
 
 # The least hidden width and batch size ``build`` accepts: with N >= 2 a missing or doubled 1/N
@@ -703,6 +705,90 @@ class SideEffectLoss:
         return [dW1, db1, dW2, db2]
 
 
+# --- 12. ReLU units at their kinks, and other rows' units just beside them ----------------------
+
+
+class NearKinkRelu:
+    """One ReLU layer at a tutorial's initialisation (weights 0.01 * randn, zero biases) and a
+    linear read-out, mean squared error, with relu'(0) = 1 (``z >= 0``). Row 0 of the batch is
+    all zeros, so every unit of it sits exactly at its kink, and one unit of row 1 sits a
+    fraction of a finite-difference step below its kink: a step of the harness's size crosses
+    it, and the one-sided derivatives extrapolated across it are wrong.
+
+    Bugs: ``relu_prime_5_at_0`` (relu'(0) = 5: no subgradient of relu), ``db_mean`` (db as the
+    mean over the rows of dz, already divided by N).
+    """
+
+    BUGS = ("relu_prime_5_at_0", "db_mean")
+
+    def __init__(self, n_in, n_hidden, *, dtype="float64", seed=0, bug=None):
+        _check_bug(type(self), bug)
+        self.bug = bug
+        self.dtype = tf.as_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        self.W = _variable(0.01 * rng.standard_normal((n_in, n_hidden)), dtype, "W")
+        self.b = _variable(np.zeros(n_hidden), dtype, "b")
+        self.v = tf.constant(rng.standard_normal((n_hidden, 1)), dtype=self.dtype)
+        self.params = [self.W, self.b]
+        self.param_names = ["W", "b"]
+
+    def forward(self, X):
+        X = tf.convert_to_tensor(X, self.dtype)
+        z = tf.matmul(X, self.W) + self.b
+        return X, z, tf.matmul(tf.nn.relu(z), self.v)
+
+    def loss(self, X, y):
+        return tf.reduce_mean(tf.square(self.forward(X)[2] - y))
+
+    def gradients(self, X, y):
+        X, z, out = self.forward(X)
+        N = X.shape[0]
+        relu_prime = tf.cast(z >= 0, self.dtype)
+        if self.bug == "relu_prime_5_at_0":
+            relu_prime = tf.where(z == 0, tf.constant(5.0, self.dtype), relu_prime)
+        dz = tf.matmul(2.0 * (out - y) / N, tf.transpose(self.v)) * relu_prime
+        db = tf.reduce_sum(dz, axis=0)
+        if self.bug == "db_mean":
+            db = tf.reduce_mean(dz, axis=0)
+        return [tf.matmul(tf.transpose(X), dz), db]
+
+
+# --- 13. an MLP subclass whose astype keeps its class ---------------------------------------------
+
+
+class SubclassWithAstype(mb.MLP):
+    """``mb.MLP`` subclassed with a gradient clip that never fires at these sizes (``gradients``
+    overridden) and an ``astype`` that returns the subclass, so its float64 twin is the same
+    code. tanh hidden layer, mse.
+
+    Bugs: ``db1_doubled`` (in every dtype), ``float32_only_slip`` (db1 off by 1% in float32
+    only, as a dtype-dependent branch does: the float64 twin is then not the same code).
+    """
+
+    BUGS = ("db1_doubled", "float32_only_slip")
+
+    def __init__(self, layer_sizes, *, dtype="float32", seed=0, bug=None, clip=1e6):
+        _check_bug(type(self), bug)
+        super().__init__(layer_sizes, ["tanh", "linear"], "mse", dtype=dtype, seed=seed)
+        self.bug = bug
+        self.clip = clip
+
+    def astype(self, dtype):
+        twin = SubclassWithAstype(
+            self.layer_sizes, dtype=dtype, seed=self.seed, bug=self.bug, clip=self.clip
+        )
+        twin.set_weights(self.get_weights())
+        return twin
+
+    def gradients(self, X, y):
+        grads = [tf.clip_by_value(g, -self.clip, self.clip) for g in super().gradients(X, y)]
+        if self.bug == "db1_doubled":
+            grads[1] = 2 * grads[1]
+        if self.bug == "float32_only_slip" and self.dtype == tf.float32:
+            grads[1] = 1.01 * grads[1]
+        return grads
+
+
 # --- the builders: (bug, dtype, seed, hidden, n) -> (model, X, y) --------------------------------
 
 
@@ -829,6 +915,30 @@ def _dropout_builder(bug, dtype, seed, hidden, n):
     return model, X, y
 
 
+def _build_near_kink(bug, dtype, seed, hidden, n):
+    rng = _data_rng(seed)
+    model = NearKinkRelu(3, hidden, dtype=dtype, seed=seed, bug=bug)
+    W, v = model.W.numpy().astype(np.float64), model.v.numpy().astype(np.float64)
+    X = rng.standard_normal((n, 3))
+    X[0] = 0.0
+    # Unit 0 of row 1 at 0.15 of the step below its kink (2^-13 for a zero bias in float64).
+    X[1] = -0.15 * 2.0**-13 * W[:, 0] / (W[:, 0] @ W[:, 0])
+    out = np.maximum(X @ W, 0.0) @ v
+    # Row 0 pulls the loss one way and row 1 the other, so the kink crossed beside row 1's unit
+    # bends the one-sided derivatives away from the value at the point.
+    y = out + rng.standard_normal((n, 1))
+    y[0] = out[0] - 1.0
+    y[1] = out[1] + 3.0
+    return model, X, y
+
+
+def _build_subclass_astype(bug, dtype, seed, hidden, n):
+    rng = _data_rng(seed)
+    X = rng.standard_normal((n, 3))
+    y = rng.standard_normal((n, 2))
+    return SubclassWithAstype([3, hidden, 2], dtype=dtype, seed=seed, bug=bug), X, y
+
+
 def _build_side_effect(bug, dtype, seed, hidden, n):
     rng = _data_rng(seed)
     X = tf.constant(rng.standard_normal((n, 3)), dtype=dtype)
@@ -843,6 +953,7 @@ class _Spec:
     n: int  # the default batch size
     bugs: Dict[str, str]  # planted bug -> what it expects ("fail" or "impure")
     dtypes: Tuple[str, ...] = ("float64",)
+    only: Dict[str, str] = field(default_factory=dict)  # a bug planted in this dtype only
 
 
 _SPECS: Dict[str, _Spec] = {
@@ -856,12 +967,14 @@ _SPECS: Dict[str, _Spec] = {
             "tanh_deriv_of_z": "fail",
             "dW1_transposed_input": "fail",
         },
+        ("float64", "float32"),
     ),
     "column_layout": _Spec(
         _build_column,
         5,
         8,
         {"missing_1_over_m": "fail", "relu_deriv_wrong": "fail", "dZ2_times_sigmoid_prime": "fail"},
+        ("float64", "float32"),
     ),
     "l2_regularised": _Spec(
         _build_l2, 5, 8, {"no_reg_grad": "fail", "reg_on_bias": "fail", "reg_factor_2": "fail"}
@@ -899,6 +1012,17 @@ _SPECS: Dict[str, _Spec] = {
         },
     ),
     "side_effect_loss": _Spec(_build_side_effect, 4, 8, {"b1_nudged_in_loss": "impure"}),
+    "near_kink_relu": _Spec(
+        _build_near_kink, 4, 6, {"relu_prime_5_at_0": "fail", "db_mean": "fail"}
+    ),
+    "subclass_with_astype": _Spec(
+        _build_subclass_astype,
+        4,
+        8,
+        {"db1_doubled": "fail", "float32_only_slip": "fail"},
+        ("float64", "float32"),
+        only={"float32_only_slip": "float32"},
+    ),
 }
 
 
@@ -939,7 +1063,11 @@ def _cases() -> List[Case]:
     for name, spec in _SPECS.items():
         for dtype in spec.dtypes:
             cases.append(Case(name, None, dtype, "pass"))
-            cases.extend(Case(name, bug, dtype, expect) for bug, expect in spec.bugs.items())
+            cases.extend(
+                Case(name, bug, dtype, expect)
+                for bug, expect in spec.bugs.items()
+                if spec.only.get(bug, dtype) == dtype
+            )
     return cases
 
 

@@ -45,7 +45,7 @@ def _relu_grad_1_at_0(z):
 
 # Cases whose right twin takes relu'(0) = 1 where the tape takes 0: their gradients are checked
 # against the tape of the same loss with that relu.
-KINK_CONVENTION = {"zero_bias_relu": _relu_grad_1_at_0}
+KINK_CONVENTION = {"zero_bias_relu": _relu_grad_1_at_0, "near_kink_relu": _relu_grad_1_at_0}
 
 
 def by_expect(*expects):
