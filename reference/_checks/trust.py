@@ -20,7 +20,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .._core.adapter import INPUT, Adapter, guarded
+from .._core.adapter import Adapter, guarded
 from .._core.policy import floors, magnitude, rounding_bound
 from .._core.tape import tape_values
 
@@ -106,16 +106,7 @@ def batched_problem(adapter: Adapter, seed: int) -> Optional[str]:
     points = [base] + [{k: moved(v) for k, v in base.items()} for _ in range(_BATCHED_POINTS)]
     stacks = {k: np.stack([p[k] for p in points]) for k in adapter.keys}
     batched = guarded("model.batched_loss", adapter.evaluate_many, stacks)
-    eager = np.empty(len(points))
-    original = adapter.snapshot()
-    try:
-        for i, point in enumerate(points):
-            for k, var in enumerate(adapter.params):
-                var.assign(point[k].astype(adapter.dtype.as_numpy_dtype))
-            X = point[INPUT].astype(adapter.dtype.as_numpy_dtype) if INPUT in point else adapter.X
-            eager[i] = float(guarded("model.loss(X, y)", adapter.model.loss, X, adapter.y))
-    finally:
-        adapter.restore(original)
+    eager = guarded("model.loss(X, y)", adapter.evaluate_points, points)
     tol = BATCHED_ULPS * adapter.eps * np.maximum(np.abs(eager), 1.0)
     bad = ~(np.abs(batched - eager) <= tol)
     if not np.any(bad):

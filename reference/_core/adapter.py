@@ -181,6 +181,22 @@ class Adapter:
             var.assign(original)
         return out
 
+    def evaluate_points(self, points) -> np.ndarray:
+        """Losses at whole points, one ``loss()`` call each: ``points`` is a list of dicts mapping
+        every key (parameters, and ``INPUT`` when it is checked) to a value. The parameters are
+        left bit-identical."""
+        out = np.empty(len(points))
+        original = self.snapshot()
+        try:
+            for i, point in enumerate(points):
+                for k, var in enumerate(self.params):
+                    var.assign(point[k].astype(self.dtype.as_numpy_dtype))
+                X = point[INPUT].astype(self.dtype.as_numpy_dtype) if INPUT in point else self.X
+                out[i] = float(self.model.loss(X, self.y))
+        finally:
+            self.restore(original)
+        return out
+
     def cast(self, values: np.ndarray) -> np.ndarray:
         """Values as the model will see them (rounded to its dtype), back in float64."""
         return values.astype(self.dtype.as_numpy_dtype).astype(np.float64)
