@@ -710,10 +710,11 @@ class SideEffectLoss:
 
 class NearKinkRelu:
     """One ReLU layer at a tutorial's initialisation (weights 0.01 * randn, zero biases) and a
-    linear read-out, mean squared error, with relu'(0) = 1 (``z >= 0``). Row 0 of the batch is
-    all zeros, so every unit of it sits exactly at its kink, and one unit of row 1 sits a
-    fraction of a finite-difference step below its kink: a step of the harness's size crosses
-    it, and the one-sided derivatives extrapolated across it are wrong.
+    linear read-out, mean squared error, with relu'(0) = ``at_zero`` (1, ``z >= 0``, or 1/2, a
+    subgradient that is no region's gradient, so only finite differences can accept it). Row 0
+    of the batch is all zeros, so every unit of it sits exactly at its kink, and one unit of
+    row 1 sits a fraction of a finite-difference step below its kink: a step of the harness's
+    size crosses it, and the one-sided derivatives extrapolated across it are wrong.
 
     Bugs: ``relu_prime_5_at_0`` (relu'(0) = 5: no subgradient of relu), ``db_mean`` (db as the
     mean over the rows of dz, already divided by N).
@@ -721,9 +722,10 @@ class NearKinkRelu:
 
     BUGS = ("relu_prime_5_at_0", "db_mean")
 
-    def __init__(self, n_in, n_hidden, *, dtype="float64", seed=0, bug=None):
+    def __init__(self, n_in, n_hidden, *, at_zero=1.0, dtype="float64", seed=0, bug=None):
         _check_bug(type(self), bug)
         self.bug = bug
+        self.at_zero = at_zero
         self.dtype = tf.as_dtype(dtype)
         rng = np.random.default_rng(seed)
         self.W = _variable(0.01 * rng.standard_normal((n_in, n_hidden)), dtype, "W")
@@ -743,7 +745,7 @@ class NearKinkRelu:
     def gradients(self, X, y):
         X, z, out = self.forward(X)
         N = X.shape[0]
-        relu_prime = tf.cast(z >= 0, self.dtype)
+        relu_prime = tf.cast(z > 0, self.dtype) + self.at_zero * tf.cast(z == 0, self.dtype)
         if self.bug == "relu_prime_5_at_0":
             relu_prime = tf.where(z == 0, tf.constant(5.0, self.dtype), relu_prime)
         dz = tf.matmul(2.0 * (out - y) / N, tf.transpose(self.v)) * relu_prime
@@ -915,9 +917,16 @@ def _dropout_builder(bug, dtype, seed, hidden, n):
     return model, X, y
 
 
-def _build_near_kink(bug, dtype, seed, hidden, n):
+def _near_kink_builder(at_zero):
+    def build(bug, dtype, seed, hidden, n):
+        return _build_near_kink(bug, dtype, seed, hidden, n, at_zero)
+
+    return build
+
+
+def _build_near_kink(bug, dtype, seed, hidden, n, at_zero):
     rng = _data_rng(seed)
-    model = NearKinkRelu(3, hidden, dtype=dtype, seed=seed, bug=bug)
+    model = NearKinkRelu(3, hidden, at_zero=at_zero, dtype=dtype, seed=seed, bug=bug)
     W, v = model.W.numpy().astype(np.float64), model.v.numpy().astype(np.float64)
     X = rng.standard_normal((n, 3))
     X[0] = 0.0
@@ -1013,8 +1022,9 @@ _SPECS: Dict[str, _Spec] = {
     ),
     "side_effect_loss": _Spec(_build_side_effect, 4, 8, {"b1_nudged_in_loss": "impure"}),
     "near_kink_relu": _Spec(
-        _build_near_kink, 4, 6, {"relu_prime_5_at_0": "fail", "db_mean": "fail"}
+        _near_kink_builder(1.0), 4, 6, {"relu_prime_5_at_0": "fail", "db_mean": "fail"}
     ),
+    "near_kink_relu_half": _Spec(_near_kink_builder(0.5), 4, 6, {"db_mean": "fail"}),
     "subclass_with_astype": _Spec(
         _build_subclass_astype,
         4,

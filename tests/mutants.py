@@ -8,6 +8,7 @@ The forward (``loss``) is manual_backprop's, so only the backward is wrong, exce
 
 import numpy as np
 import tensorflow as tf
+from corpus import CASES as _CORPUS
 
 import manual_backprop as mb
 
@@ -424,3 +425,10 @@ def revealing_batch(model, n=8, seed=0):
     else:
         y = rng.normal(size=(n, d)) * 2.0
     return X, y
+
+
+# The catalogue extends to models written the way users write them: every planted bug (and every
+# random or impure loss) of the corpus in ``corpus.py``, each a ``corpus.Case`` whose ``build``
+# gives (model, X, y) for any seed, hidden width and batch size.
+USER_MUTANTS = [c for c in _CORPUS if c.expect != "pass"]
+USER_TWINS = [c for c in _CORPUS if c.expect == "pass"]

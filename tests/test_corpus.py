@@ -45,7 +45,21 @@ def _relu_grad_1_at_0(z):
 
 # Cases whose right twin takes relu'(0) = 1 where the tape takes 0: their gradients are checked
 # against the tape of the same loss with that relu.
-KINK_CONVENTION = {"zero_bias_relu": _relu_grad_1_at_0, "near_kink_relu": _relu_grad_1_at_0}
+@tf.custom_gradient
+def _relu_grad_half_at_0(z):
+    """relu with relu'(0) = 1/2: the convention of ``near_kink_relu_half``'s right twin."""
+
+    def grad(g):
+        return g * (tf.cast(z > 0, z.dtype) + 0.5 * tf.cast(z == 0, z.dtype))
+
+    return tf.maximum(z, tf.zeros_like(z)), grad
+
+
+KINK_CONVENTION = {
+    "zero_bias_relu": _relu_grad_1_at_0,
+    "near_kink_relu": _relu_grad_1_at_0,
+    "near_kink_relu_half": _relu_grad_half_at_0,
+}
 
 
 def by_expect(*expects):

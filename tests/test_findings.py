@@ -129,10 +129,14 @@ def test_a_wrong_tensor_beside_nested_kinks_is_blamed_alone(mode):
 def test_a_step_that_crosses_another_kink_does_not_fail_a_right_gradient(mode):
     """One unit of row 1 sits 0.15 of a step below its kink while row 0 sits at its kinks: the
     one-sided derivatives at the harness's step are bent by the crossing; smaller steps agree."""
-    for seed in range(3):
+    for seed in range(4):
         assert judged("near_kink_relu", mode=mode, seed=seed).ok
+        # relu'(0) = 1/2 is no region's gradient: only finite differences can accept it.
+        report = judged("near_kink_relu_half", mode=mode, seed=seed)
+        assert report.ok and entry(report, "b").note(NoteCode.KINK_SUBGRADIENT), str(report)
     wrong = judged("near_kink_relu", "relu_prime_5_at_0", mode=mode)
     assert [e.name for e in wrong.failing] == ["b"], str(wrong)
+    assert not judged("near_kink_relu_half", "db_mean", mode=mode).ok
 
 
 # --- 5. diagnoses that are true ------------------------------------------------------------------
@@ -231,6 +235,21 @@ def test_one_wrong_element_of_a_large_tensor_is_counted_once_in_directional_mode
     w1 = entry(report, "W1")
     assert w1.n_failing == 1 and w1.worst_index == (7, 3), str(report)
     assert "only 1 of 10000 elements are wrong, at [(7, 3)]" in str(report)
+
+    class ManySmall(Scaled):
+        """One element off by 1% and 30 more by 1e-8 of the largest gradient: all wrong."""
+
+        def gradients(self, X, y):
+            grads = [g.numpy() for g in self.model.gradients(X, y)]
+            largest = np.max(np.abs(grads[0]))
+            grads[0][7, 3] *= 1.01
+            grads[0][20:50, 0] += 1e-8 * largest
+            return grads
+
+    report = check_gradients(ManySmall(model, {}), X, y, mode="directional")
+    w1 = entry(report, "W1")
+    assert w1.n_failing == 31, str(report)
+    assert "only 31 of 10000 elements are wrong, at [(7, 3), (20, 0)," in str(report)
 
 
 # --- no excuse without evidence ------------------------------------------------------------------

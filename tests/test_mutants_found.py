@@ -1,11 +1,12 @@
 """The property suite itself finds every mutant, not only the hand-picked revealing batch."""
 
 import pytest
+from corpus import MIN_HIDDEN, MIN_N
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
-from mutants import MUTANTS
+from mutants import MUTANTS, USER_MUTANTS
 
-from reference import check_gradients
+from reference import MODES, check_gradients
 from reference.strategies import batch_for
 
 # Mutants whose bug only fits square layers (W used where W^T belongs, and the like).
@@ -49,6 +50,26 @@ def test_the_property_finds_the_mutant(mutant):
     def gradients_pass(case):
         model, (X, y) = case
         assert check_gradients(model, X, y).ok
+
+    with pytest.raises(AssertionError):
+        gradients_pass()
+
+
+@pytest.mark.parametrize("case", USER_MUTANTS, ids=[c.id for c in USER_MUTANTS])
+def test_the_property_finds_the_users_bug(case):
+    """The same for every planted bug of the corpus of user-style models: seed, sizes and mode
+    drawn."""
+
+    @settings(phases=[Phase.explicit, Phase.generate], deadline=None)
+    @given(
+        seed=st.integers(0, 2**16),
+        hidden=st.integers(MIN_HIDDEN, 7),
+        n=st.integers(MIN_N, 10),
+        mode=st.sampled_from(MODES),
+    )
+    def gradients_pass(seed, hidden, n, mode):
+        model, X, y = case.build(seed, hidden, n)
+        assert check_gradients(model, X, y, mode=mode).ok
 
     with pytest.raises(AssertionError):
         gradients_pass()

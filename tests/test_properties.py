@@ -2,11 +2,13 @@
 
 import numpy as np
 import tensorflow as tf
+from corpus import MIN_HIDDEN, MIN_N
 from hypothesis import given, note
 from hypothesis import strategies as st
+from mutants import USER_TWINS
 
 import manual_backprop as mb
-from reference import check_gradients
+from reference import MODES, check_gradients
 from reference.strategies import activations, cases, loss_pairings
 
 
@@ -26,6 +28,22 @@ def test_directional_mode_agrees(case):
     model, X, y = case
     report = check_gradients(model, X, y, mode="directional")
     assert report.ok, str(report)
+
+
+@given(
+    case=st.sampled_from(USER_TWINS),
+    seed=st.integers(0, 2**16),
+    hidden=st.integers(MIN_HIDDEN, 7),
+    n=st.integers(MIN_N, 10),
+    mode=st.sampled_from(MODES),
+)
+def test_users_right_models_pass(case, seed, hidden, n, mode):
+    """Every right twin of the corpus of user-style models (subclasses and wrappers in float32,
+    kinks at zero biases, L1 at initialisation, column layout, ...) passes, at any drawn size."""
+    model, X, y = case.build(seed, hidden, n)
+    report = check_gradients(model, X, y, mode=mode)
+    note(str(report))
+    assert report.ok, f"{case.id} (seed={seed}, hidden={hidden}, n={n}, {mode}):\n{report}"
 
 
 # --- each activation and loss on its own, over extreme inputs ----------------------------------

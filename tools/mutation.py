@@ -46,6 +46,8 @@ POLICY, FD, MODES = (
 PASSES, GRADIENTS = "reference/_checks/passes.py", "reference/_checks/gradients.py"
 TRUST = "reference/_checks/trust.py"
 GUARDS, JUDGES = "tests/test_judge_guards.py", "tests/test_judges.py"
+FINDINGS, CORPUS = "tests/test_findings.py", "tests/test_corpus.py"
+DIAGNOSIS = "reference/_checks/diagnosis.py"
 
 BUGS: List[Bug] = [
     Bug(
@@ -275,6 +277,83 @@ BUGS: List[Bug] = [
         "float32 rounding beyond the tape's never noted",
         [(TRUST, "TAPE_DEVIATION_FACTOR = 4.0", "TAPE_DEVIATION_FACTOR = 4e6")],
         [GUARDS, JUDGES],
+    ),
+    Bug(
+        "a random loss or a side effect is judged anyway (no purity check)",
+        [(GRADIENTS, "report.impure = purity_problem(adapter)", "report.impure = None")],
+        [FINDINGS, CORPUS],
+    ),
+    Bug(
+        "any astype result trusted as the float64 twin",
+        [(GRADIENTS, "if type(twin.model) is not type(adapter.model):", "if False:")],
+        [FINDINGS, CORPUS],
+    ),
+    Bug(
+        "a twin of the model's own type trusted without comparing its gradients",
+        [(GRADIENTS, "if not agreement.same_code:", "if False:")],
+        [FINDINGS, CORPUS],
+    ),
+    Bug(
+        "batched_loss trusted without the spot check",
+        [(GRADIENTS, "problem = batched_problem(twin, seed)", "problem = None")],
+        [FINDINGS, CORPUS],
+    ),
+    Bug(
+        "the region test excuses every failing element",
+        [
+            (
+                PASSES,
+                "out[k] = mask & (np.abs(ev.manual - tape[k]) <= ev.tape_tol)",
+                "out[k] = mask",
+            )
+        ],
+        [FINDINGS, CORPUS],
+    ),
+    Bug(
+        "no region test where several kinks meet",
+        [(GRADIENTS, "    region_pass(twin, verdicts, evidence)\n", "")],
+        [FINDINGS, CORPUS],
+    ),
+    Bug(
+        "no smaller steps near other kinks",
+        [(FD, "REFINE_LEVELS = 3", "REFINE_LEVELS = 0")],
+        [FINDINGS, CORPUS],
+    ),
+    Bug(
+        "rounding excused at any size",
+        [(POLICY, "ROUNDING_ULPS = 256", "ROUNDING_ULPS = 1e12")],
+        [FINDINGS, GUARDS],
+    ),
+    Bug(
+        "the layer diagnosis claims an error flowing down whatever the verdicts",
+        [(DIAGNOSIS, "    if flows_down:\n", "    if True:\n")],
+        [FINDINGS, JUDGES],
+    ),
+    Bug(
+        "the batch size always from the rows of X",
+        [(DIAGNOSIS, "axis, how = _infer_axis(X_shape, y_shape)", 'axis, how = 0, "rows of X"')],
+        [FINDINGS, JUDGES],
+    ),
+    Bug(
+        "few-elements counted on the diagnosis's own tolerance",
+        [(DIAGNOSIS, "wrong=entry.elements.fail", "wrong=None")],
+        [FINDINGS, JUDGES],
+    ),
+    Bug(
+        "directional mode trusts the noise pooled over its few probes",
+        [(MODES, "sigma = min(sigma, direct)", "sigma = sigma")],
+        [FINDINGS, CORPUS],
+    ),
+    Bug(
+        "check_derivative accepts a function that is not elementwise",
+        [
+            (
+                "reference/_checks/derivative.py",
+                "    _require_elementwise(fn, name, dtype)\n",
+                "",
+            )
+        ],
+        ["tests/test_derivative.py"],
     ),
 ]
 

@@ -37,7 +37,8 @@ class Gathered:
         flat = nd.take(lines)
         bad = fdm.suspect(
             flat,
-            [ev.manual.reshape(-1)[lines], ev.tape.reshape(-1)[lines]],
+            ev.manual.reshape(-1)[lines],
+            ev.tape.reshape(-1)[lines],
             _flat(ev.tape_tol, lines),
         )
         if bad.size == 0:
@@ -134,7 +135,7 @@ class DirectionalMode:
         dirs, nd = ev.probes.directions, ev.probes.fd
         slack = ev.tape_tol * np.sum(np.abs(dirs), axis=1)
         flat_m, flat_t = ev.manual.reshape(-1), ev.tape.reshape(-1)
-        bad = fdm.suspect(nd, [dirs @ flat_m, dirs @ flat_t], slack)
+        bad = fdm.suspect(nd, dirs @ flat_m, dirs @ flat_t, slack)
         if bad.size == 0:
             return
 

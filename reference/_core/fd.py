@@ -306,13 +306,12 @@ def consistent(a: NumericalGradient, b: NumericalGradient) -> np.ndarray:
     return smooth | kinked
 
 
-def suspect(nd: NumericalGradient, candidates, slack) -> np.ndarray:
-    """Flat indices of measured lines whose estimate is suspect: a kink along them, or one of
-    the ``candidates`` (manual, tape; None skipped) it does not accept."""
-    bad = nd.kink.copy()
-    for c in candidates:
-        if c is not None:
-            bad |= ~nd.accepts(c, slack)
+def suspect(nd: NumericalGradient, manual, tape, slack) -> np.ndarray:
+    """Flat indices of measured lines whose estimate is suspect, or must decide between manual
+    and tape: a kink along them, a candidate it does not accept, or manual and tape apart."""
+    with np.errstate(invalid="ignore"):
+        apart = ~(np.abs(manual - tape) <= slack)
+    bad = nd.kink | apart | ~nd.accepts(manual, slack) | ~nd.accepts(tape, slack)
     return np.flatnonzero((bad & nd.measured).reshape(-1))
 
 
