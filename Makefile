@@ -12,7 +12,7 @@ endif
 # pytest-xdist: on 2 cores the suite takes 104 s with -n auto against 197 s without (measured).
 PYTEST_ARGS ?= -n auto
 
-.PHONY: run test lint mutants examples bench clean
+.PHONY: run test lint mutants corpus examples bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: $(STAMP)
 # Bugs planted in the harness itself, one at a time; each must make some test fail.
 mutants: $(STAMP)
 	$(PY) tools/mutation.py
+
+# Catch rate and false alarms on the corpus of user-style models (tests/corpus.py), both modes.
+corpus: $(STAMP)
+	$(PY) tools/corpus_rates.py --markdown tools/corpus_results.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
