@@ -340,8 +340,14 @@ BUGS: List[Bug] = [
         [FINDINGS, JUDGES],
     ),
     Bug(
-        "directional mode trusts the noise pooled over its few probes",
-        [(MODES, "sigma = min(sigma, direct)", "sigma = sigma")],
+        "finite differences trust the noise pooled over lines that cross kinks",
+        [
+            (
+                FD,
+                "    return max(_JITTER_MARGIN * float(",
+                "    return 1e300 * max(_JITTER_MARGIN * float(",
+            )
+        ],
         [FINDINGS, CORPUS],
     ),
     Bug(

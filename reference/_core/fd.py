@@ -159,22 +159,27 @@ def pooled_noise(stencils: Sequence[Stencil], f0: float, eps: float) -> float:
 _JITTER_ULPS = 4.0
 # ... this many times; the standard deviation of the losses is the noise of one evaluation (the
 # gradient's own share of the change, |g| |theta| 4 eps, is itself of the order of rounding).
-_JITTER_SAMPLES = 8
-# The direct estimate is one sample of 8: it is doubled before it bounds the pooled one.
+_JITTER_SAMPLES = 16
+# The direct estimate is one sample of 16: it is doubled before it bounds the pooled one (its
+# chance of falling below half the true noise is 0.2%).
 _JITTER_MARGIN = 2.0
 
 
 def jitter_noise(adapter: Adapter, f0: float, rng: np.random.Generator) -> float:
     """The rounding noise of one loss evaluation measured directly: the loss at points a few
-    ulps from the point, where no kink is crossed. Fourth differences pooled over a handful of
-    probe lines (directional mode) are inflated when those lines cross kinks; this is not."""
+    ulps from the point, where no kink is crossed. Fourth differences pooled over lines that
+    cross kinks (a handful of probes, or a small ReLU network where every line has one) are
+    inflated; this is not."""
     base = {k: adapter.value(k) for k in adapter.keys}
     rel = _JITTER_ULPS * adapter.eps
     points = [
         {k: adapter.cast(v * (1.0 + rel * rng.standard_normal(v.shape))) for k, v in base.items()}
         for _ in range(_JITTER_SAMPLES)
     ]
-    values = adapter.evaluate_points(points)
+    if adapter.batched:
+        values = adapter.evaluate_many({k: np.stack([p[k] for p in points]) for k in base})
+    else:
+        values = adapter.evaluate_points(points)
     values = values[np.isfinite(values)]
     floor = _FLOOR_ULPS * adapter.eps * max(abs(f0), np.finfo(np.float64).tiny)
     if values.size < 2:
