@@ -69,13 +69,13 @@ KINK_SPREAD = 4.0
 # |D(h/2) - D(h)| bounds what Richardson leaves on a smooth line by orders of magnitude; a kink
 # between h/7 (below which it is flagged) and h from theta can leave up to 4x that.
 TRUNCATION_SAFETY = 4.0
-# Where a line's estimate is suspect (a kink seen along it, or a witness it rejects), the step
-# may have crossed another kink nearby (a pre-activation of another row 1e-5 from zero, a weight
-# near 0 under an L1 penalty): the line is differenced again with the step divided by
-# 2^REFINE_SHRINK, up to REFINE_LEVELS times, until two successive steps agree; the estimate
-# kept is the larger step of the first agreeing pair (the least noisy that is consistent), or
-# the smallest step's when none agree. A step 4096 times smaller (2^-25 at |theta| <= 1 in
-# float64) still leaves rounding noise near 1e-7 of the loss's scale.
+# Where a line's estimate is suspect (a kink seen along it, a witness it rejects, or manual and
+# tape apart so that it must decide), the step may have crossed another kink nearby (a
+# pre-activation of another row 1e-5 from zero, a weight near 0 under an L1 penalty): the line
+# is differenced again with the step divided by 2^REFINE_SHRINK, 2^(2 REFINE_SHRINK), ... (up to
+# REFINE_LEVELS times), and the estimate kept is the one at the largest step that agrees with
+# every smaller step (the least noisy that no crossing spoils). A step 4096 times smaller
+# (2^-25 at |theta| <= 1 in float64) still leaves rounding noise near 1e-7 of the loss's scale.
 REFINE_SHRINK = 4
 REFINE_LEVELS = 3
 _FLOOR_ULPS = 4.0  # the least noise assumed: 4 ulps of the loss
@@ -197,6 +197,8 @@ class NumericalGradient:
     derivatives and ``kink_error`` their error; any value in between is a valid subgradient.
     ``measured`` marks the elements that were differenced at all (directional mode differences
     only some); elsewhere the other fields are NaN (``kink`` False) and carry no evidence.
+    ``unresolved`` marks lines whose estimate at the smallest step still disagreed with the next
+    larger one (another kink closer than any step resolves): their estimate is no evidence.
     """
 
     name: str
@@ -209,12 +211,25 @@ class NumericalGradient:
     step: np.ndarray
     noise: float
     measured: Optional[np.ndarray] = None
+    unresolved: Optional[np.ndarray] = None
 
-    _FIELDS = ("value", "error", "kink", "lower", "upper", "kink_error", "step", "measured")
+    _FIELDS = (
+        "value",
+        "error",
+        "kink",
+        "lower",
+        "upper",
+        "kink_error",
+        "step",
+        "measured",
+        "unresolved",
+    )
 
     def __post_init__(self):
         if self.measured is None:
             self.measured = np.ones(np.shape(self.value), bool)
+        if self.unresolved is None:
+            self.unresolved = np.zeros(np.shape(self.value), bool)
 
     @classmethod
     def unmeasured(cls, name: str, shape, noise: float) -> "NumericalGradient":
@@ -230,6 +245,7 @@ class NumericalGradient:
             nan.copy(),
             nan.copy(),
             noise,
+            np.zeros(shape, bool),
             np.zeros(shape, bool),
         )
 
@@ -321,19 +337,29 @@ def suspect(nd: NumericalGradient, manual, tape, slack) -> np.ndarray:
 
 
 def refine(nd: NumericalGradient, lines: np.ndarray, remeasure) -> None:
-    """Difference the suspect ``lines`` (flat indices) again with smaller steps until two
-    successive steps agree (see ``REFINE_SHRINK``); ``remeasure(lines, shrink)`` returns the flat
-    estimate of those lines with the step divided by ``2^shrink``. ``nd`` is updated in place."""
-    pending = np.asarray(lines, dtype=np.int64)
-    previous = nd.take(pending)
-    for level in range(1, REFINE_LEVELS + 1):
-        if pending.size == 0:
-            return
-        new = remeasure(pending, level * REFINE_SHRINK)
-        moving = ~consistent(previous, new)
-        pending = pending[moving]
-        previous = new.take(np.flatnonzero(moving))
-        nd.fill(pending, previous)
+    """Difference the suspect ``lines`` (flat indices) again with smaller steps (see
+    ``REFINE_SHRINK``) and keep, per line, the estimate at the largest step that agrees with
+    every smaller one: a kink crossed at distance c spoils every step above c and none below,
+    so the chain of agreement from the smallest step up stops where the crossing begins.
+    ``remeasure(lines, shrink)`` returns the flat estimate of those lines with the step divided
+    by ``2^shrink``. ``nd`` is updated in place."""
+    lines = np.asarray(lines, dtype=np.int64)
+    if lines.size == 0:
+        return
+    levels = [nd.take(lines)] + [
+        remeasure(lines, level * REFINE_SHRINK) for level in range(1, REFINE_LEVELS + 1)
+    ]
+    chosen = np.full(lines.size, len(levels) - 1)
+    chain = np.ones(lines.size, bool)
+    for j in range(len(levels) - 2, -1, -1):
+        chain &= consistent(levels[j], levels[j + 1])
+        chosen[chain] = j
+    for j, level in enumerate(levels[1:], 1):
+        pick = np.flatnonzero(chosen == j)
+        if pick.size:
+            nd.fill(lines[pick], level.take(pick))
+    # The smallest step agreeing with no larger one: a kink closer than any step resolves.
+    nd.unresolved.reshape(-1)[lines[chosen == len(levels) - 1]] = True
 
 
 # --- gathering the evaluations -------------------------------------------------------------

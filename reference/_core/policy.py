@@ -186,12 +186,16 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
     tape_ok = within_tape(ev)
     if fd is None:
         return ElementVerdict(~tape_ok, tape_ok=tape_ok)
-    fd_ok_m = finite & fd.accepts(m, tol)
-    fd_ok_t = np.isfinite(t) & fd.accepts(t, tol)
-    kink = fd.kink & fd.measured
+    resolved = ~fd.unresolved
+    fd_ok_m = finite & fd.accepts(m, tol) & resolved
+    fd_ok_t = np.isfinite(t) & fd.accepts(t, tol) & resolved
+    kink = fd.kink & fd.measured & resolved
     kink_used = ~tape_ok & fd_ok_m & kink
     tape_unfaithful = ~tape_ok & fd_ok_m & ~fd_ok_t & ~kink
-    fail = ~finite | (~tape_ok & ~(kink_used | tape_unfaithful))
+    # Off the tape where finite differences resolve nothing (another kink closer than their
+    # smallest step): no witness can judge the element.
+    unverifiable = finite & ~tape_ok & fd.unresolved & fd.measured
+    fail = ~finite | (~tape_ok & ~(kink_used | tape_unfaithful | unverifiable))
     if ev.probes is not None:
         # Elements off the tape that were not differenced one by one (more than directional
         # mode differences) stand or fall with those that were, and with the probes, which see
@@ -210,6 +214,7 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
     return ElementVerdict(
         fail,
         tape_ok=tape_ok,
+        unverifiable=unverifiable & ~fail,
         kink_used=kink_used,
         tape_unfaithful=tape_unfaithful,
         fd_unresolved=tape_ok & fd.measured & ~fd_ok_m,
@@ -226,7 +231,7 @@ def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
     finite = np.isfinite(m)
     if fd is None:
         return ElementVerdict(~finite, unverifiable=finite)
-    has_value = fd.measured & (np.isfinite(fd.value) | fd.kink)
+    has_value = fd.measured & (np.isfinite(fd.value) | fd.kink) & ~fd.unresolved
     ok = finite & fd.accepts(m, ev.tape_tol)
     return ElementVerdict(
         ~finite | (has_value & ~ok),
@@ -370,6 +375,10 @@ def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
     notes = [Note(code, int(mask.sum())) for code, mask in counts if np.any(mask)]
     if np.any(v.kink_region):
         notes.append(Note(NoteCode.KINK_REGION, int(v.kink_region.sum()), dict(v.region)))
+    crowded = v.unverifiable & (ev.fd.unresolved if ev.fd is not None else False)
+    if np.any(crowded):
+        step = float(np.nanmin(np.where(crowded, ev.fd.step, np.nan)))
+        notes.append(Note(NoteCode.KINK_CROWDED, int(np.count_nonzero(crowded)), {"step": step}))
     if np.any(v.unverifiable) and v.unresolved_by:
         notes.append(Note(NoteCode.UNRESOLVED, int(v.unverifiable.sum()), dict(v.unresolved_by)))
     if kinks and ev.tape is not None and not np.any(v.kink_used):

@@ -54,6 +54,7 @@ class NoteCode(_Code):
 
     KINK_SUBGRADIENT = "kink-subgradient"
     KINK_REGION = "kink-region"
+    KINK_CROWDED = "kink-crowded"
     KINK_COMPOSED = "kink-composed"
     KINKS_MATCH_TAPE = "kinks-match-tape"
     TAPE_UNFAITHFUL = "tape-unfaithful"
@@ -94,6 +95,11 @@ _NOTE_TEXT = {
         "difference changes erratically when the weights move by 1e-6, as rounding does: "
         "cancellation in the hand-written formula (such as elu's a + alpha deep in "
         "saturation), not a bug"
+    ),
+    NoteCode.KINK_CROWDED: (
+        "{count} element(s) where manual and tape differ and another kink lies closer than the "
+        "smallest finite-difference step ({step:.1g}) resolves: unverifiable; check on another "
+        "batch, or with inputs off the kinks"
     ),
     NoteCode.UNRESOLVED: (
         "{count} element(s) where manual and tape differ by up to {difference:.2g} (of the "
