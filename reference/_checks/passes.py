@@ -125,10 +125,14 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
     finite differences saw a kink somewhere: the biases are pushed by tiny steps, each way and
     in both orders of the tensors, and TensorFlow's tape is asked at each pushed point (the
     gradient of the region the push lands in). The push whose gradient matches the most failing
-    elements (to the tape tolerance) is the region; the failing elements it matches are that
-    region's gradient (noted); the others still fail, so a wrong tensor is blamed alone.
+    (or, off the tape, unverifiable) elements to the tape tolerance is the region; the elements
+    it matches are that region's gradient (noted); the others keep their verdict, so a wrong
+    tensor is blamed alone.
     """
-    failing = {k: v.fail & np.isfinite(evidence[k].manual) for k, v in verdicts.items()}
+    failing = {
+        k: (v.fail | (v.unverifiable & ~v.tape_ok)) & np.isfinite(evidence[k].manual)
+        for k, v in verdicts.items()
+    }
     if not any(np.any(m) for m in failing.values()) or not _kinks_seen(evidence):
         return
     pushed = [

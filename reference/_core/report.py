@@ -278,9 +278,11 @@ class ElementVerdict:
         self.undecided = self.undecided & ~self.rounding
 
     def excuse_region(self, mask: np.ndarray) -> None:
-        """The region test's decision: these failing elements are a region's gradient."""
-        self.kink_region = self.kink_region | (mask & self.fail)
+        """The region test's decision: these failing (or unverifiable) elements are a region's
+        gradient."""
+        self.kink_region = self.kink_region | (mask & (self.fail | self.unverifiable))
         self.fail = self.fail & ~self.kink_region
+        self.unverifiable = self.unverifiable & ~self.kink_region
         self.undecided = self.undecided & ~self.kink_region
 
     def unresolved(self, mask: np.ndarray) -> None:
