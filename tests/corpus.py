@@ -902,7 +902,13 @@ def _zero_bias_relu_builder(relu_grad_at_0):
                 seed=[seed, attempt],
                 bug=bug,
             ),
-            lambda model: np.any(model.forward(X)["z2"].numpy()[live] > 0),
+            # ... and reach an active unit of the first layer, or db1 comes from the kinks of
+            # the zero rows alone, where a wrong value between the one-sided derivatives (half
+            # the right one, say) is a valid subgradient and no bug at that point.
+            lambda model: (
+                np.any(model.forward(X)["z2"].numpy()[live] > 0)
+                and np.any(model.forward(X)["z1"].numpy()[live] > 0)
+            ),
         )
         return model, X, y
 
@@ -931,17 +937,25 @@ def _near_row(W):
 
 
 def _build_near_kink(bug, dtype, seed, hidden, n, at_zero):
+    # At least 3 rows, one with an active unit: with only the rows at and beside their kinks,
+    # db comes from the kinks alone, and a wrong value between the one-sided derivatives (db as
+    # a mean, say) is a valid subgradient, no bug at that point.
+    n = max(n, 3)
     rng = _data_rng(seed)
+    X_rest = rng.standard_normal((n - 2, 3))
     # Row 1's other units at least 1e-6 from their kinks: one closer than the harness's
     # smallest step (2^-25) resolves leaves that element unverifiable, not right.
     model = _live(
         lambda attempt: NearKinkRelu(
             3, hidden, at_zero=at_zero, dtype=dtype, seed=[seed, attempt], bug=bug
         ),
-        lambda model: np.all(np.abs(_near_row(model.W.numpy()) @ model.W.numpy())[1:] > 1e-6),
+        lambda model: (
+            np.all(np.abs(_near_row(model.W.numpy()) @ model.W.numpy())[1:] > 1e-6)
+            and np.any(X_rest @ model.W.numpy() > 0)
+        ),
     )
     W, v = model.W.numpy().astype(np.float64), model.v.numpy().astype(np.float64)
-    X = rng.standard_normal((n, 3))
+    X = np.concatenate([np.zeros((2, 3)), X_rest])
     X[0] = 0.0
     X[1] = _near_row(W)
     out = np.maximum(X @ W, 0.0) @ v
