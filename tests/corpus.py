@@ -819,7 +819,8 @@ def _build_two_layer(bug, dtype, seed, hidden, n):
 
 def _live(make, alive):
     """The first model of ``make(attempt)`` for which ``alive(model)`` holds: a ReLU network whose
-    units are all dead has zero gradients, which hide any factor wrong in them."""
+    units are all dead has zero gradients, which hide any factor wrong in them (and the
+    near-kink model asks for its own conditions the same way)."""
     for attempt in range(1000):
         model = make(attempt)
         if alive(model):
