@@ -5,6 +5,7 @@
     report.ok; print(report); report.to_dict()
     assert_gradients_match(model, X, y)            # raises GradientMismatch with the table
     check_derivative(fn, derivative)               # an elementwise custom derivative
+    check_function(fn, *inputs, vjp=..., jvp=...)  # any function: VJP, JVP, custom_gradient
 
 A model is any object with ``params`` (tf.Variables), ``loss(X, y)`` written in TF ops and
 ``gradients(X, y)`` (hand-written, aligned with params): see :class:`GradientModel` for the
@@ -30,6 +31,9 @@ _EXPORTS = {
     "MODES": "._checks.gradients",
     "check_derivative": "._checks.derivative",
     "DerivativeReport": "._checks.derivative",
+    "check_function": "._checks.function",
+    "assert_function_gradients": "._checks.function",
+    "FunctionReport": "._checks.function",
     "tape_gradients": "._core.tape",
     "numerical_gradients": "._core.fd",
     "NumericalGradient": "._core.fd",
@@ -66,6 +70,7 @@ def __dir__():
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._checks.derivative import DerivativeReport, check_derivative
+    from ._checks.function import FunctionReport, assert_function_gradients, check_function
     from ._checks.gradients import MODES, assert_gradients_match, check_gradients
     from ._core.fd import NumericalGradient, numerical_gradients
     from ._core.policy import TAPE_RTOL

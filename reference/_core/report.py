@@ -161,6 +161,12 @@ class Finding(_Code):
     TENSOR_KIND = "tensor-kind"
     INPUT_GRADIENT = "input-gradient"
     FORWARD = "forward"
+    IGNORES_UPSTREAM = "ignores-upstream"
+    DIAGONAL_ONLY = "diagonal-only"
+    SWAPPED = "swapped"
+    WHICH_INPUT = "which-input"
+    JOINT_DIRECTIONS = "joint-directions"
+    NOT_DIFFERENTIABLE = "not-differentiable"
 
 
 @dataclass
@@ -496,7 +502,8 @@ class GradientReport:
             "diagnosis": [d.to_dict() for d in self.diagnosis],
         }
 
-    def __str__(self):
+    def headline(self) -> List[str]:
+        """The first lines of the report: the verdict and how the check was run."""
         verdict = "PASS" if self.ok else "FAIL"
         how = (
             f"finite differences in {self.fd_dtype}"
@@ -506,6 +513,10 @@ class GradientReport:
         lines = [f"Gradient check: {verdict} (mode {self.mode}, model {self.dtype}, {how})"]
         if self.model:
             lines.append(f"model: {self.model}")
+        return lines
+
+    def __str__(self):
+        lines = self.headline()
         if self.error is not None:
             lines.append(f"ERROR: {self.error}")
             return "\n".join(lines)
