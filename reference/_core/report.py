@@ -389,7 +389,14 @@ class TensorCheck:
     def detail(self) -> str:
         """The lines that explain a failure (or notes)."""
         lines = []
-        if self.status == Status.FAIL:
+        joint = self.note(NoteCode.PROBES_DISAGREE)
+        if self.status == Status.FAIL and self.n_failing == 0 and joint is not None:
+            lines.append(
+                f"FAIL {self.name} {self.shape}: manual vs FD disagree along {joint.count} of "
+                f"{joint.values['probes']} joint direction(s), while every element passes on "
+                f"its own"
+            )
+        elif self.status == Status.FAIL:
             who = ", ".join(map(str, self.disagreements())) or "the witnesses"
             lines.append(
                 f"FAIL {self.name} {self.shape}: {who} disagree "
@@ -399,7 +406,7 @@ class TensorCheck:
             lines.append(f"UNVERIFIABLE {self.name} {self.shape}: no witness could judge it")
         elif self.notes:
             lines.append(f"NOTE {self.name}:")
-        if self.worst_index is not None and self.status == Status.FAIL:
+        if self.worst_index is not None and self.status == Status.FAIL and self.n_failing:
             fd = _fmt(self.fd, 10)
             if self.fd_interval is not None:
                 fd = (
