@@ -98,6 +98,14 @@ def logsumexp_ignores_dy(x):
     return y, grad
 
 
+def _saturated_logits(rng):
+    return (40.0 * rng.normal(size=(4, 6)),)
+
+
+def _offset_rows(rng):
+    return (50.0 + rng.normal(size=(4, 6)),)
+
+
 def _logits_of_hundreds(rng):
     return (300.0 + 20.0 * rng.normal(size=(4, 6)),)
 
@@ -341,6 +349,15 @@ def _with_zeros(rng):
     return (x,)
 
 
+def relu(x):
+    return tf.nn.relu(x)
+
+
+def relu_vjp_one_at_zero(dy, x):
+    """relu'(0) = 1, not TensorFlow's 0: a valid subgradient at the kink."""
+    return dy * tf.cast(x >= 0, x.dtype)
+
+
 def cumsum(x):
     return tf.cumsum(x, axis=-1)
 
@@ -417,9 +434,11 @@ def logsumexp_order2(x):
 RIGHT = [
     Case("softmax", softmax, _normal(4, 5), vjp=softmax_vjp),
     Case("softmax_jvp", softmax, _normal(4, 5), jvp=softmax_jvp),
+    Case("softmax_saturated", softmax, _saturated_logits, vjp=softmax_vjp),
     Case("log_softmax", log_softmax, _normal(4, 5), vjp=log_softmax_vjp),
     Case("logsumexp_of_hundreds", stable_logsumexp, _logits_of_hundreds),
     Case("layer_norm", layer_norm, _normal(4, 6), vjp=layer_norm_vjp),
+    Case("layer_norm_offset_rows", layer_norm, _offset_rows, vjp=layer_norm_vjp),
     Case("batch_norm_training", batch_norm, _batch_norm_inputs, vjp=batch_norm_vjp),
     Case("l2_normalize", l2_normalize, _normal(3, 4), vjp=l2_normalize_vjp),
     Case("matmul", matmul, _matmul_inputs, vjp=matmul_vjp),
@@ -432,6 +451,7 @@ RIGHT = [
     Case("norm_and_sine", norm_and_sine, _normal(3, 4), vjp=norm_and_sine_vjp),
     Case("row_max_with_ties", row_max, _rows_with_ties, vjp=row_max_vjp),
     Case("abs_at_zero", absolute, _with_zeros, vjp=absolute_vjp),
+    Case("relu_one_at_zero", relu, _with_zeros, vjp=relu_vjp_one_at_zero),
     Case("cumsum", cumsum, _normal(3, 5), vjp=cumsum_vjp),
     Case("stable_softplus", stable_softplus, _softplus_inputs),
     Case("tanh_custom_order2", tanh_custom, _normal(3, 4), order=2),
