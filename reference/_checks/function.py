@@ -50,6 +50,7 @@ from .._core.report import (
     TensorCheck,
 )
 from .diagnosis import Sizes, diagnose_tensor
+from .trust import TAPE_DEVIATION_FACTOR
 
 __all__ = ["check_function", "assert_function_gradients", "FunctionReport"]
 
@@ -347,6 +348,7 @@ class _Entry:
     input_index: Optional[int] = None
     output_scale: float = 0.0  # the magnitude of the projected output (see ``_resolution``)
     reach: float = 1.0  # how far the input moves: its largest magnitude, at least 1
+    rounding: float = 0.0  # the rounding of the tape's gradient (``_tape_rounding``)
     flat: Optional[np.ndarray] = None  # directional mode: the elements ``lines`` measure
     coords: Optional[np.ndarray] = None  # ... and the input's coordinates they lie along
     evidence: Optional[TensorEvidence] = None
@@ -462,16 +464,10 @@ class _Check:
     def _resolution(self, e: _Entry) -> float:
         """The finest absolute error an entry is judged on: one that, over a change of the
         input by its own magnitude (at least 1), moves the projected output by less than
-        ``LOSS_ULPS`` ulps of the inputs' dtype cannot show in any value the function takes.
-        The output is rounded on its own magnitude, or on the larger terms it cancels down from
-        (x - mean(x) summed), as the rounding noise finite differences measured shows."""
+        ``LOSS_ULPS`` ulps of the inputs' dtype cannot show in any value the function takes;
+        nor one within the rounding the tape's own gradient carries (``e.rounding``)."""
         eps = float(np.finfo(np.dtype(self.p.dtype)).eps)
-        lines = e.probe_lines if e.probe_lines is not None else e.lines
-        noise = 0.0
-        if lines is not None:
-            sigma = lines.sigma if e.probe_lines is not None else lines.sigma[np.unique(e.cols)]
-            noise = float(np.max(sigma, initial=0.0)) / (_FLOOR_ULPS * lines.eps)
-        return LOSS_ULPS * eps * max(e.output_scale, noise) / e.reach
+        return max(LOSS_ULPS * eps * e.output_scale / e.reach, e.rounding)
 
     def _cotangents(self, size: int, dtype) -> np.ndarray:
         """COTANGENTS Gaussian vectors, rounded to the dtype the user's code receives."""
@@ -504,9 +500,13 @@ class _Check:
 
     def _vjp_entries(self, C: np.ndarray) -> None:
         p = self.p
-        manual = [(_manual_vjp if p.vjp is not None else _tape_vjp)(p, c) for c in C]
-        tape = [_tape_vjp(p, c) for c in C] if p.vjp is not None else None
+        own = [_tape_vjp(p, c) for c in C]
+        manual = [_manual_vjp(p, c) for c in C] if p.vjp is not None else own
+        tape = own if p.vjp is not None else None
         self._reverse_entries(p.f, C, manual, tape, "vjp", "vjp")
+        rounding = _tape_rounding(p, C, own)
+        for e in self.entries[-len(p.inputs):]:
+            e.rounding = TAPE_DEVIATION_FACTOR * rounding[e.input_index]
 
     def _reverse_entries(self, f: VectorFunction, C, manual, tape, kind, label) -> None:
         """Entries (one per input) of gradients of <c_k, f(x)>: ``manual[k][a]``, ``tape``."""
@@ -785,6 +785,30 @@ class _Check:
             return e.probe_lines.remeasure(idx // n_probes, idx % n_probes, shrink)
 
         fdm.refine(nd, bad, remeasure)
+
+
+def _tape_rounding(p: _Problem, C, own) -> List[float]:
+    """Per input, the rounding the tape's gradient carries in the inputs' dtype, measured by
+    running it in the other float dtype: the float64 tape's difference from the float32 one,
+    scaled by eps64/eps32 (for float64 inputs), or the float32 tape's difference from the
+    float64 one (for float32 inputs). A gradient that cancels to nearly 0 (1 - n/n) is rounded
+    on the terms it cancels from, which neither its value nor the outputs show. 0 where fn
+    does not run in the other dtype, or gives non-finite values there."""
+    other = np.float32 if p.dtype == "float64" else np.float64
+    try:
+        twin = _Problem.__new__(_Problem)
+        twin.__dict__.update(p.__dict__)
+        twin.inputs = [x.astype(other) for x in p.inputs]
+        theirs = [_tape_vjp(twin, c) for c in C]
+    except Exception:  # fn that runs in one dtype only: no measure, no allowance
+        return [0.0] * len(p.inputs)
+    scale = float(np.finfo(np.dtype(p.dtype)).eps / np.finfo(other).eps)
+    scale = min(scale, 1.0)
+    out = []
+    for a in range(len(p.inputs)):
+        gap = np.concatenate([np.abs(t[a] - o[a]).reshape(-1) for t, o in zip(theirs, own)])
+        out.append(scale * float(np.max(gap)) if np.all(np.isfinite(gap)) else 0.0)
+    return out
 
 
 def _reach(x) -> float:
