@@ -4,6 +4,8 @@
         check manual_backprop's MLP over every hidden activation x loss pairing x dtype
     gradcheck model MODULE:FACTORY      FACTORY() returns (model, X, y) or a list of them
     gradcheck derivative MODULE:FN [MODULE:DERIVATIVE]
+    gradcheck function MODULE:FN --inputs MODULE:FACTORY [--vjp MODULE:VJP] [--jvp MODULE:JVP]
+        [--order 2]      any function's hand-written VJP/JVP, or its tf.custom_gradient
     gradcheck steps MODULE:FACTORY [--plot FILE.png]
         finite-difference error against the step size, with the step the harness chooses
 
@@ -291,6 +293,41 @@ def run_derivative(args) -> int:
     return EXIT_OK if report.ok else EXIT_FAIL
 
 
+def run_function(args) -> int:
+    from ._checks.function import check_function
+
+    fn = load(args.fn, "FN")
+    factory = load(args.inputs, "--inputs")
+    try:
+        made = factory()
+    except Exception as exc:
+        raise UsageError(f"{args.inputs}() raised {type(exc).__name__}: {exc}") from exc
+    inputs = tuple(made) if isinstance(made, (tuple, list)) else (made,)
+    vjp = load(args.vjp, "--vjp") if args.vjp else None
+    jvp = load(args.jvp, "--jvp") if args.jvp else None
+    try:
+        report = check_function(
+            fn, *inputs, vjp=vjp, jvp=jvp, order=args.order, mode=args.mode, seed=args.seed
+        )
+    except (TypeError, ValueError) as exc:  # bad input: not a wrong gradient
+        raise UsageError(f"{args.fn}: {exc}") from exc
+    if not args.quiet or not report.ok:
+        print(report)
+    if args.json:
+        _write_json(
+            args.json,
+            {
+                "command": "function",
+                "fn": args.fn,
+                "inputs": args.inputs,
+                "vjp": args.vjp,
+                "jvp": args.jvp,
+                **report.to_dict(),
+            },
+        )
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
 # --- the step-size trade-off ---------------------------------------------------------------
 
 
@@ -422,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_commands(sub, common) -> None:
-    """The subcommands: model, derivative, steps."""
+    """The subcommands: model, derivative, function, steps."""
 
     model = sub.add_parser(
         "model",
@@ -449,6 +486,26 @@ def _add_commands(sub, common) -> None:
         help="points where FN has kinks, sampled with their neighbours",
     )
 
+    function = sub.add_parser(
+        "function",
+        parents=[common],
+        help="check any function's VJP, JVP or custom gradient",
+        description="Check VJP and/or JVP (or FN's own tape gradient, such as a "
+        "tf.custom_gradient) against FN at the inputs FACTORY() returns (a tuple of arrays, "
+        "or one array).",
+    )
+    function.add_argument("fn", metavar="MODULE:FN")
+    function.add_argument("--inputs", metavar="MODULE:FACTORY", required=True)
+    function.add_argument("--vjp", metavar="MODULE:VJP", help="vjp(cotangents, *inputs)")
+    function.add_argument("--jvp", metavar="MODULE:JVP", help="jvp(tangents, *inputs)")
+    function.add_argument(
+        "--order",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: judge the derivatives of the first-order gradient too",
+    )
+
     steps = sub.add_parser(
         "steps",
         parents=[common],
@@ -468,6 +525,7 @@ def main(argv=None) -> int:
         None: run_matrix,
         "model": run_model,
         "derivative": run_derivative,
+        "function": run_function,
         "steps": run_steps,
     }
     try:

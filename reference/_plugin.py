@@ -2,6 +2,7 @@
 
 - the ``gradcheck`` fixture: ``gradcheck(model, X, y)`` asserts that the gradients match (the
   report's table is the failure message) and returns the report;
+  ``gradcheck.function(fn, *inputs, vjp=...)`` does the same for any function's derivative;
   ``gradcheck.snapshot(name, model, X, y)`` compares against a stored regression snapshot;
 - the ``gradcheck_models`` marker: ``@pytest.mark.gradcheck_models(max_examples=20, **options)``
   runs the test over drawn models and batches, passed as its ``gradcheck_case`` argument
@@ -86,6 +87,19 @@ class GradCheck:
             kwargs.setdefault("rtol", self.rtol)
         __tracebackhide__ = True
         return assert_gradients_match(model, X, y, **kwargs)
+
+    def function(self, fn, *inputs, **kwargs):
+        """Assert that the hand-written derivative of ``fn`` is right at ``inputs``
+        (``vjp=``, ``jvp=``, ``order=``; see reference.check_function); returns the report.
+        ``--gradcheck-mode`` and ``--gradcheck-rtol`` apply unless given here."""
+        from ._checks.function import assert_function_gradients
+
+        kwargs.setdefault("mode", self.mode)
+        kwargs.setdefault("probes", self.probes)
+        if self.rtol is not None:
+            kwargs.setdefault("rtol", self.rtol)
+        __tracebackhide__ = True
+        return assert_function_gradients(fn, *inputs, **kwargs)
 
     def snapshot_path(self, name: str) -> Path:
         from ._snapshots import check_name

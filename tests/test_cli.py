@@ -76,6 +76,32 @@ USER_MODULE = textwrap.dedent('''
     def softmax_diagonal(x):
         s = tf.nn.softmax(x, axis=-1)
         return s * (1.0 - s)
+
+
+    def softmax_vjp(dy, x):
+        s = tf.nn.softmax(x, axis=-1)
+        return s * (dy - tf.reduce_sum(dy * s, axis=-1, keepdims=True))
+
+
+    def softmax_vjp_diagonal(dy, x):
+        s = tf.nn.softmax(x, axis=-1)
+        return dy * s * (1.0 - s)
+
+
+    def softmax_jvp(dx, x):
+        return softmax_vjp(dx, x)
+
+
+    def logits():
+        return np.random.default_rng(0).normal(size=(3, 4))
+
+
+    def two_inputs():
+        return logits(), logits()
+
+
+    def integers():
+        return np.arange(6).reshape(2, 3)
 ''')
 
 
@@ -143,6 +169,34 @@ def test_a_derivative_of_a_function_that_is_not_elementwise_exits_2(user_module,
         assert captured.err.startswith("gradcheck: error: usermodels:softmax: fn 'softmax': ")
         assert "perturbing x[" in captured.err and "fn is not elementwise" in captured.err
         assert "use reference.check_function(fn, x, vjp=...)" in captured.err
+
+
+def test_a_function_from_the_command_line(user_module, capsys):
+    base = ["function", "usermodels:softmax", "--inputs", "usermodels:logits"]
+    assert main([*base, "--vjp", "usermodels:softmax_vjp"]) == 0
+    assert main([*base, "--jvp", "usermodels:softmax_jvp", "--order", "2"]) == 0
+    assert "Function check of softmax: PASS (order 2" in capsys.readouterr().out
+    out = user_module / "function.json"
+    code = main([*base, "--vjp", "usermodels:softmax_vjp_diagonal", "--json", str(out)])
+    assert code == 1
+    text = capsys.readouterr().out
+    assert "Function check of softmax: FAIL" in text and "the diagonal of the true one" in text
+    data = json.loads(out.read_text())
+    assert data["command"] == "function" and data["ok"] is False and data["order"] == 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--inputs", "usermodels:integers"], "inputs[0] has dtype int64"),
+        (["--inputs", "usermodels:two_inputs"], "fn(x) got 2 inputs"),
+        (["--inputs", "usermodels:logits", "--vjp", "usermodels:nothing"], "has no 'nothing'"),
+    ],
+)
+def test_a_function_check_that_cannot_run_exits_2(user_module, capsys, argv, message):
+    assert main(["function", "usermodels:softmax", *argv]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
 
 
 @pytest.mark.parametrize(

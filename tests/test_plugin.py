@@ -83,6 +83,41 @@ def test_gradients(gradcheck):
     )
 
 
+def test_the_fixture_checks_a_custom_derivative(pytester):
+    result = run(
+        pytester,
+        """
+import numpy as np
+import tensorflow as tf
+
+def softmax(x):
+    return tf.nn.softmax(x, axis=-1)
+
+def vjp(dy, x):
+    s = tf.nn.softmax(x, axis=-1)
+    return s * (dy - tf.reduce_sum(dy * s, axis=-1, keepdims=True))
+
+def vjp_diagonal(dy, x):
+    s = tf.nn.softmax(x, axis=-1)
+    return dy * s * (1.0 - s)
+
+x = np.random.default_rng(0).normal(size=(3, 4))
+
+def test_right(gradcheck):
+    report = gradcheck.function(softmax, x, vjp=vjp)
+    assert report.ok and report.mode == "directional"
+
+def test_wrong(gradcheck):
+    gradcheck.function(softmax, x, vjp=vjp_diagonal)
+""",
+        "--gradcheck-mode=directional",
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*GradientMismatch*", "*Function check of softmax: FAIL*", "*vjp: x*fail*"]
+    )
+
+
 def test_options_reach_the_fixture(pytester):
     result = run(
         pytester,

@@ -133,6 +133,21 @@ def _as_input(value, i: int) -> np.ndarray:
     return arr
 
 
+def _require_arity(what: str, f, n: int, got: str, call: str) -> None:
+    """``TypeError`` when ``f`` cannot be called with n positional arguments."""
+    if f is None:
+        return
+    try:
+        inspect.signature(f).bind(*range(n))
+    except TypeError as exc:
+        raise TypeError(
+            f"{got}, but {what} {getattr(f, '__name__', f)!r} cannot take them ({exc}); it is "
+            f"called as {call}."
+        ) from None
+    except ValueError:  # no signature to read (a builtin): the call itself will tell
+        return
+
+
 class _Problem:
     """The function under check: fn, its inputs, the structure of its outputs, and the
     hand-written vjp/jvp called with the structures the issue's protocol gives them."""
@@ -146,6 +161,12 @@ class _Problem:
         if not inputs:
             raise ValueError("check_function needs at least one input: check_function(fn, x).")
         self.fn, self.vjp, self.jvp = fn, vjp, jvp
+        n = len(inputs)
+        _require_arity("fn", fn, n, f"fn(x) got {n} inputs", "fn(*inputs)")
+        _require_arity("vjp", vjp, n + 1, f"vjp(cotangents, *inputs) gets {n + 1} arguments",
+                       "vjp(cotangents, *inputs)")
+        _require_arity("jvp", jvp, n + 1, f"jvp(tangents, *inputs) gets {n + 1} arguments",
+                       "jvp(tangents, *inputs)")
         self.inputs = [_as_input(x, i) for i, x in enumerate(inputs)]
         dtypes = {x.dtype.name for x in self.inputs}
         if len(dtypes) > 1:
