@@ -110,7 +110,7 @@ def _logits_of_hundreds(rng):
     return (300.0 + 20.0 * rng.normal(size=(4, 6)),)
 
 
-# --- normalisation -------------------------------------------------------------------------------
+# --- normalisation --------------------------------------------------------------------------------
 
 _EPS = 1e-5
 
@@ -181,7 +181,7 @@ def l2_normalize_vjp_no_projection(dy, x):
     return dy / tf.norm(x, axis=-1, keepdims=True)
 
 
-# --- two inputs ------------------------------------------------------------------------------------
+# --- two inputs -----------------------------------------------------------------------------------
 
 
 def matmul(a, b):
@@ -252,7 +252,7 @@ def _attention_inputs(rng):
     return rng.normal(size=(3, 4)), rng.normal(size=(5, 4))
 
 
-# --- losses --------------------------------------------------------------------------------------
+# --- losses ---------------------------------------------------------------------------------------
 
 
 def mse(pred, target):
@@ -292,7 +292,7 @@ def cross_entropy_vjp_no_mean(dy, logits):
     return dy * (tf.nn.softmax(logits, -1) - tf.constant(_LABELS, logits.dtype))
 
 
-# --- several outputs -------------------------------------------------------------------------------
+# --- several outputs ------------------------------------------------------------------------------
 
 
 def norm_and_sine(x):
@@ -309,7 +309,7 @@ def norm_and_sine_vjp_first_only(dys, x):
     return 2.0 * x * d_norm[:, None]
 
 
-# --- kinks ------------------------------------------------------------------------------------------
+# --- kinks ----------------------------------------------------------------------------------------
 
 
 def row_max(x):
@@ -460,42 +460,150 @@ RIGHT = [
 ]
 
 BUGS = [
-    Case("softmax_diagonal_only", softmax, _normal(4, 5), vjp=softmax_vjp_diagonal,
-         right=False, bug="the diagonal of the Jacobian only"),
-    Case("softmax_jvp_diagonal_only", softmax, _normal(4, 5), jvp=softmax_jvp_diagonal,
-         right=False, bug="a JVP with the diagonal only"),
-    Case("log_softmax_sign", log_softmax, _normal(4, 5), vjp=log_softmax_vjp_sign,
-         right=False, bug="a sign flipped in the sum term"),
-    Case("logsumexp_ignores_dy", logsumexp_ignores_dy, _logits_of_hundreds,
-         right=False, bug="a custom_gradient that ignores dy"),
-    Case("layer_norm_no_mean_term", layer_norm, _normal(4, 6), vjp=layer_norm_vjp_no_mean,
-         right=False, bug="layer norm without the mean term"),
-    Case("batch_norm_no_variance_term", batch_norm, _batch_norm_inputs,
-         vjp=batch_norm_vjp_no_variance, right=False, bug="batch norm without the variance term"),
-    Case("l2_normalize_no_projection", l2_normalize, _normal(3, 4),
-         vjp=l2_normalize_vjp_no_projection, right=False, bug="the projection term missing"),
-    Case("matmul_no_transpose", matmul, _square_inputs, vjp=matmul_vjp_no_transpose,
-         right=False, bug="a missing transpose on square inputs"),
-    Case("matmul_jvp_missing_term", matmul, _matmul_inputs, jvp=matmul_jvp_missing_term,
-         right=False, bug="a JVP missing a term"),
-    Case("product_swapped", product, _square_inputs, vjp=product_vjp_swapped,
-         right=False, bug="a swapped pair of input gradients"),
-    Case("attention_unscaled", attention_scores, _attention_inputs, vjp=attention_vjp_unscaled,
-         right=False, bug="the 1/sqrt(d) missing from the gradient"),
-    Case("mse_no_mean", mse, _mse_inputs, vjp=mse_vjp_no_mean,
-         right=False, bug="a batch mean without 1/N"),
-    Case("cross_entropy_no_mean", cross_entropy, _normal(6, 5), vjp=cross_entropy_vjp_no_mean,
-         right=False, bug="a batch mean without 1/N"),
-    Case("norm_and_sine_first_output_only", norm_and_sine, _normal(3, 4),
-         vjp=norm_and_sine_vjp_first_only, right=False, bug="one output's cotangent ignored"),
-    Case("row_max_every_tie", row_max, _rows_with_ties, vjp=row_max_vjp_every_tie,
-         right=False, bug="the whole gradient to every tied maximum"),
-    Case("cumsum_forward", cumsum, _normal(3, 5), vjp=cumsum_vjp_forward,
-         right=False, bug="a cumulative sum the wrong way"),
-    Case("tanh_stop_gradient_order2", tanh_stop_gradient, _normal(3, 4), order=2,
-         right=False, bug="a right first order with a wrong second order"),
-    Case("tanh_numpy_vjp_order2", tanh, _normal(3, 4), vjp=tanh_vjp_numpy, order=2,
-         right=False, bug="a gradient TensorFlow cannot differentiate"),
+    Case(
+        "softmax_diagonal_only",
+        softmax,
+        _normal(4, 5),
+        vjp=softmax_vjp_diagonal,
+        right=False,
+        bug="the diagonal of the Jacobian only",
+    ),
+    Case(
+        "softmax_jvp_diagonal_only",
+        softmax,
+        _normal(4, 5),
+        jvp=softmax_jvp_diagonal,
+        right=False,
+        bug="a JVP with the diagonal only",
+    ),
+    Case(
+        "log_softmax_sign",
+        log_softmax,
+        _normal(4, 5),
+        vjp=log_softmax_vjp_sign,
+        right=False,
+        bug="a sign flipped in the sum term",
+    ),
+    Case(
+        "logsumexp_ignores_dy",
+        logsumexp_ignores_dy,
+        _logits_of_hundreds,
+        right=False,
+        bug="a custom_gradient that ignores dy",
+    ),
+    Case(
+        "layer_norm_no_mean_term",
+        layer_norm,
+        _normal(4, 6),
+        vjp=layer_norm_vjp_no_mean,
+        right=False,
+        bug="layer norm without the mean term",
+    ),
+    Case(
+        "batch_norm_no_variance_term",
+        batch_norm,
+        _batch_norm_inputs,
+        vjp=batch_norm_vjp_no_variance,
+        right=False,
+        bug="batch norm without the variance term",
+    ),
+    Case(
+        "l2_normalize_no_projection",
+        l2_normalize,
+        _normal(3, 4),
+        vjp=l2_normalize_vjp_no_projection,
+        right=False,
+        bug="the projection term missing",
+    ),
+    Case(
+        "matmul_no_transpose",
+        matmul,
+        _square_inputs,
+        vjp=matmul_vjp_no_transpose,
+        right=False,
+        bug="a missing transpose on square inputs",
+    ),
+    Case(
+        "matmul_jvp_missing_term",
+        matmul,
+        _matmul_inputs,
+        jvp=matmul_jvp_missing_term,
+        right=False,
+        bug="a JVP missing a term",
+    ),
+    Case(
+        "product_swapped",
+        product,
+        _square_inputs,
+        vjp=product_vjp_swapped,
+        right=False,
+        bug="a swapped pair of input gradients",
+    ),
+    Case(
+        "attention_unscaled",
+        attention_scores,
+        _attention_inputs,
+        vjp=attention_vjp_unscaled,
+        right=False,
+        bug="the 1/sqrt(d) missing from the gradient",
+    ),
+    Case(
+        "mse_no_mean",
+        mse,
+        _mse_inputs,
+        vjp=mse_vjp_no_mean,
+        right=False,
+        bug="a batch mean without 1/N",
+    ),
+    Case(
+        "cross_entropy_no_mean",
+        cross_entropy,
+        _normal(6, 5),
+        vjp=cross_entropy_vjp_no_mean,
+        right=False,
+        bug="a batch mean without 1/N",
+    ),
+    Case(
+        "norm_and_sine_first_output_only",
+        norm_and_sine,
+        _normal(3, 4),
+        vjp=norm_and_sine_vjp_first_only,
+        right=False,
+        bug="one output's cotangent ignored",
+    ),
+    Case(
+        "row_max_every_tie",
+        row_max,
+        _rows_with_ties,
+        vjp=row_max_vjp_every_tie,
+        right=False,
+        bug="the whole gradient to every tied maximum",
+    ),
+    Case(
+        "cumsum_forward",
+        cumsum,
+        _normal(3, 5),
+        vjp=cumsum_vjp_forward,
+        right=False,
+        bug="a cumulative sum the wrong way",
+    ),
+    Case(
+        "tanh_stop_gradient_order2",
+        tanh_stop_gradient,
+        _normal(3, 4),
+        order=2,
+        right=False,
+        bug="a right first order with a wrong second order",
+    ),
+    Case(
+        "tanh_numpy_vjp_order2",
+        tanh,
+        _normal(3, 4),
+        vjp=tanh_vjp_numpy,
+        order=2,
+        right=False,
+        bug="a gradient TensorFlow cannot differentiate",
+    ),
 ]
 
 CASES = RIGHT + BUGS

@@ -4,10 +4,11 @@ bug; bad input gets a clear error."""
 
 import json
 
+import functions as F
 import numpy as np
 import pytest
 import tensorflow as tf
-import functions as F
+
 from reference import (
     Finding,
     GradientMismatch,

@@ -2,12 +2,12 @@
 functions of the catalogue (tests/functions.py), the right derivative passes and the planted
 bug fails, whatever the shapes."""
 
+import functions as F
 import numpy as np
 import tensorflow as tf
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-import functions as F
 from reference import MODES, check_function
 
 # Each example runs two checks; a fifth of the profile's examples keeps the suite's time.

@@ -37,8 +37,16 @@ import tensorflow as tf
 from .._core import fd as fdm
 from .._core import validate
 from .._core.function import FLOAT_DTYPES, VectorFunction, flat_tensors
-from .._core.policy import LOSS_ULPS, SCALE_FLOOR, TAPE_RTOL, ProbeEvidence, TensorEvidence, assemble
-from .._core.policy import classify, magnitude
+from .._core.policy import (
+    LOSS_ULPS,
+    SCALE_FLOOR,
+    TAPE_RTOL,
+    ProbeEvidence,
+    TensorEvidence,
+    assemble,
+    classify,
+    magnitude,
+)
 from .._core.report import (
     Diagnosis,
     Finding,
@@ -83,8 +91,12 @@ class FunctionReport(GradientReport):
     judged: List[str] = field(default_factory=list)
 
     def to_dict(self):
-        return {**super().to_dict(), "function": self.function, "order": self.order,
-                "judged": list(self.judged)}
+        return {
+            **super().to_dict(),
+            "function": self.function,
+            "order": self.order,
+            "judged": list(self.judged),
+        }
 
     def headline(self) -> List[str]:
         verdict = "PASS" if self.ok else "FAIL"
@@ -163,10 +175,20 @@ class _Problem:
         self.fn, self.vjp, self.jvp = fn, vjp, jvp
         n = len(inputs)
         _require_arity("fn", fn, n, f"fn(x) got {n} inputs", "fn(*inputs)")
-        _require_arity("vjp", vjp, n + 1, f"vjp(cotangents, *inputs) gets {n + 1} arguments",
-                       "vjp(cotangents, *inputs)")
-        _require_arity("jvp", jvp, n + 1, f"jvp(tangents, *inputs) gets {n + 1} arguments",
-                       "jvp(tangents, *inputs)")
+        _require_arity(
+            "vjp",
+            vjp,
+            n + 1,
+            f"vjp(cotangents, *inputs) gets {n + 1} arguments",
+            "vjp(cotangents, *inputs)",
+        )
+        _require_arity(
+            "jvp",
+            jvp,
+            n + 1,
+            f"jvp(tangents, *inputs) gets {n + 1} arguments",
+            "jvp(tangents, *inputs)",
+        )
         self.inputs = [_as_input(x, i) for i, x in enumerate(inputs)]
         dtypes = {x.dtype.name for x in self.inputs}
         if len(dtypes) > 1:
@@ -268,8 +290,10 @@ def _tape_vjp(p: _Problem, cot: np.ndarray) -> List[np.ndarray]:
         ys = p.call(*xs)
     cots = [tf.constant(c, y.dtype) for c, y in zip(p.split_out(cot), ys)]
     grads = tape.gradient(ys, xs, output_gradients=cots)
-    return [np.zeros(x.shape) if g is None else g.numpy().astype(np.float64)
-            for g, x in zip(grads, p.inputs)]
+    return [
+        np.zeros(x.shape) if g is None else g.numpy().astype(np.float64)
+        for g, x in zip(grads, p.inputs)
+    ]
 
 
 def _manual_vjp(p: _Problem, cot: np.ndarray) -> List[np.ndarray]:
@@ -301,18 +325,27 @@ class _Lines:
     ``n_cols`` columns; analysed into one estimate per (column, row). ``measure(rows, shrink)``
     returns (s (n, 5), f (n, 5, n_cols)) for those rows."""
 
-    def __init__(self, name, measure: Callable, n_rows: int, floor: np.ndarray, eps: float,
-                 pool: str = "column"):
+    def __init__(
+        self,
+        name,
+        measure: Callable,
+        n_rows: int,
+        eps: float,
+        pool: str = "column",
+    ):
         self.name, self.measure, self.n_rows = name, measure, n_rows
-        self.floor, self.eps, self.pool = floor, eps, pool
+        self.eps, self.pool = eps, pool
         s, f = measure(np.arange(n_rows), 0)
+        # The least noise assumed: 4 ulps of the largest change a column shows (the changes of
+        # the outputs are projected, so their rounding is on the change's scale).
+        self.floor = np.max(np.abs(np.nan_to_num(f, nan=0.0, posinf=0.0, neginf=0.0)), axis=(0, 1))
         self.sigma = self._noise(s, f)
         self.nd = self._analyse(s, f, np.arange(n_rows), None)
 
     def _noise(self, s, f) -> np.ndarray:
         """The rounding noise of one evaluation of each column: pooled over the rows' fourth
         differences (per column, or over every column), never below 4 ulps of the column's
-        own rounding (``floor``)."""
+        largest change (``floor``)."""
         n, _, m = f.shape
         lines = fdm.Stencil(np.repeat(s, m, axis=0), f.transpose(0, 2, 1).reshape(n * m, 5))
         floor = _FLOOR_ULPS * self.eps * np.maximum(np.tile(self.floor, n), np.finfo(float).tiny)
@@ -471,7 +504,13 @@ class _Check:
 
     def __init__(self, p: _Problem, report: FunctionReport, mode, probes, rtol, rng):
         self.p, self.report, self.mode, self.probes, self.rtol, self.rng = (
-            p, report, mode, probes, rtol, rng)
+            p,
+            report,
+            mode,
+            probes,
+            rtol,
+            rng,
+        )
         self.entries: List[_Entry] = []
         f = p.f
         self.n_in = int(sum(f.in_sizes))
@@ -512,8 +551,10 @@ class _Check:
             )
             self._jacobian_entries()
         if order == 2:
-            judged.append(f"order 2: the derivatives of the first-order gradient, {COTANGENTS} "
-                          f"random directions")
+            judged.append(
+                f"order 2: the derivatives of the first-order gradient, {COTANGENTS} "
+                f"random directions"
+            )
             self._order2_entries(C[0])
         self._judge()
 
@@ -526,14 +567,14 @@ class _Check:
         tape = own if p.vjp is not None else None
         self._reverse_entries(p.f, C, manual, tape, "vjp", "vjp")
         rounding = _tape_rounding(p, C, own)
-        for e in self.entries[-len(p.inputs):]:
+        for e in self.entries[-len(p.inputs) :]:
             e.rounding = TAPE_DEVIATION_FACTOR * rounding[e.input_index]
 
     def _reverse_entries(self, f: VectorFunction, C, manual, tape, kind, label) -> None:
         """Entries (one per input) of gradients of <c_k, f(x)>: ``manual[k][a]``, ``tape``."""
         p = self.p
         floor = np.abs(C) @ np.abs(f.f0)
-        for a, shape in enumerate(f.in_shapes):
+        for a in range(len(f.in_shapes)):
             size = f.in_sizes[a]
             m = np.stack([manual[k][a] for k in range(len(C))])
             t = None if tape is None else np.stack([tape[k][a] for k in range(len(C))])
@@ -541,19 +582,19 @@ class _Check:
             entry.output_scale, entry.reach = float(np.max(floor)), _reach(f.inputs[a])
             measure = self._coordinates(f, a, C.T)
             if self.mode == "full":
-                entry.lines = _Lines(entry.name, measure, size, floor, f.eps)
+                entry.lines = _Lines(entry.name, measure, size, f.eps)
                 entry.cols = np.repeat(np.arange(len(C)), size)
                 entry.rows = np.tile(np.arange(size), len(C))
                 n_probes = PROBES_FULL
             else:
-                self._directional_elements(entry, f, a, C, floor)
+                self._directional_elements(entry, f, a, C)
                 n_probes = self.probes
             pairs = None
             if entry.lines is not None:
                 kinked = np.any(entry.lines.nd.kink, axis=0)
                 coords = np.arange(size) if entry.coords is None else entry.coords
                 pairs = _kink_pairs(coords[kinked], size)
-            entry.probes, entry.probe_lines = self._probes(f, a, C, n_probes, floor, pairs)
+            entry.probes, entry.probe_lines = self._probes(f, a, C, n_probes, pairs)
             self.entries.append(entry)
 
     def _coordinates(self, f: VectorFunction, a: int, projector: np.ndarray):
@@ -562,7 +603,7 @@ class _Check:
 
         return measure
 
-    def _probes(self, f: VectorFunction, a: int, C, n_probes: int, floor, extra=None):
+    def _probes(self, f: VectorFunction, a: int, C, n_probes: int, extra=None):
         """Joint directions over input a (random, and ``extra`` ones), differenced once and
         projected on every cotangent: ProbeEvidence over the stacked (K, size) entry (each
         direction lives in one row)."""
@@ -571,21 +612,23 @@ class _Check:
         if extra is not None and len(extra):
             dirs = np.concatenate([dirs, extra])
             n_probes = len(dirs)
-        joint = [[d.reshape(f.in_shapes[a]) if b == a else None for b in range(len(f.in_shapes))]
-                 for d in dirs]
+        joint = [
+            [d.reshape(f.in_shapes[a]) if b == a else None for b in range(len(f.in_shapes))]
+            for d in dirs
+        ]
 
         def measure(rows, shrink):
             s, vals = f.directional_lines([joint[r] for r in rows], shrink)
             return s, vals @ C.T
 
-        lines = _Lines("probes", measure, n_probes, floor, f.eps)
+        lines = _Lines("probes", measure, n_probes, f.eps)
         K = len(C)
         stacked = np.zeros((K * n_probes, K * size))
         for k in range(K):
-            stacked[k * n_probes:(k + 1) * n_probes, k * size:(k + 1) * size] = dirs
+            stacked[k * n_probes : (k + 1) * n_probes, k * size : (k + 1) * size] = dirs
         return ProbeEvidence(stacked, lines.nd.take(np.arange(K * n_probes))), lines
 
-    def _directional_elements(self, entry: _Entry, f: VectorFunction, a: int, C, floor) -> None:
+    def _directional_elements(self, entry: _Entry, f: VectorFunction, a: int, C) -> None:
         """Directional mode: the elements off the tape (largest gaps first), or a random sample
         where no tape witnesses, differenced one by one."""
         size = f.in_sizes[a]
@@ -610,7 +653,7 @@ class _Check:
         def sub_measure(rows, shrink):
             return measure(coords[rows], shrink)
 
-        entry.lines = _Lines(entry.name, sub_measure, coords.size, floor, f.eps)
+        entry.lines = _Lines(entry.name, sub_measure, coords.size, f.eps)
         entry.cols = chosen // size
         entry.rows = pos
 
@@ -624,7 +667,7 @@ class _Check:
         def measure(rows, shrink):
             return f.directional_lines([tangents[r] for r in rows], shrink)
 
-        lines = _Lines("jvp", measure, COTANGENTS, np.abs(f.f0), f.eps, pool="all")
+        lines = _Lines("jvp", measure, COTANGENTS, f.eps, pool="all")
         offset = 0
         for j, shape in enumerate(p.out_shapes):
             size = int(np.prod(shape, dtype=np.int64))
@@ -647,25 +690,40 @@ class _Check:
         rows_claimed = []  # J as (n_out, n_in) from each claimed source
         if by_vjp:
             src = _manual_vjp if p.vjp is not None else _tape_vjp
-            rows_claimed.append(("vjp" if p.vjp is not None else "tape",
-                                 np.stack([np.concatenate([g.reshape(-1) for g in src(p, e)])
-                                           for e in eye_out])))
+            rows_claimed.append(
+                (
+                    "vjp" if p.vjp is not None else "tape",
+                    np.stack([np.concatenate([g.reshape(-1) for g in src(p, e)]) for e in eye_out]),
+                )
+            )
         if p.jvp is not None:
-            cols = [np.concatenate([o.reshape(-1) for o in _manual_jvp(p, e)])
-                    for e in np.eye(self.n_in)]
+            cols = [
+                np.concatenate([o.reshape(-1) for o in _manual_jvp(p, e)])
+                for e in np.eye(self.n_in)
+            ]
             rows_claimed.append(("jvp", np.stack(cols, axis=1)))
         witness = None
         if p.vjp is not None:
-            witness = np.stack([np.concatenate([g.reshape(-1) for g in _tape_vjp(p, e)])
-                                for e in eye_out])
+            witness = np.stack(
+                [np.concatenate([g.reshape(-1) for g in _tape_vjp(p, e)]) for e in eye_out]
+            )
         elif p.jvp is not None:
-            witness = np.stack([np.concatenate([o.reshape(-1) for o in _tape_jvp(p, e)])
-                                for e in np.eye(self.n_in)], axis=1)
+            witness = np.stack(
+                [
+                    np.concatenate([o.reshape(-1) for o in _tape_jvp(p, e)])
+                    for e in np.eye(self.n_in)
+                ],
+                axis=1,
+            )
         in_off = np.concatenate([[0], np.cumsum(f.in_sizes)])
         out_off = np.concatenate([[0], np.cumsum(f.out_sizes)])
         for a in range(len(f.in_shapes)):
-            lines = _Lines(f"J {p.names[a]}", self._coordinates(f, a, eye_out), f.in_sizes[a],
-                           np.abs(f.f0), f.eps)
+            lines = _Lines(
+                f"J {p.names[a]}",
+                self._coordinates(f, a, eye_out),
+                f.in_sizes[a],
+                f.eps,
+            )
             for j in range(len(f.out_shapes)):
                 shape = f.out_shapes[j] + f.in_shapes[a]
                 osl = slice(out_off[j], out_off[j + 1])
@@ -673,14 +731,20 @@ class _Check:
                 for label, J in rows_claimed:
                     suffix = f" ({label})" if len(rows_claimed) > 1 else ""
                     entry = _Entry(
-                        f"J[{p.out_names[j]}, {p.names[a]}]{suffix}", "jacobian",
+                        f"J[{p.out_names[j]}, {p.names[a]}]{suffix}",
+                        "jacobian",
                         J[osl, isl].reshape(shape),
                         None if witness is None else witness[osl, isl].reshape(shape),
-                        lines, input_index=a)
+                        lines,
+                        input_index=a,
+                    )
                     entry.output_scale = float(np.max(np.abs(f.f0[osl]), initial=0.0))
                     entry.reach = _reach(f.inputs[a])
-                    oo, ii = np.meshgrid(np.arange(out_off[j], out_off[j + 1]),
-                                         np.arange(f.in_sizes[a]), indexing="ij")
+                    oo, ii = np.meshgrid(
+                        np.arange(out_off[j], out_off[j + 1]),
+                        np.arange(f.in_sizes[a]),
+                        indexing="ij",
+                    )
                     entry.cols, entry.rows = oo.reshape(-1), ii.reshape(-1)
                     self.entries.append(entry)
 
@@ -698,8 +762,10 @@ class _Check:
             else:
                 grads = _tape_first(p, cot, xs)
             items = list(grads) if isinstance(grads, (tuple, list)) else [grads]
-            return [tf.zeros_like(x) if g is None else tf.convert_to_tensor(g)
-                    for g, x in zip(items, xs)]
+            return [
+                tf.zeros_like(x) if g is None else tf.convert_to_tensor(g)
+                for g, x in zip(items, xs)
+            ]
 
         def tape_first(*xs):
             return _tape_first(p, cot, xs)
@@ -741,8 +807,9 @@ class _Check:
         else:
             nd = None
         directional = self.mode == "directional" and e.probes is not None
-        ev = TensorEvidence(e.name, e.manual, e.tape, nd, self.rtol, floor,
-                            e.probes if directional else None)
+        ev = TensorEvidence(
+            e.name, e.manual, e.tape, nd, self.rtol, floor, e.probes if directional else None
+        )
         e.evidence = ev
         if e.lines is not None:
             self._refine(e, ev)
@@ -759,8 +826,9 @@ class _Check:
             n_bad = int(np.count_nonzero(e.probe_fail))
             check.status = Status.FAIL
             if check.note(NoteCode.PROBES_DISAGREE) is None:
-                check.notes.append(Note(NoteCode.PROBES_DISAGREE, n_bad,
-                                        {"probes": len(e.probe_fail)}))
+                check.notes.append(
+                    Note(NoteCode.PROBES_DISAGREE, n_bad, {"probes": len(e.probe_fail)})
+                )
         self.report.entries.append(check)
 
     def _refine(self, e: _Entry, ev: TensorEvidence) -> None:
@@ -768,13 +836,13 @@ class _Check:
         measured = np.flatnonzero(nd.measured.reshape(-1))
         flat = nd.take(measured)
         tape = ev.tape if ev.tape is not None else ev.manual
-        bad = fdm.suspect(flat, ev.manual.reshape(-1)[measured], tape.reshape(-1)[measured],
-                          ev.tape_tol)
+        bad = fdm.suspect(
+            flat, ev.manual.reshape(-1)[measured], tape.reshape(-1)[measured], ev.tape_tol
+        )
         if ev.tape is not None:
             # A line whose estimate accepts the tape and not the manual value, with no kink, is
             # clear evidence: smaller steps would not change it.
-            clear = (flat.accepts(tape.reshape(-1)[measured], ev.tape_tol)
-                     & ~flat.kink)[bad]
+            clear = (flat.accepts(tape.reshape(-1)[measured], ev.tape_tol) & ~flat.kink)[bad]
             bad = bad[~clear]
         if bad.size == 0:
             return
@@ -867,8 +935,10 @@ def _second(p: _Problem, first, w: np.ndarray):
         g = first(*xs)
     grads = tape.gradient(g, xs, output_gradients=ws)
     none = {a for a, u in enumerate(grads) if u is None}
-    return [np.zeros(x.shape) if u is None else u.numpy().astype(np.float64)
-            for u, x in zip(grads, p.inputs)], none
+    return [
+        np.zeros(x.shape) if u is None else u.numpy().astype(np.float64)
+        for u, x in zip(grads, p.inputs)
+    ], none
 
 
 def _probe_failures(ev: TensorEvidence, probes: ProbeEvidence) -> np.ndarray:
@@ -899,11 +969,14 @@ def _diagnose(check: _Check) -> None:
         ev = e.evidence
         truth = _truth(ev, entry)
         if e.kind == "order2" and e.input_index in getattr(check, "lost", set()):
-            entry.diagnosis.append(Diagnosis(
-                Finding.NOT_DIFFERENTIABLE,
-                f"TensorFlow cannot differentiate the first-order gradient with respect to "
-                f"{p.names[e.input_index]} (the tape returned None): it is computed outside "
-                f"TensorFlow (NumPy, .numpy()) or behind tf.stop_gradient"))
+            entry.diagnosis.append(
+                Diagnosis(
+                    Finding.NOT_DIFFERENTIABLE,
+                    f"TensorFlow cannot differentiate the first-order gradient with respect to "
+                    f"{p.names[e.input_index]} (the tape returned None): it is computed outside "
+                    f"TensorFlow (NumPy, .numpy()) or behind tf.stop_gradient",
+                )
+            )
             continue
         if truth is None:  # finite differences of some elements only (directional mode)
             truth = np.where(ev.fd.measured, ev.fd.value, np.nan)
@@ -945,24 +1018,33 @@ def _entry_diagnosis(e: _Entry, truth: np.ndarray, rtol: float) -> List[Diagnosi
         both = known & known[:1]
         differs = np.max(np.abs(np.where(both, truth - truth[:1], 0.0))) > 10 * tight
         if same and differs:
-            return [Diagnosis(
-                Finding.IGNORES_UPSTREAM,
-                "the gradient is the same for every cotangent: it ignores the upstream "
-                "gradient dy (a custom gradient must multiply by dy)")]
+            return [
+                Diagnosis(
+                    Finding.IGNORES_UPSTREAM,
+                    "the gradient is the same for every cotangent: it ignores the upstream "
+                    "gradient dy (a custom gradient must multiply by dy)",
+                )
+            ]
     if e.kind == "jacobian":
         n = int(np.prod(m.shape[: m.ndim // 2], dtype=np.int64)) if m.ndim % 2 == 0 else 0
-        if n and m.size == n * n and m.shape[: m.ndim // 2] == m.shape[m.ndim // 2:]:
+        if n and m.size == n * n and m.shape[: m.ndim // 2] == m.shape[m.ndim // 2 :]:
             J, T = m.reshape(n, n), truth.reshape(n, n)
             if np.max(np.abs(J - np.diag(np.diag(T)))) <= tight and np.any(T - np.diag(np.diag(T))):
-                return [Diagnosis(
-                    Finding.DIAGONAL_ONLY,
-                    "the manual Jacobian is the diagonal of the true one only: each output's "
-                    "derivative with respect to its own input is right, the cross terms (such "
-                    "as softmax's -s_i s_j) are missing")]
+                return [
+                    Diagnosis(
+                        Finding.DIAGONAL_ONLY,
+                        "the manual Jacobian is the diagonal of the true one only: each output's "
+                        "derivative with respect to its own input is right, the cross terms (such "
+                        "as softmax's -s_i s_j) are missing",
+                    )
+                ]
     if not np.all(known):
         return out
-    wrong_rows = [k for k in range(m.shape[0]) if np.any(np.abs(m[k] - truth[k]) > tight)] \
-        if e.kind in ("vjp", "jvp", "order2") else []
+    wrong_rows = (
+        [k for k in range(m.shape[0]) if np.any(np.abs(m[k] - truth[k]) > tight)]
+        if e.kind in ("vjp", "jvp", "order2")
+        else []
+    )
     if wrong_rows:
         k = wrong_rows[0]
         sizes = _sizes(m[k].shape)
@@ -990,10 +1072,13 @@ def _across_inputs(check: _Check) -> List[Diagnosis]:
         bad = [p.names[a] for a, (_, f, _) in failing.items() if f]
         good = [p.names[a] for a, (_, f, _) in failing.items() if not f]
         if bad and good:
-            out.append(Diagnosis(
-                Finding.WHICH_INPUT,
-                f"only the gradient with respect to {', '.join(bad)} is wrong "
-                f"({', '.join(good)}: right)"))
+            out.append(
+                Diagnosis(
+                    Finding.WHICH_INPUT,
+                    f"only the gradient with respect to {', '.join(bad)} is wrong "
+                    f"({', '.join(good)}: right)",
+                )
+            )
         for i in range(len(bad)):
             for j in range(i + 1, len(bad)):
                 a, b = p.names.index(bad[i]), p.names.index(bad[j])
@@ -1003,10 +1088,15 @@ def _across_inputs(check: _Check) -> List[Diagnosis]:
                 if ta is None or tb is None or ea.manual.shape != eb.manual.shape:
                     continue
                 tight = max(_PATTERN * check.rtol, 1e-7) * max(magnitude(ta, tb), 1e-300)
-                if (np.max(np.abs(ea.manual - tb)) <= tight
-                        and np.max(np.abs(eb.manual - ta)) <= tight):
-                    out.append(Diagnosis(
-                        Finding.SWAPPED,
-                        f"the gradients of {bad[i]} and {bad[j]} are swapped: each is the "
-                        f"other's"))
+                if (
+                    np.max(np.abs(ea.manual - tb)) <= tight
+                    and np.max(np.abs(eb.manual - ta)) <= tight
+                ):
+                    out.append(
+                        Diagnosis(
+                            Finding.SWAPPED,
+                            f"the gradients of {bad[i]} and {bad[j]} are swapped: each is the "
+                            f"other's",
+                        )
+                    )
     return out

@@ -37,9 +37,7 @@ def flat_tensors(result, what: str, fix: str) -> List[tf.Tensor]:
     for i, item in enumerate(items):
         if not isinstance(item, (tf.Tensor, tf.Variable)):
             where = what if len(items) == 1 and item is result else f"{what}[{i}]"
-            raise TypeError(
-                f"{where} is a {type(item).__name__}, not a tensor; {fix}"
-            )
+            raise TypeError(f"{where} is a {type(item).__name__}, not a tensor; {fix}")
         if item.dtype.name not in FLOAT_DTYPES:
             raise TypeError(
                 f"{what} returned a {item.dtype.name} tensor; only float32 and float64 outputs "
@@ -110,10 +108,13 @@ class VectorFunction:
         rows = len(stacks[0])
         return np.stack([self.evaluate_one([s[r] for s in stacks]) for r in range(rows)])
 
-    def _vectorized_call(self, stacks) -> Optional[np.ndarray]:
+    def _ensure_compiled(self) -> None:
         if not self._tried:
             self._tried = True
             self._vectorized = self._compile()
+
+    def _vectorized_call(self, stacks) -> Optional[np.ndarray]:
+        self._ensure_compiled()
         if self._vectorized is None:
             return None
         out = self._vectorized(*[tf.constant(np.asarray(s, self.fd_dtype)) for s in stacks])
@@ -143,7 +144,9 @@ class VectorFunction:
                 f"one point at a time"
             )
             return None
-        bound = _VECTORIZED_ULPS * self.eps * max(float(np.max(np.abs(self.f0), initial=0.0)), 1e-300)
+        bound = (
+            _VECTORIZED_ULPS * self.eps * max(float(np.max(np.abs(self.f0), initial=0.0)), 1e-300)
+        )
         gap = float(np.max(np.abs(got - self.f0[None, :]), initial=0.0))
         if got.shape != (2, self.f0.size) or not gap <= bound:
             self.note = (
@@ -151,6 +154,8 @@ class VectorFunction:
                 f"(more than {bound:.3g}); it is evaluated one point at a time"
             )
             return None
+        # Every value of a stencil comes from one code path: the point too.
+        self.f0 = got[0]
         return batched
 
     # --- lines for finite differences ---------------------------------------------------------
@@ -164,13 +169,17 @@ class VectorFunction:
         projected on the columns of ``projector`` (n_out, m): (s of shape (n, 5), f of shape
         (n, 5, m)). The step is ``power_of_two_step`` divided by ``2^shrink``; the displacements
         recorded are the ones applied after rounding to the evaluation dtype."""
+        self._ensure_compiled()
         idx = np.asarray(idx, dtype=np.int64)
         flat = self.point[a].reshape(-1)
         steps = power_of_two_step(flat[idx], self.eps) * 2.0**-shrink
         n, m = idx.size, projector.shape[1]
         s = np.zeros((n, 5))
         f = np.empty((n, 5, m))
-        f[:, 2] = self.f0 @ projector
+        # The outputs' changes are projected, not the outputs: an input moves few outputs of
+        # many (a matmul's row), and the rounding of a projection of every output would swamp
+        # the change.
+        f[:, 2] = 0.0
         per = max(1, self._rows_per_call() // 4)
         for start in range(0, n, per):
             stop = min(n, start + per)
@@ -184,7 +193,7 @@ class VectorFunction:
                 else np.broadcast_to(self.point[b], (cols.size,) + self.in_shapes[b])
                 for b in range(len(self.point))
             ]
-            values = self.evaluate(stacks) @ projector
+            values = (self.evaluate(stacks) - self.f0) @ projector
             f[start:stop][:, [0, 1, 3, 4]] = values.reshape(stop - start, 4, m)
             s[start:stop][:, [0, 1, 3, 4]] = (moved - flat[cols]).reshape(stop - start, 4)
         return s, f
@@ -193,11 +202,12 @@ class VectorFunction:
         """Five-point stencils along joint directions over the inputs: ``directions[p][a]`` is
         direction p's component in input ``a`` (None for none). The step is relative to the
         largest input moved and to the direction's largest entry. Returns (s of shape (P, 5),
-        f of shape (P, 5, n_out))."""
+        f of shape (P, 5, n_out)), f as the outputs' changes from the point."""
+        self._ensure_compiled()
         P = len(directions)
         s = np.zeros((P, 5))
         f = np.empty((P, 5, self.n_out))
-        f[:, 2] = self.f0
+        f[:, 2] = 0.0
         stacks = [[] for _ in self.point]
         for p, d in enumerate(directions):
             moved = [a for a in range(len(self.point)) if d[a] is not None]
@@ -213,5 +223,5 @@ class VectorFunction:
         for start in range(0, 4 * P, per):
             stop = min(4 * P, start + per)
             values[start:stop] = self.evaluate([np.stack(st[start:stop]) for st in stacks])
-        f[:, [0, 1, 3, 4]] = values.reshape(P, 4, self.n_out)
+        f[:, [0, 1, 3, 4]] = (values - self.f0).reshape(P, 4, self.n_out)
         return s, f
