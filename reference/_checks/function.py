@@ -566,9 +566,9 @@ class _Check:
         manual = [_manual_vjp(p, c) for c in C] if p.vjp is not None else own
         tape = own if p.vjp is not None else None
         self._reverse_entries(p.f, C, manual, tape, "vjp", "vjp")
-        rounding = _tape_rounding(p, C, own)
+        rounding = _tape_rounding(p, _tape_vjp, C, own)
         for e in self.entries[-len(p.inputs) :]:
-            e.rounding = TAPE_DEVIATION_FACTOR * rounding[e.input_index]
+            e.rounding = TAPE_DEVIATION_FACTOR * float(np.max(rounding[e.input_index]))
 
     def _reverse_entries(self, f: VectorFunction, C, manual, tape, kind, label) -> None:
         """Entries (one per input) of gradients of <c_k, f(x)>: ``manual[k][a]``, ``tape``."""
@@ -662,6 +662,7 @@ class _Check:
         T = self._cotangents(self.n_in, p.dtype)
         manual = [_manual_jvp(p, t) for t in T]
         tape = [_tape_jvp(p, t) for t in T]
+        rounding = _tape_rounding(p, _tape_jvp, T, tape)
         tangents = [p.split_in(row) for row in T]
 
         def measure(rows, shrink):
@@ -675,6 +676,7 @@ class _Check:
             t = np.stack([tape[k][j] for k in range(COTANGENTS)])
             entry = _Entry(f"jvp: {p.out_names[j]}", "jvp", m, t, lines)
             entry.output_scale = float(np.max(np.abs(f.f0), initial=0.0))
+            entry.rounding = TAPE_DEVIATION_FACTOR * float(np.max(rounding[j]))
             entry.cols = np.tile(np.arange(offset, offset + size), COTANGENTS)
             entry.rows = np.repeat(np.arange(COTANGENTS), size)
             self.entries.append(entry)
@@ -688,12 +690,16 @@ class _Check:
         eye_out = np.eye(self.n_out)
         by_vjp = p.vjp is not None or p.jvp is None
         rows_claimed = []  # J as (n_out, n_in) from each claimed source
-        if by_vjp:
-            src = _manual_vjp if p.vjp is not None else _tape_vjp
+        if p.vjp is not None:
             rows_claimed.append(
                 (
-                    "vjp" if p.vjp is not None else "tape",
-                    np.stack([np.concatenate([g.reshape(-1) for g in src(p, e)]) for e in eye_out]),
+                    "vjp",
+                    np.stack(
+                        [
+                            np.concatenate([g.reshape(-1) for g in _manual_vjp(p, e)])
+                            for e in eye_out
+                        ]
+                    ),
                 )
             )
         if p.jvp is not None:
@@ -702,19 +708,20 @@ class _Check:
                 for e in np.eye(self.n_in)
             ]
             rows_claimed.append(("jvp", np.stack(cols, axis=1)))
-        witness = None
-        if p.vjp is not None:
-            witness = np.stack(
-                [np.concatenate([g.reshape(-1) for g in _tape_vjp(p, e)]) for e in eye_out]
-            )
-        elif p.jvp is not None:
-            witness = np.stack(
-                [
-                    np.concatenate([o.reshape(-1) for o in _tape_jvp(p, e)])
-                    for e in np.eye(self.n_in)
-                ],
-                axis=1,
-            )
+        # The tape's Jacobian (the witness, or what is judged when there is no vjp or jvp),
+        # by rows (unit cotangents) unless only a jvp is given, and the rounding it carries.
+        if by_vjp or p.vjp is not None:
+            units, tape_fn, axis = eye_out, _tape_vjp, 0
+        else:
+            units, tape_fn, axis = np.eye(self.n_in), _tape_jvp, 1
+        own = [tape_fn(p, e) for e in units]
+        tape_J = np.stack([np.concatenate([g.reshape(-1) for g in t]) for t in own], axis=axis)
+        gaps = _tape_rounding(p, tape_fn, units, own)
+        gap_J = np.concatenate([g.reshape(len(units), -1) for g in gaps], axis=1)
+        gap_J = gap_J if axis == 0 else gap_J.T
+        witness = tape_J if (p.vjp is not None or p.jvp is not None) else None
+        if by_vjp and p.vjp is None:
+            rows_claimed.append(("tape", tape_J))
         in_off = np.concatenate([[0], np.cumsum(f.in_sizes)])
         out_off = np.concatenate([[0], np.cumsum(f.out_sizes)])
         for a in range(len(f.in_shapes)):
@@ -740,6 +747,9 @@ class _Check:
                     )
                     entry.output_scale = float(np.max(np.abs(f.f0[osl]), initial=0.0))
                     entry.reach = _reach(f.inputs[a])
+                    entry.rounding = TAPE_DEVIATION_FACTOR * float(
+                        np.max(gap_J[osl, isl], initial=0.0)
+                    )
                     oo, ii = np.meshgrid(
                         np.arange(out_off[j], out_off[j + 1]),
                         np.arange(f.in_sizes[a]),
@@ -876,27 +886,28 @@ class _Check:
         fdm.refine(nd, bad, remeasure)
 
 
-def _tape_rounding(p: _Problem, C, own) -> List[float]:
-    """Per input, the rounding the tape's gradient carries in the inputs' dtype, measured by
-    running it in the other float dtype: the float64 tape's difference from the float32 one,
-    scaled by eps64/eps32 (for float64 inputs), or the float32 tape's difference from the
-    float64 one (for float32 inputs). A gradient that cancels to nearly 0 (1 - n/n) is rounded
-    on the terms it cancels from, which neither its value nor the outputs show. 0 where fn
-    does not run in the other dtype, or gives non-finite values there."""
+def _tape_rounding(p: _Problem, tape_fn, directions, own) -> List[np.ndarray]:
+    """The rounding the tape's values ``own[k] = tape_fn(p, directions[k])`` carry in the
+    inputs' dtype, per part (input or output) and element, measured by running the tape in the
+    other float dtype: the float64 tape's difference from the float32 one scaled by
+    eps64/eps32 (for float64 inputs), or the float32 tape's difference from the float64 one
+    (for float32 inputs). A gradient that cancels to nearly 0 (1 - n/n) is rounded on the
+    terms it cancels from, which neither its value nor the outputs show. Zeros where fn does
+    not run in the other dtype, or gives non-finite values there."""
     other = np.float32 if p.dtype == "float64" else np.float64
+    zeros = [np.zeros((len(own),) + np.shape(part)) for part in own[0]]
     try:
         twin = _Problem.__new__(_Problem)
         twin.__dict__.update(p.__dict__)
         twin.inputs = [x.astype(other) for x in p.inputs]
-        theirs = [_tape_vjp(twin, c) for c in C]
+        theirs = [tape_fn(twin, d) for d in directions]
     except Exception:  # fn that runs in one dtype only: no measure, no allowance
-        return [0.0] * len(p.inputs)
-    scale = float(np.finfo(np.dtype(p.dtype)).eps / np.finfo(other).eps)
-    scale = min(scale, 1.0)
+        return zeros
+    scale = min(1.0, float(np.finfo(np.dtype(p.dtype)).eps / np.finfo(other).eps))
     out = []
-    for a in range(len(p.inputs)):
-        gap = np.concatenate([np.abs(t[a] - o[a]).reshape(-1) for t, o in zip(theirs, own)])
-        out.append(scale * float(np.max(gap)) if np.all(np.isfinite(gap)) else 0.0)
+    for j, zero in enumerate(zeros):
+        gap = np.stack([np.abs(t[j] - o[j]) for t, o in zip(theirs, own)])
+        out.append(scale * gap if np.all(np.isfinite(gap)) else zero)
     return out
 
 

@@ -67,6 +67,7 @@ class VectorFunction:
         self.f0 = self.evaluate_one(self.point)
         self._vectorized: Optional[Callable] = None
         self._tried = False
+        self._coordinate_fns = {}  # input -> its compiled coordinate evaluation, or None
         self.note: Optional[str] = None  # why the vectorized evaluation is not used
 
     @property
@@ -181,10 +182,20 @@ class VectorFunction:
         # the change.
         f[:, 2] = 0.0
         per = max(1, self._rows_per_call() // 4)
+        compiled = self._coordinate_fn(a, projector)
         for start in range(0, n, per):
             stop = min(n, start + per)
             cols = np.repeat(idx[start:stop], 4)
             moved = self.cast(flat[cols] + (steps[start:stop, None] * _OFFSETS).reshape(-1))
+            s[start:stop][:, [0, 1, 3, 4]] = (moved - flat[cols]).reshape(stop - start, 4)
+            if compiled is not None:
+                values = compiled(
+                    tf.constant(cols, tf.int32),
+                    tf.constant(moved.astype(self.fd_dtype)),
+                    tf.constant(projector),
+                ).numpy()
+                f[start:stop][:, [0, 1, 3, 4]] = values.reshape(stop - start, 4, m)
+                continue
             block = np.tile(flat, (cols.size, 1))
             block[np.arange(cols.size), cols] = moved
             stacks = [
@@ -195,8 +206,50 @@ class VectorFunction:
             ]
             values = (self.evaluate(stacks) - self.f0) @ projector
             f[start:stop][:, [0, 1, 3, 4]] = values.reshape(stop - start, 4, m)
-            s[start:stop][:, [0, 1, 3, 4]] = (moved - flat[cols]).reshape(stop - start, 4)
         return s, f
+
+    def _coordinate_fn(self, a: int, projector: np.ndarray) -> Optional[Callable]:
+        """One compiled call that builds the perturbed copies of input ``a`` (one coordinate
+        moved per row), evaluates the function on them (the other inputs as they are), and
+        returns the outputs' changes projected: nothing of the size of the inputs or outputs
+        crosses into NumPy. None when the batched evaluation is not used, or this one does not
+        give the point's outputs back at the point."""
+        if self._vectorized is None:
+            return None
+        if a in self._coordinate_fns:
+            return self._coordinate_fns[a]
+        call, n_in = self.call, len(self.point)
+        point = [tf.constant(x.astype(self.fd_dtype)) for x in self.point]
+        f0 = tf.constant(self.f0.astype(self.fd_dtype))
+        shape = list(self.in_shapes[a])
+
+        def one(xa):
+            out = call(*[xa if b == a else point[b] for b in range(n_in)])
+            return tf.concat([tf.reshape(t, [-1]) for t in out], 0)
+
+        @tf.function(reduce_retracing=True)
+        def run(cols, moved, proj):
+            rows = tf.shape(cols)[0]
+            stack = tf.tile(tf.reshape(point[a], [1, -1]), [rows, 1])
+            where = tf.stack([tf.range(rows), cols], axis=1)
+            stack = tf.reshape(tf.tensor_scatter_nd_update(stack, where, moved), [rows] + shape)
+            outs = tf.vectorized_map(one, stack, fallback_to_while_loop=True)
+            return tf.matmul(tf.cast(outs - f0, tf.float64), proj)
+
+        flat = self.point[a].reshape(-1)
+        try:
+            probe = np.random.default_rng(0).standard_normal((self.n_out, 1))
+            at_point = run(
+                tf.constant([0, flat.size - 1], tf.int32),
+                tf.constant(flat[[0, -1]].astype(self.fd_dtype)),
+                tf.constant(probe),
+            ).numpy()
+            bound = _VECTORIZED_ULPS * self.eps * float(np.abs(probe[:, 0]) @ np.abs(self.f0))
+            usable = bool(np.all(np.abs(at_point) <= max(bound, 1e-300)))
+        except Exception:  # this path is an optimisation; the batched evaluation remains
+            usable = False
+        self._coordinate_fns[a] = run if usable else None
+        return self._coordinate_fns[a]
 
     def directional_lines(self, directions: Sequence[Sequence[Optional[np.ndarray]]], shrink=0):
         """Five-point stencils along joint directions over the inputs: ``directions[p][a]`` is
