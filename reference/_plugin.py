@@ -81,12 +81,16 @@ class GradCheck:
         report. Keyword arguments override the command-line options (see check_gradients)."""
         from ._checks.gradients import assert_gradients_match
 
+        __tracebackhide__ = True
+        return assert_gradients_match(model, X, y, **self._options(kwargs))
+
+    def _options(self, kwargs: dict) -> dict:
+        """The keyword arguments of a check: the caller's, else the command-line options."""
         kwargs.setdefault("mode", self.mode)
         kwargs.setdefault("probes", self.probes)
         if self.rtol is not None:
             kwargs.setdefault("rtol", self.rtol)
-        __tracebackhide__ = True
-        return assert_gradients_match(model, X, y, **kwargs)
+        return kwargs
 
     def function(self, fn, *inputs, **kwargs):
         """Assert that the hand-written derivative of ``fn`` is right at ``inputs``
@@ -94,12 +98,8 @@ class GradCheck:
         ``--gradcheck-mode`` and ``--gradcheck-rtol`` apply unless given here."""
         from ._checks.function import assert_function_gradients
 
-        kwargs.setdefault("mode", self.mode)
-        kwargs.setdefault("probes", self.probes)
-        if self.rtol is not None:
-            kwargs.setdefault("rtol", self.rtol)
         __tracebackhide__ = True
-        return assert_function_gradients(fn, *inputs, **kwargs)
+        return assert_function_gradients(fn, *inputs, **self._options(kwargs))
 
     def snapshot_path(self, name: str) -> Path:
         from ._snapshots import check_name
