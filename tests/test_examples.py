@@ -45,3 +45,9 @@ def test_planted_bug_example_fails_on_b2_only():
     report = importlib.import_module("planted_bug").main()
     assert not report.ok and [e.name for e in report.failing] == ["b2"]
     assert "manual = 2 x truth: a factor of 2" in str(report)
+
+
+def test_custom_gradient_example_fails_with_the_diagonal_diagnosis():
+    report = importlib.import_module("custom_gradient").main()
+    assert not report.ok
+    assert "the manual Jacobian is the diagonal of the true one only" in str(report)
