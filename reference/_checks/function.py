@@ -238,43 +238,32 @@ class _Problem:
 
 def _gradients(result, shapes, names, what: str) -> List[np.ndarray]:
     """A vjp's (or a gradient's) result as one float64 array per input; None is zeros."""
+    return _parts(result, shapes, [f"input {n!r}" for n in names], what, "gradient", "input")
+
+
+def _outputs(result, shapes, names, what: str) -> List[np.ndarray]:
+    """A jvp's result as one float64 array per output."""
+    return _parts(result, shapes, [f"output {n}" for n in names], what, "tangent", "output")
+
+
+def _parts(result, shapes, labels, what: str, part: str, of: str) -> List[np.ndarray]:
     items = list(result) if isinstance(result, (tuple, list)) else [result]
     if len(items) != len(shapes):
+        names = ", ".join(label.split(" ", 1)[1].strip("'") for label in labels)
         raise ValueError(
-            f"{what} returned {len(items)} gradient(s) for {len(shapes)} input(s) "
-            f"({', '.join(names)}); return one per input, in order (a bare tensor when there is "
-            f"one input)."
+            f"{what} returned {len(items)} {part}(s) for {len(shapes)} {of}(s) ({names}); "
+            f"return one per {of}, in order (a bare tensor when there is one {of})."
         )
     out = []
-    for item, shape, name in zip(items, shapes, names):
-        if item is None:
+    for item, shape, label in zip(items, shapes, labels):
+        if item is None and part == "gradient":
             out.append(np.zeros(shape))
             continue
         arr = np.asarray(item.numpy() if hasattr(item, "numpy") else item, dtype=np.float64)
         if arr.shape != tuple(shape):
             raise ValueError(
-                f"{what} returned shape {arr.shape} for input {name!r} of shape {tuple(shape)}; "
-                f"each gradient must have its input's shape."
-            )
-        out.append(arr)
-    return out
-
-
-def _outputs(result, shapes, names, what: str) -> List[np.ndarray]:
-    """A jvp's result as one float64 array per output."""
-    items = list(result) if isinstance(result, (tuple, list)) else [result]
-    if len(items) != len(shapes):
-        raise ValueError(
-            f"{what} returned {len(items)} tangent(s) for {len(shapes)} output(s) of fn; "
-            f"return one per output, with fn's structure."
-        )
-    out = []
-    for item, shape, name in zip(items, shapes, names):
-        arr = np.asarray(item.numpy() if hasattr(item, "numpy") else item, dtype=np.float64)
-        if arr.shape != tuple(shape):
-            raise ValueError(
-                f"{what} returned shape {arr.shape} for output {name} of shape {tuple(shape)}; "
-                f"each output tangent must have its output's shape."
+                f"{what} returned shape {arr.shape} for {label} of shape {tuple(shape)}; each "
+                f"{part} must have its {of}'s shape."
             )
         out.append(arr)
     return out
