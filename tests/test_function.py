@@ -273,3 +273,17 @@ def test_a_gradient_that_ignores_dy_fails_where_the_jacobian_is_too_large(mode):
     assert not any("Jacobian" in j for j in report.judged)
     assert not report.ok
     assert Finding.IGNORES_UPSTREAM in _findings(report), str(report)
+
+
+def test_a_function_computed_in_numpy_is_judged_on_finite_differences_and_says_so():
+    def numpy_tanh(x):
+        return tf.constant(np.tanh(x.numpy()))
+
+    x = np.random.default_rng(0).normal(size=(3, 4))
+    right = check_function(numpy_tanh, x, vjp=lambda dy, x: dy * (1.0 - tf.tanh(x) ** 2))
+    assert right.ok, str(right)
+    text = str(right)
+    assert "the tape has no gradient of fn with respect to x" in text
+    assert "fn could not be vectorized" in text
+    wrong = check_function(numpy_tanh, x, vjp=lambda dy, x: dy * (1.0 - tf.tanh(x)))
+    assert not wrong.ok

@@ -207,6 +207,7 @@ class _Problem:
         n = len(outs)
         self.out_names = ["y"] if n == 1 and not self.structured else [f"y{j}" for j in range(n)]
         self.f = VectorFunction(self.call, self.inputs, "fn")
+        self.disconnected = set()  # inputs the tape gives no gradient for
 
     def call(self, *xs) -> List[tf.Tensor]:
         return flat_tensors(self.fn(*xs), "fn", _FN_FIX)
@@ -279,6 +280,7 @@ def _tape_vjp(p: _Problem, cot: np.ndarray) -> List[np.ndarray]:
         ys = p.call(*xs)
     cots = [tf.constant(c, y.dtype) for c, y in zip(p.split_out(cot), ys)]
     grads = tape.gradient(ys, xs, output_gradients=cots)
+    p.disconnected.update(a for a, g in enumerate(grads) if g is None)
     return [
         np.zeros(x.shape) if g is None else g.numpy().astype(np.float64)
         for g, x in zip(grads, p.inputs)
@@ -454,11 +456,16 @@ def check_function(
     if impure:
         report.impure = impure
         return report
-    if p.f.note:
-        report.notes.append(p.f.note)
     rng = np.random.default_rng(seed)
     check = _Check(p, report, mode, probes, rtol, rng)
     check.run(order)
+    for a in sorted(p.disconnected):
+        report.notes.append(
+            f"the tape has no gradient of fn with respect to {p.names[a]} (zeros are assumed): "
+            f"fn does not depend on it, or computes it outside TensorFlow (NumPy, .numpy()), "
+            f"where the tape cannot witness and finite differences judge"
+        )
+    report.notes.extend(f.note for f in check.functions if f.note)
     return report
 
 
@@ -502,6 +509,7 @@ class _Check:
         )
         self.entries: List[_Entry] = []
         f = p.f
+        self.functions = [f]  # what finite differences evaluate (their notes join the report)
         self.n_in = int(sum(f.in_sizes))
         self.n_out = f.n_out
         self.jacobian = (
@@ -770,8 +778,7 @@ class _Check:
             return _tape_first(p, cot, xs)
 
         g = VectorFunction(first, p.inputs, "the first-order gradient")
-        if g.note:
-            self.report.notes.append(g.note)
+        self.functions.append(g)
         W = self._cotangents(self.n_in, p.dtype)
         manual, lost = [], set()
         for w in W:
