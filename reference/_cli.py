@@ -302,7 +302,7 @@ def run_function(args) -> int:
         made = factory()
     except Exception as exc:
         raise UsageError(f"{args.inputs}() raised {type(exc).__name__}: {exc}") from exc
-    inputs = tuple(made) if isinstance(made, (tuple, list)) else (made,)
+    inputs = made if isinstance(made, tuple) else (made,)  # a tuple: several inputs
     vjp = load(args.vjp, "--vjp") if args.vjp else None
     jvp = load(args.jvp, "--jvp") if args.jvp else None
     try:

@@ -102,6 +102,10 @@ USER_MODULE = textwrap.dedent('''
 
     def integers():
         return np.arange(6).reshape(2, 3)
+
+
+    def a_list():
+        return [0.5, -1.0, 2.0]
 ''')
 
 
@@ -183,6 +187,8 @@ def test_a_function_from_the_command_line(user_module, capsys):
     assert "Function check of softmax: FAIL" in text and "the diagonal of the true one" in text
     data = json.loads(out.read_text())
     assert data["command"] == "function" and data["ok"] is False and data["order"] == 1
+    # A list from the factory is one input (a tuple would be several).
+    assert main(["function", "usermodels:softmax", "--inputs", "usermodels:a_list"]) == 0
 
 
 @pytest.mark.parametrize(

@@ -287,3 +287,79 @@ def test_a_function_computed_in_numpy_is_judged_on_finite_differences_and_says_s
     assert "fn could not be vectorized" in text
     wrong = check_function(numpy_tanh, x, vjp=lambda dy, x: dy * (1.0 - tf.tanh(x)))
     assert not wrong.ok
+
+
+def test_float32_inputs_are_differenced_in_float64_when_fn_accepts_it():
+    case = _case("layer_norm")
+    report = _check(case, "float32")
+    assert report.dtype == "float32" and report.fd_dtype == "float64"
+
+    def float32_only(x):
+        return tf.nn.softmax(tf.cast(x, tf.float32) * tf.constant(1.0, tf.float32))
+
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    report = check_function(float32_only, x, vjp=F.softmax_vjp)
+    assert report.fd_dtype == "float32" and report.ok, str(report)
+
+
+# --- found by trying check_function as a new user would -------------------------------------------
+
+
+@pytest.mark.parametrize("w0", [0.1, 0.3, 0.7])
+def test_relu_one_at_zero_beside_a_weight_that_is_not_a_power_of_two_passes(w0):
+    # Once unverifiable: the noise floor was 4 ulps of the change, not of the outputs that
+    # change (the sum, ~1), so rounding looked like another kink.
+    w = tf.constant([w0, 1.0], tf.float64)
+
+    def weighted_relu(x):
+        return tf.reduce_sum(tf.nn.relu(x) * w)
+
+    report = check_function(
+        weighted_relu, np.array([0.0, 1.0]), vjp=lambda dy, x: dy * tf.cast(x >= 0, x.dtype) * w
+    )
+    assert report.ok, str(report)
+    assert report.entries[0].kinks_accepted > 0
+
+
+@pytest.mark.parametrize("seed", [1, 9])
+def test_tensorflows_own_logsumexp_passes_at_any_seed(seed):
+    # Once failed by 1.5e-10 against an FD error bar of 1.8e-12 (the bar missed the rounding
+    # of the output that changes).
+    x = np.random.default_rng(0).normal(size=(8, 128))
+    report = check_function(lambda x: tf.reduce_logsumexp(x, axis=-1), x, seed=seed)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("shape", [(3,), (3, 4), (1, 4)])
+def test_a_right_vjp_of_a_numpy_forward_passes(shape):
+    x = np.random.default_rng(0).normal(size=shape)
+    square = check_function(
+        lambda x: tf.constant(x.numpy() ** 2), x, vjp=lambda dy, x: 2.0 * dy * x
+    )
+    sine = check_function(
+        lambda x: tf.constant(np.sin(x.numpy())), x, vjp=lambda dy, x: dy * tf.cos(x)
+    )
+    assert square.ok and sine.ok, f"{square}\n{sine}"
+
+
+def test_a_smooth_function_shows_no_kinks():
+    report = check_function(
+        lambda x: tf.reduce_sum(tf.stop_gradient(x) * x),
+        np.random.default_rng(0).normal(size=(3, 4)),
+    )
+    assert not report.ok  # the tape gives x, the derivative is 2x
+    assert all(e.kinks == 0 for e in report.entries), str(report)
+    assert "factor of 1/2" in str(report)
+
+
+def test_a_numpy_forward_without_a_vjp_is_not_said_to_ignore_dy():
+    report = check_function(lambda x: tf.constant(np.tanh(x.numpy())), np.ones((2, 3)))
+    text = str(report)
+    assert not report.ok and "ignores the upstream gradient" not in text
+    assert "the tape has no gradient of fn with respect to x" in text
+    assert Finding.ALL_ZEROS in _findings(report)
+
+
+def test_an_empty_input_is_refused():
+    with pytest.raises(ValueError, match=r"inputs\[0\] is empty"):
+        check_function(F.softmax, np.zeros((0, 3)))

@@ -48,6 +48,7 @@ TRUST = "reference/_checks/trust.py"
 GUARDS, JUDGES = "tests/test_judge_guards.py", "tests/test_judges.py"
 FINDINGS, CORPUS = "tests/test_findings.py", "tests/test_corpus.py"
 DIAGNOSIS = "reference/_checks/diagnosis.py"
+FUNCTION, FUNCTION_TESTS = "reference/_checks/function.py", "tests/test_function.py"
 
 BUGS: List[Bug] = [
     Bug(
@@ -360,6 +361,71 @@ BUGS: List[Bug] = [
             )
         ],
         ["tests/test_derivative.py"],
+    ),
+    Bug(
+        "check_function: cotangents of ones (a gradient that ignores dy passes)",
+        [
+            (
+                FUNCTION,
+                "C = self._cotangents(self.n_out, p.out_dtype.as_numpy_dtype)",
+                "C = np.ones((COTANGENTS, self.n_out))",
+            )
+        ],
+        [FUNCTION_TESTS],
+    ),
+    Bug(
+        "check_function: joint directions never fail",
+        [
+            (
+                FUNCTION,
+                "bad = ~nd.accepts(m, slack) & ~nd.unresolved & nd.measured & ~nd.kink",
+                "bad = ~nd.accepts(m, slack) & ~nd.unresolved & nd.measured & ~nd.kink & False",
+            )
+        ],
+        [FUNCTION_TESTS],
+    ),
+    Bug(
+        "check_function: no pairs of kinked coordinates",
+        [
+            (
+                FUNCTION,
+                "first, second = coords[:-1][:KINK_PAIRS], coords[1:][:KINK_PAIRS]",
+                "first, second = coords[:0], coords[:0]",
+            )
+        ],
+        [FUNCTION_TESTS],
+    ),
+    Bug(
+        "check_function: the whole Jacobian never checked",
+        [(FUNCTION, "JACOBIAN_MAX = 4096", "JACOBIAN_MAX = 0")],
+        [FUNCTION_TESTS],
+    ),
+    Bug(
+        "check_function: the second order never judged",
+        [(FUNCTION, "            self._order2_entries(C[0])", "            pass")],
+        [FUNCTION_TESTS],
+    ),
+    Bug(
+        "check_function: the tape's rounding allowance x1e6",
+        [
+            (
+                FUNCTION,
+                "e.rounding = TAPE_DEVIATION_FACTOR * float(np.max(rounding[e.input_index]))",
+                "e.rounding = 1e6 * float(np.max(rounding[e.input_index]))",
+            )
+        ],
+        [FUNCTION_TESTS],
+    ),
+    Bug(
+        "check_function: finite differences in the inputs' dtype (float32), not float64",
+        [
+            (
+                "reference/_core/function.py",
+                "        if all(t.dtype == tf.float64 for t in out)",
+                "        if False and all(t.dtype == tf.float64 for t in out)",
+            )
+        ],
+        [FUNCTION_TESTS],
     ),
 ]
 

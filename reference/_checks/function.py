@@ -28,6 +28,7 @@ coordinate's test and fails along a joint direction.
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
@@ -142,6 +143,8 @@ def _as_input(value, i: int) -> np.ndarray:
         )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"inputs[{i}] has non-finite values; check at a finite point.")
+    if arr.size == 0:
+        raise ValueError(f"inputs[{i}] is empty (shape {arr.shape}): there is nothing to check.")
     return arr
 
 
@@ -314,64 +317,66 @@ def _manual_jvp(p: _Problem, tan: np.ndarray) -> List[np.ndarray]:
 class _Lines:
     """Stencils along ``n_rows`` lines (coordinates or directions), each evaluation projected on
     ``n_cols`` columns; analysed into one estimate per (column, row). ``measure(rows, shrink)``
-    returns (s (n, 5), f (n, 5, n_cols)) for those rows."""
+    returns, for those rows, s (n, 5), f (n, 5, n_cols) and the rounding scale of each line's
+    projected change (n, n_cols): the projection of the magnitudes of the outputs that change
+    along the line (``changed_scale``)."""
 
-    def __init__(
-        self,
-        name,
-        measure: Callable,
-        n_rows: int,
-        eps: float,
-        pool: str = "column",
-    ):
+    def __init__(self, name, measure: Callable, n_rows: int, eps: float, pool: str = "column"):
         self.name, self.measure, self.n_rows = name, measure, n_rows
         self.eps, self.pool = eps, pool
-        s, f = measure(np.arange(n_rows), 0)
-        # The least noise assumed: 4 ulps of the largest change a column shows (the changes of
-        # the outputs are projected, so their rounding is on the change's scale).
-        self.floor = np.max(np.abs(np.nan_to_num(f, nan=0.0, posinf=0.0, neginf=0.0)), axis=(0, 1))
-        self.sigma = self._noise(s, f)
-        self.nd = self._analyse(s, f, np.arange(n_rows), None)
+        s, f, scale = measure(np.arange(n_rows), 0)
+        self.sigma = self._noise(s, f, scale)
+        self.nd = self._analyse(s, f, scale, np.arange(n_rows), None)
 
-    def _noise(self, s, f) -> np.ndarray:
-        """The rounding noise of one evaluation of each column: pooled over the rows' fourth
-        differences (per column, or over every column), never below 4 ulps of the column's
-        largest change (``floor``)."""
+    def _floor(self, scale: np.ndarray) -> np.ndarray:
+        """The least noise of a line's projected change: 4 ulps of the outputs that change."""
+        return _FLOOR_ULPS * self.eps * np.maximum(scale, np.finfo(float).tiny)
+
+    def _noise(self, s, f, scale) -> np.ndarray:
+        """The rounding noise of one evaluation of each column, pooled over the rows' fourth
+        differences (per column, or over every column); each line's own floor is applied
+        where it is analysed."""
         n, _, m = f.shape
         lines = fdm.Stencil(np.repeat(s, m, axis=0), f.transpose(0, 2, 1).reshape(n * m, 5))
-        floor = _FLOOR_ULPS * self.eps * np.maximum(np.tile(self.floor, n), np.finfo(float).tiny)
         d4 = np.abs(lines.fourth_difference())
+        floor = self._floor(scale.reshape(-1))
         usable = lines.live() & ~fdm.local_kinks(lines, floor) & np.isfinite(d4)
         d4 = np.where(usable, d4, np.nan).reshape(n, m)
         unit = fdm._SQRT70 * fdm._Q25_ABS_NORMAL
-        with np.errstate(all="ignore"):
-            import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no live line
+            if self.pool == "column":
+                q = np.nanquantile(d4, 0.25, axis=0) / unit if n else np.full(m, np.nan)
+            else:
+                q = np.full(m, np.nanquantile(d4, 0.25) / unit if np.any(usable) else np.nan)
+        return np.nan_to_num(q, nan=0.0)
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                if self.pool == "column":
-                    q = np.nanquantile(d4, 0.25, axis=0) / unit
-                else:
-                    q = np.full(m, np.nanquantile(d4, 0.25) / unit if np.any(usable) else np.nan)
-        q = np.nan_to_num(q, nan=0.0)
-        return np.maximum(q, _FLOOR_ULPS * self.eps * np.maximum(self.floor, np.finfo(float).tiny))
-
-    def _analyse(self, s, f, rows, cols) -> fdm.NumericalGradient:
+    def _analyse(self, s, f, scale, rows, cols) -> fdm.NumericalGradient:
         """Estimates of (col, row) pairs: every column of ``rows`` when ``cols`` is None (shape
         (n_cols, len(rows))), else the pairs (cols[i], rows[i]) of measured (s, f) (flat)."""
         n, _, m = f.shape
         if cols is None:
             st = fdm.Stencil(np.tile(s, (m, 1)), f.transpose(2, 0, 1).reshape(m * n, 5))
-            nd = fdm.analyse(self.name, st, np.repeat(self.sigma, n))
-            return nd.reshaped((m, n))
+            sigma = np.maximum(np.repeat(self.sigma, n), self._floor(scale.T.reshape(-1)))
+            return fdm.analyse(self.name, st, sigma).reshaped((m, n))
         pos = {int(r): i for i, r in enumerate(np.unique(rows))}
         at = np.array([pos[int(r)] for r in rows], dtype=np.int64)
         st = fdm.Stencil(s[at], f[at, :, cols])
-        return fdm.analyse(self.name, st, self.sigma[cols])
+        sigma = np.maximum(self.sigma[cols], self._floor(scale[at, cols]))
+        return fdm.analyse(self.name, st, sigma)
 
     def remeasure(self, cols: np.ndarray, rows: np.ndarray, shrink: int) -> fdm.NumericalGradient:
-        s, f = self.measure(np.unique(rows), shrink)
-        return self._analyse(s, f, rows, cols)
+        s, f, scale = self.measure(np.unique(rows), shrink)
+        return self._analyse(s, f, scale, rows, cols)
+
+
+def changed_scale(changes: np.ndarray, f0: np.ndarray, projector) -> np.ndarray:
+    """The rounding scale of each line's projected change: ``sum_o |P_o| |f0_o|`` over the
+    outputs that change anywhere along the line (``changes`` (n, 4 or 5, n_out)); the outputs
+    that do not change are bit for bit the same and add no rounding. ``projector`` None is the
+    identity (each output its own column)."""
+    scale = np.any(changes != 0.0, axis=1) * np.abs(f0)
+    return scale if projector is None else scale @ np.abs(projector)
 
 
 @dataclass
@@ -471,6 +476,7 @@ def check_function(
 
 def assert_function_gradients(fn, *inputs, **kwargs) -> FunctionReport:
     """``check_function`` that raises :class:`GradientMismatch` unless the verdict is a pass."""
+    __tracebackhide__ = True
     report = check_function(fn, *inputs, **kwargs)
     if not report.ok:
         raise GradientMismatch(report)
@@ -488,8 +494,8 @@ def _purity(p: _Problem) -> Optional[str]:
             return (
                 f"fn returned different values for output {p.out_names[j]} at the same inputs "
                 f"(by up to {float(np.nanmax(np.abs(u - v))):.3g}): a random function (dropout, "
-                f"noise) has no derivative to check; fix its randomness (a seed, or a mask "
-                f"passed as an input) and check again"
+                f"noise) has no derivative to check; switch the randomness off, or pass the mask "
+                f"(or noise) as an input, and check again"
             )
     return None
 
@@ -616,7 +622,7 @@ class _Check:
 
         def measure(rows, shrink):
             s, vals = f.directional_lines([joint[r] for r in rows], shrink)
-            return s, vals @ C.T
+            return s, vals @ C.T, changed_scale(vals, f.f0, C.T)
 
         lines = _Lines("probes", measure, n_probes, f.eps)
         K = len(C)
@@ -663,7 +669,8 @@ class _Check:
         tangents = [p.split_in(row) for row in T]
 
         def measure(rows, shrink):
-            return f.directional_lines([tangents[r] for r in rows], shrink)
+            s, vals = f.directional_lines([tangents[r] for r in rows], shrink)
+            return s, vals, changed_scale(vals, f.f0, None)
 
         lines = _Lines("jvp", measure, COTANGENTS, f.eps, pool="all")
         offset = 0
@@ -1019,7 +1026,7 @@ def _entry_diagnosis(e: _Entry, truth: np.ndarray, rtol: float) -> List[Diagnosi
     scale = float(np.max(np.abs(truth[known]), initial=0.0))
     tight = max(_PATTERN * rtol, 1e-7) * max(scale, float(np.max(np.abs(m), initial=0.0)))
     out = []
-    if e.kind in ("vjp", "order2") and m.shape[0] > 1 and scale > 0:
+    if e.kind in ("vjp", "order2") and m.shape[0] > 1 and scale > 0 and np.any(m):
         same = np.max(np.abs(m - m[:1])) <= tight
         # Elements known for two cotangents at least, compared across them.
         both = known & known[:1]

@@ -29,6 +29,13 @@ _VECTORIZED_ULPS = 64
 _OFFSETS = np.array([-1.0, -0.5, 0.5, 1.0])  # the four perturbed points of a line; f0 is shared
 
 
+def _quiet(function) -> None:
+    """No "triggered tf.function retracing" warnings from ``function``: each check compiles
+    its own functions, once, by design. (A private flag of tf.function; without it only the
+    warning returns.)"""
+    function._omit_frequent_tracing_warning = True
+
+
 def flat_tensors(result, what: str, fix: str) -> List[tf.Tensor]:
     """A tensor, or a tuple/list of tensors, as a list; ``TypeError`` naming ``what`` otherwise."""
     items = list(result) if isinstance(result, (tuple, list)) else [result]
@@ -135,6 +142,7 @@ class VectorFunction:
                 lambda xs: tuple(call(*xs)), tuple(stacks), fallback_to_while_loop=True
             )
 
+        _quiet(batched)
         point = [np.stack([x, x]) for x in self.point]
         try:
             out = batched(*[tf.constant(np.asarray(p, self.fd_dtype)) for p in point])
@@ -168,8 +176,10 @@ class VectorFunction:
     def coordinate_lines(self, a: int, idx: np.ndarray, projector: np.ndarray, shrink: int = 0):
         """Five-point stencils along coordinates ``idx`` (flat) of input ``a``, the outputs
         projected on the columns of ``projector`` (n_out, m): (s of shape (n, 5), f of shape
-        (n, 5, m)). The step is ``power_of_two_step`` divided by ``2^shrink``; the displacements
-        recorded are the ones applied after rounding to the evaluation dtype."""
+        (n, 5, m), and the rounding scale of each line's projected change, (n, m): the
+        projection on ``|projector|`` of ``|f0|`` over the outputs that change along the line).
+        The step is ``power_of_two_step`` divided by ``2^shrink``; the displacements recorded
+        are the ones applied after rounding to the evaluation dtype."""
         self._ensure_compiled()
         idx = np.asarray(idx, dtype=np.int64)
         flat = self.point[a].reshape(-1)
@@ -177,6 +187,7 @@ class VectorFunction:
         n, m = idx.size, projector.shape[1]
         s = np.zeros((n, 5))
         f = np.empty((n, 5, m))
+        scale = np.zeros((n, m))
         # The outputs' changes are projected, not the outputs: an input moves few outputs of
         # many (a matmul's row), and the rounding of a projection of every output would swamp
         # the change.
@@ -189,12 +200,13 @@ class VectorFunction:
             moved = self.cast(flat[cols] + (steps[start:stop, None] * _OFFSETS).reshape(-1))
             s[start:stop][:, [0, 1, 3, 4]] = (moved - flat[cols]).reshape(stop - start, 4)
             if compiled is not None:
-                values = compiled(
+                values, rows_scale = compiled(
                     tf.constant(cols, tf.int32),
                     tf.constant(moved.astype(self.fd_dtype)),
                     tf.constant(projector),
-                ).numpy()
-                f[start:stop][:, [0, 1, 3, 4]] = values.reshape(stop - start, 4, m)
+                )
+                f[start:stop][:, [0, 1, 3, 4]] = values.numpy().reshape(stop - start, 4, m)
+                scale[start:stop] = np.max(rows_scale.numpy().reshape(stop - start, 4, m), axis=1)
                 continue
             block = np.tile(flat, (cols.size, 1))
             block[np.arange(cols.size), cols] = moved
@@ -204,9 +216,11 @@ class VectorFunction:
                 else np.broadcast_to(self.point[b], (cols.size,) + self.in_shapes[b])
                 for b in range(len(self.point))
             ]
-            values = (self.evaluate(stacks) - self.f0) @ projector
-            f[start:stop][:, [0, 1, 3, 4]] = values.reshape(stop - start, 4, m)
-        return s, f
+            changes = (self.evaluate(stacks) - self.f0).reshape(stop - start, 4, -1)
+            f[start:stop][:, [0, 1, 3, 4]] = changes @ projector
+            moved_out = np.any(changes != 0.0, axis=1) * np.abs(self.f0)
+            scale[start:stop] = moved_out @ np.abs(projector)
+        return s, f, scale
 
     def _coordinate_fn(self, a: int, projector: np.ndarray) -> Optional[Callable]:
         """One compiled call that builds the perturbed copies of input ``a`` (one coordinate
@@ -234,8 +248,11 @@ class VectorFunction:
             where = tf.stack([tf.range(rows), cols], axis=1)
             stack = tf.reshape(tf.tensor_scatter_nd_update(stack, where, moved), [rows] + shape)
             outs = tf.vectorized_map(one, stack, fallback_to_while_loop=True)
-            return tf.matmul(tf.cast(outs - f0, tf.float64), proj)
+            changes = tf.cast(outs - f0, tf.float64)
+            moved_out = tf.where(changes != 0.0, tf.abs(tf.cast(f0, tf.float64)), 0.0)
+            return tf.matmul(changes, proj), tf.matmul(moved_out, tf.abs(proj))
 
+        _quiet(run)
         flat = self.point[a].reshape(-1)
         try:
             probe = np.random.default_rng(0).standard_normal((self.n_out, 1))
@@ -243,7 +260,7 @@ class VectorFunction:
                 tf.constant([0, flat.size - 1], tf.int32),
                 tf.constant(flat[[0, -1]].astype(self.fd_dtype)),
                 tf.constant(probe),
-            ).numpy()
+            )[0].numpy()
             bound = _VECTORIZED_ULPS * self.eps * float(np.abs(probe[:, 0]) @ np.abs(self.f0))
             usable = bool(np.all(np.abs(at_point) <= max(bound, 1e-300)))
         except Exception:  # this path is an optimisation; the batched evaluation remains
