@@ -363,3 +363,19 @@ def test_a_numpy_forward_without_a_vjp_is_not_said_to_ignore_dy():
 def test_an_empty_input_is_refused():
     with pytest.raises(ValueError, match=r"inputs\[0\] is empty"):
         check_function(F.softmax, np.zeros((0, 3)))
+
+
+@pytest.mark.parametrize("dtype, factor", [("float64", 1.0 + 1e-8), ("float32", 1.0 + 2e-4)])
+@pytest.mark.parametrize("name", ["layer_norm", "softmax", "attention_scores"])
+def test_a_bug_just_above_the_tape_tolerance_is_caught(name, dtype, factor):
+    case = _case(name)
+
+    def off(dy, *xs):
+        grads = case.vjp(dy, *xs)
+        if isinstance(grads, tuple):
+            return (grads[0] * factor,) + grads[1:]
+        return grads * factor
+
+    inputs = case.build(dtype)
+    assert check_function(case.fn, *inputs, vjp=case.vjp).ok
+    assert not check_function(case.fn, *inputs, vjp=off).ok

@@ -410,8 +410,8 @@ BUGS: List[Bug] = [
         [
             (
                 FUNCTION,
-                "e.rounding = TAPE_DEVIATION_FACTOR * float(np.max(rounding[e.input_index]))",
-                "e.rounding = 1e6 * float(np.max(rounding[e.input_index]))",
+                "        return max(LOSS_ULPS * eps * e.output_scale / e.reach, e.rounding)",
+                "        return max(LOSS_ULPS * eps * e.output_scale / e.reach, 1e6 * e.rounding)",
             )
         ],
         [FUNCTION_TESTS],
