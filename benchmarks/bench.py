@@ -2,6 +2,7 @@
 
     python benchmarks/bench.py            (make bench)
     python benchmarks/bench.py --quick    fewer repetitions, for a smoke run
+    python benchmarks/bench.py --only plugin functions    some sections (the JSON keeps the rest)
 
 Every timing is the median of several runs, ours and the peer's interleaved, reported with the
 ratio against the peer measured in the same process. Four sections:
@@ -18,7 +19,9 @@ ratio against the peer measured in the same process. Four sections:
    matplotlib is installed);
 5. ``check_function`` (full mode, a hand-written VJP) against ``tf.test.compute_gradient`` on
    layer norm of 64x128, softmax of 64x128 and a 64x128 @ 128x32 matmul: time, and the
-   finite-difference error of each against the exact gradient, projected on random cotangents.
+   finite-difference error of each against the exact gradient, projected on random cotangents;
+6. what the pytest plugin adds to an unrelated one-test project's run: ``pytest`` with the
+   plugin and with ``-p no:gradcheck``, side by side.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -490,6 +495,39 @@ def functions(runs: int) -> dict:
     return {"cases": out, "runs": runs, "text": table(headers, rows)}
 
 
+# --- 6. what the plugin costs an unrelated project -----------------------------------------------
+
+
+def plugin_startup(runs: int) -> dict:
+    """Wall time of ``pytest`` on a one-test project that never uses the harness, with the
+    plugin loaded (as it is in any environment the package is installed in) and without."""
+    runs = max(runs, 9)
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "test_unrelated.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
+        base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+
+        def run(extra):
+            def call():
+                subprocess.run(base + extra, cwd=tmp, env=env, capture_output=True, check=True)
+
+            return call
+
+        medians = interleaved(
+            {"with the plugin": run([]), "with -p no:gradcheck": run(["-p", "no:gradcheck"])},
+            runs,
+        )
+    extra = medians["with the plugin"] - medians["with -p no:gradcheck"]
+    rows = [(name, f"{t:.3f} s") for name, t in medians.items()]
+    return {
+        "medians_s": medians,
+        "extra_s": extra,
+        "runs": runs,
+        "text": table(("pytest on a one-test project", "median wall time"), rows)
+        + f"\n\nthe plugin adds {extra * 1e3:.0f} ms ({runs} interleaved runs)",
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -498,17 +536,23 @@ def main(argv=None) -> int:
         default=str(HERE / "results.json"),
         help="where to write the numbers (benchmarks/results.json)",
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[key for key, _, _ in SECTIONS],
+        help="run these sections only; the others keep their numbers in the JSON file",
+    )
     args = parser.parse_args(argv)
     runs = 3 if args.quick else 7
-    results = {"machine": machine(), "runs": runs}
+    results = {}
+    if args.only and os.path.exists(args.json):
+        with open(args.json) as fh:
+            results = json.load(fh)
+    results.update({"machine": machine(), "runs": runs})
     print(f"machine: {results['machine']}\nmedians of {runs} interleaved runs\n")
-    for key, title, fn in [
-        ("full_check", "1. Full check vs tf.test.compute_gradient", full_check),
-        ("scale", "2. Directional mode at scale (float32, batch 32)", scale),
-        ("backprop", "3. Hand-written forward+backward vs GradientTape (float32)", backprop_speed),
-        ("growth", "4. Cost growth of a check (float64, batch 32)", growth),
-        ("functions", "5. check_function vs tf.test.compute_gradient (float64)", functions),
-    ]:
+    for key, title, fn in SECTIONS:
+        if args.only and key not in args.only:
+            continue
         start = time.perf_counter()
         results[key] = fn(runs)
         print(
@@ -526,6 +570,16 @@ def main(argv=None) -> int:
             default=str,
         )
     return 0
+
+
+SECTIONS = [
+    ("full_check", "1. Full check vs tf.test.compute_gradient", full_check),
+    ("scale", "2. Directional mode at scale (float32, batch 32)", scale),
+    ("backprop", "3. Hand-written forward+backward vs GradientTape (float32)", backprop_speed),
+    ("growth", "4. Cost growth of a check (float64, batch 32)", growth),
+    ("functions", "5. check_function vs tf.test.compute_gradient (float64)", functions),
+    ("plugin", "6. What the pytest plugin adds to an unrelated project", plugin_startup),
+]
 
 
 if __name__ == "__main__":

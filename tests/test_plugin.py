@@ -263,3 +263,33 @@ def test_snapshot_names_are_file_names(name):
 
     with pytest.raises(ValueError, match="snapshot name"):
         check_name(name)
+
+
+def test_loading_the_plugin_imports_no_tensorflow(pytester):
+    """An unrelated project's pytest run loads the plugin and imports no TensorFlow (nor its
+    start-up log lines) until a check runs."""
+    pytester.makepyfile(
+        test_unrelated="""
+import sys
+
+def test_nothing_of_ours(pytestconfig):
+    assert pytestconfig.pluginmanager.has_plugin("gradcheck")
+    assert "tensorflow" not in sys.modules
+    assert "reference._checks.gradients" not in sys.modules
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist")
+    result.assert_outcomes(passed=1)
+    assert "oneDNN" not in result.stderr.str() and "cuda" not in result.stderr.str()
+
+
+def test_import_reference_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, reference; assert 'tensorflow' not in sys.modules; print(reference.__all__[0])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "check_gradients"
