@@ -5,8 +5,9 @@
   ``gradcheck.function(fn, *inputs, vjp=...)`` does the same for any function's derivative;
   ``gradcheck.snapshot(name, model, X, y)`` compares against a stored regression snapshot;
 - the ``gradcheck_models`` marker: ``@pytest.mark.gradcheck_models(max_examples=20, **options)``
-  runs the test over drawn models and batches, passed as its ``gradcheck_case`` argument
-  (``model, X, y = gradcheck_case``); the options are those of ``reference.strategies.cases``;
+  makes the test hypothesis's own ``@given(gradcheck_case=cases(**options))`` test, over drawn
+  models and batches (``model, X, y = gradcheck_case``); the options are those of
+  ``reference.strategies.cases`` and ``models`` (an allow-list, checked at collection);
 - options in the ``gradcheck`` group: ``--gradcheck-mode``, ``--gradcheck-rtol``,
   ``--gradcheck-probes``, ``--gradcheck-update-snapshots``.
 """
@@ -138,10 +139,12 @@ class GradCheck:
         return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def gradcheck(request) -> GradCheck:
     """``gradcheck(model, X, y)`` asserts the gradients; ``gradcheck.snapshot(...)`` compares
-    them with a stored regression snapshot."""
+    them with a stored regression snapshot. Module-scoped: it holds the options and the test
+    file's path only, so hypothesis's examples may share it (its function-scoped-fixture
+    health check stays quiet for it, and fires for the user's own function-scoped fixtures)."""
     return GradCheck(request)
 
 
@@ -156,36 +159,72 @@ def gradcheck_case(request):
     return None
 
 
+# The marker's keywords: the strategy's own (reference.strategies.cases and models) and
+# max_examples; anything else is refused at collection with this list.
+_MARKER_OPTIONS = ("max_examples",)
+
+
 @pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem):
-    marker = pyfuncitem.get_closest_marker("gradcheck_models")
-    if marker is None:
+def pytest_pycollect_makeitem(collector, name, obj):
+    """A test marked ``gradcheck_models`` becomes hypothesis's own ``@given`` test, drawing its
+    ``gradcheck_case`` argument: fixtures, health checks, the example database (a key per
+    test) and settings then behave as hypothesis documents."""
+    marks = [m for m in getattr(obj, "pytestmark", []) if m.name == "gradcheck_models"]
+    if not marks or not inspect.isfunction(obj) or not collector.istestfunction(obj, name):
         return None
-    from hypothesis import given, settings
+    from hypothesis import given, is_hypothesis_test, settings
 
-    from ._catalogue.strategies import cases
-
+    where = f"{collector.nodeid}::{name}"
+    marker = marks[0]
+    if marker.args:
+        raise pytest.UsageError(f"{where}: gradcheck_models takes keyword options only")
+    if "gradcheck_case" not in inspect.signature(obj).parameters:
+        raise pytest.UsageError(
+            f"{where} is marked gradcheck_models but has no gradcheck_case argument to "
+            f"receive the drawn cases"
+        )
+    if is_hypothesis_test(obj):
+        raise pytest.UsageError(
+            f"{where}: use @pytest.mark.gradcheck_models or @given, not both (the marker is "
+            f"given(gradcheck_case=reference.strategies.cases(...)))"
+        )
+    if any(m.name == "parametrize" for m in getattr(obj, "pytestmark", [])):
+        raise pytest.UsageError(
+            f"{where}: gradcheck_models does not combine with parametrize; draw the varying "
+            f"value with hypothesis instead (@given on a test of your own, with "
+            f"reference.strategies.cases())"
+        )
     options = dict(marker.kwargs)
     max_examples = options.pop("max_examples", None)
-    if marker.args:
-        raise pytest.UsageError("gradcheck_models takes keyword options only")
-    strategy = cases(**options)
-    testfunction = pyfuncitem.obj
-    names = inspect.signature(testfunction).parameters
-    if "gradcheck_case" not in names:
-        raise pytest.UsageError(
-            f"{pyfuncitem.name} is marked gradcheck_models but has no "
-            f"gradcheck_case argument to receive the drawn cases"
-        )
-    funcargs = {n: pyfuncitem.funcargs[n] for n in names if n in pyfuncitem.funcargs}
+    strategy = _marker_strategy(options, where)
     overrides = {"deadline": None}  # TensorFlow's first calls are slow to warm up
     if max_examples is not None:
-        overrides["max_examples"] = max_examples
+        overrides["max_examples"] = validate.positive_integer(max_examples, "max_examples")
+    test = given(gradcheck_case=strategy)(obj)
+    if not getattr(obj, "_hypothesis_internal_settings_applied", False):
+        test = settings(**overrides)(test)  # the user's own @settings, when given, wins
+    return pytest.Function.from_parent(collector, name=name, callobj=test)
 
-    @settings(**overrides)
-    @given(case=strategy)
-    def run_over_cases(case):
-        testfunction(**{**funcargs, "gradcheck_case": case})
 
-    run_over_cases()
-    return True
+def _marker_strategy(options: dict, where: str):
+    """``reference.strategies.cases(**options)``, its keywords checked against the allow-list
+    (the keywords of ``cases`` and ``models``)."""
+    from ._catalogue import strategies
+
+    allowed = set(_MARKER_OPTIONS)
+    for fn in (strategies.cases, strategies.models):
+        allowed |= {
+            p.name
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        }
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise pytest.UsageError(
+            f"{where}: gradcheck_models got unknown option(s) {', '.join(unknown)}; the options "
+            f"are {', '.join(sorted(allowed))}"
+        )
+    try:
+        return strategies.cases(**options)
+    except (TypeError, ValueError) as exc:
+        raise pytest.UsageError(f"{where}: gradcheck_models: {exc}") from None

@@ -168,7 +168,10 @@ def test_batches_are_never_single_rows(gradcheck_case):
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["*run_over_cases(*", "*case=Case(model=MLP(*batch=batch_for(model, n=1, *"]
+        [
+            "*test_batches_are_never_single_rows(*",
+            "*gradcheck_case=Case(model=MLP(*batch=batch_for(model, n=1, *",
+        ]
     )
 
 
@@ -293,3 +296,86 @@ def test_import_reference_imports_no_tensorflow():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "check_gradients"
+
+
+MARKED_TWICE = """
+import pytest
+
+@pytest.mark.gradcheck_models(max_examples=3, dtypes=["float64"], max_depth=1, max_size=3)
+def test_first(gradcheck_case):
+    assert gradcheck_case.model is not None
+
+@pytest.mark.gradcheck_models(max_examples=3, dtypes=["float64"], max_depth=1, max_size=3)
+def test_second(gradcheck_case, gradcheck):
+    gradcheck(*gradcheck_case)
+"""
+
+
+def test_marked_tests_are_hypothesis_tests_of_their_own(pytester):
+    """Each marked test is hypothesis's own @given test under its own name (so its own
+    example-database key), taking its fixtures as arguments."""
+    from hypothesis import is_hypothesis_test
+
+    items = pytester.getitems(MARKED_TWICE)
+    assert [item.name for item in items] == ["test_first", "test_second"]
+    assert all(is_hypothesis_test(item.obj) for item in items)
+    assert [item.obj.__name__ for item in items] == ["test_first", "test_second"]
+    assert "gradcheck_case" not in items[1].fixturenames and "gradcheck" in items[1].fixturenames
+
+
+def test_a_function_scoped_fixture_gets_hypothesis_health_check(pytester):
+    result = run(
+        pytester,
+        """
+import pytest
+
+@pytest.mark.gradcheck_models(max_examples=3, dtypes=["float64"], max_depth=1)
+def test_writes_files(gradcheck_case, tmp_path):
+    (tmp_path / "x").write_text("1")
+""",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*uses a function-scoped fixture 'tmp_path'*"])
+
+
+def test_the_users_own_settings_apply_to_a_marked_test(pytester):
+    result = run(
+        pytester,
+        """
+import pytest
+from hypothesis import HealthCheck, settings
+
+@pytest.mark.gradcheck_models(dtypes=["float64"], max_depth=1)
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_writes_files(gradcheck_case, tmp_path):
+    print("EXAMPLE")
+""",
+        "-s",
+    )
+    result.assert_outcomes(passed=1)
+    assert result.stdout.str().count("EXAMPLE") == 4
+
+
+@pytest.mark.parametrize(
+    "marker, message",
+    [
+        ("gradcheck_models(max_exampels=3)", "unknown option(s) max_exampels; the options are"),
+        ("gradcheck_models(3)", "takes keyword options only"),
+        ('gradcheck_models(dtypes=["float16"])', "dtypes"),
+    ],
+)
+def test_bad_marker_options_are_refused_by_name(pytester, marker, message):
+    result = run(
+        pytester,
+        f"""
+import pytest
+
+@pytest.mark.{marker}
+def test_drawn(gradcheck_case):
+    pass
+""",
+    )
+    assert result.ret != 0
+    assert message in result.stdout.str() + result.stderr.str()
