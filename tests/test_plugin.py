@@ -379,3 +379,55 @@ def test_drawn(gradcheck_case):
     )
     assert result.ret != 0
     assert message in result.stdout.str() + result.stderr.str()
+
+
+def test_the_summary_line_names_the_failing_tensor_and_the_diagnosis(pytester, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # a terminal wide enough for the whole line
+    result = run(
+        pytester,
+        """
+from usermodel import TwoLayer, X, y
+
+def test_gradients(gradcheck):
+    gradcheck(TwoLayer(bug="missing_2"), X, y)
+""",
+        "-rf",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "FAILED test_user.py::test_gradients - reference.GradientMismatch: "
+            "W1 fail (and 1 more): manual = 1/2 x truth: a factor of 1/2"
+        ]
+    )
+
+
+def test_the_users_own_exception_is_shown_with_its_traceback(pytester, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    result = run(
+        pytester,
+        """
+from usermodel import TwoLayer, X, y
+
+def backward_helper(X):
+    return 1 / 0
+
+class Broken(TwoLayer):
+    def gradients(self, X, y):
+        return backward_helper(X)
+
+def test_gradients(gradcheck):
+    gradcheck(Broken(), X, y)
+""",
+        "-rf",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*return 1 / 0*",
+            "*ZeroDivisionError*",
+            "*direct cause of the following exception*",
+            "FAILED test_user.py::test_gradients - *the check could not run: "
+            "model.gradients(X, y) raised ZeroDivisionError*",
+        ]
+    )

@@ -107,6 +107,7 @@ def check_gradients(
             _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent)
     except ModelError as exc:
         report.error = str(exc)
+        report.cause = exc.__cause__
     finally:
         adapter.restore(before)
     return report
@@ -193,7 +194,8 @@ def _short(model) -> str:
 def assert_gradients_match(model, X, y, **kwargs) -> GradientReport:
     """``check_gradients`` that raises :class:`GradientMismatch` (an AssertionError carrying the
     table) unless the verdict is a pass; returns the report when it is."""
+    __tracebackhide__ = True
     report = check_gradients(model, X, y, **kwargs)
     if not report.ok:
-        raise GradientMismatch(report)
+        raise GradientMismatch(report) from report.cause  # the user's own traceback, shown
     return report

@@ -23,6 +23,7 @@ __all__ = [
     "ForwardCheck",
     "GradientReport",
     "GradientMismatch",
+    "summary",
 ]
 
 
@@ -477,6 +478,8 @@ class GradientReport:
     impure: Optional[str] = None
     notes: List[str] = field(default_factory=list)
     model: str = ""
+    # The exception the model's own code raised (``error``'s cause): not data, not compared.
+    cause: Optional[BaseException] = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -571,8 +574,35 @@ class GradientReport:
 
 
 class GradientMismatch(AssertionError):
-    """Raised by ``assert_gradients_match``; ``.report`` holds the full report."""
+    """Raised by ``assert_gradients_match``; ``.report`` holds the full report. The message's
+    first line (pytest's summary line) names what failed: the first failing tensor and its
+    diagnosis, or why nothing was judged."""
 
     def __init__(self, report: GradientReport):
         self.report = report
-        super().__init__("\n" + str(report))
+        super().__init__(f"{summary(report)}\n{report}")
+
+
+GradientMismatch.__module__ = "reference"  # as it is imported; pytest's summary line prints it
+
+
+def summary(report: GradientReport) -> str:
+    """One line: what failed first, and why."""
+    if report.error is not None:
+        return f"the check could not run: {report.error}"
+    if report.impure is not None:
+        return f"not judged: {report.impure}"
+    failing = report.failing
+    if not failing:
+        if report.forward is not None and not report.forward.ok:
+            return "the forward is not the loss it claims to be (independent forward)"
+        return "pass"
+    first = failing[0]
+    why = first.diagnosis[0].text if first.diagnosis else None
+    if why is None and report.diagnosis:
+        why = report.diagnosis[0].text
+    if why is None:
+        who = ", ".join(map(str, first.disagreements())) or "the witnesses"
+        why = f"{who} disagree ({first.n_failing} of {max(1, math.prod(first.shape))} elements)"
+    more = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
+    return f"{first.name} {first.status.value}{more}: {why}"
