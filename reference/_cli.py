@@ -9,8 +9,10 @@
     gradcheck steps MODULE:FACTORY [--plot FILE.png]
         finite-difference error against the step size, with the step the harness chooses
 
-Exit codes: 0 every check passes, 1 any fails, 2 a usage error (or a FN check_derivative
-refuses, such as one that is not elementwise).
+Exit codes: 0 every check passes, 1 any fails, 2 anything that kept a check from running (a
+usage error, a factory with no cases, a model breaking the protocol, a FN check_derivative
+refuses), 130 on Ctrl-C (after the summary so far). The options work before or after the
+subcommand; MODULE may be a file path (path/to/models.py:make).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from ._core import validate
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 class UsageError(Exception):
@@ -204,11 +207,14 @@ def load(spec: str, what: str):
     """The object named by ``MODULE:NAME`` (MODULE importable from the current directory)."""
     if ":" not in spec:
         raise UsageError(f"{what} must be MODULE:NAME, such as mymodels:make_model; got {spec!r}")
-    module_name, _, attr = spec.partition(":")
+    module_name, _, attr = spec.rpartition(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        if module_name.endswith(".py"):  # a file path: path/to/models.py:make
+            module = _import_file(module_name)
+        else:
+            module = importlib.import_module(module_name)
     except Exception as exc:
         raise UsageError(
             f"cannot import {module_name!r} for {what}: {type(exc).__name__}: {exc}"
@@ -223,6 +229,23 @@ def load(spec: str, what: str):
     return obj
 
 
+def _import_file(path: str):
+    """The module in the file ``path`` (its folder importable, for its own imports)."""
+    import importlib.util
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def _cases_from(factory_spec: str):
     factory = load(factory_spec, "FACTORY")
     try:
@@ -230,6 +253,10 @@ def _cases_from(factory_spec: str):
     except Exception as exc:
         raise UsageError(f"{factory_spec}() raised {type(exc).__name__}: {exc}") from exc
     cases = made if isinstance(made, list) else [made]
+    if not cases:
+        raise UsageError(
+            f"{factory_spec}() returned no cases: return (model, X, y) or a list of them"
+        )
     for i, case in enumerate(cases):
         if not (isinstance(case, tuple) and len(case) == 3):
             raise UsageError(
@@ -240,17 +267,35 @@ def _cases_from(factory_spec: str):
 
 
 def run_model(args) -> int:
-    from ._checks.gradients import check_gradients
-
     cases = _cases_from(args.factory)
     start = time.perf_counter()
     reports = []
-    for model, X, y in cases:
-        report = check_gradients(model, X, y, mode=args.mode, seed=args.seed)
+    try:
+        _check_cases(cases, args, reports)
+    except KeyboardInterrupt:
+        print(f"interrupted after {len(reports)} of {len(cases)} model(s)")
+        _model_summary(args, reports, start)
+        return EXIT_INTERRUPTED
+    return _model_summary(args, reports, start)
+
+
+def _check_cases(cases, args, reports) -> None:
+    from ._checks.gradients import check_gradients
+
+    for i, (model, X, y) in enumerate(cases):
+        label = args.factory if len(cases) == 1 else f"{args.factory}[{i}]"
+        try:
+            report = check_gradients(model, X, y, mode=args.mode, seed=args.seed)
+        except (TypeError, ValueError) as exc:  # the model breaks the protocol: nothing judged
+            raise UsageError(f"{label}: {exc}") from exc
+        report.model = label
         reports.append(report)
         if not args.quiet or not report.ok:
             print(report)
             print()
+
+
+def _model_summary(args, reports, start) -> int:
     failing = sum(not r.ok for r in reports)
     print(
         f"{len(reports)} model(s) from {args.factory} ({args.mode} mode): "
@@ -334,6 +379,8 @@ def run_function(args) -> int:
 def run_steps(args) -> int:
     from ._checks.steps import EXPONENTS, step_sweep
 
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise UsageError(f"--plot must name a .png file, such as steps.png; got {args.plot!r}")
     cases = _cases_from(args.factory)
     model, X, y = cases[0]
     exponents = list(EXPONENTS)
@@ -349,6 +396,17 @@ def run_steps(args) -> int:
         print("  ".join([str(k).rjust(4)] + [f"{curves[n][i]:10.2e}" for n in names]) + marks)
     if args.plot:
         _plot_steps(args.plot, exponents, curves, chosen)
+    if args.json:
+        _write_json(
+            args.json,
+            {
+                "command": "steps",
+                "factory": args.factory,
+                "exponents": exponents,
+                "errors": {n: [float(v) for v in curves[n]] for n in names},
+                "chosen": {n: int(chosen[n]) for n in names},
+            },
+        )
     return EXIT_OK
 
 
@@ -417,22 +475,40 @@ def _float_list(text):
         ) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes. The subcommands' copies have no defaults of their own
+    (``SUPPRESS``), so an option given before the subcommand is kept, not overwritten."""
     common = argparse.ArgumentParser(add_help=False)
+
+    def default(value):
+        return value if defaults else argparse.SUPPRESS
+
     common.add_argument(
         "--mode",
         choices=("full", "directional"),
-        default="full",
+        default=default("full"),
         help="difference every element (full) or random probes (directional)",
     )
     common.add_argument(
         "--seed",
         type=validate.option(validate.seed, "--seed"),
-        default=0,
+        default=default(0),
         help="seed of every random choice (0)",
     )
-    common.add_argument("--json", metavar="FILE", help="write the full report as JSON")
-    common.add_argument("--quiet", action="store_true", help="print failures and the summary only")
+    common.add_argument(
+        "--json", metavar="FILE", default=default(None), help="write the full report as JSON"
+    )
+    common.add_argument(
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="print failures and the summary only",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common(defaults=True)
 
     parser = argparse.ArgumentParser(
         prog="gradcheck",
@@ -454,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="random architectures per cell (2)",
     )
-    _add_commands(parser.add_subparsers(dest="command"), common)
+    _add_commands(parser.add_subparsers(dest="command"), _common(defaults=False))
     return parser
 
 
@@ -533,6 +609,9 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"gradcheck: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("gradcheck: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -106,6 +106,34 @@ USER_MODULE = textwrap.dedent('''
 
     def a_list():
         return [0.5, -1.0, 2.0]
+
+
+    def no_cases():
+        return []
+
+
+    class NumpyParams:
+        params = [np.ones((2, 2))]
+
+        def loss(self, X, y):
+            return tf.reduce_sum(X)
+
+        def gradients(self, X, y):
+            return [np.zeros((2, 2))]
+
+
+    def numpy_params():
+        return NumpyParams(), np.ones((3, 2)), np.ones((3, 2))
+
+
+    class Interrupted(Doubled):
+        def gradients(self, X, y):
+            raise KeyboardInterrupt  # as Ctrl-C would, in the middle of a check
+
+
+    def interrupted():
+        model, X, y = good()
+        return [(model, X, y), (Interrupted(model), X, y), (model, X, y)]
 ''')
 
 
@@ -289,3 +317,55 @@ def test_the_matrix_fails_and_names_the_cells_of_a_planted_bug(monkeypatch, caps
     assert "168 cells, 168 checks (full mode, seed 0): 156 pass" in text and ", 12 fail in" in text
     failing_rows = [line for line in text.splitlines() if line.endswith("FAIL")]
     assert len(failing_rows) == 12 and all(row.startswith("tanh ") for row in failing_rows)
+
+
+def test_options_before_the_subcommand_are_kept(user_module, capsys):
+    out = user_module / "before.json"
+    assert main(["--json", str(out), "--mode", "directional", "model", "usermodels:good"]) == 0
+    data = json.loads(out.read_text())
+    assert data["mode"] == "directional" and data["ok"] is True
+    out2 = user_module / "after.json"
+    assert main(["--mode", "directional", "model", "usermodels:good", "--json", str(out2)]) == 0
+    assert json.loads(out2.read_text())["mode"] == "directional"
+
+
+def test_several_cases_are_labelled_by_factory_and_index(user_module, capsys):
+    assert main(["model", "usermodels:several", "--mode", "directional"]) == 0
+    text = capsys.readouterr().out
+    assert "model: usermodels:several[2]" in text and "object at 0x" not in text
+
+
+def test_a_factory_given_as_a_file_path(user_module, capsys):
+    assert main(["model", str(user_module / "usermodels.py") + ":good"]) == 0
+    assert "Gradient check: PASS" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["model", "usermodels:no_cases"], "usermodels:no_cases() returned no cases"),
+        (["model", "usermodels:numpy_params"], "usermodels:numpy_params: model.params[0]"),
+        (["steps", "usermodels:good", "--plot", "plots"], "--plot must name a .png file"),
+    ],
+)
+def test_what_keeps_a_check_from_running_exits_2_with_one_line(user_module, capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_steps_writes_its_json(user_module, capsys):
+    out = user_module / "steps.json"
+    assert main(["steps", "usermodels:good", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["command"] == "steps" and set(data["chosen"]) == {"float32", "float64"}
+    assert len(data["errors"]["float64"]) == len(data["exponents"])
+
+
+def test_ctrl_c_prints_the_partial_summary_and_exits_130(user_module, capsys):
+    out = user_module / "partial.json"
+    assert main(["model", "usermodels:interrupted", "--json", str(out)]) == 130
+    text = capsys.readouterr().out
+    assert "interrupted after 1 of 3 model(s)" in text
+    assert "1 model(s) from usermodels:interrupted (full mode): 1 pass, 0 fail" in text
+    assert len(json.loads(out.read_text())["reports"]) == 1
