@@ -21,7 +21,9 @@ ratio against the peer measured in the same process. Four sections:
    layer norm of 64x128, softmax of 64x128 and a 64x128 @ 128x32 matmul: time, and the
    finite-difference error of each against the exact gradient, projected on random cotangents;
 6. what the pytest plugin adds to an unrelated one-test project's run: ``pytest`` with the
-   plugin and with ``-p no:gradcheck``, side by side.
+   plugin and with ``-p no:gradcheck``, side by side;
+7. the cost guard's estimate of a full check against its measured time, for a hand-written
+   model (no ``batched_loss``) and the catalogue MLP at three sizes each.
 """
 
 from __future__ import annotations
@@ -528,6 +530,78 @@ def plugin_startup(runs: int) -> dict:
     }
 
 
+# --- 7. the cost guard's estimate against the measured time -----------------------------------
+
+
+class HandWritten:
+    """A user's hand-written tanh / softmax + cross-entropy network (no batched_loss)."""
+
+    def __init__(self, sizes, seed=0):
+        rng = np.random.default_rng(seed)
+        self.params = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            self.params += [
+                tf.Variable(rng.normal(size=(a, b)) / np.sqrt(a)),
+                tf.Variable(np.zeros(b)),
+            ]
+
+    def _forward(self, X):
+        a = tf.constant(X)
+        acts = [a]
+        for i in range(0, len(self.params) - 2, 2):
+            a = tf.tanh(a @ self.params[i] + self.params[i + 1])
+            acts.append(a)
+        return a @ self.params[-2] + self.params[-1], acts
+
+    def loss(self, X, y):
+        z, _ = self._forward(X)
+        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, z))
+
+    def gradients(self, X, y):
+        z, acts = self._forward(X)
+        d = (tf.nn.softmax(z) - y) / X.shape[0]
+        grads = []
+        for i in range(len(self.params) - 2, -1, -2):
+            grads = [tf.transpose(acts[i // 2]) @ d, tf.reduce_sum(d, 0)] + grads
+            if i:
+                d = (d @ tf.transpose(self.params[i])) * (1 - acts[i // 2] ** 2)
+        return grads
+
+
+def estimates(runs: int) -> dict:
+    from reference._checks.cost import estimate
+    from reference._core.adapter import Adapter
+
+    rows, out = [], {}
+    cases = [("hand-written", s) for s in ([8, 16, 16, 3], [8, 32, 32, 3], [8, 64, 64, 3])]
+    cases += [("catalogue MLP", s) for s in ([8, 16, 16, 3], [8, 64, 64, 3], [8, 128, 128, 3])]
+    for kind, sizes in cases:
+        mlp = mb.MLP(
+            sizes, ["tanh", "tanh", "softmax"], "categorical_crossentropy", dtype="float64", seed=0
+        )
+        model = HandWritten(sizes) if kind == "hand-written" else mlp
+        X, y = batch_for(mlp, 32)
+        adapter = Adapter(model, X, y, include_input=False)
+        est = estimate(adapter, list(adapter.keys), True, 3).seconds
+        start = time.perf_counter()
+        check_gradients(model, X, y, include_input=False, max_seconds=None)
+        measured = time.perf_counter() - start
+        params = sum(int(np.prod(p.shape)) for p in model.params)
+        out[f"{kind} {sizes}"] = {"estimate_s": est, "measured_s": measured}
+        rows.append(
+            (
+                kind,
+                str(sizes),
+                f"{params:,}",
+                f"{est:.2f} s",
+                f"{measured:.2f} s",
+                f"{est / measured:.2f}",
+            )
+        )
+    headers = ("model", "layer sizes", "parameters", "estimate", "measured", "estimate / measured")
+    return {"cases": out, "text": table(headers, rows)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -579,6 +653,7 @@ SECTIONS = [
     ("growth", "4. Cost growth of a check (float64, batch 32)", growth),
     ("functions", "5. check_function vs tf.test.compute_gradient (float64)", functions),
     ("plugin", "6. What the pytest plugin adds to an unrelated project", plugin_startup),
+    ("estimate", "7. The cost guard's estimate of a full check (float64, batch 32)", estimates),
 ]
 
 

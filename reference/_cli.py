@@ -187,6 +187,9 @@ class _progress:
     def advance(self, description):
         self._bar.update(self._task, advance=1, description=description)
 
+    def set(self, done, total, description):
+        self._bar.update(self._task, completed=done, total=total, description=description)
+
     def stop(self):
         self._bar.stop()
 
@@ -284,15 +287,39 @@ def _check_cases(cases, args, reports) -> None:
 
     for i, (model, X, y) in enumerate(cases):
         label = args.factory if len(cases) == 1 else f"{args.factory}[{i}]"
+        bar = _progress(1) if sys.stdout.isatty() and not args.quiet else None
         try:
-            report = check_gradients(model, X, y, mode=args.mode, seed=args.seed)
+            report = check_gradients(
+                model,
+                X,
+                y,
+                mode=args.mode,
+                seed=args.seed,
+                max_seconds=args.max_seconds or None,
+                progress=None if bar is None else _bar_callback(bar, label),
+            )
         except (TypeError, ValueError) as exc:  # the model breaks the protocol: nothing judged
-            raise UsageError(f"{label}: {exc}") from exc
+            hint = (
+                " (here: --mode directional, or --max-seconds 0)"
+                if "max_seconds" in str(exc)
+                else ""
+            )
+            raise UsageError(f"{label}: {exc}{hint}") from exc
+        finally:
+            if bar is not None:
+                bar.stop()
         report.model = label
         reports.append(report)
         if not args.quiet or not report.ok:
             print(report)
             print()
+
+
+def _bar_callback(bar, label):
+    def progress(done, total):
+        bar.set(done, total, label)
+
+    return progress
 
 
 def _model_summary(args, reports, start) -> int:
@@ -466,6 +493,11 @@ def _plot_steps(path, exponents, curves, chosen) -> None:
 # --- the parser ----------------------------------------------------------------------------------
 
 
+def _non_negative(value, argument):
+    """A number >= 0 (0 meaning no limit)."""
+    return 0.0 if value == 0 else validate.positive_number(value, argument)
+
+
 def _float_list(text):
     try:
         return [float(v) for v in text.split(",") if v.strip()]
@@ -544,6 +576,13 @@ def _add_commands(sub, common) -> None:
         description="FACTORY() returns (model, X, y) or a list of them.",
     )
     model.add_argument("factory", metavar="MODULE:FACTORY")
+    model.add_argument(
+        "--max-seconds",
+        type=validate.option(_non_negative, "--max-seconds", float),
+        default=60.0,
+        metavar="S",
+        help="refuse a full check estimated to take longer (60; 0: no limit)",
+    )
 
     deriv = sub.add_parser(
         "derivative",

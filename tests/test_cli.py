@@ -369,3 +369,32 @@ def test_ctrl_c_prints_the_partial_summary_and_exits_130(user_module, capsys):
     assert "interrupted after 1 of 3 model(s)" in text
     assert "1 model(s) from usermodels:interrupted (full mode): 1 pass, 0 fail" in text
     assert len(json.loads(out.read_text())["reports"]) == 1
+
+
+def test_a_full_check_that_would_take_too_long_is_refused_with_the_cli_options(user_module, capsys):
+    assert main(["model", "usermodels:good", "--max-seconds", "1e-9"]) == 2
+    err = capsys.readouterr().err
+    assert "would take about" in err and "--mode directional, or --max-seconds 0" in err
+    assert main(["model", "usermodels:good", "--max-seconds", "0"]) == 0
+
+
+def test_a_check_on_a_terminal_shows_its_progress(user_module, capsys, monkeypatch):
+    import reference._cli as cli
+
+    seen = []
+
+    class Bar:
+        def __init__(self, total):
+            pass
+
+        def set(self, done, total, description):
+            seen.append((done, total, description))
+
+        def stop(self):
+            seen.append("stop")
+
+    monkeypatch.setattr(cli, "_progress", Bar)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["model", "usermodels:good"]) == 0
+    assert seen[-1] == "stop" and seen[-2][0] == seen[-2][1] > 0
+    assert all(d == "usermodels:good" for *_, d in seen[:-1])

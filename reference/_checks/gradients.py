@@ -8,7 +8,7 @@ forward, the diagnosis and the float32 comparison each run as a pass of their ow
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from .._core.adapter import Adapter, ModelError, guarded
 from .._core.policy import TAPE_RTOL, assemble, classify, floors
 from .._core.report import GradientMismatch, GradientReport
 from .._core.tape import tape_values
+from .cost import MAX_SECONDS, estimate
 from .diagnosis import diagnosis_pass, problem_sizes
 from .modes import DirectionalMode, FullMode, Gathered
 from .passes import float32_pass, forward_pass, region_pass, rounding_pass
@@ -64,6 +65,8 @@ def check_gradients(
     seed: int = 0,
     include_input: Optional[bool] = None,
     independent: bool = True,
+    max_seconds: Optional[float] = MAX_SECONDS,
+    progress: Optional[Callable[[int, int], None]] = None,
 ) -> GradientReport:
     """Check a model's hand-written gradients against the tape, finite differences and (for
     catalogue models) an independent forward.
@@ -80,6 +83,11 @@ def check_gradients(
       seed: seeds the probes and the rounding test (an integer >= 0).
       include_input: check ``dL/dX`` too (default: when the model has ``input_gradient``).
       independent: run the independent forward when the model can be rebuilt.
+      max_seconds: a full check estimated (loss evaluations x one timed evaluation) to take
+        longer is refused with a ``ValueError`` that advises directional mode; ``None`` runs it
+        whatever it costs.
+      progress: called as ``progress(done, total)`` with the loss evaluations made so far and
+        the number expected (``total`` grows if the check needs more).
 
     First the model is asked the same things twice: a loss that changes between evaluations at
     the same parameters, or a loss or ``gradients()`` that changes the parameters, makes the
@@ -96,6 +104,11 @@ def check_gradients(
     mode = validate.choice(mode, MODES, "mode")
     probes = validate.probes(probes)
     seed = validate.seed(seed)
+    if max_seconds is not None:
+        max_seconds = validate.positive_number(max_seconds, "max_seconds")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable as progress(done, total); got {progress!r}.")
+    budget = _Budget(mode, probes, max_seconds, progress)
     adapter = Adapter(model, X, y, include_input=include_input)
     own_rtol = _rtol_for(adapter.dtype.name, rtol)
     gatherer = FullMode() if mode == "full" else DirectionalMode(probes, seed)
@@ -104,7 +117,8 @@ def check_gradients(
     try:
         report.impure = purity_problem(adapter)
         if report.impure is None:
-            _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent)
+            _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget)
+            budget.finish()
     except ModelError as exc:
         report.error = str(exc)
         report.cause = exc.__cause__
@@ -113,7 +127,47 @@ def check_gradients(
     return report
 
 
-def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent) -> None:
+class _Budget:
+    """The cost guard and the progress callback of one check (see ``cost``)."""
+
+    def __init__(self, mode, probes, max_seconds, progress):
+        self.mode, self.probes, self.max_seconds, self.progress = (
+            mode,
+            probes,
+            max_seconds,
+            progress,
+        )
+
+    def apply(self, twin: Adapter) -> None:
+        """Refuse the check when it would take too long; count its evaluations for progress."""
+        full = self.mode == "full"
+        if not (self.progress or (full and self.max_seconds is not None)):
+            return
+        est = estimate(twin, list(twin.keys), full, self.probes)
+        if full and self.max_seconds is not None and est.seconds > self.max_seconds:
+            raise ValueError(
+                f"a full check of this model would take {est.text()}, more than max_seconds="
+                f"{self.max_seconds:g}; use mode='directional' (random probes per tensor, "
+                f"seconds even for millions of parameters), or pass max_seconds=None to run it "
+                f"anyway."
+            )
+        if self.progress is not None:
+            self.done, self.total = 0, est.evaluations
+
+            def counted(count):
+                self.done += count
+                self.total = max(self.total, self.done)
+                self.progress(self.done, self.total)
+
+            twin.on_evaluated = counted
+
+    def finish(self) -> None:
+        """The last call: done == total (the estimate was an estimate)."""
+        if self.progress is not None and getattr(self, "done", 0):
+            self.progress(self.done, self.done)
+
+
+def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget) -> None:
     """The verdict on the model, through its float64 twin when the twin is the same code."""
     twin, agreement, asked = _twin(report, adapter, own_rtol)
     report.fd_dtype = twin.dtype.name
@@ -127,6 +181,7 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent) -> None
         if problem is not None:
             twin.use_batched = False
             report.notes.append(problem)
+    budget.apply(twin)
     gathered = _ask_the_witnesses(twin, judge_rtol, asked)
     evidence = gatherer.gather(gathered)
     verdicts = {k: classify(evidence[k]) for k in adapter.keys}

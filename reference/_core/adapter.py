@@ -67,6 +67,8 @@ class Adapter:
         self._twin = None
         # Finite differences use batched_loss only while it is trusted (see reference._checks).
         self.use_batched = True
+        # Called with the number of loss evaluations each call made (a check's progress).
+        self.on_evaluated = None
 
     # --- what is checked ---------------------------------------------------------------------
 
@@ -159,7 +161,13 @@ class Adapter:
     def evaluate_many(self, stacks: Dict) -> np.ndarray:
         """Losses with every tensor in ``stacks`` replaced, row by row (all stacks have the same
         number of rows K): needs ``batched_loss``."""
-        return np.asarray(self.model.batched_loss(self.X, self.y, stacks), dtype=np.float64)
+        values = np.asarray(self.model.batched_loss(self.X, self.y, stacks), dtype=np.float64)
+        self._evaluated(values.size)
+        return values
+
+    def _evaluated(self, count: int) -> None:
+        if self.on_evaluated is not None:
+            self.on_evaluated(count)
 
     def evaluate(self, key, stack: np.ndarray) -> np.ndarray:
         """Losses with the tensor ``key`` replaced by each of the K values in ``stack``
@@ -167,6 +175,7 @@ class Adapter:
         if self.batched:
             return self.evaluate_many({key: stack})
         out = np.empty(len(stack))
+        self._evaluated(len(stack))
         if key == INPUT:
             for k, value in enumerate(stack):
                 out[k] = float(self.model.loss(value.astype(self.dtype.as_numpy_dtype), self.y))
@@ -186,6 +195,7 @@ class Adapter:
         every key (parameters, and ``INPUT`` when it is checked) to a value. The parameters are
         left bit-identical."""
         out = np.empty(len(points))
+        self._evaluated(len(points))
         original = self.snapshot()
         try:
             for i, point in enumerate(points):

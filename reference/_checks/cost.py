@@ -1,0 +1,80 @@
+"""What a check will cost, estimated before it runs: the number of loss evaluations its mode
+makes, times one evaluation timed on the model itself (a batched call's cost per row when the
+model has a trusted ``batched_loss``). A full check of a large model (every parameter
+differenced, each difference a forward pass) can take minutes; it is refused above a limit with
+advice to use directional mode, unless the caller lifts the limit."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._core.adapter import Adapter, guarded
+
+__all__ = ["Estimate", "estimate", "MAX_SECONDS"]
+
+# A full check estimated to take longer than this is refused (check_gradients' max_seconds).
+MAX_SECONDS = 60.0
+# Each differenced coordinate costs four evaluations; refinement near kinks, the rounding test
+# and the direct noise measurement add about this fraction (measured on the catalogue: 5-20%).
+_OVERHEAD = 1.25
+# Rows of the batched call that is timed (the model is warm by then: the purity check and the
+# batched_loss spot check have evaluated it).
+_TIMED_ROWS = 64
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """``evaluations`` loss evaluations at ``per_evaluation`` seconds each: ``seconds``."""
+
+    evaluations: int
+    per_evaluation: float
+
+    @property
+    def seconds(self) -> float:
+        return self.evaluations * self.per_evaluation
+
+    def text(self) -> str:
+        return (
+            f"about {_duration(self.seconds)} ({self.evaluations:,} loss evaluations at "
+            f"{self.per_evaluation * 1e3:.3g} ms each)"
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate(adapter: Adapter, keys, full: bool, probes: int) -> Estimate:
+    """The cost of a check of ``adapter``'s tensors ``keys`` in full or directional mode."""
+    if full:
+        lines = sum(int(np.prod(adapter.shape(k), dtype=np.int64)) for k in keys)
+    else:
+        lines = probes * len(keys) + sum(
+            min(256, int(np.prod(adapter.shape(k), dtype=np.int64))) for k in keys
+        )
+    return Estimate(int(4 * lines * _OVERHEAD), _time_one(adapter, keys[0]))
+
+
+def _time_one(adapter: Adapter, key) -> float:
+    """Seconds per loss evaluation, as finite differences will make them (the faster of two
+    timed calls)."""
+    base = adapter.value(key)
+    rows = _TIMED_ROWS if adapter.batched else 2
+    stack = np.broadcast_to(base, (rows,) + base.shape).copy()
+    hook, adapter.on_evaluated = adapter.on_evaluated, None
+    try:
+        best = np.inf
+        for _ in range(2):
+            start = time.perf_counter()
+            guarded("model.loss while timing the check", adapter.evaluate, key, stack)
+            best = min(best, (time.perf_counter() - start) / rows)
+    finally:
+        adapter.on_evaluated = hook
+    return float(best)
