@@ -13,7 +13,7 @@ import numpy as np
 
 from .._core.adapter import Adapter, guarded
 
-__all__ = ["Estimate", "estimate", "MAX_SECONDS"]
+__all__ = ["Estimate", "estimate", "evaluations", "too_slow", "MAX_SECONDS"]
 
 # A full check estimated to take longer than this is refused (check_gradients' max_seconds).
 MAX_SECONDS = 60.0
@@ -51,15 +51,33 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def estimate(adapter: Adapter, keys, full: bool, probes: int) -> Estimate:
-    """The cost of a check of ``adapter``'s tensors ``keys`` in full or directional mode."""
+def evaluations(adapter: Adapter, keys, full: bool, probes: int) -> int:
+    """The loss evaluations a check of ``adapter``'s tensors ``keys`` makes, about."""
     if full:
         lines = sum(int(np.prod(adapter.shape(k), dtype=np.int64)) for k in keys)
     else:
         lines = probes * len(keys) + sum(
             min(256, int(np.prod(adapter.shape(k), dtype=np.int64))) for k in keys
         )
-    return Estimate(int(4 * lines * _OVERHEAD), _time_one(adapter, keys[0]))
+    return int(4 * lines * _OVERHEAD)
+
+
+def estimate(adapter: Adapter, keys, full: bool, probes: int) -> Estimate:
+    """The cost of a check of ``adapter``'s tensors ``keys`` in full or directional mode."""
+    return Estimate(evaluations(adapter, keys, full, probes), _time_one(adapter, keys[0]))
+
+
+def too_slow(adapter: Adapter, keys, probes: int, max_seconds: float):
+    """The estimate of a full check when it exceeds ``max_seconds``, else None. One loss call
+    bounds the cost of an evaluation from above (a batched call costs less per row); only when
+    that bound exceeds the limit is the check's own way of evaluating timed."""
+    count = evaluations(adapter, keys, True, probes)
+    start = time.perf_counter()
+    guarded("model.loss while timing the check", adapter.loss_value)
+    if count * (time.perf_counter() - start) <= max_seconds:
+        return None
+    est = estimate(adapter, keys, True, probes)
+    return est if est.seconds > max_seconds else None
 
 
 def _time_one(adapter: Adapter, key) -> float:

@@ -17,7 +17,7 @@ from .._core.adapter import Adapter, ModelError, guarded
 from .._core.policy import TAPE_RTOL, assemble, classify, floors
 from .._core.report import GradientMismatch, GradientReport
 from .._core.tape import tape_values
-from .cost import MAX_SECONDS, estimate
+from .cost import MAX_SECONDS, evaluations, too_slow
 from .diagnosis import diagnosis_pass, problem_sizes
 from .modes import DirectionalMode, FullMode, Gathered
 from .passes import float32_pass, forward_pass, region_pass, rounding_pass
@@ -143,16 +143,19 @@ class _Budget:
         full = self.mode == "full"
         if not (self.progress or (full and self.max_seconds is not None)):
             return
-        est = estimate(twin, list(twin.keys), full, self.probes)
-        if full and self.max_seconds is not None and est.seconds > self.max_seconds:
+        keys = list(twin.keys)
+        slow = None
+        if full and self.max_seconds is not None:
+            slow = too_slow(twin, keys, self.probes, self.max_seconds)
+        if slow is not None:
             raise ValueError(
-                f"a full check of this model would take {est.text()}, more than max_seconds="
+                f"a full check of this model would take {slow.text()}, more than max_seconds="
                 f"{self.max_seconds:g}; use mode='directional' (random probes per tensor, "
                 f"seconds even for millions of parameters), or pass max_seconds=None to run it "
                 f"anyway."
             )
         if self.progress is not None:
-            self.done, self.total = 0, est.evaluations
+            self.done, self.total = 0, evaluations(twin, keys, full, self.probes)
 
             def counted(count):
                 self.done += count
