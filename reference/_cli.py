@@ -254,6 +254,7 @@ def _cases_from(factory_spec: str):
     try:
         made = factory()
     except Exception as exc:
+        _user_traceback(exc)
         raise UsageError(f"{factory_spec}() raised {type(exc).__name__}: {exc}") from exc
     cases = made if isinstance(made, list) else [made]
     if not cases:
@@ -308,11 +309,22 @@ def _check_cases(cases, args, reports) -> None:
         finally:
             if bar is not None:
                 bar.stop()
+        if report.error is not None:  # the model's own code raised: nothing was judged
+            _user_traceback(report.cause)
+            raise UsageError(f"{label}: {report.error}")
         report.model = label
         reports.append(report)
         if not args.quiet or not report.ok:
             print(report)
             print()
+
+
+def _user_traceback(exc) -> None:
+    """The traceback of an exception the user's code raised, on stderr."""
+    if exc is not None:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
 
 
 def _bar_callback(bar, label):
@@ -383,6 +395,11 @@ def run_function(args) -> int:
         )
     except (TypeError, ValueError) as exc:  # bad input: not a wrong gradient
         raise UsageError(f"{args.fn}: {exc}") from exc
+    except Exception as exc:  # the user's fn, vjp or jvp raised: nothing was judged
+        _user_traceback(exc)
+        raise UsageError(
+            f"{args.fn}: the check could not run: {type(exc).__name__}: {exc}"
+        ) from exc
     if not args.quiet or not report.ok:
         print(report)
     if args.json:

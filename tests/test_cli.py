@@ -134,6 +134,24 @@ USER_MODULE = textwrap.dedent('''
     def interrupted():
         model, X, y = good()
         return [(model, X, y), (Interrupted(model), X, y), (model, X, y)]
+
+
+    def _helper_that_fails(X):
+        return X.shape[5]
+
+
+    class RaisesInGradients(Doubled):
+        def gradients(self, X, y):
+            return _helper_that_fails(X)
+
+
+    def raises():
+        model, X, y = good()
+        return RaisesInGradients(model), X, y
+
+
+    def vjp_raises(dy, x):
+        raise RuntimeError("my vjp is unfinished")
 ''')
 
 
@@ -398,3 +416,19 @@ def test_a_check_on_a_terminal_shows_its_progress(user_module, capsys, monkeypat
     assert main(["model", "usermodels:good"]) == 0
     assert seen[-1] == "stop" and seen[-2][0] == seen[-2][1] > 0
     assert all(d == "usermodels:good" for *_, d in seen[:-1])
+
+
+def test_the_users_own_exception_exits_2_with_its_traceback(user_module, capsys):
+    assert main(["model", "usermodels:raises"]) == 2
+    captured = capsys.readouterr()
+    assert "return X.shape[5]" in captured.err and "IndexError" in captured.err
+    assert (
+        captured.err.rstrip()
+        .splitlines()[-1]
+        .startswith("gradcheck: error: usermodels:raises: model.gradients(X, y) raised IndexError")
+    )
+    argv = ["function", "usermodels:softmax", "--inputs", "usermodels:logits"]
+    assert main([*argv, "--vjp", "usermodels:vjp_raises"]) == 2
+    err = capsys.readouterr().err
+    assert 'raise RuntimeError("my vjp is unfinished")' in err
+    assert "the check could not run: RuntimeError: my vjp is unfinished" in err
