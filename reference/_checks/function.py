@@ -27,6 +27,7 @@ coordinate's test and fails along a joint direction.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import warnings
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ import tensorflow as tf
 
 from .._core import fd as fdm
 from .._core import validate
-from .._core.function import FLOAT_DTYPES, VectorFunction, flat_tensors
+from .._core.function import FLOAT_DTYPES, VectorFunction, changed_scale, flat_tensors
 from .._core.policy import (
     LOSS_ULPS,
     SCALE_FLOOR,
@@ -215,6 +216,14 @@ class _Problem:
     def call(self, *xs) -> List[tf.Tensor]:
         return flat_tensors(self.fn(*xs), "fn", _FN_FIX)
 
+    def in_dtype(self, dtype) -> "_Problem":
+        """The same problem at the inputs cast to ``dtype`` (for the tape's rounding)."""
+        other = copy.copy(self)
+        other.inputs = [x.astype(dtype) for x in self.inputs]
+        other.dtype = np.dtype(dtype).name
+        other.disconnected = set()
+        return other
+
     def tensors(self, dtype=None) -> List[tf.Tensor]:
         return [tf.constant(x if dtype is None else x.astype(dtype)) for x in self.inputs]
 
@@ -368,15 +377,6 @@ class _Lines:
     def remeasure(self, cols: np.ndarray, rows: np.ndarray, shrink: int) -> fdm.NumericalGradient:
         s, f, scale = self.measure(np.unique(rows), shrink)
         return self._analyse(s, f, scale, rows, cols)
-
-
-def changed_scale(changes: np.ndarray, f0: np.ndarray, projector) -> np.ndarray:
-    """The rounding scale of each line's projected change: ``sum_o |P_o| |f0_o|`` over the
-    outputs that change anywhere along the line (``changes`` (n, 4 or 5, n_out)); the outputs
-    that do not change are bit for bit the same and add no rounding. ``projector`` None is the
-    identity (each output its own column)."""
-    scale = np.any(changes != 0.0, axis=1) * np.abs(f0)
-    return scale if projector is None else scale @ np.abs(projector)
 
 
 @dataclass
@@ -900,10 +900,7 @@ def _tape_rounding(p: _Problem, tape_fn, directions, own) -> List[np.ndarray]:
     other = np.float32 if p.dtype == "float64" else np.float64
     zeros = [np.zeros((len(own),) + np.shape(part)) for part in own[0]]
     try:
-        twin = _Problem.__new__(_Problem)
-        twin.__dict__.update(p.__dict__)
-        twin.inputs = [x.astype(other) for x in p.inputs]
-        theirs = [tape_fn(twin, d) for d in directions]
+        theirs = [tape_fn(p.in_dtype(other), d) for d in directions]
     except Exception:  # fn that runs in one dtype only: no measure, no allowance
         return zeros
     scale = min(1.0, float(np.finfo(np.dtype(p.dtype)).eps / np.finfo(other).eps))

@@ -137,6 +137,7 @@ class _Budget:
             max_seconds,
             progress,
         )
+        self.done = self.total = 0  # loss evaluations made, and expected
 
     def apply(self, twin: Adapter) -> None:
         """Refuse the check when it would take too long; count its evaluations for progress."""
@@ -155,7 +156,7 @@ class _Budget:
                 f"anyway."
             )
         if self.progress is not None:
-            self.done, self.total = 0, evaluations(twin, keys, full, self.probes)
+            self.total = evaluations(twin, keys, full, self.probes)
 
             def counted(count):
                 self.done += count
@@ -166,7 +167,7 @@ class _Budget:
 
     def finish(self) -> None:
         """The last call: done == total (the estimate was an estimate)."""
-        if self.progress is not None and getattr(self, "done", 0):
+        if self.progress is not None and self.done:
             self.progress(self.done, self.done)
 
 

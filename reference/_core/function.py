@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from .fd import power_of_two_step
 
-__all__ = ["VectorFunction", "flat_tensors", "FLOAT_DTYPES"]
+__all__ = ["VectorFunction", "flat_tensors", "changed_scale", "FLOAT_DTYPES"]
 
 FLOAT_DTYPES = ("float32", "float64")
 # At most this many float64 values (inputs and outputs of every point) per batched call: 32 MB.
@@ -27,6 +27,15 @@ _BUDGET = 1 << 22
 # ulps of the output's largest magnitude (batched kernels may sum in another order).
 _VECTORIZED_ULPS = 64
 _OFFSETS = np.array([-1.0, -0.5, 0.5, 1.0])  # the four perturbed points of a line; f0 is shared
+
+
+def changed_scale(changes: np.ndarray, f0: np.ndarray, projector) -> np.ndarray:
+    """The rounding scale of each line's projected change: ``sum_o |P_o| |f0_o|`` over the
+    outputs that change anywhere along the line (``changes`` (n, 4 or 5, n_out)); the outputs
+    that do not change are bit for bit the same and add no rounding. ``projector`` None is the
+    identity (each output its own column)."""
+    scale = np.any(changes != 0.0, axis=1) * np.abs(f0)
+    return scale if projector is None else scale @ np.abs(projector)
 
 
 def _quiet(function) -> None:
@@ -218,8 +227,7 @@ class VectorFunction:
             ]
             changes = (self.evaluate(stacks) - self.f0).reshape(stop - start, 4, -1)
             f[start:stop][:, [0, 1, 3, 4]] = changes @ projector
-            moved_out = np.any(changes != 0.0, axis=1) * np.abs(self.f0)
-            scale[start:stop] = moved_out @ np.abs(projector)
+            scale[start:stop] = changed_scale(changes, self.f0, projector)
         return s, f, scale
 
     def _coordinate_fn(self, a: int, projector: np.ndarray) -> Optional[Callable]:
