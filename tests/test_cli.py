@@ -112,18 +112,18 @@ USER_MODULE = textwrap.dedent('''
         return []
 
 
-    class NumpyParams:
-        params = [np.ones((2, 2))]
+    class ListParams:
+        params = [[1.0, 2.0]]  # neither a tf.Variable nor a NumPy array: nothing to perturb
 
         def loss(self, X, y):
             return tf.reduce_sum(X)
 
         def gradients(self, X, y):
-            return [np.zeros((2, 2))]
+            return [np.zeros(2)]
 
 
-    def numpy_params():
-        return NumpyParams(), np.ones((3, 2)), np.ones((3, 2))
+    def list_params():
+        return ListParams(), np.ones((3, 2)), np.ones((3, 2))
 
 
     class Interrupted(Doubled):
@@ -362,7 +362,7 @@ def test_a_factory_given_as_a_file_path(user_module, capsys):
     "argv, message",
     [
         (["model", "usermodels:no_cases"], "usermodels:no_cases() returned no cases"),
-        (["model", "usermodels:numpy_params"], "usermodels:numpy_params: model.params[0]"),
+        (["model", "usermodels:list_params"], "usermodels:list_params: model.params[0]"),
         (["steps", "usermodels:good", "--plot", "plots"], "--plot must name a .png file"),
     ],
 )

@@ -202,7 +202,7 @@ BUGS: List[Bug] = [
         [
             (
                 "reference/_core/adapter.py",
-                "        finally:\n            var.assign(original)",
+                "        finally:\n            self.write(key, original)",
                 "        finally:\n            pass",
             )
         ],

@@ -15,7 +15,7 @@ import numpy as np
 from .._core import validate
 from .._core.adapter import Adapter, ModelError, guarded
 from .._core.policy import TAPE_RTOL, assemble, classify, floors
-from .._core.report import GradientMismatch, GradientReport
+from .._core.report import GradientMismatch, GradientReport, Note, NoteCode
 from .._core.tape import tape_values
 from .cost import MAX_SECONDS, evaluations, too_slow
 from .diagnosis import diagnosis_pass, problem_sizes
@@ -192,11 +192,24 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget)
     region_pass(twin, verdicts, evidence)
     rounding_pass(twin, verdicts, evidence, seed)
     report.entries.extend(assemble(evidence[k], verdicts[k]) for k in adapter.keys)
+    _record_the_tape(report, twin, evidence)
     if independent:
         forward_pass(report, adapter, twin, gathered.f0)
     diagnosis_pass(report, evidence, adapter.keys, problem_sizes(adapter))
     if agreement is not None:
         float32_pass(report, adapter.keys, agreement)
+
+
+def _record_the_tape(report, twin: Adapter, evidence) -> None:
+    """Say where the tape could not witness: in the header when it saw nothing (NumPy
+    parameters, a loss that is not a tensor or not connected on the tape), as a note on each
+    tensor it alone could not see; those tensors' tape columns show n/a."""
+    report.tape_blind = twin.tape_blind
+    for entry, k in zip(report.entries, twin.keys):
+        if evidence[k].tape is None:
+            entry.tape_missing = True
+            if twin.tape_blind is None:
+                entry.add_note(Note(NoteCode.NO_TAPE, 1))
 
 
 def _twin(report, adapter: Adapter, rtol32: float):

@@ -38,7 +38,7 @@ class Gathered:
         bad = fdm.suspect(
             flat,
             ev.manual.reshape(-1)[lines],
-            ev.tape.reshape(-1)[lines],
+            _tape_or_manual(ev).reshape(-1)[lines],
             _flat(ev.tape_tol, lines),
         )
         if bad.size == 0:
@@ -62,6 +62,12 @@ class Gathered:
             self.floors[key],
             probes,
         )
+
+
+def _tape_or_manual(ev: TensorEvidence) -> np.ndarray:
+    """The tape's values, or the manual ones where no tape witnesses (a line is then suspect
+    for what it says of the manual value alone)."""
+    return ev.manual if ev.tape is None else ev.tape
 
 
 def _flat(tol, lines):
@@ -138,7 +144,7 @@ class DirectionalMode:
         """Difference again, with smaller steps, the probes whose estimate is suspect."""
         dirs, nd = ev.probes.directions, ev.probes.fd
         slack = ev.tape_tol * np.sum(np.abs(dirs), axis=1)
-        flat_m, flat_t = ev.manual.reshape(-1), ev.tape.reshape(-1)
+        flat_m, flat_t = ev.manual.reshape(-1), _tape_or_manual(ev).reshape(-1)
         bad = fdm.suspect(nd, dirs @ flat_m, dirs @ flat_t, slack)
         if bad.size == 0:
             return
@@ -158,15 +164,23 @@ class DirectionalMode:
         fdm.refine(nd, bad, remeasure)
 
     def _elements(self, g: Gathered, key, ev: TensorEvidence, rng, sigma) -> np.ndarray:
-        """The flat indices to difference one by one."""
-        off_tape = ~within_tape(ev).reshape(-1)
-        with np.errstate(invalid="ignore"):
-            gap = np.abs(ev.manual - ev.tape).reshape(-1)
-        order = np.argsort(-np.where(off_tape, np.nan_to_num(gap, nan=np.inf), -1.0), kind="stable")
-        chosen = order[: min(int(off_tape.sum()), self.MAX_ELEMENTS)]
+        """The flat indices to difference one by one: where manual and tape disagree (largest
+        gaps first), or a random sample where no tape witnesses; and what bisection of a
+        disagreeing probe narrows down to."""
+        if ev.tape is None:
+            size = ev.manual.size
+            chosen = rng.choice(size, size=min(size, self.MAX_ELEMENTS), replace=False)
+        else:
+            off_tape = ~within_tape(ev).reshape(-1)
+            with np.errstate(invalid="ignore"):
+                gap = np.abs(ev.manual - ev.tape).reshape(-1)
+            order = np.argsort(
+                -np.where(off_tape, np.nan_to_num(gap, nan=np.inf), -1.0), kind="stable"
+            )
+            chosen = order[: min(int(off_tape.sum()), self.MAX_ELEMENTS)]
         if not np.all(judge_probes(ev).fd_ok_manual):
             chosen = np.union1d(chosen, self._bisect(g, key, ev, rng, sigma))
-        return np.asarray(chosen, dtype=np.int64)
+        return np.sort(np.asarray(chosen, dtype=np.int64))
 
     def _bisect(self, g: Gathered, key, ev: TensorEvidence, rng, sigma) -> np.ndarray:
         """Indices of small blocks whose restricted probe still disagrees with the manual

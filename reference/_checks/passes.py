@@ -70,8 +70,8 @@ def rounding_pass(
     original = twin.snapshot()
     try:
         for _ in range(_NUDGES):
-            for var, value in zip(twin.params, original):
-                var.assign(value * (1.0 + _NUDGE * rng.standard_normal(value.shape)))
+            for i, value in enumerate(original):
+                twin.write(i, value * (1.0 + _NUDGE * rng.standard_normal(value.shape)))
             m, t = twin.manual(), tape_values(twin)
             for k, mask in suspects.items():
                 dk = (m[k] - t[k])[mask]
@@ -135,10 +135,12 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
     }
     if not any(np.any(m) for m in failing.values()) or not _kinks_seen(evidence):
         return
+    if any(ev.tape is None for ev in evidence.values()):
+        return  # the region's gradient is the tape's at a pushed point: no tape, no test
     pushed = [
         i
-        for i, p in enumerate(twin.params)
-        if p.shape.rank >= 1 and int(np.prod(p.shape)) == max(p.shape.as_list())
+        for i in range(len(twin.params))
+        if len(twin.shape(i)) >= 1 and int(np.prod(twin.shape(i))) == max(twin.shape(i))
     ]
     if not pushed:
         return
@@ -149,7 +151,7 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
             for order in (pushed, pushed[::-1]):
                 steps = {i: sign * _REGION_BASE * _REGION_RATIO**n for n, i in enumerate(order)}
                 for i, step in steps.items():
-                    twin.params[i].assign(original[i] + np.asarray(step, original[i].dtype))
+                    twin.write(i, original[i] + np.asarray(step, original[i].dtype))
                 tape = tape_values(twin)
                 twin.restore(original)
                 matched = _matches(tape, failing, evidence)

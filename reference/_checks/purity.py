@@ -40,8 +40,8 @@ _FIX_GRADIENT_SIDE_EFFECT = (
 def _changes(adapter: Adapter, before: List[np.ndarray]) -> Optional[str]:
     """Which parameters differ from ``before`` (a snapshot), where and by how much."""
     out = []
-    for name, var, old in zip(adapter.names, adapter.params, before):
-        new = var.numpy()
+    for i, (name, old) in enumerate(zip(adapter.names, before)):
+        new = adapter.read(i)
         if np.array_equal(new, old, equal_nan=True):
             continue
         with np.errstate(invalid="ignore"):
@@ -55,17 +55,33 @@ def _changes(adapter: Adapter, before: List[np.ndarray]) -> Optional[str]:
     return ", ".join(out) or None
 
 
+def _rebound(adapter: Adapter) -> Optional[str]:
+    """Which NumPy parameters ``model.params`` no longer returns (``self.W = self.W - lr * dW``
+    binds a new array: the harness would perturb the old one, which the loss no longer reads)."""
+    if not adapter.numpy_params:
+        return None
+    now = list(adapter.model.params)
+    moved = [
+        name
+        for name, old, new in zip(adapter.names, adapter.params, now)
+        if not (old is new or np.shares_memory(old, new))
+    ]
+    if len(now) != len(adapter.params):
+        moved = list(adapter.names)
+    return ", ".join(moved) or None
+
+
 def purity_problem(adapter: Adapter) -> Optional[str]:
     """None when the loss and gradients are deterministic and leave the parameters unchanged;
     otherwise what changed, and the fix. The parameters are put back by the caller."""
     before = adapter.snapshot()
     losses = [guarded("model.loss(X, y)", adapter.loss_value)]
-    changed = _changes(adapter, before)
+    changed = _changes(adapter, before) or _rebound(adapter)
     if changed:
         return f"model.loss(X, y) changed the parameters: {changed}; {_FIX_LOSS_SIDE_EFFECT}."
     losses.append(guarded("model.loss(X, y)", adapter.loss_value))
     first = adapter.manual()
-    changed = _changes(adapter, before)
+    changed = _changes(adapter, before) or _rebound(adapter)
     if changed:
         return (
             f"model.gradients(X, y) changed the parameters: {changed}; {_FIX_GRADIENT_SIDE_EFFECT}."

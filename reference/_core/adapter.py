@@ -32,6 +32,54 @@ def guarded(what: str, fn, *args, **kwargs):
         raise ModelError(f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 
+def _param_kind(params) -> str:
+    """ "variable" or "ndarray": the kind every parameter is (TypeError for anything else, or
+    for a mix)."""
+    kinds = set()
+    for i, p in enumerate(params):
+        if isinstance(p, tf.Variable):
+            kinds.add("variable")
+        elif isinstance(p, np.ndarray):
+            kinds.add("ndarray")
+        else:
+            raise TypeError(
+                f"model.params[{i}] must be a tf.Variable or a NumPy array (perturbed in place); "
+                f"got {type(p).__name__}."
+            )
+    if len(kinds) > 1:
+        raise TypeError(
+            "model.params mixes tf.Variables and NumPy arrays; make them all one kind (the "
+            "tape can watch Variables only, so a mix could not be judged by it anyway)."
+        )
+    return kinds.pop()
+
+
+def _check_arrays(model, params) -> None:
+    """NumPy parameters: one float dtype, writable, and the model's own arrays (the harness
+    perturbs them in place, so a ``params`` that returns copies would perturb nothing)."""
+    dtypes = {p.dtype for p in params}
+    if len(dtypes) > 1 or not all(np.issubdtype(d, np.floating) for d in dtypes):
+        raise TypeError(
+            f"model.params must all have one float dtype (float32 or float64); got "
+            f"{', '.join(sorted(str(d) for d in dtypes))}: convert them with .astype(np.float64)."
+        )
+    for i, p in enumerate(params):
+        if not p.flags.writeable:
+            raise ValueError(
+                f"model.params[{i}] is a read-only array; the harness perturbs the parameters in "
+                f"place, so they must be writable (np.array(..., copy=True))."
+            )
+    again = list(model.params)
+    if len(again) != len(params) or not all(
+        a is b or np.shares_memory(a, b) for a, b in zip(params, again)
+    ):
+        raise ValueError(
+            "model.params returned new arrays when asked a second time; the harness perturbs the "
+            "parameters in place, so params must return the model's own arrays (such as "
+            "[self.W1, self.b1]), not copies."
+        )
+
+
 class Adapter:
     """A model seen through the protocol, with X and y fixed."""
 
@@ -44,13 +92,14 @@ class Adapter:
                     f"{type(model).__name__} has no {attr!r}."
                 )
         self.model = model
-        self.params: List[tf.Variable] = list(model.params)
+        self.params: List = list(model.params)
         if not self.params:
             raise ValueError("model.params is empty: there is nothing to check.")
-        for i, p in enumerate(self.params):
-            if not isinstance(p, tf.Variable):
-                raise TypeError(f"model.params[{i}] must be a tf.Variable; got {type(p).__name__}.")
-        self.dtype: tf.DType = self.params[0].dtype
+        # NumPy arrays are perturbed in place; tf.GradientTape cannot watch them.
+        self.numpy_params = _param_kind(self.params) == "ndarray"
+        if self.numpy_params:
+            _check_arrays(model, self.params)
+        self.dtype: tf.DType = tf.as_dtype(self.params[0].dtype)
         names = list(
             getattr(model, "param_names", None) or [f"param{i}" for i in range(len(self.params))]
         )
@@ -65,6 +114,8 @@ class Adapter:
         self.include_input = has_input if include_input is None else (include_input and has_input)
         self.keys: List = list(range(len(self.params))) + ([INPUT] if self.include_input else [])
         self._twin = None
+        # Why tf.GradientTape cannot witness any tensor of this model (set by tape_values).
+        self.tape_blind: Optional[str] = None
         # Finite differences use batched_loss only while it is trusted (see reference._checks).
         self.use_batched = True
         # Called with the number of loss evaluations each call made (a check's progress).
@@ -84,16 +135,31 @@ class Adapter:
             return np.asarray(
                 self.X.numpy() if isinstance(self.X, tf.Tensor) else self.X, dtype=np.float64
             )
-        return self.params[key].numpy().astype(np.float64)
+        return self.read(key).astype(np.float64)
+
+    def read(self, i: int) -> np.ndarray:
+        """A copy of parameter ``i`` as it is now, in the model's dtype."""
+        p = self.params[i]
+        return p.numpy().copy() if isinstance(p, tf.Variable) else np.array(p, copy=True)
+
+    def write(self, i: int, value: np.ndarray) -> None:
+        """Set parameter ``i`` to ``value`` (cast to the model's dtype): assigned to a
+        tf.Variable, copied into a NumPy array in place."""
+        p = self.params[i]
+        value = np.asarray(value, dtype=self.dtype.as_numpy_dtype)
+        if isinstance(p, tf.Variable):
+            p.assign(value)
+        else:
+            np.copyto(p, value)
 
     def snapshot(self) -> List[np.ndarray]:
-        return [p.numpy().copy() for p in self.params]
+        return [self.read(i) for i in range(len(self.params))]
 
     def restore(self, values: List[np.ndarray]) -> None:
         """Put ``values`` (a ``snapshot``) back, bit for bit, wherever a parameter differs."""
-        for var, value in zip(self.params, values):
-            if not np.array_equal(var.numpy(), value, equal_nan=True):
-                var.assign(value)
+        for i, value in enumerate(values):
+            if not np.array_equal(self.read(i), value, equal_nan=True):
+                self.write(i, value)
 
     @property
     def eps(self) -> float:
@@ -124,7 +190,8 @@ class Adapter:
         if g is None:
             raise ModelError(f"the {what} is None.")
         try:
-            arr = np.asarray(g.numpy() if hasattr(g, "numpy") else g, dtype=np.float64)
+            # A copy: a NumPy backward may hand out arrays it later overwrites in place.
+            arr = np.array(g.numpy() if hasattr(g, "numpy") else g, dtype=np.float64, copy=True)
         except (TypeError, ValueError) as exc:
             raise ModelError(f"the {what} is not numeric: {exc}") from exc
         if arr.shape != shape:
@@ -180,14 +247,13 @@ class Adapter:
             for k, value in enumerate(stack):
                 out[k] = float(self.model.loss(value.astype(self.dtype.as_numpy_dtype), self.y))
             return out
-        var = self.params[key]
-        original = var.numpy().copy()
+        original = self.read(key)
         try:
             for k, value in enumerate(stack):
-                var.assign(value.astype(self.dtype.as_numpy_dtype))
+                self.write(key, value)
                 out[k] = float(self.model.loss(self.X, self.y))
         finally:
-            var.assign(original)
+            self.write(key, original)
         return out
 
     def evaluate_points(self, points) -> np.ndarray:
@@ -199,8 +265,8 @@ class Adapter:
         original = self.snapshot()
         try:
             for i, point in enumerate(points):
-                for k, var in enumerate(self.params):
-                    var.assign(point[k].astype(self.dtype.as_numpy_dtype))
+                for k in range(len(self.params)):
+                    self.write(k, point[k])
                 X = point[INPUT].astype(self.dtype.as_numpy_dtype) if INPUT in point else self.X
                 out[i] = float(self.model.loss(X, self.y))
         finally:

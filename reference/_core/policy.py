@@ -51,6 +51,7 @@ __all__ = [
     "judge_probes",
     "assemble",
     "magnitude",
+    "probes_fail",
 ]
 
 # Relative tolerance (to the scale a tensor is judged on) of manual against tape: rounding only.
@@ -226,19 +227,32 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
 
 
 def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
-    """Finite differences judge alone: agree, fail, or (where they have no value) unverifiable."""
+    """Finite differences judge alone: agree (a value between the one-sided derivatives at a
+    kink), fail, or, where they have no value, unverifiable. In directional mode the elements
+    not differenced one by one stand with the probes, which see every element: they are judged
+    when every probe accepts the manual gradient, and the tensor fails when one does not
+    (``assemble``)."""
     m, fd = ev.manual, ev.fd
     finite = np.isfinite(m)
     if fd is None:
         return ElementVerdict(~finite, unverifiable=finite)
     has_value = fd.measured & (np.isfinite(fd.value) | fd.kink) & ~fd.unresolved
     ok = finite & fd.accepts(m, ev.tape_tol)
+    unverifiable = finite & ~has_value
+    if ev.probes is not None:
+        unverifiable = unverifiable & fd.measured
     return ElementVerdict(
         ~finite | (has_value & ~ok),
-        unverifiable=finite & ~has_value,
+        unverifiable=unverifiable,
         fd_kink=fd.kink & fd.measured,
         fd_ok_manual=ok,
     )
+
+
+def probes_fail(ev: TensorEvidence) -> bool:
+    """Without a tape, a probe that disagrees with the manual gradient fails the tensor (with
+    a tape, the elements are judged against it and such a probe is a note)."""
+    return ev.tape is None and ev.probes is not None and not np.all(judge_probes(ev).fd_ok_manual)
 
 
 def fd_comparison(
@@ -328,7 +342,7 @@ def assemble(ev: TensorEvidence, v: ElementVerdict) -> TensorCheck:
     )
     _fill_worst(check, ev, v)
     check.notes.extend(_notes(ev, v, kinks))
-    if np.any(v.fail):
+    if np.any(v.fail) or probes_fail(ev):
         check.status = Status.FAIL
     elif np.any(v.unverifiable):
         check.status = Status.UNVERIFIABLE

@@ -64,6 +64,7 @@ class NoteCode(_Code):
     FD_UNRESOLVED = "fd-unresolved"
     FLOAT32_ROUNDING = "float32-rounding"
     PROBES_DISAGREE = "probes-disagree"
+    NO_TAPE = "no-tape"
 
 
 _NOTE_TEXT = {
@@ -120,6 +121,10 @@ _NOTE_TEXT = {
     ),
     NoteCode.PROBES_DISAGREE: (
         "{count} of {probes} probe(s) disagree with finite differences along the manual gradient"
+    ),
+    NoteCode.NO_TAPE: (
+        "the tape has no gradient for this tensor (the loss is not connected to it on the tape: "
+        "computed outside TensorFlow, or not used): finite differences judge it alone"
     ),
 }
 
@@ -342,6 +347,9 @@ class TensorCheck:
     notes: List[Note] = field(default_factory=list)
     diagnosis: List[Diagnosis] = field(default_factory=list)
     elements: Optional[ElementVerdict] = field(default=None, repr=False)
+    # The tape could not witness this tensor (NumPy parameters, a loss that is not a tensor or
+    # not connected to it): its columns show n/a, and finite differences judged alone.
+    tape_missing: bool = False
 
     @property
     def ok(self) -> bool:
@@ -383,6 +391,7 @@ class TensorCheck:
             "kinks": self.kinks,
             "kinks_accepted": self.kinks_accepted,
             "probes": self.probes,
+            "tape_missing": self.tape_missing,
             "notes": [n.to_dict() for n in self.notes],
             "diagnosis": [d.to_dict() for d in self.diagnosis],
         }
@@ -416,9 +425,10 @@ class TensorCheck:
                 )
             elif self.fd_error is not None:
                 fd += f" (+- {_fmt(self.fd_error, 2)})"
+            tape = "n/a" if self.tape_missing else _fmt(self.tape, 10)
             lines.append(
                 f"  worst at index {self.worst_index}: manual {_fmt(self.manual, 10)}, "
-                f"tape {_fmt(self.tape, 10)}, FD {fd}"
+                f"tape {tape}, FD {fd}"
             )
             lines.append(
                 f"  abs err {_fmt(self.abs_error)}, rel err {_fmt(self.rel_error)} "
@@ -478,6 +488,8 @@ class GradientReport:
     impure: Optional[str] = None
     notes: List[str] = field(default_factory=list)
     model: str = ""
+    # Why tf.GradientTape could not witness the model (finite differences judged alone), or None.
+    tape_blind: Optional[str] = None
     # The exception the model's own code raised (``error``'s cause): not data, not compared.
     cause: Optional[BaseException] = field(default=None, repr=False, compare=False)
 
@@ -506,6 +518,7 @@ class GradientReport:
             "error": self.error,
             "impure": self.impure,
             "notes": list(self.notes),
+            "tape_blind": self.tape_blind,
             "forward": None if self.forward is None else self.forward.to_dict(),
             "forward_skipped": self.forward_skipped,
             "entries": [e.to_dict() for e in self.entries],
@@ -523,6 +536,10 @@ class GradientReport:
         lines = [f"Gradient check: {verdict} (mode {self.mode}, model {self.dtype}, {how})"]
         if self.model:
             lines.append(f"model: {self.model}")
+        if self.tape_blind:
+            lines.append(
+                f"tape: cannot witness ({self.tape_blind}); finite differences judge alone"
+            )
         return lines
 
     def __str__(self):
@@ -562,11 +579,13 @@ class GradientReport:
             cells = [e.name, "x".join(str(s) for s in e.shape) or "()", e.status.value]
             for between in columns:
                 c = e.comparison(between)
-                cells.append(
-                    "-"
-                    if c is None
-                    else f"{_fmt(c.relative, 2)}{'<=' if c.agree else '>'}{_fmt(c.tolerance, 1)}"
-                )
+                if c is not None:
+                    cell = f"{_fmt(c.relative, 2)}{'<=' if c.agree else '>'}{_fmt(c.tolerance, 1)}"
+                elif e.tape_missing and between in (Between.MANUAL_TAPE, Between.TAPE_FD):
+                    cell = "n/a"
+                else:
+                    cell = "-"
+                cells.append(cell)
             cells.append(str(e.kinks) + (f" ({e.kinks_accepted} used)" if e.kinks_accepted else ""))
             rows.append(tuple(cells))
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

@@ -21,35 +21,81 @@ __all__ = ["tape_gradients", "tape_values"]
 def tape_gradients(model, X, y, *, include_input: bool = False) -> List[tf.Tensor]:
     """``dL/dparam`` for every tensor in ``model.params`` (a parameter the loss does not depend
     on gets zeros), by ``tf.GradientTape`` over ``model.loss(X, y)``; with
-    ``include_input=True`` the list ends with ``dL/dX``."""
+    ``include_input=True`` the list ends with ``dL/dX``. The params must be tf.Variables and the
+    loss a tf.Tensor (TypeError otherwise: the tape cannot see NumPy code)."""
+    for i, p in enumerate(model.params):
+        if not isinstance(p, tf.Variable):
+            raise TypeError(
+                f"tape_gradients needs tf.Variable params; model.params[{i}] is a "
+                f"{type(p).__name__}, which tf.GradientTape cannot watch."
+            )
+    sources, grads, loss = _taped(model, X, y, include_input)
+    if grads is None:
+        raise TypeError(_NOT_A_TENSOR.format(kind=type(loss).__name__) + ".")
+    return [tf.zeros_like(s) if g is None else g for s, g in zip(sources, grads)]
+
+
+# Why the tape cannot witness, in the report's words.
+_NUMPY_PARAMS = "the parameters are NumPy arrays, which tf.GradientTape cannot watch"
+_NOT_A_TENSOR = (
+    "model.loss returned a {kind}, which tf.GradientTape cannot differentiate (return the "
+    "tf.Tensor itself, not .numpy() or float(...), for the tape to witness)"
+)
+_DISCONNECTED = (
+    "model.loss is not connected to the parameters on the tape (computed outside TensorFlow, "
+    "such as in NumPy, or through .numpy() or tf.constant)"
+)
+
+
+def _taped(model, X, y, include_input: bool):
+    """(the sources: the params, and X; the tape's gradients of ``model.loss`` with respect to
+    them, None where the loss is not connected, or None altogether when the loss is not a
+    tensor; the loss)."""
     params = list(model.params)
-    dtype = params[0].dtype if params else tf.float64
     Xt = (
         X
         if isinstance(X, tf.Tensor)
-        else tf.convert_to_tensor(np.asarray(X, dtype=dtype.as_numpy_dtype))
+        else tf.convert_to_tensor(np.asarray(X, dtype=params[0].dtype.as_numpy_dtype))
     )
     sources = params + ([Xt] if include_input else [])
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(sources)
         loss = model.loss(Xt, y)
-    if tf.rank(loss) != 0:
+    if np.ndim(loss) != 0:
         raise ValueError(
             f"model.loss(X, y) must return a scalar (the batch mean); got shape "
-            f"{tuple(loss.shape)}."
+            f"{tuple(np.shape(loss))}."
         )
-    return tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    if not isinstance(loss, (tf.Tensor, tf.Variable)):
+        return sources, None, loss
+    grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.NONE)
+    return sources, grads, loss
 
 
 def tape_values(adapter: Adapter) -> Dict:
-    """The tape's gradients keyed like ``adapter.keys``, as float64 arrays (ModelError when the
-    model's loss raises or is not a scalar)."""
-    grads = guarded(
+    """The tape's gradients keyed like ``adapter.keys``, as float64 arrays, or None for a tensor
+    the tape cannot witness (NumPy parameters, a loss that is not a tensor, a loss not connected
+    to that tensor on the tape). Sets ``adapter.tape_blind`` to why the tape cannot witness any
+    tensor, or None. ModelError when the model's loss raises or is not a scalar."""
+    adapter.tape_blind = None
+    if adapter.numpy_params:
+        adapter.tape_blind = _NUMPY_PARAMS
+        return {k: None for k in adapter.keys}
+    _, grads, loss = guarded(
         "tf.GradientTape over model.loss(X, y)",
-        tape_gradients,
+        _taped,
         adapter.model,
         adapter.X,
         adapter.y,
-        include_input=adapter.include_input,
+        adapter.include_input,
     )
-    return {k: np.asarray(g.numpy(), dtype=np.float64) for k, g in zip(adapter.keys, grads)}
+    if grads is None:
+        adapter.tape_blind = _NOT_A_TENSOR.format(kind=type(loss).__name__)
+    elif all(g is None for g in grads):
+        adapter.tape_blind = _DISCONNECTED
+    if adapter.tape_blind is not None:
+        return {k: None for k in adapter.keys}
+    return {
+        k: None if g is None else np.asarray(g.numpy(), dtype=np.float64)
+        for k, g in zip(adapter.keys, grads)
+    }
