@@ -14,6 +14,7 @@ from typing import Dict
 
 import numpy as np
 
+from .._core import fd as fdm
 from .._core.adapter import Adapter, ModelError
 from .._core.policy import TensorEvidence, magnitude, rounding_bound
 from .._core.report import (
@@ -127,7 +128,8 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
     gradient of the region the push lands in). The push whose gradient matches the most failing
     (or, off the tape, unverifiable) elements to the tape tolerance is the region; the elements
     it matches are that region's gradient (noted); the others keep their verdict, so a wrong
-    tensor is blamed alone.
+    tensor is blamed alone. Without a tape, finite differences witness the region instead
+    (``_fd_region``).
     """
     failing = {
         k: (v.fail | (v.unverifiable & ~v.tape_ok)) & np.isfinite(evidence[k].manual)
@@ -135,38 +137,103 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
     }
     if not any(np.any(m) for m in failing.values()) or not _kinks_seen(evidence):
         return
-    if any(ev.tape is None for ev in evidence.values()):
-        return  # the region's gradient is the tape's at a pushed point: no tape, no test
     pushed = [
         i
         for i in range(len(twin.params))
         if len(twin.shape(i)) >= 1 and int(np.prod(twin.shape(i))) == max(twin.shape(i))
     ]
+    without_tape = any(ev.tape is None for ev in evidence.values())
+    if without_tape:
+        # Only the bias-like tensors whose units sit at kinks: a push of the others would move
+        # every gradient by more than finite differences resolve.
+        pushed = [i for i in pushed if i in evidence and _kinks_seen({i: evidence[i]})]
     if not pushed:
         return
-    best, best_count, best_step = None, 0, 0.0
+    best, best_count, best_region = None, 0, {}
     original = twin.snapshot()
     try:
         for sign in (1.0, -1.0):
             for order in (pushed, pushed[::-1]):
-                steps = {i: sign * _REGION_BASE * _REGION_RATIO**n for n, i in enumerate(order)}
-                for i, step in steps.items():
-                    twin.write(i, original[i] + np.asarray(step, original[i].dtype))
-                tape = tape_values(twin)
-                twin.restore(original)
-                matched = _matches(tape, failing, evidence)
+                if without_tape:
+                    matched, region = _fd_region(twin, original, sign, order, failing, evidence)
+                else:
+                    steps = _push(twin, original, sign, order, _REGION_BASE)
+                    tape = tape_values(twin)
+                    twin.restore(original)
+                    matched = _matches(tape, failing, evidence)
+                    region = {"displacement": max(abs(x) for x in steps.values())}
                 count = sum(int(m.sum()) for m in matched.values())
                 if count > best_count:
-                    best, best_count = matched, count
-                    best_step = max(abs(x) for x in steps.values())
+                    best, best_count, best_region = matched, count, region
     finally:
         twin.restore(original)
     if best is None:
         return
     for k, v in verdicts.items():
         if np.any(best[k]):
-            v.region = {"displacement": best_step}
+            v.region = dict(best_region)
             v.excuse_region(best[k])
+
+
+def _push(twin: Adapter, original, sign: float, order, base: float) -> Dict:
+    """Move the tensors ``order`` off ``original`` by ``sign * base * _REGION_RATIO**n`` (n their
+    place in the order); returns the steps."""
+    steps = {i: sign * base * _REGION_RATIO**n for n, i in enumerate(order)}
+    for i, step in steps.items():
+        twin.write(i, original[i] + np.asarray(step, original[i].dtype))
+    return steps
+
+
+# Without a tape, the region is witnessed by finite differences inside it: the kinked biases are
+# pushed by _FD_REGION_BASE (growing by _REGION_RATIO per tensor), into the region's interior,
+# and each coordinate is differenced there with a step 2^_FD_REGION_STEP times the smallest push,
+# so that the stencil stays in the region (a line that still shows a kink is no evidence).
+_FD_REGION_BASE = 2.0**-14
+_FD_REGION_STEP = -10
+
+
+def _fd_region(twin: Adapter, original, sign: float, order, failing: Dict, evidence: Dict):
+    """The failing elements shown to be the gradient of the region a push lands in, without a
+    tape: (1) the manual gradient at a tiny push (the region's formula, evaluated at the point)
+    equals the manual value at the point, and (2) inside the same region, a push of about 1e-4
+    away (the kinked units' pre-activations scale with the push on the rows at the kink, so
+    their signs are those of the tiny push), the manual gradient agrees with finite differences
+    of those elements. Then the manual value is the region's gradient at the point (the
+    formula is right in the region, and it is what the model gave). Returns (matched elements,
+    the values the note quotes)."""
+    _push(twin, original, sign, order, _REGION_BASE)
+    tiny = twin.manual()
+    twin.restore(original)
+    same = {}
+    for k, mask in failing.items():
+        ev = evidence[k]
+        with np.errstate(invalid="ignore"):
+            same[k] = mask & (np.abs(ev.manual - tiny[k]) <= ev.tape_tol)
+    matched = {k: np.zeros_like(m) for k, m in failing.items()}
+    if not any(np.any(m) for m in same.values()):
+        return matched, {}
+    steps = _push(twin, original, sign, order, _FD_REGION_BASE)
+    try:
+        inside = twin.manual()
+        f0 = twin.loss_value()
+        exponent = int(np.log2(_FD_REGION_BASE)) + _FD_REGION_STEP
+        for k, mask in same.items():
+            if not np.any(mask):
+                continue
+            ev = evidence[k]
+            idx = np.flatnonzero(mask.reshape(-1))
+            st = fdm.coordinate_stencil(twin, k, f0, idx, exponent=exponent)
+            nd = fdm.analyse(ev.name, st, ev.fd.noise if ev.fd is not None else 0.0)
+            ok = nd.accepts(inside[k].reshape(-1)[idx], _flat(ev.tape_tol, idx)) & ~nd.kink
+            matched[k].reshape(-1)[idx[ok]] = True
+    finally:
+        twin.restore(original)
+    displacement = max(abs(x) for x in steps.values())
+    return matched, {"displacement": displacement, "fd_push": displacement}
+
+
+def _flat(tol, idx):
+    return tol if np.ndim(tol) == 0 else np.asarray(tol).reshape(-1)[idx]
 
 
 def _kinks_seen(evidence: Dict) -> bool:

@@ -230,7 +230,8 @@ def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
     """Finite differences judge alone: agree (a value between the one-sided derivatives at a
     kink), fail, or, where they have no value, unverifiable. In directional mode the elements
     not differenced one by one stand with the probes, which see every element: they are judged
-    when every probe accepts the manual gradient, and the tensor fails when one does not
+    when every probe accepts the manual gradient, unverifiable when a probe that cannot judge
+    (``_probes_against``) rejects it, and the tensor fails when a probe that can judge rejects it
     (``assemble``)."""
     m, fd = ev.manual, ev.fd
     finite = np.isfinite(m)
@@ -239,7 +240,7 @@ def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
     has_value = fd.measured & (np.isfinite(fd.value) | fd.kink) & ~fd.unresolved
     ok = finite & fd.accepts(m, ev.tape_tol)
     unverifiable = finite & ~has_value
-    if ev.probes is not None:
+    if ev.probes is not None and np.all(judge_probes(ev).fd_ok_manual):
         unverifiable = unverifiable & fd.measured
     return ElementVerdict(
         ~finite | (has_value & ~ok),
@@ -249,10 +250,23 @@ def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
     )
 
 
+def _probes_against(ev: TensorEvidence) -> np.ndarray:
+    """Without a tape: the probes whose rejection of the manual gradient is evidence against
+    it. None when every element was differenced one by one (the elements' own verdicts decide,
+    as the tape's do when it witnesses; a probe's longer step may cross a kink too close to flag,
+    as happens in float32). Nor a probe whose line crosses a kink: several kinks along one
+    line, some convex and some concave, have one-sided derivatives that need not bracket a valid
+    gradient's projection."""
+    probes = judge_probes(ev)
+    if ev.fd is not None and np.all(ev.fd.measured):
+        return np.zeros(probes.fd_ok_manual.shape, bool)
+    return ~probes.fd_ok_manual & ~ev.probes.fd.kink
+
+
 def probes_fail(ev: TensorEvidence) -> bool:
-    """Without a tape, a probe that disagrees with the manual gradient fails the tensor (with
-    a tape, the elements are judged against it and such a probe is a note)."""
-    return ev.tape is None and ev.probes is not None and not np.all(judge_probes(ev).fd_ok_manual)
+    """Without a tape, a probe that can judge and disagrees with the manual gradient fails the
+    tensor (with a tape, the elements are judged against it and such a probe is a note)."""
+    return ev.tape is None and ev.probes is not None and bool(np.any(_probes_against(ev)))
 
 
 def fd_comparison(
@@ -388,7 +402,9 @@ def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
     ]
     notes = [Note(code, int(mask.sum())) for code, mask in counts if np.any(mask)]
     if np.any(v.kink_region):
-        notes.append(Note(NoteCode.KINK_REGION, int(v.kink_region.sum()), dict(v.region)))
+        code = NoteCode.KINK_REGION_FD if "fd_push" in v.region else NoteCode.KINK_REGION
+        values = {k: x for k, x in v.region.items() if k != "fd_push"}
+        notes.append(Note(code, int(v.kink_region.sum()), values))
     crowded = v.unverifiable & (ev.fd.unresolved if ev.fd is not None else False)
     if np.any(crowded):
         step = float(np.nanmin(np.where(crowded, ev.fd.step, np.nan)))

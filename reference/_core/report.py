@@ -55,6 +55,7 @@ class NoteCode(_Code):
 
     KINK_SUBGRADIENT = "kink-subgradient"
     KINK_REGION = "kink-region"
+    KINK_REGION_FD = "kink-region-fd"
     KINK_CROWDED = "kink-crowded"
     KINK_COMPOSED = "kink-composed"
     KINKS_MATCH_TAPE = "kinks-match-tape"
@@ -77,6 +78,13 @@ _NOTE_TEXT = {
         "the differentiable region next to the point (TensorFlow's tape at a point "
         "{displacement:.1g} away), a valid generalized gradient (a consistent one-sided "
         "convention such as relu'(0) = 1)"
+    ),
+    NoteCode.KINK_REGION_FD: (
+        "{count} element(s) where several kinks meet: the manual gradient is the gradient of "
+        "the differentiable region next to the point (the model's own gradient at a point "
+        "pushed into that region, which finite differences confirm {displacement:.1g} inside "
+        "it), a valid generalized gradient (a consistent one-sided convention such as "
+        "relu'(0) = 1)"
     ),
     NoteCode.KINK_COMPOSED: (
         "{count} element(s) at a kink where manual and tape agree on a value outside the "
