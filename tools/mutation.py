@@ -49,6 +49,7 @@ GUARDS, JUDGES = "tests/test_judge_guards.py", "tests/test_judges.py"
 FINDINGS, CORPUS = "tests/test_findings.py", "tests/test_corpus.py"
 DIAGNOSIS = "reference/_checks/diagnosis.py"
 FUNCTION, FUNCTION_TESTS = "reference/_checks/function.py", "tests/test_function.py"
+NUMPY, PURITY = "tests/test_numpy_models.py", "reference/_checks/purity.py"
 
 BUGS: List[Bug] = [
     Bug(
@@ -426,6 +427,104 @@ BUGS: List[Bug] = [
             )
         ],
         [FUNCTION_TESTS],
+    ),
+    Bug(
+        "no tape: a disconnected tape's zeros taken as its gradient",
+        [
+            (
+                "reference/_core/tape.py",
+                "    elif all(g is None for g in grads):\n"
+                "        adapter.tape_blind = _DISCONNECTED",
+                "    elif False:\n        adapter.tape_blind = _DISCONNECTED",
+            ),
+            (
+                "reference/_core/tape.py",
+                "        k: None if g is None else np.asarray(g.numpy(), dtype=np.float64)",
+                "        k: np.zeros(adapter.shape(k)) if g is None else np.asarray(g.numpy())",
+            ),
+        ],
+        [NUMPY],
+    ),
+    Bug(
+        "no tape: the region test trusts the push without the model's value at a tiny push",
+        [
+            (
+                PASSES,
+                "            same[k] = mask & (np.abs(ev.manual - tiny[k]) <= ev.tape_tol)",
+                "            same[k] = mask",
+            )
+        ],
+        [NUMPY],
+    ),
+    Bug(
+        "no tape: the region test without finite differences inside the region",
+        [
+            (
+                PASSES,
+                "            ok = nd.accepts(inside[k].reshape(-1)[idx], "
+                "_flat(ev.tape_tol, idx)) & ~nd.kink",
+                "            ok = np.ones(idx.size, bool)",
+            )
+        ],
+        [NUMPY],
+    ),
+    Bug(
+        "no tape: a disagreeing probe never fails the elements it alone saw",
+        [
+            (
+                POLICY,
+                "    return ev.tape is None and ev.probes is not None and "
+                "bool(np.any(_probes_against(ev)))",
+                "    return False",
+            )
+        ],
+        [NUMPY],
+    ),
+    Bug(
+        "no tape: elements not differenced one by one pass whatever the probes say",
+        [
+            (
+                POLICY,
+                "    if ev.probes is not None and np.all(judge_probes(ev).fd_ok_manual):\n"
+                "        unverifiable = unverifiable & fd.measured",
+                "    if ev.probes is not None:\n        unverifiable = unverifiable & fd.measured",
+            )
+        ],
+        [NUMPY],
+    ),
+    Bug(
+        "NumPy models: the hand-written gradients kept without a copy",
+        [
+            (
+                "reference/_core/adapter.py",
+                'np.array(g.numpy() if hasattr(g, "numpy") else g, dtype=np.float64, copy=True)',
+                'np.asarray(g.numpy() if hasattr(g, "numpy") else g, dtype=np.float64)',
+            )
+        ],
+        [NUMPY],
+    ),
+    Bug(
+        "NumPy models: a params property that returns copies accepted",
+        [
+            (
+                "reference/_core/adapter.py",
+                "    if len(again) != len(params) or not all(",
+                "    if False and not all(",
+            )
+        ],
+        [NUMPY],
+    ),
+    Bug(
+        "NumPy models: a parameter rebound inside gradients() not seen",
+        [
+            (
+                PURITY,
+                "    changed = _changes(adapter, before) or _rebound(adapter)\n"
+                "    if changed:\n        return (",
+                "    changed = _changes(adapter, before)\n    if changed:\n        return (",
+            )
+        ],
+        [NUMPY],
     ),
 ]
 

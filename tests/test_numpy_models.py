@@ -1,0 +1,532 @@
+"""Models the tape cannot witness: NumPy models as tutorials write them, and TensorFlow models
+whose loss is computed in NumPy or returned as a float (``numpy_corpus.py``).
+
+First the corpus is checked without the harness: each model's ``tf_loss`` (the same loss in
+TensorFlow ops) gives, by the tape, the exact gradient the right twin must match and every
+planted bug must miss. Then the harness's verdict, in both modes and at several sizes, with
+finite differences judging alone; the report's header and table; the parameters left bit for
+bit as they were; and the errors for NumPy code that cannot be judged.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, note
+from hypothesis import strategies as st
+from numpy_corpus import CASES, MIN_HIDDEN, MIN_N, Case
+
+from reference import MODES, NoteCode, check_gradients, tape_gradients
+
+VARIANTS = [(0, None, None), (1, MIN_HIDDEN, MIN_N), (2, 8, 12), (3, 3, 5), (4, MIN_HIDDEN, 9)]
+RIGHT_RTOL = {"float64": 1e-10, "float32": 1e-4}
+BUG_MIN_REL = 1e-3
+
+
+def by_expect(*expects):
+    cases = [c for c in CASES if c.expect in expects]
+    return pytest.mark.parametrize("case", cases, ids=[c.id for c in cases])
+
+
+def values(model):
+    """Copies of the parameters' values, whatever their kind."""
+    return [
+        np.array(p.numpy() if isinstance(p, tf.Variable) else p, copy=True) for p in model.params
+    ]
+
+
+@tf.custom_gradient
+def _relu_with(z, at_0):
+    def grad(g):
+        return g * (tf.cast(z > 0, z.dtype) + at_0 * tf.cast(z == 0, z.dtype)), None
+
+    return tf.maximum(z, tf.zeros_like(z)), grad
+
+
+def exact(model, X, y, monkeypatch):
+    """The gradients of ``model.tf_loss`` by the tape, in float64 (with the model's own relu'(0)
+    where it has one), and dL/dX when the model offers it."""
+    params = [tf.constant(v.astype(np.float64)) for v in values(model)]
+    Xt = tf.constant(np.asarray(X, np.float64))
+    yt = y if np.issubdtype(np.asarray(y).dtype, np.integer) else tf.constant(y, tf.float64)
+    with monkeypatch.context() as m:
+        at_0 = getattr(model, "at_0", 0.0)
+        m.setattr(tf.nn, "relu", lambda z: _relu_with(z, tf.constant(at_0, z.dtype)))
+        with tf.GradientTape() as t:
+            t.watch(params + [Xt])
+            loss = model.tf_loss(params, Xt, yt)
+        *grads, dX = t.gradient(loss, params + [Xt])
+    out = {name: g.numpy() for name, g in zip(names(model), grads)}
+    if callable(getattr(model, "input_gradient", None)):
+        out["dL/dX"] = dX.numpy()
+    return float(loss), out
+
+
+def names(model):
+    return list(getattr(model, "param_names", None) or range(len(model.params)))
+
+
+def hand_written(model, X, y):
+    out = dict(zip(names(model), (np.asarray(g, np.float64) for g in model.gradients(X, y))))
+    if callable(getattr(model, "input_gradient", None)):
+        out["dL/dX"] = np.asarray(model.input_gradient(X, y), np.float64)
+    return out
+
+
+def errors(model, X, y, truth):
+    """Per tensor: max |hand-written - exact| over the largest |exact| of the model."""
+    ours = hand_written(model, X, y)
+    largest = max(float(np.max(np.abs(e))) for e in truth.values()) or 1.0
+    return {k: float(np.max(np.abs(ours[k] - truth[k]))) / largest for k in truth}
+
+
+# --- the corpus on its own --------------------------------------------------------------------
+
+
+def test_the_corpus_is_what_it_says():
+    kinds = {c.name for c in CASES}
+    assert len(kinds) >= 10
+    assert {c.expect for c in CASES} == {"pass", "fail", "impure"}
+    assert {c.dtype for c in CASES} == {"float32", "float64"}
+    numpy_params = [c for c in CASES if isinstance(c.build()[0].params[0], np.ndarray)]
+    assert len({c.name for c in numpy_params}) >= 8
+    with_input = {c.name for c in CASES if callable(getattr(c.build()[0], "input_gradient", 0))}
+    assert len(with_input) >= 2
+
+
+@by_expect("pass")
+def test_right_twins_match_the_exact_gradient(case, monkeypatch):
+    """Each right twin's loss is its ``tf_loss`` and its gradients are the tape's of it."""
+    for seed, hidden, n in VARIANTS:
+        model, X, y = case.build(seed, hidden, n)
+        loss, truth = exact(model, X, y, monkeypatch)
+        assert np.isclose(float(model.loss(X, y)), loss, rtol=RIGHT_RTOL[case.dtype], atol=0)
+        errs = errors(model, X, y, truth)
+        assert max(errs.values()) <= RIGHT_RTOL[case.dtype], f"{case.id} {seed, hidden, n}: {errs}"
+
+
+@by_expect("fail")
+def test_bugs_miss_the_exact_gradient(case, monkeypatch):
+    for seed, hidden, n in VARIANTS:
+        model, X, y = case.build(seed, hidden, n)
+        errs = errors(model, X, y, exact(model, X, y, monkeypatch)[1])
+        assert max(errs.values()) > BUG_MIN_REL, f"{case.id} {seed, hidden, n}: {errs}"
+
+
+@by_expect("impure")
+def test_impure_cases_are_impure(case):
+    for seed, hidden, n in VARIANTS:
+        model, X, y = case.build(seed, hidden, n)
+        before = values(model)
+        params = list(model.params)
+        losses = {float(model.loss(X, y)) for _ in range(5)}
+        model.gradients(X, y)
+        moved = any(not np.array_equal(a, b) for a, b in zip(before, values(model)))
+        rebound = any(a is not b for a, b in zip(params, model.params))
+        assert len(losses) > 1 or moved or rebound, f"{case.id} looks pure"
+
+
+def test_the_kink_conventions_differ_at_the_zero_rows(monkeypatch):
+    """zero_row_relu_one's right twin (relu'(0) = 1) is not TensorFlow's relu'(0) = 0 at the
+    kinks: the corpus does hold a valid gradient that is not the tape's."""
+    model, X, y = Case("zero_row_relu_one", None, "float64", "pass").build()
+    tf_conv = model.tf_loss
+    params = [tf.constant(v) for v in values(model)]
+    with tf.GradientTape() as t:
+        t.watch(params)
+        loss = tf_conv(params, tf.constant(X), tf.constant(y))
+    plain = dict(zip(names(model), (g.numpy() for g in t.gradient(loss, params))))
+    assert {k for k, e in errors(model, X, y, plain).items() if e > 1e-3} == {"b1"}
+
+
+# --- the harness on the corpus ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_harness_verdict(case, mode):
+    """Right twins pass, bugs fail, impure models are not judged, at every variant, and the
+    parameters are left bit for bit as they were (for the pure ones)."""
+    for seed, hidden, n in VARIANTS:
+        model, X, y = case.build(seed, hidden, n)
+        before = values(model)
+        report = check_gradients(model, X, y, mode=mode)
+        where = f"{case.id} {mode} {(seed, hidden, n)}:\n{report}"
+        assert report.ok == (case.expect == "pass"), where
+        assert (report.impure is not None) == (case.expect == "impure"), where
+        if case.expect != "impure":
+            assert all(np.array_equal(a, b) for a, b in zip(before, values(model))), where
+            assert report.tape_blind is not None, where
+
+
+@by_expect("fail")
+def test_harness_blames_only_the_wrong_tensors(case):
+    model, X, y = case.build()
+    twin = Case(case.name, None, case.dtype, "pass").build()[0]
+    ours, right = hand_written(model, X, y), hand_written(twin, X, y)
+    changed = {k for k in ours if not np.array_equal(ours[k], right[k])}
+    report = check_gradients(model, X, y)
+    assert {e.name for e in report.entries if not e.ok} == changed, str(report)
+
+
+@given(
+    case=st.sampled_from([c for c in CASES if c.expect != "impure"]),
+    seed=st.integers(0, 2**16),
+    hidden=st.integers(MIN_HIDDEN, 7),
+    n=st.integers(MIN_N, 10),
+    mode=st.sampled_from(MODES),
+)
+def test_verdict_at_drawn_sizes(case, seed, hidden, n, mode):
+    model, X, y = case.build(seed, hidden, n)
+    report = check_gradients(model, X, y, mode=mode)
+    note(str(report))
+    assert report.ok == (case.expect == "pass"), f"{case.id} {(seed, hidden, n)} {mode}"
+
+
+# --- what the report says ----------------------------------------------------------------------
+
+
+def test_the_report_says_the_tape_cannot_witness_and_shows_no_tape_number():
+    model, X, y = Case("cs231n_two_layer", "db1_mean", "float64", "fail").build()
+    report = check_gradients(model, X, y)
+    text = str(report)
+    assert "tape: cannot witness (the parameters are NumPy arrays" in text.splitlines()[2]
+    rows = text.splitlines()[3:8]
+    assert rows[0].split()[3:6] == ["manual~tape", "manual~FD", "tape~FD"]
+    for row in rows[1:]:
+        cells = row.split()
+        assert cells[3] == "n/a" and cells[5] == "n/a", row
+    assert "tape n/a, FD" in text
+    data = report.to_dict()
+    assert data["tape_blind"].startswith("the parameters are NumPy arrays")
+    assert all(e["tape_missing"] and e["tape"] is None for e in data["entries"])
+    assert all(c["between"] != "manual vs tape" for e in data["entries"] for c in e["comparisons"])
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("tf_variables_numpy_loss", "not connected to the parameters on the tape"),
+        ("tf_loss_as_float", "model.loss returned a float, which tf.GradientTape cannot"),
+    ],
+)
+def test_a_tf_loss_the_tape_cannot_follow_is_said_so(name, reason):
+    model, X, y = Case(name, None, "float64", "pass").build()
+    report = check_gradients(model, X, y)
+    assert report.ok and reason in report.tape_blind, str(report)
+    assert reason in str(report) and "manual~tape 0" not in str(report)
+
+
+def test_a_tensor_the_tape_alone_cannot_see_gets_a_note():
+    """A TF model whose loss reaches one parameter through NumPy only: that tensor is judged by
+    finite differences alone, with a note; the others by the tape as usual."""
+
+    class HalfNumpy:
+        def __init__(self):
+            self.W = tf.Variable([[0.5], [-0.3]], dtype=tf.float64)
+            self.s = tf.Variable([1.5], dtype=tf.float64)
+            self.params = [self.W, self.s]
+
+        def loss(self, X, y):
+            r = tf.matmul(X, self.W) * tf.constant(self.s.numpy()) - y  # s via NumPy
+            return tf.reduce_mean(r**2)
+
+        def gradients(self, X, y):
+            r = tf.matmul(X, self.W) * self.s - y
+            dr = 2 * r / tf.cast(tf.size(r), r.dtype)
+            ds = tf.reshape(tf.reduce_sum(dr * (r + y) / self.s), [1])
+            return [tf.matmul(tf.transpose(X), dr * self.s), ds]
+
+    X = np.array([[1.0, 2.0], [0.5, -1.0], [3.0, 0.2]])
+    y = np.array([[0.1], [0.2], [-0.4]])
+    report = check_gradients(HalfNumpy(), X, y)
+    assert report.ok and report.tape_blind is None, str(report)
+    W, s = report.entries
+    assert not W.tape_missing and W.note(NoteCode.NO_TAPE) is None
+    assert s.tape_missing and s.note(NoteCode.NO_TAPE) is not None, str(report)
+
+
+def test_the_region_test_without_a_tape_is_noted():
+    """A NumPy ReLU net with two layers at their kinks (zero biases, zero input rows) and
+    relu'(0) = 1: the region's gradient, witnessed by finite differences inside it."""
+    from corpus import CASES as TF_CASES
+
+    (case,) = [c for c in TF_CASES if c.name == "zero_bias_relu" and c.bug is None]
+    model, X, y = case.build()
+    report = check_gradients(AsNumpy(model), X, y)
+    assert report.ok, str(report)
+    assert any(e.note(NoteCode.KINK_REGION_FD) for e in report.entries), str(report)
+    assert "finite differences confirm" in str(report)
+
+
+class AsNumpy:
+    """A TF model seen through NumPy arrays: its parameters copied into arrays, its loss and
+    gradients returned as NumPy values (the tape cannot watch it)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.params = [p.numpy().copy() for p in inner.params]
+        self.param_names = inner.param_names
+
+    def _sync(self):
+        for var, arr in zip(self.inner.params, self.params):
+            var.assign(arr)
+
+    def loss(self, X, y):
+        self._sync()
+        return float(self.inner.loss(X, y))
+
+    def gradients(self, X, y):
+        self._sync()
+        return [g.numpy() for g in self.inner.gradients(X, y)]
+
+
+@pytest.mark.parametrize("bug", ["db1_divided_by_n_twice", "dW2_no_1_over_n"])
+@pytest.mark.parametrize("mode", MODES)
+def test_the_region_test_without_a_tape_still_fails_a_bug(bug, mode):
+    from corpus import CASES as TF_CASES
+
+    (case,) = [c for c in TF_CASES if c.name == "zero_bias_relu" and c.bug == bug]
+    for seed, hidden, n in [(0, None, None), (2, 8, 12), (3, 3, 5)]:
+        model, X, y = case.build(seed, hidden, n)
+        report = check_gradients(AsNumpy(model), X, y, mode=mode)
+        assert not report.ok, str(report)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("mode", MODES)
+def test_two_relu_layers_at_their_kinks_pass_without_a_tape(strict, mode):
+    from corpus import CASES as TF_CASES
+
+    name = "zero_bias_relu_strict" if strict else "zero_bias_relu"
+    (case,) = [c for c in TF_CASES if c.name == name and c.bug is None]
+    for seed, hidden, n in [(0, None, None), (2, 8, 12), (3, 3, 5), (5, 8, 2), (4, 2, 12)]:
+        model, X, y = case.build(seed, hidden, n)
+        report = check_gradients(AsNumpy(model), X, y, mode=mode)
+        assert report.ok, f"{name} {(seed, hidden, n)} {mode}:\n{report}"
+
+
+# --- parameters left as they were ----------------------------------------------------------------
+
+
+def test_parameters_are_restored_bit_for_bit_when_the_loss_raises_midway():
+    model, X, y = Case("cs231n_two_layer", None, "float64", "pass").build()
+    before = values(model)
+    calls = {"n": 0}
+    loss = model.loss
+
+    def flaky(X, y):
+        calls["n"] += 1
+        if calls["n"] == 40:
+            raise RuntimeError("the loss broke on the 40th call")
+        return loss(X, y)
+
+    model.loss = flaky
+    report = check_gradients(model, X, y)
+    assert not report.ok and "40th call" in report.error
+    assert all(np.array_equal(a, b) for a, b in zip(before, values(model)))
+
+
+def test_views_of_one_parameter_vector_are_perturbed_in_place():
+    """params as views into one flat vector (as optimisers over a packed theta keep them)."""
+
+    class Packed:
+        def __init__(self):
+            self.theta = np.array([0.3, -0.2, 0.1, 0.5, 0.05, -0.1])
+            self.W, self.b = self.theta[:4].reshape(2, 2), self.theta[4:]
+
+        @property
+        def params(self):
+            return [self.theta[:4].reshape(2, 2), self.theta[4:]]
+
+        def loss(self, X, y):
+            return np.mean((np.tanh(X @ self.W + self.b) - y) ** 2)
+
+        def gradients(self, X, y):
+            a = np.tanh(X @ self.W + self.b)
+            dz = 2 * (a - y) / y.size * (1 - a**2)
+            return [X.T @ dz, dz.sum(axis=0)]
+
+    X, y = np.array([[1.0, 2.0], [-0.5, 0.3]]), np.array([[0.2, -0.1], [0.4, 0.0]])
+    model = Packed()
+    before = model.theta.copy()
+    assert check_gradients(model, X, y).ok
+    assert np.array_equal(model.theta, before)
+
+
+# --- NumPy code that cannot be judged ----------------------------------------------------------
+
+
+class _Plain:
+    def __init__(self, params):
+        self._params = params
+
+    @property
+    def params(self):
+        return self._params
+
+    def loss(self, X, y):
+        return 0.0
+
+    def gradients(self, X, y):
+        return [np.zeros_like(p) for p in self._params]
+
+
+class _Copies(_Plain):
+    @property
+    def params(self):
+        return [p.copy() for p in self._params]
+
+
+@pytest.mark.parametrize(
+    "model, error, match",
+    [
+        (_Copies([np.ones(3)]), ValueError, "returned new arrays when asked a second time"),
+        (_Plain([np.arange(3)]), TypeError, r"one float dtype .*int64.*astype\(np.float64\)"),
+        (_Plain([np.ones(2, np.float32), np.ones(2)]), TypeError, "one float dtype"),
+        (_Plain([np.ones(2), tf.Variable([1.0])]), TypeError, "mixes tf.Variables and NumPy"),
+        (_Plain([[1.0, 2.0]]), TypeError, r"params\[0\] must be a tf.Variable or a NumPy array"),
+    ],
+)
+def test_numpy_params_that_cannot_be_perturbed_are_refused(model, error, match):
+    with pytest.raises(error, match=match):
+        check_gradients(model, np.ones((2, 3)), np.ones((2, 1)))
+
+
+def test_read_only_params_are_refused():
+    arr = np.ones(3)
+    arr.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only array"):
+        check_gradients(_Plain([arr]), np.ones((2, 3)), np.ones((2, 1)))
+
+
+def test_a_loss_that_is_not_a_scalar_is_an_error():
+    class Vector(_Plain):
+        def loss(self, X, y):
+            return np.array([0.0, 1.0])
+
+    report = check_gradients(Vector([np.ones(3)]), np.ones((2, 3)), np.ones((2, 1)))
+    assert not report.ok and "must return a scalar" in report.error
+
+
+def test_tape_gradients_of_numpy_params_says_why_not():
+    model, X, y = Case("cs231n_two_layer", None, "float64", "pass").build()
+    with pytest.raises(TypeError, match="tf.GradientTape cannot watch"):
+        tape_gradients(model, X, y)
+    model, X, y = Case("tf_loss_as_float", None, "float64", "pass").build()
+    with pytest.raises(TypeError, match=r"returned a float.*not \.numpy\(\) or float"):
+        tape_gradients(model, X, y)
+
+
+# --- directional mode on tensors larger than it differences one by one -------------------------
+
+
+class WideLinear:
+    """A NumPy linear layer with a tanh output and mean squared error: W is 40 x 20, more
+    elements than directional mode differences one by one. ``bug`` scales one element of dW."""
+
+    def __init__(self, bug=None, seed=0):
+        rng = np.random.default_rng(seed)
+        self.W = 0.3 * rng.standard_normal((40, 20))
+        self.bug = bug
+
+    @property
+    def params(self):
+        return [self.W]
+
+    def loss(self, X, y):
+        return np.mean((np.tanh(X @ self.W) - y) ** 2)
+
+    def gradients(self, X, y):
+        a = np.tanh(X @ self.W)
+        dW = X.T @ (2 * (a - y) / y.size * (1 - a**2))
+        if self.bug is not None:
+            dW[self.bug] *= 1.5
+        return [dW]
+
+
+def _wide_batch():
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((16, 40)), rng.standard_normal((16, 20))
+
+
+def test_directional_mode_without_a_tape_passes_a_right_wide_tensor():
+    """The 544 elements not differenced one by one stand with the probes: passed, not
+    unverifiable."""
+    X, y = _wide_batch()
+    report = check_gradients(WideLinear(), X, y, mode="directional")
+    assert report.ok and report.entries[0].status.value == "pass", str(report)
+    assert int(report.entries[0].elements.unverifiable.sum()) == 0
+
+
+@pytest.mark.parametrize("index", [(0, 0), (7, 3), (39, 19), (21, 11)])
+def test_directional_mode_without_a_tape_finds_one_wrong_element(index):
+    X, y = _wide_batch()
+    report = check_gradients(WideLinear(bug=index), X, y, mode="directional")
+    (entry,) = report.entries
+    assert not report.ok and entry.worst_index == index, str(report)
+
+
+def test_a_disagreeing_probe_fails_the_elements_it_alone_saw():
+    """The policy on its own: no tape, a probe that rejects the manual gradient, and the
+    elements differenced one by one passing: the tensor fails (they cannot vouch for the rest);
+    with every element differenced, the elements decide."""
+    from reference._core.fd import NumericalGradient
+    from reference._core.policy import ProbeEvidence, TensorEvidence, assemble, classify
+
+    manual = np.array([1.0, 2.0, 3.0, 4.0])
+    measured = np.array([True, True, False, False])
+
+    def evidence(measured):
+        fd = NumericalGradient.unmeasured("w", (4,), 1e-16)
+        fd.fill(np.flatnonzero(measured), _exact(manual[measured]))
+        directions = np.array([[0.5, -1.0, 1.0, 0.25]])
+        probe = _exact(directions @ (manual + [0, 0, 0.5, 0]))  # element 2 is wrong by 0.5
+        return TensorEvidence("w", manual, None, fd, 1e-10, 0.0, ProbeEvidence(directions, probe))
+
+    ev = evidence(measured)
+    assert assemble(ev, classify(ev)).status.value == "fail"
+    ev = evidence(np.ones(4, bool))
+    check = assemble(ev, classify(ev))
+    assert check.status.value == "pass-with-notes" and check.note(NoteCode.PROBES_DISAGREE)
+
+
+def _exact(values):
+    from reference._core.fd import NumericalGradient
+
+    values = np.asarray(values, np.float64)
+    zeros = np.zeros(values.shape)
+    return NumericalGradient(
+        "", values, zeros + 1e-12, zeros.astype(bool), values, values, zeros, zeros + 1e-3, 1e-16
+    )
+
+
+# --- a backward that hands out buffers it overwrites ---------------------------------------------
+
+
+class Buffers:
+    """A NumPy backward that writes its gradients into preallocated buffers (as code that keeps
+    ``self.grads`` does) and returns them, adding noise each call (a random backward). Its
+    results must be copied on receipt, or two calls would compare a buffer with itself."""
+
+    def __init__(self):
+        self.W = np.array([[0.5, -0.2], [0.1, 0.3]])
+        self.dW = np.zeros_like(self.W)
+        self.rng = np.random.default_rng(0)
+
+    @property
+    def params(self):
+        return [self.W]
+
+    def loss(self, X, y):
+        return np.mean((X @ self.W - y) ** 2)
+
+    def gradients(self, X, y):
+        self.dW[...] = X.T @ (2 * (X @ self.W - y) / y.size)
+        self.dW += 1e-3 * self.rng.standard_normal(self.dW.shape)
+        return [self.dW]
+
+
+def test_gradients_written_into_reused_buffers_are_copied():
+    X, y = np.array([[1.0, 2.0], [0.5, -1.0]]), np.array([[0.3, 0.0], [1.0, -0.5]])
+    report = check_gradients(Buffers(), X, y)
+    assert not report.ok and "gradients(X, y) is not deterministic" in (report.impure or "")
