@@ -21,7 +21,7 @@ ratio against the peer measured in the same process. Four sections:
    layer norm of 64x128, softmax of 64x128 and a 64x128 @ 128x32 matmul: time, and the
    finite-difference error of each against the exact gradient, projected on random cotangents;
 6. what the pytest plugin adds to an unrelated one-test project's run: ``pytest`` with the
-   plugin and with ``-p no:gradcheck``, side by side;
+   plugin (and pytest-regressions, which it brings) and without them, side by side;
 7. the cost guard's estimate of a full check against its measured time, for a hand-written
    model (no ``batched_loss``) and the catalogue MLP at three sizes each.
 """
@@ -500,6 +500,9 @@ def functions(runs: int) -> dict:
 # --- 6. what the plugin costs an unrelated project -----------------------------------------------
 
 
+WITHOUT_PLUGINS = "with -p no:gradcheck -p no:regressions -p no:pytest-datadir"
+
+
 def plugin_startup(runs: int) -> dict:
     """Wall time of ``pytest`` on a one-test project that never uses the harness, with the
     plugin loaded (as it is in any environment the package is installed in) and without."""
@@ -515,11 +518,14 @@ def plugin_startup(runs: int) -> dict:
 
             return call
 
+        # pytest-regressions (and pytest-datadir, which it needs) come with the package, for
+        # snapshots: their plugins load too, so they count as the plugin's cost.
+        without = ["-p", "no:gradcheck", "-p", "no:regressions", "-p", "no:pytest-datadir"]
         medians = interleaved(
-            {"with the plugin": run([]), "with -p no:gradcheck": run(["-p", "no:gradcheck"])},
+            {"with the plugin": run([]), WITHOUT_PLUGINS: run(without)},
             runs,
         )
-    extra = medians["with the plugin"] - medians["with -p no:gradcheck"]
+    extra = medians["with the plugin"] - medians[WITHOUT_PLUGINS]
     rows = [(name, f"{t:.3f} s") for name, t in medians.items()]
     return {
         "medians_s": medians,

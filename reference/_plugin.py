@@ -15,14 +15,13 @@
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
 from pathlib import Path
 
 import pytest
 
 from ._core import validate
-
-SNAPSHOT_DIR = "gradcheck_snapshots"
 
 
 def pytest_addoption(parser):
@@ -55,6 +54,13 @@ def pytest_addoption(parser):
         default=False,
         help="rewrite gradcheck snapshots instead of comparing against them",
     )
+    group.addoption(
+        "--gradcheck-strict-snapshots",
+        action="store_true",
+        default=False,
+        help="a missing gradcheck snapshot fails instead of being written (the default when "
+        "the CI environment variable is set)",
+    )
 
 
 def pytest_configure(config):
@@ -76,6 +82,7 @@ class GradCheck:
         self.rtol = opt("--gradcheck-rtol")
         self.probes = opt("--gradcheck-probes")
         self.update = opt("--gradcheck-update-snapshots")
+        self.strict = _strict(request.config)
 
     def __call__(self, model, X, y, **kwargs):
         """Assert that ``model``'s hand-written gradients are right at ``X, y``; returns the
@@ -103,40 +110,198 @@ class GradCheck:
         return assert_function_gradients(fn, *inputs, **self._options(kwargs))
 
     def snapshot_path(self, name: str) -> Path:
-        from ._snapshots import check_name
+        """Where snapshot ``name`` of the running test is kept:
+        ``gradcheck_snapshots/<test file>/<test>--<name>.npz`` beside the test file."""
+        from ._snapshots import DIRECTORY, file_stem
 
-        test_file = Path(str(self._request.path))
-        return test_file.parent / SNAPSHOT_DIR / test_file.stem / f"{check_name(name)}.json"
+        item = _running_item(self._request)
+        test_file = Path(str(item.path))
+        test_name = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else item.name
+        return test_file.parent / DIRECTORY / test_file.stem / f"{file_stem(test_name, name)}.npz"
 
     def snapshot(self, name: str, model, X, y, *, rtol=None) -> Path:
-        """Compare the model's gradients at ``X, y`` with the snapshot ``name`` (a JSON file in
-        ``gradcheck_snapshots/<test file>/`` beside the test), to ``rtol`` (default
-        ``--gradcheck-rtol``, else the dtype's tape tolerance). A missing snapshot is written
-        (with a warning); ``--gradcheck-update-snapshots`` rewrites it."""
+        """Compare the model's gradients at ``X, y`` with the snapshot ``name`` of this test (see
+        ``snapshot_path``), to ``rtol`` of each tensor's largest gradient (default
+        ``--gradcheck-rtol``, else the dtype's tape tolerance), with pytest-regressions'
+        ``ndarrays_regression``. A missing snapshot is written and the test fails once, as
+        pytest-regressions does; under CI (``CI`` set) or with ``--gradcheck-strict-snapshots`` it
+        fails without being written. ``--gradcheck-update-snapshots`` (or pytest-regressions'
+        ``--regen-all``) rewrites it. Returns the snapshot's path."""
         from . import _snapshots as snapshots
+        from ._core.policy import TAPE_RTOL
 
         __tracebackhide__ = True
         path = self.snapshot_path(name)
+        item = _running_item(self._request)
+        _claim(item, name, path)
         current = snapshots.take(model, X, y)
-        if self.update or not path.exists():
-            snapshots.save(path, current)
-            if not self.update:
-                warnings.warn(f"gradcheck snapshot {name!r} created at {path}", stacklevel=2)
-            return path
+        bad = snapshots.nonfinite(current)
+        if bad:
+            pytest.fail(f"snapshot {name!r}: {bad}.", pytrace=False)
+        dtype = str(current["gradcheck:dtype"])
         if rtol is not None:
             rtol = validate.rtol(rtol)
-        problems = snapshots.compare(
-            snapshots.load(path), current, self.rtol if rtol is None else rtol
-        )
+        elif self.rtol is not None:
+            rtol = self.rtol
+        elif dtype in TAPE_RTOL:
+            rtol = TAPE_RTOL[dtype]
+        else:
+            raise ValueError(
+                f"a snapshot of a {dtype} model needs an explicit rtol; the default tolerances "
+                f"are for {sorted(TAPE_RTOL)}."
+            )
+        if self.update or _option(item, "regen_all"):
+            snapshots.write(path, current)
+            return path
+        if not path.exists():
+            legacy = snapshots.legacy_path(Path(str(item.path)), name)
+            if legacy.exists():
+                return self._migrate(name, legacy, path, current, rtol)
+            if self.strict:
+                pytest.fail(
+                    f"snapshot {name!r} is missing ({path}); under CI a missing snapshot fails "
+                    f"instead of being written: run the test locally once to take it and commit "
+                    f"the file (or pass --gradcheck-update-snapshots)",
+                    pytrace=False,
+                )
+            stored = current
+        else:
+            try:
+                stored = snapshots.read(path)
+                problems = snapshots.mismatch(stored, current)
+            except snapshots.SnapshotError as exc:
+                problems = [str(exc)]
+            if problems and _option(item, "force_regen"):
+                snapshots.write(path, current)
+                pytest.fail(
+                    f"snapshot {name!r} could not be compared ({problems[0]}) and --force-regen "
+                    f"is set: regenerated at {path}",
+                    pytrace=False,
+                )
+            if problems:
+                pytest.fail(
+                    f"snapshot {name!r} ({path}) cannot be compared: " + "; ".join(problems),
+                    pytrace=False,
+                )
+        _regression_check(item, name, path, current, snapshots.tolerances(stored, rtol))
+        return path
+
+    def _migrate(self, name, legacy: Path, path: Path, current, rtol) -> Path:
+        """A format-1 snapshot: compared as it is; when the gradients match it is rewritten in
+        this format (outside CI) and the old file may be deleted."""
+        from . import _snapshots as snapshots
+
+        __tracebackhide__ = True
+        try:
+            problems = snapshots.legacy_problems(legacy, current, rtol)
+        except snapshots.SnapshotError as exc:
+            pytest.fail(f"snapshot {name!r}: {exc}", pytrace=False)
         if problems:
             pytest.fail(
-                f"gradients differ from snapshot {name!r} ({path}):\n  "
+                f"gradients differ from snapshot {name!r} ({legacy}, format 1):\n  "
                 + "\n  ".join(problems)
-                + "\n(rerun with --gradcheck-update-snapshots "
-                "if the change is intended)",
+                + "\n(rerun with --gradcheck-update-snapshots if the change is intended)",
                 pytrace=False,
             )
+        if self.strict:
+            warnings.warn(
+                f"gradcheck snapshot {name!r} matched its format-1 file {legacy}; run the tests "
+                f"once outside CI to rewrite it as {path.name}",
+                stacklevel=3,
+            )
+            return legacy
+        snapshots.write(path, current)
+        warnings.warn(
+            f"gradcheck snapshot {name!r} matched its format-1 file {legacy} and was rewritten as "
+            f"{path}; commit the new file and delete the old one",
+            stacklevel=3,
+        )
         return path
+
+
+def _strict(config) -> bool:
+    """Missing snapshots fail instead of being written: under CI, or when asked."""
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return ci or bool(config.getoption("--gradcheck-strict-snapshots"))
+
+
+def _regression_check(item, name: str, path: Path, data, tolerances) -> None:
+    """pytest-regressions' ndarrays_regression on ``data`` against the file at ``path``."""
+    from types import SimpleNamespace
+
+    from pytest_regressions.ndarrays_regression import NDArraysRegressionFixture
+
+    __tracebackhide__ = True
+    for option in ("force_regen", "regen_all", "with_test_class_names"):
+        if _option(item, option) is None:
+            pytest.fail(
+                "gradcheck snapshots compare with pytest-regressions, whose plugin is disabled "
+                "here (-p no:regressions): enable it to use gradcheck.snapshot",
+                pytrace=False,
+            )
+    # What pytest-regressions reads of the request: the test's node and the options.
+    request = SimpleNamespace(node=item, config=item.config)
+    fixture = NDArraysRegressionFixture(_obtained_dir(), path.parent, request)
+    default = {"atol": 0.0, "rtol": 0.0}
+    try:
+        fixture.check(dict(data), fullpath=path, tolerances=tolerances, default_tolerance=default)
+    except AssertionError as exc:
+        pytest.fail(
+            f"gradients differ from snapshot {name!r} ({path}):\n{exc}\n(rerun with "
+            f"--gradcheck-update-snapshots if the change is intended)",
+            pytrace=False,
+        )
+
+
+def _option(item, name: str):
+    """pytest-regressions' option ``name``, or None when its plugin is not loaded."""
+    return item.config.getoption(name, None)
+
+
+_OBTAINED: dict = {}
+
+
+def _obtained_dir() -> Path:
+    """Where pytest-regressions writes the values obtained by a failing comparison."""
+    if "dir" not in _OBTAINED:
+        import tempfile
+
+        _OBTAINED["dir"] = Path(tempfile.mkdtemp(prefix="gradcheck-obtained-"))
+    return _OBTAINED["dir"]
+
+
+# The running test (set around each test's protocol), and the snapshot names each has taken.
+_RUNNING: dict = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _RUNNING["item"] = item
+    _RUNNING["claims"] = {}
+    try:
+        yield
+    finally:
+        _RUNNING.clear()
+
+
+def _running_item(request):
+    item = _RUNNING.get("item")
+    if item is None:
+        raise pytest.UsageError("gradcheck.snapshot can be taken inside a running test only")
+    return item
+
+
+def _claim(item, name: str, path: Path) -> None:
+    """Each snapshot name is taken once per test run: a second call (a loop, a hypothesis test)
+    would compare another model with the first one's file."""
+    claims = _RUNNING.setdefault("claims", {})
+    if name in claims:
+        pytest.fail(
+            f"gradcheck.snapshot({name!r}) was taken twice in {item.nodeid}; a snapshot is of one "
+            f"fixed model and batch: give each its own name (and take none in a hypothesis test)",
+            pytrace=False,
+        )
+    claims[name] = path
 
 
 @pytest.fixture(scope="module")

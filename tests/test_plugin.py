@@ -1,7 +1,6 @@
 """The pytest plugin, run the way a user runs it: pytest in a subprocess on a user's test file."""
 
-import json
-
+import numpy as np  # imported before any pytester test: pytester forgets what a test imports
 import pytest
 
 USER_MODEL = '''
@@ -193,25 +192,36 @@ from usermodel import TwoLayer, X, y
 def test_snapshot(gradcheck):
     gradcheck.snapshot("two_layer", TwoLayer(bug={bug!r}), X, y)
 """
+SNAPSHOT_FILE = ("gradcheck_snapshots", "test_user", "test_snapshot--two_layer.npz")
 
 
-def test_snapshots_catch_a_changed_backward_pass(pytester):
-    first = run(pytester, SNAPSHOT_TEST.format(bug=None), "-W", "default")
-    first.assert_outcomes(passed=1, warnings=1)
-    path = pytester.path / "gradcheck_snapshots" / "test_user" / "two_layer.json"
-    stored = json.loads(path.read_text())
-    assert stored["format"] == 1 and list(stored["gradients"]) == ["W1", "W2"]
-    assert "pickle" not in path.read_text()
+@pytest.fixture
+def local(monkeypatch):
+    """Runs outside CI: a missing snapshot is written."""
+    monkeypatch.delenv("CI", raising=False)
 
-    same = run(pytester, SNAPSHOT_TEST.format(bug=None))
-    same.assert_outcomes(passed=1)
+
+def snapshot_file(pytester):
+    return pytester.path.joinpath(*SNAPSHOT_FILE)
+
+
+def test_snapshots_catch_a_changed_backward_pass(pytester, local):
+    first = run(pytester, SNAPSHOT_TEST.format(bug=None))
+    first.assert_outcomes(failed=1)  # as pytest-regressions does: written, and failed once
+    first.stdout.fnmatch_lines(["*File not found in data directory, created:*"])
+    with np.load(snapshot_file(pytester), allow_pickle=False) as stored:
+        assert int(stored["gradcheck:format"]) == 2 and str(stored["gradcheck:dtype"]) == "float64"
+        assert {"W1", "W2", "gradcheck:loss", "gradcheck:fingerprint"} <= set(stored.files)
+
+    run(pytester, SNAPSHOT_TEST.format(bug=None)).assert_outcomes(passed=1)
 
     changed = run(pytester, SNAPSHOT_TEST.format(bug="missing_2"))
     changed.assert_outcomes(failed=1)
     changed.stdout.fnmatch_lines(
         [
             "*gradients differ from snapshot 'two_layer'*",
-            "*W1: changed by 0.5 of its largest gradient*",
+            "*Values are not sufficiently close*",
+            "*W1:*",
             "*--gradcheck-update-snapshots*",
         ]
     )
@@ -219,10 +229,23 @@ def test_snapshots_catch_a_changed_backward_pass(pytester):
     updated = run(pytester, SNAPSHOT_TEST.format(bug="missing_2"), "--gradcheck-update-snapshots")
     updated.assert_outcomes(passed=1)
     run(pytester, SNAPSHOT_TEST.format(bug="missing_2")).assert_outcomes(passed=1)
+    run(pytester, SNAPSHOT_TEST.format(bug=None)).assert_outcomes(failed=1)
 
 
-def test_a_snapshot_of_another_model_is_refused(pytester):
-    run(pytester, SNAPSHOT_TEST.format(bug=None)).assert_outcomes(passed=1)
+@pytest.mark.parametrize("how", [["--gradcheck-strict-snapshots"], "CI"])
+def test_a_missing_snapshot_fails_under_ci_without_being_written(pytester, monkeypatch, how):
+    monkeypatch.delenv("CI", raising=False)
+    args = how if isinstance(how, list) else []
+    if how == "CI":
+        monkeypatch.setenv("CI", "true")
+    result = run(pytester, SNAPSHOT_TEST.format(bug=None), *args)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*snapshot 'two_layer' is missing*under CI*commit the file*"])
+    assert not snapshot_file(pytester).exists()
+
+
+def test_a_snapshot_of_another_model_is_refused(pytester, local):
+    run(pytester, SNAPSHOT_TEST.format(bug=None))
     other = run(
         pytester,
         """
@@ -236,12 +259,230 @@ def test_snapshot(gradcheck):
     other.stdout.fnmatch_lines(["*not the ones the snapshot was taken with*"])
 
 
-def test_snapshots_compare_to_the_gradcheck_rtol_option(pytester):
+def test_a_changed_architecture_says_so(pytester, local):
+    run(pytester, SNAPSHOT_TEST.format(bug=None))
+    wider = run(
+        pytester,
+        """
+import numpy as np
+import tensorflow as tf
+from usermodel import TwoLayer, X, y
+
+def test_snapshot(gradcheck):
+    model = TwoLayer()
+    model.W1 = tf.Variable(np.ones((3, 5)) * 0.1)
+    model.W2 = tf.Variable(np.ones((5, 2)) * 0.1)
+    model.params = [model.W1, model.W2]
+    gradcheck.snapshot("two_layer", model, X, y)
+""",
+    )
+    wider.assert_outcomes(failed=1)
+    wider.stdout.fnmatch_lines(["*the architecture changed*W1 (3, 4)*W1 (3, 5)*"])
+
+
+def _corrupt(path, how):
+    with np.load(path, allow_pickle=False) as f:
+        data = dict(f)
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[:40])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "json":
+        path.write_text('{"format": 1}')
+    elif how == "no metadata":
+        np.savez(path, W1=data["W1"], W2=data["W2"])
+    elif how == "strings":
+        np.savez(path, **{**data, "W1": np.array("edited by hand")})
+    elif how == "nan":
+        data["W2"][0, 0] = np.nan
+        np.savez(path, **data)
+    elif how == "inf loss":
+        np.savez(path, **{**data, "gradcheck:loss": np.array(np.inf)})
+    elif how == "old format":
+        np.savez(path, **{**data, "gradcheck:format": np.array(1)})
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("truncated", "is not a readable snapshot"),
+        ("empty", "is not a readable snapshot"),
+        ("json", "is not a readable snapshot"),
+        ("no metadata", "is not a gradcheck snapshot (no gradcheck:format"),
+        ("strings", "'W1' holds <U14 values, not floats"),
+        ("nan", "'W2' holds NaN or inf"),
+        ("inf loss", "'gradcheck:loss' holds NaN or inf"),
+        ("old format", "is a snapshot of format array(1), not 2"),
+    ],
+)
+def test_a_corrupt_or_edited_snapshot_fails_with_its_path_and_the_fix(
+    pytester, local, how, message
+):
+    run(pytester, SNAPSHOT_TEST.format(bug=None))
+    _corrupt(snapshot_file(pytester), how)
+    result = run(pytester, SNAPSHOT_TEST.format(bug=None))
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert message in text and str(snapshot_file(pytester)) in text, text
+    assert "--gradcheck-update-snapshots" in text
+    for raw in ("JSONDecodeError", "KeyError", "AttributeError", "Traceback"):
+        assert raw not in text, text
+    run(pytester, SNAPSHOT_TEST.format(bug=None), "--gradcheck-update-snapshots").assert_outcomes(
+        passed=1
+    )
     run(pytester, SNAPSHOT_TEST.format(bug=None)).assert_outcomes(passed=1)
+
+
+def test_non_finite_gradients_never_pass_nor_are_stored(pytester, local):
+    result = run(
+        pytester,
+        """
+import numpy as np
+from usermodel import TwoLayer, X, y
+
+class Broken(TwoLayer):
+    def gradients(self, X, y):
+        g = [np.array(t) for t in super().gradients(X, y)]
+        g[0][0, 0] = np.nan
+        return g
+
+def test_snapshot(gradcheck):
+    gradcheck.snapshot("two_layer", Broken(), X, y)
+""",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*NaN or inf in W1: a snapshot never stores or passes*"])
+    assert not snapshot_file(pytester).exists()
+
+
+def test_parametrized_tests_get_a_snapshot_each(pytester, local):
+    source = """
+import pytest
+from usermodel import TwoLayer, X, y
+
+@pytest.mark.parametrize("scale", ["a-b", "a_b", "c"])
+def test_snapshot(gradcheck, scale):
+    gradcheck.snapshot("two_layer", TwoLayer(scale={"a-b": 1.0, "a_b": 2.0, "c": 3.0}[scale]), X, y)
+"""
+    run(pytester, source).assert_outcomes(failed=3)
+    files = sorted(p.name for p in pytester.path.joinpath(*SNAPSHOT_FILE[:2]).iterdir())
+    assert len(files) == 3 and "test_snapshot_c_-" in " ".join(files), files
+    run(pytester, source).assert_outcomes(passed=3)
+
+
+def test_one_name_twice_in_one_test_is_refused(pytester, local):
+    result = run(
+        pytester,
+        """
+from usermodel import TwoLayer, X, y
+
+def test_snapshot(gradcheck):
+    gradcheck.snapshot("two_layer", TwoLayer(), X, y)
+    gradcheck.snapshot("two_layer", TwoLayer(scale=2.0), X, y)
+""",
+        "--gradcheck-update-snapshots",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*snapshot('two_layer') was taken twice*its own name*"])
+
+
+LEGACY_WRITER = """
+import hashlib, json, pathlib
+import numpy as np
+from usermodel import TwoLayer, X, y
+
+model = TwoLayer()
+digest = hashlib.sha256()
+for p in model.params:
+    digest.update(np.ascontiguousarray(p.numpy()).tobytes())
+for arr in (X, y):
+    digest.update(str(arr.dtype).encode())
+    digest.update(np.ascontiguousarray(arr).tobytes())
+data = {
+    "format": 1,
+    "model": repr(model),
+    "dtype": "float64",
+    "fingerprint": digest.hexdigest(),
+    "loss": float(model.loss(X, y)),
+    "gradients": {
+        n: {"shape": list(g.shape), "values": g.numpy().tolist()}
+        for n, g in zip(["W1", "W2"], model.gradients(X, y))
+    },
+}
+path = pathlib.Path("gradcheck_snapshots/test_user/two_layer.json")
+path.parent.mkdir(parents=True, exist_ok=True)
+path.write_text(json.dumps(data, indent=1))
+"""
+
+
+def _legacy_snapshot(pytester):
+    """The file format 1 wrote for TwoLayer (gradcheck_snapshots/test_user/two_layer.json), as
+    its code wrote it."""
+    pytester.makepyfile(usermodel=USER_MODEL, write_legacy=LEGACY_WRITER)
+    assert pytester.runpython(pytester.path / "write_legacy.py").ret == 0
+    return pytester.path / "gradcheck_snapshots" / "test_user" / "two_layer.json"
+
+
+def test_a_format_1_snapshot_is_compared_then_rewritten(pytester, local):
+    legacy = _legacy_snapshot(pytester)
+    result = run(pytester, SNAPSHOT_TEST.format(bug=None), "-W", "default")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*matched its format-1 file*rewritten as*delete the old one*"])
+    assert snapshot_file(pytester).exists() and legacy.exists()
+    run(pytester, SNAPSHOT_TEST.format(bug=None)).assert_outcomes(passed=1)
+
+
+def test_a_format_1_snapshot_still_catches_a_change(pytester, local):
+    _legacy_snapshot(pytester)
+    result = run(pytester, SNAPSHOT_TEST.format(bug="missing_2"))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*differ from snapshot 'two_layer'*format 1*", "*W1: changed by 0.5 of its largest*"]
+    )
+    assert not snapshot_file(pytester).exists()
+
+
+def test_snapshots_compare_to_the_gradcheck_rtol_option(pytester, local):
+    run(pytester, SNAPSHOT_TEST.format(bug=None))
     run(pytester, SNAPSHOT_TEST.format(bug="tiny")).assert_outcomes(failed=1)
     run(pytester, SNAPSHOT_TEST.format(bug="tiny"), "--gradcheck-rtol=1e-4").assert_outcomes(
         passed=1
     )
+
+
+def test_pytest_regressions_own_options_apply(pytester, local):
+    run(pytester, SNAPSHOT_TEST.format(bug=None))
+    regen = run(pytester, SNAPSHOT_TEST.format(bug="missing_2"), "--force-regen")
+    regen.assert_outcomes(failed=1)
+    regen.stdout.fnmatch_lines(["*--force-regen set, regenerating*"])
+    run(pytester, SNAPSHOT_TEST.format(bug="missing_2")).assert_outcomes(passed=1)
+    run(pytester, SNAPSHOT_TEST.format(bug=None), "--regen-all").assert_outcomes(passed=1)
+    run(pytester, SNAPSHOT_TEST.format(bug=None)).assert_outcomes(passed=1)
+
+
+def test_a_numpy_model_has_snapshots_too(pytester, local):
+    source = """
+import numpy as np
+
+class Linear:
+    def __init__(self):
+        self.W = np.array([[0.5, -0.25], [0.125, 1.0]])
+        self.params = [self.W]
+
+    def loss(self, X, y):
+        return np.mean((X @ self.W - y) ** 2)
+
+    def gradients(self, X, y):
+        return [X.T @ (2 * (X @ self.W - y) / y.size)]
+
+X = np.array([[1.0, 2.0], [3.0, -1.0]])
+y = np.array([[0.5, 0.0], [1.0, 2.0]])
+
+def test_snapshot(gradcheck):
+    gradcheck.snapshot("linear", Linear(), X, y)
+"""
+    run(pytester, source).assert_outcomes(failed=1)
+    run(pytester, source).assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize(
