@@ -7,10 +7,11 @@
     check_derivative(fn, derivative)               # an elementwise custom derivative
     check_function(fn, *inputs, vjp=..., jvp=...)  # any function: VJP, JVP, custom_gradient
 
-A model is any object with ``params`` (tf.Variables), ``loss(X, y)`` written in TF ops and
+A model is any object with ``params`` (tf.Variables, or NumPy arrays), ``loss(X, y)`` and
 ``gradients(X, y)`` (hand-written, aligned with params): see :class:`GradientModel` for the
-whole protocol. Three witnesses judge it: tf.GradientTape, finite differences in float64, and,
-for catalogue models, the same network rebuilt from tf.nn/tf.math primitives.
+whole protocol. Three witnesses judge it: tf.GradientTape (when the loss is TF ops on
+tf.Variables), finite differences in float64, and, for catalogue models, the same network
+rebuilt from tf.nn/tf.math primitives.
 
 ``reference.strategies`` holds the hypothesis strategies. Everything else is internal (the
 ``_``-prefixed modules): ``_core`` (evidence and policy), ``_checks`` (the check functions and

@@ -51,3 +51,10 @@ def test_custom_gradient_example_fails_with_the_diagonal_diagnosis():
     report = importlib.import_module("custom_gradient").main()
     assert not report.ok
     assert "the manual Jacobian is the diagonal of the true one only" in str(report)
+
+
+def test_numpy_example_passes_the_right_net_and_names_the_penalty_slip():
+    right, slip = importlib.import_module("numpy_two_layer").main(verbose=False)
+    assert right.ok and right.tape_blind.startswith("the parameters are NumPy arrays")
+    assert not slip.ok and [e.name for e in slip.failing] == ["W1"]
+    assert "a penalty term's gradient is off" in str(slip)

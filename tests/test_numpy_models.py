@@ -530,3 +530,35 @@ def test_gradients_written_into_reused_buffers_are_copied():
     X, y = np.array([[1.0, 2.0], [0.5, -1.0]]), np.array([[0.3, 0.0], [1.0, -0.5]])
     report = check_gradients(Buffers(), X, y)
     assert not report.ok and "gradients(X, y) is not deterministic" in (report.impure or "")
+
+
+# --- diagnoses where finite differences are the truth -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, bug, tensor, finding, text",
+    [
+        ("cs231n_two_layer", "reg_grad_not_doubled", "W1", "penalty-term", "= -0.05 x the param"),
+        ("cs231n_two_layer", "db1_mean", "b1", "constant-factor", "1/N = 1/8 (rows of X"),
+        ("dlai_column", "db1_missing_1_over_m", "b1", "constant-factor", "N = 8 (axis 1 of X"),
+        ("nielsen_quadratic", "not_averaged", "w[1]", "constant-factor", "the batch size N = 6"),
+        ("tf_loss_as_float", "dW_transposed_input", "W", "transpose", "the transpose"),
+    ],
+)
+def test_diagnoses_without_a_tape(name, bug, tensor, finding, text):
+    model, X, y = Case(name, bug, "float64", "fail").build()
+    report = check_gradients(model, X, y)
+    (entry,) = [e for e in report.entries if e.name == tensor]
+    assert [d.code.value for d in entry.diagnosis] == [finding], str(report)
+    assert text in entry.diagnosis[0].text
+
+
+@pytest.mark.parametrize("bug", ["no_reg_grad", "reg_factor_2"])
+def test_a_penalty_gradient_off_is_named_with_the_tape_too(bug):
+    from corpus import CASES as TF_CASES
+
+    (case,) = [k for k in TF_CASES if k.name == "l2_regularised" and k.bug == bug]
+    model, X, y = case.build()
+    report = check_gradients(model, X, y)
+    codes = {d.code.value for e in report.failing for d in e.diagnosis}
+    assert codes == {"penalty-term"}, str(report)

@@ -48,9 +48,13 @@ _MAX_DENOMINATOR = 1000
 _FRACTION_RTOL = 1e-6
 
 
-def diagnosis_pass(report: GradientReport, evidence: dict, keys, sizes: "Sizes") -> None:
+def diagnosis_pass(
+    report: GradientReport, evidence: dict, keys, sizes: "Sizes", values: Optional[dict] = None
+) -> None:
     """Diagnose every failing tensor against its truth (the tape, or finite differences where
-    the tape was found unfaithful), then the layers, then the forward."""
+    the tape was found unfaithful or cannot witness), then the layers, then the forward.
+    ``values`` are the parameters' own values, by key (a penalty term's gradient is a multiple
+    of them)."""
     for entry, key in zip(report.entries, keys):
         if entry.status != Status.FAIL:
             continue
@@ -58,7 +62,7 @@ def diagnosis_pass(report: GradientReport, evidence: dict, keys, sizes: "Sizes")
         truth = ev.tape
         fd = ev.fd
         if (
-            np.any(entry.elements.tape_unfaithful)
+            (truth is None or np.any(entry.elements.tape_unfaithful))
             and fd is not None
             and np.all(fd.measured)
             and np.all(np.isfinite(fd.value))
@@ -67,11 +71,25 @@ def diagnosis_pass(report: GradientReport, evidence: dict, keys, sizes: "Sizes")
         if truth is None:
             continue
         entry.diagnosis.extend(
-            diagnose_tensor(ev.manual, truth, ev.rtol, sizes=sizes, wrong=entry.elements.fail)
+            diagnose_tensor(
+                ev.manual,
+                truth,
+                ev.rtol if ev.tape is not None else max(ev.rtol, _fd_rtol(ev)),
+                sizes=sizes,
+                wrong=entry.elements.fail,
+                value=None if values is None else values.get(key),
+            )
         )
     report.diagnosis.extend(diagnose_layers(report.entries))
     if report.forward is not None:
         report.diagnosis.extend(diagnose_forward(report.forward, sizes))
+
+
+def _fd_rtol(ev) -> float:
+    """Finite differences' own resolution of a tensor (its largest error estimate over its
+    scale): what a pattern must explain the manual gradient to when they are the truth."""
+    scale = ev.scale if ev.scale > 0 else 1.0
+    return float(np.max(ev.fd.error, initial=0.0)) / scale
 
 
 @dataclass(frozen=True)
@@ -125,9 +143,11 @@ def diagnose_tensor(
     *,
     sizes: Sizes = _NO_SIZES,
     wrong: Optional[np.ndarray] = None,
+    value: Optional[np.ndarray] = None,
 ) -> List[Diagnosis]:
     """Recognisable patterns of a wrong gradient against the truth (tape or FD); ``wrong`` is
-    the verdict's mask of failing elements (counted as they are in the report)."""
+    the verdict's mask of failing elements (counted as they are in the report); ``value`` the
+    parameter's own values, when the tensor is one."""
     bad = ~np.isfinite(m)
     if np.any(bad):
         first = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -146,6 +166,9 @@ def diagnose_tensor(
     factor = _constant_factor(m, truth, scale, tight, sizes)
     if factor is not None:
         return [factor]
+    penalty = _penalty_term(m, truth, value, scale, tight)
+    if penalty is not None:
+        return [penalty]
     square = m.ndim == 2 and m.shape[0] == m.shape[1] and m.shape[0] > 1
     if square and np.max(np.abs(m - truth.T)) <= tight * scale:
         text = (
@@ -178,6 +201,27 @@ def _constant_factor(m, truth, scale, tight, sizes: Sizes) -> Optional[Diagnosis
     return Diagnosis(
         Finding.CONSTANT_FACTOR,
         f"manual = {ratio_text(ratio)} x truth everywhere: a constant factor",
+    )
+
+
+def _penalty_term(m, truth, value, scale, tight) -> Optional[Diagnosis]:
+    """manual - truth = c x W: the gradient of a penalty on the weights (L2's 2 * reg * W)
+    given the wrong factor, or left out (c = -2 reg), or added where it does not belong."""
+    if value is None or np.shape(value) != m.shape or m.size < 2:
+        return None
+    w = np.asarray(value, np.float64)
+    norm = float(np.sum(w * w))
+    if norm == 0:
+        return None
+    diff = m - truth
+    c = float(np.sum(diff * w) / norm)
+    if np.max(np.abs(diff - c * w)) > tight * scale or np.max(np.abs(c * w)) <= tight * scale:
+        return None
+    return Diagnosis(
+        Finding.PENALTY_TERM,
+        f"manual - truth = {c:.6g} x the parameter itself: a penalty term's gradient is off "
+        f"(L2's reg * sum(W^2) has the gradient 2 * reg * W; it is missing, halved, or added "
+        f"to a tensor it does not penalise)",
     )
 
 
@@ -223,7 +267,10 @@ def diagnose_layers(checks: List[TensorCheck]) -> List[Diagnosis]:
     all_kinds = {kind for cs in layers.values() for kind in cs}
     if len(kinds) == 1 and kinds != all_kinds:
         kind = next(iter(kinds))
-        hint = _KIND_HINTS.get(kind, "")
+        explained = all(
+            any(d.code == Finding.PENALTY_TERM for d in c.diagnosis) for c in checks if not c.ok
+        )
+        hint = "" if explained else _KIND_HINTS.get(kind, "")
         where = ", ".join(wrong)
         text = (
             f"only {where} {'is' if len(wrong) == 1 else 'are'} wrong while the other tensors "

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .._core import validate
-from .._core.adapter import Adapter, ModelError, guarded
+from .._core.adapter import INPUT, Adapter, ModelError, guarded
 from .._core.policy import TAPE_RTOL, assemble, classify, floors
 from .._core.report import GradientMismatch, GradientReport, Note, NoteCode
 from .._core.tape import tape_values
@@ -195,7 +195,8 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget)
     _record_the_tape(report, twin, evidence)
     if independent:
         forward_pass(report, adapter, twin, gathered.f0)
-    diagnosis_pass(report, evidence, adapter.keys, problem_sizes(adapter))
+    values = {k: twin.value(k) for k in twin.keys if k != INPUT}
+    diagnosis_pass(report, evidence, adapter.keys, problem_sizes(adapter), values)
     if agreement is not None:
         float32_pass(report, adapter.keys, agreement)
 

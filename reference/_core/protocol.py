@@ -13,17 +13,23 @@ class GradientModel(Protocol):
 
     Required members:
 
-    ``params: Sequence[tf.Variable]``
-        The trainable tensors, in a fixed order, all of one float dtype (float32 or float64).
-        Finite differences assign perturbed values to them and restore them bit for bit.
-    ``loss(X, y) -> tf.Tensor``
-        The scalar batch loss, written in TensorFlow ops so the tape can differentiate it.
-        It must be deterministic and leave ``params`` unchanged (the check evaluates it
-        several times at the same point, before and after ``gradients``, and compares the
-        parameters: a random loss or a side effect is reported, not judged).
+    ``params: Sequence[tf.Variable] or Sequence[numpy.ndarray]``
+        The trainable tensors, in a fixed order, all of one float dtype (float32 or float64),
+        and all of one kind. Finite differences assign perturbed values to them (NumPy arrays
+        in place, so ``params`` must return the model's own arrays, not copies) and restore them
+        bit for bit.
+    ``loss(X, y) -> tf.Tensor, or a NumPy or Python float``
+        The scalar batch loss. Written in TensorFlow ops and returned as a tensor, the tape
+        witnesses it; computed in NumPy (or returned through ``float(...)``/``.numpy()``), the
+        tape cannot, the report says so, and finite differences judge alone, with the same
+        rules for kinks, determinism and rounding. It must be deterministic and leave
+        ``params`` unchanged (the check evaluates it several times at the same point, before
+        and after ``gradients``, and compares the parameters: a random loss or a side effect
+        is reported, not judged).
     ``gradients(X, y) -> Sequence[tensor or ndarray]``
         The hand-written ``dL/dparam`` for every tensor in ``params``, aligned with it, each of
-        the parameter's shape. It must not update the parameters.
+        the parameter's shape (copied on receipt, so a backward may reuse its buffers). It must
+        not update the parameters, in place or by binding new arrays to them.
 
     Optional members, used when present:
 
@@ -50,8 +56,9 @@ class GradientModel(Protocol):
         recomputed independently from ``tf.nn``/``tf.math`` primitives.
 
     What the harness passes: ``gradients`` and ``input_gradient`` receive ``X`` and ``y`` as you
-    gave them. The tape witness calls ``loss(X, y)`` with ``X`` converted to a ``tf.Tensor`` of
-    the model's dtype (so the tape can watch it) and ``y`` as given. Finite differences call
+    gave them. The tape witness (for tf.Variable parameters) calls ``loss(X, y)`` with ``X``
+    converted to a ``tf.Tensor`` of the model's dtype (so the tape can watch it) and ``y`` as
+    given. Finite differences call
     ``loss(X, y)`` (or ``batched_loss``) with ``X`` and ``y`` as given, and, when checking
     ``dL/dX``, with perturbed copies of ``X`` as NumPy arrays of the model's dtype.
     """

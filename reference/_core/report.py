@@ -181,6 +181,7 @@ class Finding(_Code):
     WHICH_INPUT = "which-input"
     JOINT_DIRECTIONS = "joint-directions"
     NOT_DIFFERENTIABLE = "not-differentiable"
+    PENALTY_TERM = "penalty-term"
 
 
 @dataclass
