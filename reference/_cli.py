@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from ._core import validate
 
@@ -256,16 +258,21 @@ def _cases_from(factory_spec: str):
     except Exception as exc:
         _user_traceback(exc)
         raise UsageError(f"{factory_spec}() raised {type(exc).__name__}: {exc}") from exc
-    cases = made if isinstance(made, list) else [made]
+    one_case = isinstance(made, tuple) and len(made) == 3 and hasattr(made[0], "params")
+    if one_case or not isinstance(made, (list, tuple)) and not inspect.isgenerator(made):
+        cases = [made]
+    else:
+        cases = list(made)  # a list, a tuple or a generator of cases
     if not cases:
         raise UsageError(
             f"{factory_spec}() returned no cases: return (model, X, y) or a list of them"
         )
     for i, case in enumerate(cases):
         if not (isinstance(case, tuple) and len(case) == 3):
+            what = f"a {len(case)}-tuple" if isinstance(case, tuple) else f"a {type(case).__name__}"
             raise UsageError(
-                f"{factory_spec}() must return (model, X, y) or a list of them; "
-                f"item {i} is {type(case).__name__}"
+                f"{factory_spec}() must return (model, X, y), or a list, tuple or generator of "
+                f"such triples; case {i} is {what}"
             )
     return cases
 
@@ -649,6 +656,22 @@ def _add_commands(sub, common) -> None:
     steps.add_argument("--plot", metavar="FILE.png", help="draw the curves (needs matplotlib)")
 
 
+def _check_json_path(path) -> None:
+    """Refuse a --json FILE that cannot be written before any check runs."""
+    if not path:
+        return
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UsageError(f"--json must name a file; {path!r} is a directory")
+    if not folder.is_dir():
+        raise UsageError(
+            f"cannot write --json file {path!r}: the folder {str(folder)!r} does not exist"
+        )
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"cannot write --json file {path!r}: permission denied")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with 2 on a usage error
@@ -661,6 +684,7 @@ def main(argv=None) -> int:
         "steps": run_steps,
     }
     try:
+        _check_json_path(getattr(args, "json", None))
         return runners[args.command](args)
     except UsageError as exc:
         print(f"gradcheck: error: {exc}", file=sys.stderr)

@@ -245,12 +245,15 @@ def _regression_check(item, name: str, path: Path, data, tolerances) -> None:
     default = {"atol": 0.0, "rtol": 0.0}
     try:
         fixture.check(dict(data), fullpath=path, tolerances=tolerances, default_tolerance=default)
+        return
     except AssertionError as exc:
-        pytest.fail(
-            f"gradients differ from snapshot {name!r} ({path}):\n{exc}\n(rerun with "
-            f"--gradcheck-update-snapshots if the change is intended)",
-            pytrace=False,
-        )
+        differences = str(exc)
+    # Outside the except block: pytest would print pytest-regressions' table twice otherwise.
+    pytest.fail(
+        f"gradients differ from snapshot {name!r} ({path}):\n{differences}\n(rerun with "
+        f"--gradcheck-update-snapshots if the change is intended)",
+        pytrace=False,
+    )
 
 
 def _option(item, name: str):

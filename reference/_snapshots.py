@@ -169,9 +169,18 @@ def mismatch(stored: Dict[str, np.ndarray], current: Dict[str, np.ndarray]) -> L
     if list(old) != list(new) or any(old[k].shape != new[k].shape for k in old):
         shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in old.items())
         now = ", ".join(f"{k} {tuple(v.shape)}" for k, v in new.items())
+        missing = [k for k in new if k not in old]
+        extra = [k for k in old if k not in new]
+        which = []
+        if missing:
+            which.append(f"the snapshot has no {', '.join(missing)}")
+        if extra:
+            which.append(f"the model has no {', '.join(extra)}")
+        which = f" ({'; '.join(which)}: a tensor added, removed or renamed, or the file edited)"
         return [
-            f"the architecture changed: the snapshot holds {shapes}; the model now has {now} "
-            f"(rerun with --gradcheck-update-snapshots if the change is intended)"
+            f"the architecture changed: the snapshot holds {shapes}; the model now has {now}"
+            f"{which if missing or extra else ''} (rerun with --gradcheck-update-snapshots if "
+            f"the change is intended)"
         ]
     if str(stored[_DTYPE_KEY]) != str(current[_DTYPE_KEY]):
         return [

@@ -152,6 +152,37 @@ USER_MODULE = textwrap.dedent('''
 
     def vjp_raises(dy, x):
         raise RuntimeError("my vjp is unfinished")
+
+
+    class NumpyLinear:
+        """A NumPy model; ``slip`` forgets the 2 of the mean squared error in dW."""
+
+        def __init__(self, slip=False):
+            self.W = np.array([[0.5, -0.25], [0.125, 1.0], [0.3, 0.2]])
+            self.params, self.slip = [self.W], slip
+
+        def loss(self, X, y):
+            return np.mean((X @ self.W - y) ** 2)
+
+        def gradients(self, X, y):
+            return [X.T @ ((1 if self.slip else 2) * (X @ self.W - y) / y.size)]
+
+
+    def a_tuple_of_cases():
+        return tuple(numpy_models())
+
+
+    def a_generator_of_cases():
+        return (case for case in numpy_models())
+
+
+    def pairs():
+        return [(NumpyLinear(), np.ones((4, 3)))]
+
+
+    def numpy_models():
+        X, y = np.ones((4, 3)) * np.arange(1, 5)[:, None], np.zeros((4, 2))
+        return [(NumpyLinear(), X, y), (NumpyLinear(slip=True), X, y)]
 ''')
 
 
@@ -257,7 +288,7 @@ def test_a_function_check_that_cannot_run_exits_2(user_module, capsys, argv, mes
         (["model", "usermodels"], "MODULE:NAME"),
         (["model", "nosuchmodule:f"], "cannot import 'nosuchmodule'"),
         (["model", "usermodels:missing"], "has no 'missing'"),
-        (["model", "usermodels:not_a_case"], "must return (model, X, y) or a list of them"),
+        (["model", "usermodels:not_a_case"], "must return (model, X, y), or a list, tuple"),
     ],
 )
 def test_usage_errors_exit_2(user_module, capsys, argv, message):
@@ -432,3 +463,34 @@ def test_the_users_own_exception_exits_2_with_its_traceback(user_module, capsys)
     err = capsys.readouterr().err
     assert 'raise RuntimeError("my vjp is unfinished")' in err
     assert "the check could not run: RuntimeError: my vjp is unfinished" in err
+
+
+def test_numpy_models_are_checked_by_finite_differences_alone(user_module, capsys):
+    out = user_module / "numpy.json"
+    assert main(["model", "usermodels:numpy_models", "--json", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert text.count("tape: cannot witness (the parameters are NumPy arrays") == 2
+    assert "1 pass, 1 fail" in text and "manual = 1/2 x truth" in text
+    reports = json.loads(out.read_text())["reports"]
+    assert [r["ok"] for r in reports] == [True, False]
+    assert all(r["tape_blind"] and r["entries"][0]["tape_missing"] for r in reports)
+
+
+@pytest.mark.parametrize("factory", ["a_tuple_of_cases", "a_generator_of_cases"])
+def test_a_tuple_or_a_generator_of_cases_is_a_list_of_them(user_module, capsys, factory):
+    assert main(["model", f"usermodels:{factory}"]) == 1
+    out = capsys.readouterr().out
+    assert f"{factory}[0]" in out and f"{factory}[1]" in out and "1 pass, 1 fail" in out
+
+
+def test_a_case_that_is_not_a_triple_is_named(user_module, capsys):
+    assert main(["model", "usermodels:pairs"]) == 2
+    err = capsys.readouterr().err
+    assert "list, tuple or generator of such triples; case 0 is a 2-tuple" in err
+
+
+@pytest.mark.parametrize("where", ["missing/out.json", "."])
+def test_an_unwritable_json_path_is_refused_before_any_check(user_module, capsys, where):
+    assert main(["model", "usermodels:numpy_models", "--json", where]) == 2
+    captured = capsys.readouterr()
+    assert "--json" in captured.err and "Gradient check" not in captured.out

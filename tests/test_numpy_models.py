@@ -15,7 +15,7 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 from numpy_corpus import CASES, MIN_HIDDEN, MIN_N, Case
 
-from reference import MODES, NoteCode, check_gradients, tape_gradients
+from reference import MODES, Between, NoteCode, check_gradients, tape_gradients
 
 VARIANTS = [(0, None, None), (1, MIN_HIDDEN, MIN_N), (2, 8, 12), (3, 3, 5), (4, MIN_HIDDEN, 9)]
 RIGHT_RTOL = {"float64": 1e-10, "float32": 1e-4}
@@ -562,3 +562,99 @@ def test_a_penalty_gradient_off_is_named_with_the_tape_too(bug):
     report = check_gradients(model, X, y)
     codes = {d.code.value for e in report.failing for d in e.diagnosis}
     assert codes == {"penalty-term"}, str(report)
+
+
+# --- found by trying the harness on a new user's NumPy nets -------------------------------------
+
+
+class ReluSoftmaxNet:
+    """A new user's NumPy net: ReLU hidden layer, softmax cross-entropy on integer labels,
+    He-initialised, zero biases of shape (n,), no param_names."""
+
+    def __init__(self, n_in=5, n_hidden=8, n_classes=3, seed=1, dtype=np.float64):
+        rng = np.random.default_rng(seed)
+        self.W1 = (rng.standard_normal((n_in, n_hidden)) * np.sqrt(2.0 / n_in)).astype(dtype)
+        self.b1 = np.zeros(n_hidden, dtype=dtype)
+        self.W2 = (rng.standard_normal((n_hidden, n_classes)) * 0.1).astype(dtype)
+        self.b2 = np.zeros(n_classes, dtype=dtype)
+        self.params = [self.W1, self.b1, self.W2, self.b2]
+
+    def _forward(self, X):
+        h = np.maximum(0, X @ self.W1 + self.b1)
+        scores = h @ self.W2 + self.b2
+        p = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return h, p / p.sum(axis=1, keepdims=True)
+
+    def loss(self, X, y):
+        _, p = self._forward(X)
+        return -np.log(p[np.arange(len(X)), y]).mean()
+
+    def gradients(self, X, y):
+        h, p = self._forward(X)
+        d = p.copy()
+        d[np.arange(len(X)), y] -= 1
+        d /= len(X)
+        dh = d @ self.W2.T
+        dh[h <= 0] = 0
+        return [X.T @ dh, dh.sum(0), h.T @ d, d.sum(0)]
+
+
+def _user_batch(n, seed, dtype, scale=1.0):
+    rng = np.random.default_rng(seed)
+    X = (rng.standard_normal((n, 5)) * scale).astype(dtype)
+    return X, rng.integers(0, 3, size=n)
+
+
+def test_a_small_loss_is_rounded_on_the_scale_of_its_terms():
+    """A confident softmax (one row, inputs of scale 10): the loss is small, its rounding is that
+    of the O(1) terms it cancels, and its fourth differences measure no noise at all. Taking the
+    noise to be ulps of the small loss made the error estimates 100 times too small (2e-10 >
+    1e-10 on a right gradient)."""
+    X, y = _user_batch(1, 101, np.float64, scale=10.0)
+    report = check_gradients(ReluSoftmaxNet(n_hidden=16, seed=1), X, y)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_float32_step_that_crosses_a_kink_too_close_to_flag_does_not_fail(mode):
+    """float32, a ReLU unit 0.005 from its kink: the step of 2^-6 crosses it, the jump hides under
+    the noise the kink test allows for, and the estimate is 0.011 off with an error of 0.0097.
+    The smaller step agrees with the manual value, and is kept as the more accurate."""
+    X, y = _user_batch(7, 102, np.float32)
+    report = check_gradients(ReluSoftmaxNet(n_hidden=16, seed=2, dtype=np.float32), X, y, mode=mode)
+    assert report.ok, str(report)
+
+
+def test_float32_without_a_tape_says_how_coarse_it_is():
+    X, y = _user_batch(12, 0, np.float32)
+    report = check_gradients(ReluSoftmaxNet(seed=0, dtype=np.float32), X, y)
+    coarse = [e.note(NoteCode.FD_COARSE) for e in report.entries]
+    assert report.ok and all(coarse), str(report)
+    assert all(n.values["resolution"] > 1e-3 for n in coarse)
+    assert "a bug smaller than that passes; check the model in float64" in str(report)
+    X64, y64 = _user_batch(12, 0, np.float64)
+    report = check_gradients(ReluSoftmaxNet(seed=0), X64, y64)
+    assert not any(e.note(NoteCode.FD_COARSE) for e in report.entries), str(report)
+
+
+def test_a_model_without_param_names_is_told_how_to_name_its_tensors():
+    X, y = _user_batch(6, 0, np.float64)
+    report = check_gradients(ReluSoftmaxNet(), X, y)
+    assert [e.name for e in report.entries] == ["param0", "param1", "param2", "param3"]
+    assert any("param_names = ['W1', 'b1', ...]" in n for n in report.notes), report.notes
+
+
+def test_a_failure_judged_by_finite_differences_quotes_their_tolerance():
+    model, X, y = Case("cs231n_two_layer", "db1_mean", "float64", "fail").build()
+    (entry,) = check_gradients(model, X, y).failing
+    table = entry.comparison(Between.MANUAL_FD)
+    assert entry.tolerance > 1e-10 and entry.rel_error > entry.tolerance
+    assert f"> tol {entry.tolerance:.2g}" in entry.detail() and not table.agree
+
+
+def test_directional_mode_without_a_tape_shows_the_failing_element_in_the_table():
+    X, y = _wide_batch()
+    report = check_gradients(WideLinear(bug=(7, 3)), X, y, mode="directional")
+    (entry,) = report.entries
+    assert not entry.comparison(Between.MANUAL_FD).agree, str(report)
+    assert "manual vs FD disagree" in entry.detail()

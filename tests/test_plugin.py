@@ -225,6 +225,9 @@ def test_snapshots_catch_a_changed_backward_pass(pytester, local):
             "*--gradcheck-update-snapshots*",
         ]
     )
+    text = changed.stdout.str()
+    assert text.count("Values are not sufficiently close") == 1, text  # the table printed once
+    assert "During handling of the above exception" not in text
 
     updated = run(pytester, SNAPSHOT_TEST.format(bug="missing_2"), "--gradcheck-update-snapshots")
     updated.assert_outcomes(passed=1)
@@ -298,6 +301,8 @@ def _corrupt(path, how):
         np.savez(path, **data)
     elif how == "inf loss":
         np.savez(path, **{**data, "gradcheck:loss": np.array(np.inf)})
+    elif how == "a key dropped":
+        np.savez(path, **{k: v for k, v in data.items() if k != "W2"})
     elif how == "old format":
         np.savez(path, **{**data, "gradcheck:format": np.array(1)})
 
@@ -313,6 +318,7 @@ def _corrupt(path, how):
         ("nan", "'W2' holds NaN or inf"),
         ("inf loss", "'gradcheck:loss' holds NaN or inf"),
         ("old format", "is a snapshot of format array(1), not 2"),
+        ("a key dropped", "the architecture changed: the snapshot holds W1 (3, 4); the model now"),
     ],
 )
 def test_a_corrupt_or_edited_snapshot_fails_with_its_path_and_the_fix(
@@ -327,6 +333,8 @@ def test_a_corrupt_or_edited_snapshot_fails_with_its_path_and_the_fix(
     assert "--gradcheck-update-snapshots" in text
     for raw in ("JSONDecodeError", "KeyError", "AttributeError", "Traceback"):
         assert raw not in text, text
+    if how == "a key dropped":
+        assert "the snapshot has no W2" in text
     run(pytester, SNAPSHOT_TEST.format(bug=None), "--gradcheck-update-snapshots").assert_outcomes(
         passed=1
     )

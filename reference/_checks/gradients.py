@@ -113,6 +113,11 @@ def check_gradients(
     own_rtol = _rtol_for(adapter.dtype.name, rtol)
     gatherer = FullMode() if mode == "full" else DirectionalMode(probes, seed)
     report = GradientReport(mode, adapter.dtype.name, adapter.dtype.name, model=_short(model))
+    if not getattr(model, "param_names", None):
+        report.notes.append(
+            "the model has no param_names: its tensors are named param0, param1, ... in the "
+            "order of model.params (give it param_names = ['W1', 'b1', ...] to name them)"
+        )
     before = adapter.snapshot()
     try:
         report.impure = purity_problem(adapter)
@@ -207,10 +212,31 @@ def _record_the_tape(report, twin: Adapter, evidence) -> None:
     tensor it alone could not see; those tensors' tape columns show n/a."""
     report.tape_blind = twin.tape_blind
     for entry, k in zip(report.entries, twin.keys):
-        if evidence[k].tape is None:
+        ev = evidence[k]
+        if ev.tape is None:
             entry.tape_missing = True
             if twin.tape_blind is None:
                 entry.add_note(Note(NoteCode.NO_TAPE, 1))
+            resolution = _resolution(ev)
+            if resolution > FD_COARSE:
+                values = {"resolution": resolution, "dtype": twin.dtype.name}
+                entry.add_note(Note(NoteCode.FD_COARSE, 0, values))
+
+
+# Where finite differences judge alone, a tensor they resolve more coarsely than this fraction
+# of its largest gradient gets a note (float32 does; float64 resolves about 1e-9).
+FD_COARSE = 1e-3
+
+
+def _resolution(ev) -> float:
+    """The largest error finite differences allow on a tensor's elements (at a kink, beyond
+    its one-sided derivatives), relative to the tensor's own largest gradient."""
+    fd = ev.fd
+    if fd is None or not np.any(fd.measured):
+        return 0.0
+    allowed = np.where(fd.kink, fd.kink_error, fd.error)[fd.measured]
+    largest = float(np.max(np.abs(ev.manual[np.isfinite(ev.manual)]), initial=0.0))
+    return float(np.nanmax(allowed, initial=0.0)) / largest if largest > 0 else 0.0
 
 
 def _twin(report, adapter: Adapter, rtol32: float):

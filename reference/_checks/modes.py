@@ -16,6 +16,8 @@ from .._core.policy import ProbeEvidence, TensorEvidence, judge_probes, within_t
 __all__ = ["Gathered", "FullMode", "DirectionalMode"]
 
 _DURING_FD = "model.loss during finite differences"
+# See Gathered.noise_floor.
+NOISE_FLOOR_ULPS = 4.0
 
 
 @dataclass
@@ -29,6 +31,22 @@ class Gathered:
     tape: Dict
     rtol: float
     floors: Dict  # the least scale each tensor is judged on
+
+    def noise_floor(self) -> float:
+        """The least rounding noise of one loss evaluation assumed where finite differences
+        judge alone: ``NOISE_FLOOR_ULPS`` ulps of max(|loss|, 1). A batch-mean loss below 1 is
+        the cancellation of O(1) terms (logsumexp(z) - z_y of a confident softmax) and is
+        rounded on their scale, while its fourth differences and its values a few ulps away
+        can all come out exact, measuring no noise at all. With a tape the manual gradient is
+        judged against it, and the noise measured is kept."""
+        if all(self.tape[k] is not None for k in self.keys):
+            return 0.0
+        return NOISE_FLOOR_ULPS * self.twin.eps * max(abs(self.f0), 1.0)
+
+    def analyse(self, key, name: str, st, sigma) -> fdm.NumericalGradient:
+        """``fd.analyse``, with the looser kink test where finite differences judge alone."""
+        alone = self.tape[key] is None
+        return fdm.analyse(name, st, sigma, fdm.ALONE_KINK_SIGMAS if alone else fdm.KINK_SIGMAS)
 
     def refine_elements(self, ev: TensorEvidence, key, sigma: float, lines) -> None:
         """Difference again, with smaller steps, the elements among ``lines`` whose estimate
@@ -48,9 +66,9 @@ class Gathered:
             st = guarded(
                 _DURING_FD, fdm.coordinate_stencil, self.twin, key, self.f0, idx, shrink=shrink
             )
-            return fdm.analyse(nd.name, st, sigma)
+            return self.analyse(key, nd.name, st, sigma)
 
-        fdm.refine(nd, np.asarray(lines)[bad], remeasure)
+        fdm.refine(nd, np.asarray(lines)[bad], remeasure, alone=ev.tape is None)
 
     def evidence(self, key, fd, probes=None) -> TensorEvidence:
         return TensorEvidence(
@@ -86,11 +104,11 @@ class FullMode:
         # Where most lines cross kinks the pooled estimate is inflated: the noise measured
         # directly a few ulps from the point bounds it.
         direct = guarded(_DURING_FD, fdm.jitter_noise, g.twin, g.f0, np.random.default_rng(0))
-        sigma = min(sigma, direct)
+        sigma = max(min(sigma, direct), g.noise_floor())
         out = {}
         for k in g.keys:
             name = g.twin.name(k)
-            ev = g.evidence(k, fdm.analyse(name, stencils[k], sigma).reshaped(g.twin.shape(k)))
+            ev = g.evidence(k, g.analyse(k, name, stencils[k], sigma).reshaped(g.twin.shape(k)))
             g.refine_elements(ev, k, sigma, np.arange(ev.manual.size))
             out[k] = ev
         return out
@@ -124,17 +142,17 @@ class DirectionalMode:
         # A few probe lines pool a poor estimate, inflated when they cross kinks: the noise
         # measured directly a few ulps from the point bounds it (as in full mode).
         direct = guarded(_DURING_FD, fdm.jitter_noise, g.twin, g.f0, rng)
-        sigma = min(sigma, direct)
+        sigma = max(min(sigma, direct), g.noise_floor())
         out = {}
         for k in g.keys:
             name, shape = g.twin.name(k), g.twin.shape(k)
-            probes = ProbeEvidence(dirs[k], fdm.analyse(name, stencils[k], sigma))
+            probes = ProbeEvidence(dirs[k], g.analyse(k, name, stencils[k], sigma))
             ev = g.evidence(k, fdm.NumericalGradient.unmeasured(name, shape, sigma), probes)
             self._refine_probes(g, k, ev, sigma)
             chosen = self._elements(g, k, ev, rng, sigma)
             if chosen.size:
                 st = guarded(_DURING_FD, fdm.coordinate_stencil, g.twin, k, g.f0, chosen)
-                ev.fd.fill(chosen, fdm.analyse(name, st, sigma))
+                ev.fd.fill(chosen, g.analyse(k, name, st, sigma))
                 g.refine_elements(ev, k, sigma, chosen)
             out[k] = ev
         return out
@@ -159,9 +177,9 @@ class DirectionalMode:
                 dirs[idx],
                 shrink=shrink,
             )
-            return fdm.analyse(nd.name, st, sigma)
+            return g.analyse(key, nd.name, st, sigma)
 
-        fdm.refine(nd, bad, remeasure)
+        fdm.refine(nd, bad, remeasure, alone=ev.tape is None)
 
     def _elements(self, g: Gathered, key, ev: TensorEvidence, rng, sigma) -> np.ndarray:
         """The flat indices to difference one by one: where manual and tape disagree (largest
@@ -197,7 +215,7 @@ class DirectionalMode:
                 mask[half] = 1.0
                 d = fdm.probe_directions(ev.manual.shape, 1, rng, mask)
                 st = guarded(_DURING_FD, fdm.directional_stencil, g.twin, key, g.f0, d)
-                estimate = fdm.analyse("", st, sigma)
+                estimate = g.analyse(key, "", st, sigma)
                 if not np.all(
                     estimate.accepts(d @ flat_m, ev.tape_tol * np.sum(np.abs(d), axis=1))
                 ):

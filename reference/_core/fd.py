@@ -45,6 +45,7 @@ __all__ = [
     "power_of_two_step",
     "ROUNDING_SIGMAS",
     "KINK_SIGMAS",
+    "ALONE_KINK_SIGMAS",
     "KINK_SPREAD",
     "STEP_EXPONENT",
     "refine",
@@ -66,6 +67,12 @@ KINK_SIGMAS = 10.0
 # ... and against each side's own spread |F(h/2) - F(h)| by this factor: on a smooth line the
 # jump |F - B| is O(h^3) while the spread is O(h), so 4x never flags a smooth line.
 KINK_SPREAD = 4.0
+# Where finite differences judge alone (no tape), a jump standing this many sigmas out of the
+# noise is taken for a kink: a kink crossed closer than a tenth of the step biases the estimate
+# by half its jump while the error estimate stays small, and in float32 such a jump hides
+# under 10 sigmas. Calling noise a kink here widens the accepted interval by that noise only
+# (the one-sided derivatives stay measured), where with a tape it would excuse a value off it.
+ALONE_KINK_SIGMAS = 3.0
 # |D(h/2) - D(h)| bounds what Richardson leaves on a smooth line by orders of magnitude; a kink
 # between h/7 (below which it is flagged) and h from theta can leave up to 4x that.
 TRUNCATION_SAFETY = 4.0
@@ -126,7 +133,7 @@ def one_sided(st: Stencil):
         )
 
 
-def local_kinks(st: Stencil, sigma_f) -> np.ndarray:
+def local_kinks(st: Stencil, sigma_f, kink_sigmas: float = KINK_SIGMAS) -> np.ndarray:
     """Lines along which the loss has a kink within the step.
 
     The Richardson one-sided derivatives ``F`` and ``B`` differ by O(h^3) on a smooth line and
@@ -139,7 +146,7 @@ def local_kinks(st: Stencil, sigma_f) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         jump = np.abs((2.0 * fwd2 - fwd1) - (2.0 * bwd2 - bwd1))
         spread = np.abs(fwd2 - fwd1) + np.abs(bwd2 - bwd1)
-        noise = KINK_SIGMAS * 2.0 * _ONE_SIDED_NOISE * sigma_f / np.abs(st.s[:, 4])
+        noise = kink_sigmas * 2.0 * _ONE_SIDED_NOISE * sigma_f / np.abs(st.s[:, 4])
         return np.nan_to_num(jump > KINK_SPREAD * spread + noise, nan=False)
 
 
@@ -289,9 +296,10 @@ class NumericalGradient:
         )
 
 
-def analyse(name: str, st: Stencil, sigma_f) -> NumericalGradient:
+def analyse(name: str, st: Stencil, sigma_f, kink_sigmas: float = KINK_SIGMAS) -> NumericalGradient:
     """Values, error estimates and kinks from a stencil (see the module docstring); ``sigma_f``
-    is the noise of one evaluation, a number or one per line."""
+    is the noise of one evaluation, a number or one per line; ``kink_sigmas`` how far a jump
+    must stand out of the noise to be a kink (``KINK_SIGMAS``, or ``ALONE_KINK_SIGMAS``)."""
     s, f = st.s, st.f
     with np.errstate(divide="ignore", invalid="ignore"):
         d1 = (f[:, 4] - f[:, 0]) / (s[:, 4] - s[:, 0])
@@ -306,7 +314,7 @@ def analyse(name: str, st: Stencil, sigma_f) -> NumericalGradient:
             + np.abs(bwd2 - bwd1)
             + ROUNDING_SIGMAS * _ONE_SIDED_NOISE * sigma_f / h
         )
-    kink = local_kinks(st, sigma_f)
+    kink = local_kinks(st, sigma_f, kink_sigmas)
     lower = np.where(kink, np.minimum(forward, backward), value)
     upper = np.where(kink, np.maximum(forward, backward), value)
     return NumericalGradient(name, value, error, kink, lower, upper, kink_error, h, sigma_f)
@@ -336,30 +344,65 @@ def suspect(nd: NumericalGradient, manual, tape, slack) -> np.ndarray:
     return np.flatnonzero((bad & nd.measured).reshape(-1))
 
 
-def refine(nd: NumericalGradient, lines: np.ndarray, remeasure) -> None:
+def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = False) -> None:
     """Difference the suspect ``lines`` (flat indices) again with smaller steps (see
-    ``REFINE_SHRINK``) and keep, per line, the estimate at the largest step that agrees with
-    every smaller one: a kink crossed at distance c spoils every step above c and none below,
-    so the chain of agreement from the smallest step up stops where the crossing begins.
+    ``REFINE_SHRINK``) and keep, per line, of the steps that agree with every smaller one, the
+    estimate with the smallest error: a kink crossed at distance c spoils every step above c
+    and none below, so the chain of agreement from the smallest step up stops where the crossing
+    begins; within the chain the largest step is usually the most accurate (the least noisy),
+    unless its truncation error outweighs the noise a smaller step adds.
     ``remeasure(lines, shrink)`` returns the flat estimate of those lines with the step divided
-    by ``2^shrink``. ``nd`` is updated in place."""
+    by ``2^shrink``. ``nd`` is updated in place.
+
+    With ``alone`` (finite differences judge without a tape) the most accurate step of the chain
+    is kept, and its error is at least its disagreement with the next smaller step: a kink
+    crossed closer than a tenth of the step moves the estimate by half its jump while its error
+    estimate stays small, and only a smaller step shows it (in float32, where such a jump is
+    below the noise the kink test allows for)."""
     lines = np.asarray(lines, dtype=np.int64)
     if lines.size == 0:
         return
     levels = [nd.take(lines)] + [
         remeasure(lines, level * REFINE_SHRINK) for level in range(1, REFINE_LEVELS + 1)
     ]
-    chosen = np.full(lines.size, len(levels) - 1)
+    last = len(levels) - 1
+    chosen = np.full(lines.size, last)
     chain = np.ones(lines.size, bool)
-    for j in range(len(levels) - 2, -1, -1):
+    for j in range(last - 1, -1, -1):
         chain &= consistent(levels[j], levels[j + 1])
         chosen[chain] = j
+    # Of the steps in the chain, the one whose estimate is the most accurate: usually the
+    # largest (the least noisy), but a smaller one where the largest step's truncation (a kink
+    # crossed too close to flag, as in float32) outweighs the noise the smaller step adds.
+    unresolved = chosen == last
+    if alone:
+        errors = np.stack([np.where(lv.kink, lv.kink_error, lv.error) for lv in levels])
+        for i in np.flatnonzero(~unresolved):
+            chain_levels = np.arange(chosen[i], last + 1)
+            chosen[i] = chain_levels[int(np.argmin(errors[chain_levels, i]))]
     for j, level in enumerate(levels[1:], 1):
         pick = np.flatnonzero(chosen == j)
         if pick.size:
             nd.fill(lines[pick], level.take(pick))
+    if alone:
+        _widen_by_the_next_step(nd, lines, levels, chosen, unresolved)
     # The smallest step agreeing with no larger one: a kink closer than any step resolves.
-    nd.unresolved.reshape(-1)[lines[chosen == len(levels) - 1]] = True
+    nd.unresolved.reshape(-1)[lines[unresolved]] = True
+
+
+def _widen_by_the_next_step(nd, lines, levels, chosen, unresolved) -> None:
+    """Each kept estimate's error made at least its distance from the next smaller step's."""
+    last = len(levels) - 1
+    for i in np.flatnonzero(~unresolved & (chosen < last)):
+        here, finer = levels[chosen[i]], levels[chosen[i] + 1]
+        flat = lines[i]
+        with np.errstate(invalid="ignore"):
+            gap = abs(here.value[i] - finer.value[i])
+            ends = max(abs(here.lower[i] - finer.lower[i]), abs(here.upper[i] - finer.upper[i]))
+        if np.isfinite(gap):
+            nd.error.reshape(-1)[flat] = max(nd.error.reshape(-1)[flat], gap)
+        if np.isfinite(ends):
+            nd.kink_error.reshape(-1)[flat] = max(nd.kink_error.reshape(-1)[flat], ends)
 
 
 # --- gathering the evaluations -------------------------------------------------------------

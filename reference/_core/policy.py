@@ -304,7 +304,10 @@ def _comparisons(ev: TensorEvidence, v: ElementVerdict) -> List[Comparison]:
                 bool(np.all(v.tape_ok | ~counted)),
             )
         )
-    if ev.probes is not None:
+    # Without a tape, elements differenced one by one that fail are what the column shows
+    # (the probes may all agree while one element is off).
+    elements_fail = ev.tape is None and ev.fd is not None and bool(np.any(v.fail & ev.fd.measured))
+    if ev.probes is not None and not elements_fail:
         probes = judge_probes(ev)
         span = scale * float(np.max(np.sum(np.abs(ev.probes.directions), axis=1)))
         out.append(
@@ -389,6 +392,11 @@ def _fill_worst(check: TensorCheck, ev: TensorEvidence, v: ElementVerdict) -> No
         check.fd, check.fd_error = float(fd.value[idx]), float(fd.error[idx])
         if fd.kink[idx]:
             check.fd_interval = (float(fd.lower[idx]), float(fd.upper[idx]))
+        if t is None:
+            # Finite differences judged alone: the tolerance is theirs at that element.
+            allowed = fd.kink_error[idx] if fd.kink[idx] else fd.error[idx]
+            tol = ev.tape_tol if np.ndim(ev.tape_tol) == 0 else np.asarray(ev.tape_tol)[idx]
+            check.tolerance = float(allowed + tol) / (scale if scale > 0 else 1.0)
 
 
 def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
@@ -408,7 +416,8 @@ def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
     crowded = v.unverifiable & (ev.fd.unresolved if ev.fd is not None else False)
     if np.any(crowded):
         step = float(np.nanmin(np.where(crowded, ev.fd.step, np.nan)))
-        notes.append(Note(NoteCode.KINK_CROWDED, int(np.count_nonzero(crowded)), {"step": step}))
+        code = NoteCode.KINK_CROWDED if ev.tape is not None else NoteCode.KINK_CROWDED_FD
+        notes.append(Note(code, int(np.count_nonzero(crowded)), {"step": step}))
     if np.any(v.unverifiable) and v.unresolved_by:
         notes.append(Note(NoteCode.UNRESOLVED, int(v.unverifiable.sum()), dict(v.unresolved_by)))
     if kinks and ev.tape is not None and not np.any(v.kink_used):

@@ -57,6 +57,7 @@ class NoteCode(_Code):
     KINK_REGION = "kink-region"
     KINK_REGION_FD = "kink-region-fd"
     KINK_CROWDED = "kink-crowded"
+    KINK_CROWDED_FD = "kink-crowded-fd"
     KINK_COMPOSED = "kink-composed"
     KINKS_MATCH_TAPE = "kinks-match-tape"
     TAPE_UNFAITHFUL = "tape-unfaithful"
@@ -66,6 +67,7 @@ class NoteCode(_Code):
     FLOAT32_ROUNDING = "float32-rounding"
     PROBES_DISAGREE = "probes-disagree"
     NO_TAPE = "no-tape"
+    FD_COARSE = "fd-coarse"
 
 
 _NOTE_TEXT = {
@@ -111,6 +113,11 @@ _NOTE_TEXT = {
         "smallest finite-difference step ({step:.1g}) resolves: unverifiable; check on another "
         "batch, or with inputs off the kinks"
     ),
+    NoteCode.KINK_CROWDED_FD: (
+        "{count} element(s) where another kink lies closer than the smallest finite-difference "
+        "step ({step:.1g}) resolves, and no tape witnesses: unverifiable; check on another batch, "
+        "or with inputs off the kinks"
+    ),
     NoteCode.UNRESOLVED: (
         "{count} element(s) where manual and tape differ by up to {difference:.2g} (of the "
         "tensor's scale), more than rounding can carry ({bound:.2g}), and finite differences "
@@ -129,6 +136,11 @@ _NOTE_TEXT = {
     ),
     NoteCode.PROBES_DISAGREE: (
         "{count} of {probes} probe(s) disagree with finite differences along the manual gradient"
+    ),
+    NoteCode.FD_COARSE: (
+        "finite differences alone resolve this tensor only to {resolution:.2g} of its largest "
+        "gradient (in {dtype}): a bug smaller than that passes; check the model in float64, "
+        "where they resolve about 1e-9"
     ),
     NoteCode.NO_TAPE: (
         "the tape has no gradient for this tensor (the loss is not connected to it on the tape: "
@@ -221,8 +233,8 @@ _COLUMNS = {
 
 def _num(x):
     """A float for JSON: None for missing, and non-finite values as strings."""
-    if x is None:
-        return None
+    if x is None or isinstance(x, str):
+        return x
     x = float(x)
     return x if math.isfinite(x) else str(x)
 
