@@ -12,7 +12,7 @@ endif
 # pytest-xdist: on 2 cores the suite takes 104 s with -n auto against 197 s without (measured).
 PYTEST_ARGS ?= -n auto
 
-.PHONY: run test lint mutants corpus examples bench clean
+.PHONY: run test lint mutants corpus numpy examples bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ mutants: $(STAMP)
 # Catch rate and false alarms on the corpus of user-style models (tests/corpus.py), both modes.
 corpus: $(STAMP)
 	$(PY) tools/corpus_rates.py --markdown tools/corpus_results.md
+
+# False alarms and the smallest planted error caught where finite differences judge alone
+# (the NumPy corpus, tests/numpy_corpus.py), by dtype.
+numpy: $(STAMP)
+	$(PY) tools/numpy_rates.py --markdown tools/numpy_results.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

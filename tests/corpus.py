@@ -1084,28 +1084,34 @@ class Case:
     def id(self) -> str:
         return f"{self.name}-{self.bug or 'right'}-{self.dtype}"
 
+    @staticmethod
+    def specs() -> Dict[str, "_Spec"]:
+        """The registry of models the case is one of."""
+        return _SPECS
+
     def build(self, seed=0, hidden=None, n=None) -> tuple:
         """``(model, X, y)``, deterministic given the arguments: ``seed`` an integer >= 0,
         ``hidden`` the hidden width (>= MIN_HIDDEN) and ``n`` the batch size (>= MIN_N), each
         defaulting to the model's own small size."""
-        spec = _SPECS[self.name]
+        spec = self.specs()[self.name]
         seed = _size(seed, 0, 0, "seed")
         hidden = _size(hidden, spec.hidden, MIN_HIDDEN, "hidden")
         n = _size(n, spec.n, MIN_N, "n")
         return spec.builder(self.bug, self.dtype, seed, hidden, n)
 
 
-def _cases() -> List[Case]:
+def cases_of(specs: Dict[str, _Spec], case=Case) -> List[Case]:
+    """Every right twin and planted bug of a registry of models, as ``case`` objects."""
     cases = []
-    for name, spec in _SPECS.items():
+    for name, spec in specs.items():
         for dtype in spec.dtypes:
-            cases.append(Case(name, None, dtype, "pass"))
+            cases.append(case(name, None, dtype, "pass"))
             cases.extend(
-                Case(name, bug, dtype, expect)
+                case(name, bug, dtype, expect)
                 for bug, expect in spec.bugs.items()
                 if spec.only.get(bug, dtype) == dtype
             )
     return cases
 
 
-CASES: List[Case] = _cases()
+CASES: List[Case] = cases_of(_SPECS)

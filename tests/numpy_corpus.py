@@ -17,17 +17,14 @@ returns ``(model, X, y)``, deterministic given its arguments, for any ``seed >= 
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List
 
+import corpus
 import numpy as np
 import tensorflow as tf
+from corpus import MIN_HIDDEN, MIN_N, _Spec
 
 __all__ = ["Case", "CASES", "MIN_HIDDEN", "MIN_N"]
-
-MIN_HIDDEN = 2
-MIN_N = 2
 
 
 def _check_bug(cls, bug):
@@ -66,23 +63,24 @@ class CS231nTwoLayerNet:
     def params(self):
         return [self.weights[k] for k in self.param_names]
 
-    def loss(self, X, y):
+    def _forward(self, X):
         W1, b1, W2, b2 = self.params
-        N = X.shape[0]
         hidden = np.maximum(0, X.dot(W1) + b1)
         scores = hidden.dot(W2) + b2
         scores -= np.max(scores, axis=1, keepdims=True)
-        probs = np.exp(scores) / np.sum(np.exp(scores), axis=1, keepdims=True)
+        return hidden, np.exp(scores) / np.sum(np.exp(scores), axis=1, keepdims=True)
+
+    def loss(self, X, y):
+        W1, _, W2, _ = self.params
+        N = X.shape[0]
+        _, probs = self._forward(X)
         data_loss = -np.sum(np.log(probs[np.arange(N), y])) / N
         return data_loss + self.reg * (np.sum(W1 * W1) + np.sum(W2 * W2))
 
     def gradients(self, X, y):
-        W1, b1, W2, b2 = self.params
+        W1, _, W2, _ = self.params
         N = X.shape[0]
-        hidden = np.maximum(0, X.dot(W1) + b1)
-        scores = hidden.dot(W2) + b2
-        scores -= np.max(scores, axis=1, keepdims=True)
-        probs = np.exp(scores) / np.sum(np.exp(scores), axis=1, keepdims=True)
+        hidden, probs = self._forward(X)
         dscores = probs
         dscores[np.arange(N), y] -= 1
         if self.bug != "dscores_no_1_over_n":
@@ -702,15 +700,6 @@ def _build_tf_float_loss(bug, dtype, seed, hidden, n):
 # --- the cases ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Spec:
-    builder: Callable
-    hidden: int
-    n: int
-    bugs: Dict[str, str]  # planted bug -> "fail" or "impure"
-    dtypes: Tuple[str, ...] = ("float64",)
-
-
 _SPECS: Dict[str, _Spec] = {
     "cs231n_two_layer": _Spec(
         _build_cs231n,
@@ -745,43 +734,13 @@ _SPECS: Dict[str, _Spec] = {
 }
 
 
-def _size(value, default, least, what):
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-        raise ValueError(f"{what} must be an integer >= {least} or None; got {value!r}.")
-    return int(value)
-
-
-@dataclass(frozen=True)
-class Case:
+class Case(corpus.Case):
     """One model of the NumPy corpus: its right twin (``bug=None``), a planted bug, or an impure
     variant."""
 
-    name: str
-    bug: Optional[str]
-    dtype: str
-    expect: str  # "pass" | "fail" | "impure"
-
-    @property
-    def id(self) -> str:
-        return f"{self.name}-{self.bug or 'right'}-{self.dtype}"
-
-    def build(self, seed=0, hidden=None, n=None) -> tuple:
-        spec = _SPECS[self.name]
-        seed = _size(seed, 0, 0, "seed")
-        hidden = _size(hidden, spec.hidden, MIN_HIDDEN, "hidden")
-        n = _size(n, spec.n, MIN_N, "n")
-        return spec.builder(self.bug, self.dtype, seed, hidden, n)
+    @staticmethod
+    def specs():
+        return _SPECS
 
 
-def _cases() -> List[Case]:
-    out = []
-    for name, spec in _SPECS.items():
-        for dtype in spec.dtypes:
-            out.append(Case(name, None, dtype, "pass"))
-            out.extend(Case(name, bug, dtype, expect) for bug, expect in spec.bugs.items())
-    return out
-
-
-CASES: List[Case] = _cases()
+CASES: List[Case] = corpus.cases_of(_SPECS, Case)
