@@ -658,3 +658,32 @@ def test_directional_mode_without_a_tape_shows_the_failing_element_in_the_table(
     (entry,) = report.entries
     assert not entry.comparison(Between.MANUAL_FD).agree, str(report)
     assert "manual vs FD disagree" in entry.detail()
+
+
+class ReluSoftmaxWithAstype(ReluSoftmaxNet):
+    """The user's float32 net with the same net in another dtype: judged through it."""
+
+    def __init__(self, *args, slip=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.slip = slip
+
+    def astype(self, dtype):
+        twin = type(self).__new__(type(self))
+        twin.slip = self.slip
+        twin.W1, twin.b1, twin.W2, twin.b2 = (p.astype(dtype) for p in self.params)
+        twin.params = [twin.W1, twin.b1, twin.W2, twin.b2]
+        return twin
+
+    def gradients(self, X, y):
+        grads = super().gradients(X, y)
+        grads[0] = grads[0] * (1 + self.slip)
+        return grads
+
+
+def test_a_float32_numpy_model_with_astype_is_judged_in_float64():
+    X, y = _user_batch(12, 0, np.float32)
+    report = check_gradients(ReluSoftmaxWithAstype(seed=0, dtype=np.float32), X, y)
+    assert report.ok and report.fd_dtype == "float64", str(report)
+    assert not any(e.note(NoteCode.FD_COARSE) for e in report.entries), str(report)
+    slipped = check_gradients(ReluSoftmaxWithAstype(seed=0, dtype=np.float32, slip=1e-3), X, y)
+    assert not slipped.ok and [e.name for e in slipped.failing] == ["param0"], str(slipped)

@@ -493,6 +493,27 @@ BUGS: List[Bug] = [
         [NUMPY],
     ),
     Bug(
+        "no tape: the noise of a small loss taken as ulps of itself",
+        [(MODES, "NOISE_FLOOR_ULPS = 4.0", "NOISE_FLOOR_ULPS = 0.0")],
+        [NUMPY],
+    ),
+    Bug(
+        "no tape: the refinement keeps the largest consistent step, its error as it is",
+        [
+            (
+                FD,
+                "    if alone:\n        errors = np.stack(",
+                "    if False:\n        errors = np.stack(",
+            )
+        ],
+        [NUMPY],
+    ),
+    Bug(
+        "no tape: no note where finite differences resolve coarsely",
+        [(GRADIENTS, "FD_COARSE = 1e-3", "FD_COARSE = 1e9")],
+        [NUMPY],
+    ),
+    Bug(
         "NumPy models: the hand-written gradients kept without a copy",
         [
             (

@@ -49,17 +49,52 @@ def _scaled(model, index, eps):
     return model
 
 
+def _own_gradient(model, X, y) -> bool:
+    """Is the model right at this X, y: its loss finite and equal to its ``tf_loss`` (the same
+    loss in TF ops), its gradients the tape's of it? Not always at inputs of scale 10: a float32
+    softmax underflows to log(0), nnfs's clipped probabilities make its loss flat where its
+    fused backward is not."""
+    import tensorflow as tf
+
+    values = [np.array(p.numpy() if hasattr(p, "numpy") else p, np.float64) for p in model.params]
+    loss = float(model.loss(X, y))
+    params = [tf.constant(v) for v in values]
+    yt = y if np.issubdtype(np.asarray(y).dtype, np.integer) else tf.constant(y, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        exact = model.tf_loss(params, tf.constant(np.asarray(X, np.float64)), yt)
+    truth = [g.numpy() for g in tape.gradient(exact, params)]
+    rtol = 1e-8 if values[0].dtype == np.asarray(X).dtype == np.float64 else 1e-3
+    largest = max(float(np.max(np.abs(t))) for t in truth) or 1.0
+    grads = [np.asarray(g, np.float64) for g in model.gradients(X, y)]
+    return (
+        np.isfinite(loss)
+        and abs(loss - float(exact)) <= rtol * max(1.0, abs(loss))
+        and all(np.max(np.abs(g - t)) <= rtol * largest for g, t in zip(grads, truth))
+    )
+
+
 def false_alarms():
-    rows, alarms = defaultdict(lambda: [0, 0]), []
+    rows, alarms = defaultdict(lambda: [0, 0, 0]), []
     for case in [c for c in CASES if c.expect == "pass"]:
         for seed, hidden, n, scale, mode in itertools.product(SEEDS, HIDDEN, ROWS, SCALES, MODES):
             model, X, y = case.build(seed, hidden, n)
             X = (np.asarray(X) * scale).astype(np.asarray(X).dtype)
+            if not _own_gradient(model, X, y):
+                rows[case.dtype][2] += 1  # not right at these inputs: not counted
+                continue
             report = check_gradients(model, X, y, mode=mode)
             rows[case.dtype][0] += 1
             if not report.ok:
                 rows[case.dtype][1] += 1
-                alarms.append(f"{case.id} seed={seed} hidden={hidden} n={n} x{scale} {mode}")
+                worst = (
+                    "fail"
+                    if any(e.status.value == "fail" for e in report.entries)
+                    else ("unverifiable")
+                )
+                alarms.append(
+                    f"{case.id} seed={seed} hidden={hidden} n={n} x{scale} {mode}: {worst}"
+                )
     return rows, alarms
 
 
@@ -82,8 +117,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     rows, alarms = false_alarms()
-    lines = ["| dtype | right-model checks | false alarms |", "|---|---|---|"]
-    lines += [f"| {d} | {n} | {bad} |" for d, (n, bad) in sorted(rows.items())]
+    lines = [
+        "| dtype | right-model checks | false alarms | left out (not right at those inputs) |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {d} | {n} | {bad} | {out} |" for d, (n, bad, out) in sorted(rows.items())]
     lines += [""] + [f"- {a}" for a in alarms] + [""]
     caught = catch_rates()
     lines += ["| dtype | " + " | ".join(f"eps {e:g}" for e in EPSILONS) + " |"]

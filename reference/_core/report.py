@@ -114,9 +114,11 @@ _NOTE_TEXT = {
         "batch, or with inputs off the kinks"
     ),
     NoteCode.KINK_CROWDED_FD: (
-        "{count} element(s) where another kink lies closer than the smallest finite-difference "
-        "step ({step:.1g}) resolves, and no tape witnesses: unverifiable; check on another batch, "
-        "or with inputs off the kinks"
+        "{count} element(s) where finite differences at every step down to {step:.1g} disagree "
+        "with the next smaller one (a kink closer than that, or a loss rounded more coarsely "
+        "than its measured noise, such as log(1 - p) at p near 1), and no tape witnesses: "
+        "unverifiable; check on another batch, with inputs off the kinks, or with a loss "
+        "written stably"
     ),
     NoteCode.UNRESOLVED: (
         "{count} element(s) where manual and tape differ by up to {difference:.2g} (of the "
