@@ -17,6 +17,7 @@ returns ``(model, X, y)``, deterministic given its arguments, for any ``seed >= 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List
 
 import corpus
@@ -731,6 +732,45 @@ _SPECS: Dict[str, _Spec] = {
     "tf_loss_as_float": _Spec(
         _build_tf_float_loss, 3, 8, {b: "fail" for b in TFLossAsFloat.BUGS}, ("float64", "float32")
     ),
+}
+
+
+def _gradients(model, X, y) -> list:
+    out = [np.asarray(g, np.float64) for g in model.gradients(X, y)]
+    if callable(getattr(model, "input_gradient", None)):
+        out.append(np.asarray(model.input_gradient(X, y), np.float64))
+    return out
+
+
+def _differs(right, wrong, X, y) -> bool:
+    """The planted bug moves some gradient by more than 1e-3 of the model's largest."""
+    a, b = _gradients(right, X, y), _gradients(wrong, X, y)
+    largest = max(float(np.max(np.abs(g))) for g in a) or 1.0
+    return max(float(np.max(np.abs(g - h))) for g, h in zip(a, b)) > 1e-3 * largest
+
+
+def _live(build, bugs):
+    """``build`` redrawn (the seed moved on) until every planted bug in ``bugs`` is a bug at the
+    variant: with a hidden width of 2 every ReLU unit can be dead, and then a wrong db1 is 0 like
+    the right one. Deterministic given the arguments; the right twin is drawn alike."""
+
+    def redrawn(bug, dtype, seed, hidden, n):
+        for attempt in range(100):
+            s = seed + 7919 * attempt
+            right, X, y = build(None, dtype, s, hidden, n)
+            if all(_differs(right, build(b, dtype, s, hidden, n)[0], X, y) for b in bugs):
+                return build(bug, dtype, s, hidden, n)
+        raise RuntimeError(f"no variant of {build.__name__} at {seed, hidden, n} shows its bugs")
+
+    redrawn.__name__ = getattr(build, "__name__", "build")
+    return redrawn
+
+
+_SPECS = {
+    name: dataclasses.replace(
+        spec, builder=_live(spec.builder, [b for b, e in spec.bugs.items() if e == "fail"])
+    )
+    for name, spec in _SPECS.items()
 }
 
 
