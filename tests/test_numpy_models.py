@@ -687,3 +687,13 @@ def test_a_float32_numpy_model_with_astype_is_judged_in_float64():
     assert not any(e.note(NoteCode.FD_COARSE) for e in report.entries), str(report)
     slipped = check_gradients(ReluSoftmaxWithAstype(seed=0, dtype=np.float32, slip=1e-3), X, y)
     assert not slipped.ok and [e.name for e in slipped.failing] == ["param0"], str(slipped)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_float32_kink_below_the_tapes_threshold_is_taken_for_one(mode):
+    """float32, 64 rows: a kink whose jump stands less than the 10 sigmas out of the noise that
+    a line judged beside a tape needs biases the estimate past its error; without a tape 3 sigmas
+    make it a kink, and the manual value lies between its one-sided derivatives."""
+    X, y = _user_batch(64, 101, np.float32)
+    report = check_gradients(ReluSoftmaxNet(n_hidden=16, seed=1, dtype=np.float32), X, y, mode=mode)
+    assert report.ok, str(report)

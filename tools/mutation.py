@@ -502,10 +502,16 @@ BUGS: List[Bug] = [
         [
             (
                 FD,
-                "    if alone:\n        errors = np.stack(",
-                "    if False:\n        errors = np.stack(",
+                "    lines = np.asarray(lines, dtype=np.int64)\n    if lines.size == 0:",
+                "    alone = False\n    lines = np.asarray(lines, dtype=np.int64)\n"
+                "    if lines.size == 0:",
             )
         ],
+        [NUMPY],
+    ),
+    Bug(
+        "no tape: the kink test as strict as with a tape",
+        [(FD, "ALONE_KINK_SIGMAS = 3.0", "ALONE_KINK_SIGMAS = KINK_SIGMAS")],
         [NUMPY],
     ),
     Bug(
