@@ -490,6 +490,29 @@ def test_a_disagreeing_probe_fails_the_elements_it_alone_saw():
     assert check.status.value == "pass-with-notes" and check.note(NoteCode.PROBES_DISAGREE)
 
 
+def test_a_probe_across_a_kink_cannot_vouch_for_the_elements_it_alone_saw():
+    """No tape, a probe whose line crosses a kink rejects the manual gradient: it is no evidence
+    against it (one-sided derivatives along a line through several kinks need not bracket a
+    valid gradient's projection), nor for the elements not differenced one by one, which are
+    unverifiable; the differenced ones keep their own verdicts."""
+    from reference._core.fd import NumericalGradient
+    from reference._core.policy import ProbeEvidence, TensorEvidence, assemble, classify
+
+    manual = np.array([1.0, 2.0, 3.0, 4.0])
+    measured = np.array([True, True, False, False])
+    fd = NumericalGradient.unmeasured("w", (4,), 1e-16)
+    fd.fill(np.flatnonzero(measured), _exact(manual[measured]))
+    directions = np.array([[0.5, -1.0, 1.0, 0.25]])
+    probe = _exact(directions @ manual + 1.0)  # rejects the manual projection...
+    probe.kink[:] = True  # ... along a line with a kink
+    probe.lower, probe.upper = probe.value + 0.5, probe.value + 1.0
+    ev = TensorEvidence("w", manual, None, fd, 1e-10, 0.0, ProbeEvidence(directions, probe))
+    verdict = classify(ev)
+    check = assemble(ev, verdict)
+    assert check.status.value == "unverifiable", check
+    assert verdict.unverifiable.tolist() == [False, False, True, True]
+
+
 def _exact(values):
     from reference._core.fd import NumericalGradient
 
