@@ -182,6 +182,21 @@ def test_verdict_at_drawn_sizes(case, seed, hidden, n, mode):
     assert report.ok == (case.expect == "pass"), f"{case.id} {(seed, hidden, n)} {mode}"
 
 
+@pytest.mark.parametrize(
+    "bug, message",
+    [
+        ("rebinds_W", "gradients(X, y) changed the parameters: W (a new array bound in place"),
+        ("sgd_in_place", "gradients(X, y) changed the parameters: W (6 element(s)"),
+        ("running_mean_in_loss", "model.loss(X, y) changed the parameters: b (2 element(s)"),
+    ],
+)
+def test_a_side_effect_is_named_with_its_fix(bug, message):
+    model, X, y = Case("numpy_side_effects", bug, "float64", "impure").build()
+    report = check_gradients(model, X, y)
+    assert not report.ok and report.impure.startswith(message.split(" (")[0])
+    assert message in report.impure, report.impure
+
+
 # --- what the report says ----------------------------------------------------------------------
 
 

@@ -68,7 +68,12 @@ def _rebound(adapter: Adapter) -> Optional[str]:
     ]
     if len(now) != len(adapter.params):
         moved = list(adapter.names)
-    return ", ".join(moved) or None
+    if not moved:
+        return None
+    return (
+        f"{', '.join(moved)} (a new array bound in place of the old one, as self.W = self.W - "
+        f"lr * dW does)"
+    )
 
 
 def purity_problem(adapter: Adapter) -> Optional[str]:
