@@ -185,8 +185,8 @@ def test_verdict_at_drawn_sizes(case, seed, hidden, n, mode):
 @pytest.mark.parametrize(
     "bug, message",
     [
-        ("rebinds_W", "gradients(X, y) changed the parameters: W (a new array bound in place"),
-        ("sgd_in_place", "gradients(X, y) changed the parameters: W (6 element(s)"),
+        ("rebinds_W", "model.gradients(X, y) changed the parameters: W (a new array bound"),
+        ("sgd_in_place", "model.gradients(X, y) changed the parameters: W (6 element(s)"),
         ("running_mean_in_loss", "model.loss(X, y) changed the parameters: b (2 element(s)"),
     ],
 )
