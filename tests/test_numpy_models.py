@@ -153,6 +153,8 @@ def test_harness_verdict(case, mode):
         where = f"{case.id} {mode} {(seed, hidden, n)}:\n{report}"
         assert report.ok == (case.expect == "pass"), where
         assert (report.impure is not None) == (case.expect == "impure"), where
+        if case.expect == "fail":  # failed, not merely unverifiable
+            assert any(e.status.value == "fail" for e in report.entries), where
         if case.expect != "impure":
             assert all(np.array_equal(a, b) for a, b in zip(before, values(model))), where
             assert report.tape_blind is not None, where
@@ -735,3 +737,94 @@ def test_a_float32_kink_below_the_tapes_threshold_is_taken_for_one(mode):
     X, y = _user_batch(64, 101, np.float32)
     report = check_gradients(ReluSoftmaxNet(n_hidden=16, seed=1, dtype=np.float32), X, y, mode=mode)
     assert report.ok, str(report)
+
+
+class LeakyColumnNet:
+    """A new user's column-layout net (examples as columns): two leaky ReLU layers (alpha 0.01),
+    softmax on integer labels, weights 0.01 * randn, zero biases (n, 1). ``drop_alpha`` forgets
+    alpha in layer 2's backward (relu' there is 1 or 0)."""
+
+    batch_axis = 1
+    param_names = ["W1", "b1", "W2", "b2", "W3", "b3"]
+
+    def __init__(self, seed, drop_alpha=False, alpha=0.01):
+        rng = np.random.default_rng(seed)
+        shapes = [(6, 4), (6, 1), (6, 6), (6, 1), (3, 6), (3, 1)]
+        self.params = [0.01 * rng.standard_normal(s) if s[1] != 1 else np.zeros(s) for s in shapes]
+        self.drop_alpha, self.alpha = drop_alpha, alpha
+
+    def _forward(self, X):
+        W1, b1, W2, b2, W3, b3 = self.params
+        Z1 = W1 @ X + b1
+        A1 = np.where(Z1 > 0, Z1, self.alpha * Z1)
+        Z2 = W2 @ A1 + b2
+        A2 = np.where(Z2 > 0, Z2, self.alpha * Z2)
+        return Z1, A1, Z2, A2, W3 @ A2 + b3
+
+    def loss(self, X, y):
+        *_, Z3 = self._forward(X)
+        S = Z3 - Z3.max(axis=0, keepdims=True)
+        logp = S - np.log(np.exp(S).sum(axis=0, keepdims=True))
+        return -np.mean(logp[y, np.arange(X.shape[1])])
+
+    def gradients(self, X, y):
+        W1, b1, W2, b2, W3, b3 = self.params
+        m = X.shape[1]
+        Z1, A1, Z2, A2, Z3 = self._forward(X)
+        P = np.exp(Z3 - Z3.max(axis=0, keepdims=True))
+        dZ3 = P / P.sum(axis=0, keepdims=True)
+        dZ3[y, np.arange(m)] -= 1
+        dZ2 = (W3.T @ dZ3) * np.where(Z2 > 0, 1.0, 0.0 if self.drop_alpha else self.alpha)
+        dZ1 = (W2.T @ dZ2) * np.where(Z1 > 0, 1.0, self.alpha)
+        return [
+            dZ1 @ X.T / m,
+            dZ1.sum(axis=1, keepdims=True) / m,
+            dZ2 @ A1.T / m,
+            dZ2.sum(axis=1, keepdims=True) / m,
+            dZ3 @ A2.T / m,
+            dZ3.sum(axis=1, keepdims=True) / m,
+        ]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_region_test_does_not_push_units_that_are_not_at_a_kink_across_theirs(seed):
+    """Tiny inputs and weights: every pre-activation is within 1e-5 of its kink, none at it.
+    Pushing the biases by 6e-5 moved every unit of layer 2 to its positive side, where a dropped
+    leaky alpha makes no difference, and the region test excused the bug. The gradient must move
+    linearly with the push up to where finite differences are taken. (The right twin is failed
+    nowhere; where units sit closer to their kinks than any step, it is unverifiable.)"""
+    rng = np.random.default_rng(seed)
+    X, y = 0.01 * rng.standard_normal((4, 200)), rng.integers(0, 3, 200)
+    right = check_gradients(LeakyColumnNet(seed), X, y)
+    assert not any(e.status.value == "fail" for e in right.entries), str(right)
+    wrong = check_gradients(LeakyColumnNet(seed, drop_alpha=True), X, y)
+    assert not wrong.ok and {"W2", "b2"} <= {e.name for e in wrong.failing}, str(wrong)
+    assert not any(e.note(NoteCode.KINK_REGION_FD) for e in wrong.entries), str(wrong)
+
+
+def test_diagnoses_say_nothing_they_cannot_know():
+    """Found by a second new user: a layer diagnosis from the default names param0..param5 (no
+    layers in them), one beside a tensor no witness could judge, and a float64 model told to
+    check itself in float64."""
+
+    class SignSlip(ReluSoftmaxNet):
+        def gradients(self, X, y):
+            grads = super().gradients(X, y)
+            grads[1] = -grads[1]
+            return grads
+
+    X, y = _user_batch(12, 0, np.float64)
+    report = check_gradients(SignSlip(seed=0), X, y)
+    assert [e.name for e in report.failing] == ["param1"], str(report)
+    assert report.failing[0].diagnosis[0].text.startswith("manual = -1 x truth")
+    assert report.diagnosis == [], str(report)  # no layers in param0..param3
+    rng = np.random.default_rng(0)
+    X, y = 0.01 * rng.standard_normal((4, 200)), rng.integers(0, 3, 200)
+    report = check_gradients(LeakyColumnNet(0), X, y)
+    assert any(e.status.value == "unverifiable" for e in report.entries), str(report)
+    assert report.diagnosis == [], str(report)
+    coarse = [e.note(NoteCode.FD_COARSE) for e in report.entries if e.note(NoteCode.FD_COARSE)]
+    assert coarse, str(report)
+    for note in coarse:
+        assert "check the model in float64" not in str(note), str(note)
+        assert "inputs and weights of ordinary size" in str(note)

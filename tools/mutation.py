@@ -520,6 +520,27 @@ BUGS: List[Bug] = [
         [NUMPY],
     ),
     Bug(
+        "no tape: the region test without its ladder (the push taken as linear)",
+        [
+            (
+                PASSES,
+                "    reach = _region_reach(twin, original, sign, order, tiny, evidence)\n",
+                "    reach = _FD_REGION_BASE\n",
+            )
+        ],
+        [NUMPY],
+    ),
+    Bug(
+        "no tape: every failing element taken for hidden kinks",
+        [(PASSES, "_HIDDEN_KINK_FRACTION = 0.5", "_HIDDEN_KINK_FRACTION = 0.0")],
+        [NUMPY],
+    ),
+    Bug(
+        "no tape: hidden kinks never looked for",
+        [(GRADIENTS, "    hidden_kinks_pass(twin, verdicts, evidence)\n", "")],
+        [NUMPY],
+    ),
+    Bug(
         "NumPy models: the hand-written gradients kept without a copy",
         [
             (

@@ -14,13 +14,13 @@ import numpy as np
 
 from .._core import validate
 from .._core.adapter import INPUT, Adapter, ModelError, guarded
-from .._core.policy import TAPE_RTOL, assemble, classify, floors
+from .._core.policy import SCALE_FLOOR, TAPE_RTOL, assemble, classify, floors, magnitude
 from .._core.report import GradientMismatch, GradientReport, Note, NoteCode
 from .._core.tape import tape_values
 from .cost import MAX_SECONDS, evaluations, too_slow
 from .diagnosis import diagnosis_pass, problem_sizes
 from .modes import DirectionalMode, FullMode, Gathered
-from .passes import float32_pass, forward_pass, region_pass, rounding_pass
+from .passes import float32_pass, forward_pass, hidden_kinks_pass, region_pass, rounding_pass
 from .purity import purity_problem
 from .trust import batched_problem, twin_agreement
 
@@ -195,6 +195,7 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget)
     evidence = gatherer.gather(gathered)
     verdicts = {k: classify(evidence[k]) for k in adapter.keys}
     region_pass(twin, verdicts, evidence)
+    hidden_kinks_pass(twin, verdicts, evidence)
     rounding_pass(twin, verdicts, evidence, seed)
     report.entries.extend(assemble(evidence[k], verdicts[k]) for k in adapter.keys)
     _record_the_tape(report, twin, evidence)
@@ -211,15 +212,22 @@ def _record_the_tape(report, twin: Adapter, evidence) -> None:
     parameters, a loss that is not a tensor or not connected on the tape), as a note on each
     tensor it alone could not see; those tensors' tape columns show n/a."""
     report.tape_blind = twin.tape_blind
+    model_largest = max(magnitude(evidence[k].manual) for k in twin.keys)
     for entry, k in zip(report.entries, twin.keys):
         ev = evidence[k]
         if ev.tape is None:
             entry.tape_missing = True
             if twin.tape_blind is None:
                 entry.add_note(Note(NoteCode.NO_TAPE, 1))
-            resolution = _resolution(ev)
+            resolution = _resolution(ev, model_largest)
             if resolution > FD_COARSE:
-                values = {"resolution": resolution, "dtype": twin.dtype.name}
+                advice = (
+                    "check the model in float64, where they resolve about 1e-9"
+                    if twin.dtype.name != "float64"
+                    else "the loss is rounded coarsely here, or the steps cross kinks: check it "
+                    "on a batch with inputs and weights of ordinary size"
+                )
+                values = {"resolution": resolution, "dtype": twin.dtype.name, "advice": advice}
                 entry.add_note(Note(NoteCode.FD_COARSE, 0, values))
 
 
@@ -228,15 +236,17 @@ def _record_the_tape(report, twin: Adapter, evidence) -> None:
 FD_COARSE = 1e-3
 
 
-def _resolution(ev) -> float:
+def _resolution(ev, model_largest: float) -> float:
     """The largest error finite differences allow on a tensor's elements (at a kink, beyond
-    its one-sided derivatives), relative to the tensor's own largest gradient."""
+    its one-sided derivatives), relative to the tensor's largest gradient (at least
+    ``SCALE_FLOOR`` of the model's largest: a tensor of all but zero gradients is not held to
+    its own scale)."""
     fd = ev.fd
-    if fd is None or not np.any(fd.measured):
+    scale = max(magnitude(ev.manual), SCALE_FLOOR * model_largest)
+    if fd is None or not np.any(fd.measured) or scale <= 0:
         return 0.0
     allowed = np.where(fd.kink, fd.kink_error, fd.error)[fd.measured]
-    largest = float(np.max(np.abs(ev.manual[np.isfinite(ev.manual)]), initial=0.0))
-    return float(np.nanmax(allowed, initial=0.0)) / largest if largest > 0 else 0.0
+    return float(np.nanmax(allowed, initial=0.0)) / scale
 
 
 def _twin(report, adapter: Adapter, rtol32: float):

@@ -15,7 +15,7 @@ from typing import Dict
 import numpy as np
 
 from .._core import fd as fdm
-from .._core.adapter import Adapter, ModelError
+from .._core.adapter import INPUT, Adapter, ModelError
 from .._core.policy import TensorEvidence, magnitude, rounding_bound
 from .._core.report import (
     Between,
@@ -32,7 +32,14 @@ from .._core.report import (
 from .._core.tape import tape_values
 from .trust import TAPE_DEVIATION_FACTOR, TwinAgreement
 
-__all__ = ["rounding_pass", "region_pass", "forward_pass", "float32_pass", "FORWARD_RTOL"]
+__all__ = [
+    "rounding_pass",
+    "region_pass",
+    "hidden_kinks_pass",
+    "forward_pass",
+    "float32_pass",
+    "FORWARD_RTOL",
+]
 
 # --- the rounding test -----------------------------------------------------------------------
 
@@ -189,18 +196,19 @@ def _push(twin: Adapter, original, sign: float, order, base: float) -> Dict:
 # and each coordinate is differenced there with a step 2^_FD_REGION_STEP times the smallest push,
 # so that the stencil stays in the region (a line that still shows a kink is no evidence).
 _FD_REGION_BASE = 2.0**-14
-_FD_REGION_STEP = -10
+_FD_REGION_STEP = -6
 
 
 def _fd_region(twin: Adapter, original, sign: float, order, failing: Dict, evidence: Dict):
     """The failing elements shown to be the gradient of the region a push lands in, without a
     tape: (1) the manual gradient at a tiny push (the region's formula, evaluated at the point)
-    equals the manual value at the point, and (2) inside the same region, a push of about 1e-4
-    away (the kinked units' pre-activations scale with the push on the rows at the kink, so
-    their signs are those of the tiny push), the manual gradient agrees with finite differences
-    of those elements. Then the manual value is the region's gradient at the point (the
-    formula is right in the region, and it is what the model gave). Returns (matched elements,
-    the values the note quotes)."""
+    equals the manual value at the point; (2) the manual gradient moves linearly with the push
+    from there up to a push ``p`` (no unit crosses a kink on the way: the region at ``p`` is the
+    point's; the largest such push of a ladder, ``_region_reach``); (3) at ``p`` the manual
+    gradient agrees with finite differences of those elements, taken with steps 2^-10 of ``p``,
+    which resolve them (``_FD_REGION_RESOLUTION``). Then the manual value is the region's
+    gradient at the point (the formula is right in the region, and it is what the model gave).
+    Returns (matched elements, the values the note quotes)."""
     _push(twin, original, sign, order, _REGION_BASE)
     tiny = twin.manual()
     twin.restore(original)
@@ -212,11 +220,14 @@ def _fd_region(twin: Adapter, original, sign: float, order, failing: Dict, evide
     matched = {k: np.zeros_like(m) for k, m in failing.items()}
     if not any(np.any(m) for m in same.values()):
         return matched, {}
-    steps = _push(twin, original, sign, order, _FD_REGION_BASE)
+    reach = _region_reach(twin, original, sign, order, tiny, evidence)
+    if reach is None:
+        return matched, {}
+    steps = _push(twin, original, sign, order, reach)
     try:
         inside = twin.manual()
         f0 = twin.loss_value()
-        exponent = int(np.log2(_FD_REGION_BASE)) + _FD_REGION_STEP
+        exponent = int(round(np.log2(reach))) + _FD_REGION_STEP
         for k, mask in same.items():
             if not np.any(mask):
                 continue
@@ -224,12 +235,52 @@ def _fd_region(twin: Adapter, original, sign: float, order, failing: Dict, evide
             idx = np.flatnonzero(mask.reshape(-1))
             st = fdm.coordinate_stencil(twin, k, f0, idx, exponent=exponent)
             nd = fdm.analyse(ev.name, st, ev.fd.noise if ev.fd is not None else 0.0)
+            resolved = nd.error <= _FD_REGION_RESOLUTION * max(ev.scale, np.finfo(float).tiny)
             ok = nd.accepts(inside[k].reshape(-1)[idx], _flat(ev.tape_tol, idx)) & ~nd.kink
-            matched[k].reshape(-1)[idx[ok]] = True
+            matched[k].reshape(-1)[idx[ok & resolved]] = True
     finally:
         twin.restore(original)
     displacement = max(abs(x) for x in steps.values())
     return matched, {"displacement": displacement, "fd_push": displacement}
+
+
+# The pushes at which the model's gradient is asked between the tiny one and _FD_REGION_BASE:
+# _FD_REGION_BASE * 4^-j for j below this (down to 2^-40).
+_LADDER = 14
+# From one push to the next (4 times smaller), the gradient's change from the tiny push's must
+# shrink 4 times, to this fraction of itself (plus the tape tolerance): a change that does not
+# (a unit crossing its kink on the way) is larger by the jump.
+_LADDER_SLACK = 0.25
+# Finite differences inside the region must resolve an element to this fraction of the scale
+# it is judged on: an estimate that resolves less (a push too small to difference within) is no
+# evidence that the region's formula is right.
+_FD_REGION_RESOLUTION = 1e-6
+
+
+def _region_reach(twin: Adapter, original, sign: float, order, tiny, evidence):
+    """The largest push of the ladder up to which the model's gradient moves linearly with the
+    push (None when even the smallest two disagree). A unit whose pre-activation sits closer to
+    its kink than a push (tiny inputs, small weights) is pushed across it, and the region there
+    is not the point's: the gradient jumps between two pushes of the ladder."""
+    changes = []
+    try:
+        for j in range(_LADDER):
+            _push(twin, original, sign, order, _FD_REGION_BASE * 4.0**-j)
+            grads = twin.manual()
+            twin.restore(original)
+            changes.append({k: grads[k] - tiny[k] for k in tiny})
+    finally:
+        twin.restore(original)
+    reach = None
+    for j in range(_LADDER - 2, -1, -1):  # from the smallest pushes up
+        larger, smaller = changes[j], changes[j + 1]
+        for k, d in larger.items():
+            with np.errstate(invalid="ignore"):
+                off = np.abs(d / 4.0 - smaller[k])
+            if np.any(~(off <= evidence[k].tape_tol + _LADDER_SLACK * np.abs(d) / 4.0)):
+                return reach
+        reach = _FD_REGION_BASE * 4.0**-j
+    return reach
 
 
 def _flat(tol, idx):
@@ -252,6 +303,61 @@ def _matches(tape: Dict, failing: Dict, evidence: Dict) -> Dict:
         ev = evidence[k]
         with np.errstate(invalid="ignore"):
             out[k] = mask & (np.abs(ev.manual - tape[k]) <= ev.tape_tol)
+    return out
+
+
+# --- kinks hidden inside the step, without a tape ---------------------------------------------
+
+# At most this many failing elements per tensor are looked at along their lines.
+_HIDDEN_KINKS_MAX = 64
+# The model's own gradient jumps within the step when its second difference along the line is
+# at least this fraction of the manual value's distance from finite differences: kinks closer
+# together than any step bias the estimate by half their jumps while agreeing at every step.
+_HIDDEN_KINK_FRACTION = 0.5
+
+
+def hidden_kinks_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence) -> None:
+    """Without a tape: a failing element whose line the model's own gradient shows to cross
+    kinks within the finite-difference step (its value at theta +- h differs from a straight
+    line through theta by about the disagreement) is unverifiable, not failed. Inputs and
+    weights so small that every pre-activation sits within 1e-8 of its kink put dozens of kinks
+    inside any step; each crossing moves every step's estimate alike, so the refinement's chain
+    of agreement cannot see them. The manual gradient can: its formula follows the regions."""
+    for k, v in verdicts.items():
+        ev = evidence[k]
+        if ev.tape is not None or ev.fd is None or k == INPUT or not np.any(v.fail):
+            continue
+        # A kink finite differences saw is judged by its one-sided derivatives; only the lines
+        # they found smooth can hide kinks.
+        smooth = ev.fd.measured & ~ev.fd.kink & np.isfinite(ev.fd.value)
+        finite = np.isfinite(ev.manual) & smooth
+        lines = np.flatnonzero((v.fail & finite).reshape(-1))[:_HIDDEN_KINKS_MAX]
+        hidden = _kinks_along(twin, k, lines, ev)
+        if np.any(hidden):
+            mask = np.zeros(ev.manual.size, bool)
+            mask[lines[hidden]] = True
+            v.hidden_kinks(mask.reshape(ev.manual.shape))
+
+
+def _kinks_along(twin: Adapter, key, lines, ev) -> np.ndarray:
+    """Per line: does the model's own gradient jump within the step along it?"""
+    original = twin.snapshot()
+    flat_manual, flat_fd = ev.manual.reshape(-1), ev.fd.value.reshape(-1)
+    steps = ev.fd.step.reshape(-1)
+    out = np.zeros(len(lines), bool)
+    try:
+        for n, i in enumerate(lines):
+            sides = []
+            for sign in (1.0, -1.0):
+                moved = original[key].astype(np.float64).copy()
+                moved.reshape(-1)[i] += sign * steps[i]
+                twin.write(key, moved)
+                sides.append(twin.manual()[key].reshape(-1)[i])
+                twin.restore(original)
+            bend = abs(sides[0] + sides[1] - 2.0 * flat_manual[i])
+            out[n] = bend >= _HIDDEN_KINK_FRACTION * abs(flat_manual[i] - flat_fd[i])
+    finally:
+        twin.restore(original)
     return out
 
 

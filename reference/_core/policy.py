@@ -418,6 +418,8 @@ def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
         step = float(np.nanmin(np.where(crowded, ev.fd.step, np.nan)))
         code = NoteCode.KINK_CROWDED if ev.tape is not None else NoteCode.KINK_CROWDED_FD
         notes.append(Note(code, int(np.count_nonzero(crowded)), {"step": step}))
+    if np.any(v.kinks_hidden):
+        notes.append(Note(NoteCode.KINKS_HIDDEN, int(v.kinks_hidden.sum())))
     if np.any(v.unverifiable) and v.unresolved_by:
         notes.append(Note(NoteCode.UNRESOLVED, int(v.unverifiable.sum()), dict(v.unresolved_by)))
     if kinks and ev.tape is not None and not np.any(v.kink_used):

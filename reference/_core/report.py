@@ -58,6 +58,7 @@ class NoteCode(_Code):
     KINK_REGION_FD = "kink-region-fd"
     KINK_CROWDED = "kink-crowded"
     KINK_CROWDED_FD = "kink-crowded-fd"
+    KINKS_HIDDEN = "kinks-hidden"
     KINK_COMPOSED = "kink-composed"
     KINKS_MATCH_TAPE = "kinks-match-tape"
     TAPE_UNFAITHFUL = "tape-unfaithful"
@@ -120,6 +121,12 @@ _NOTE_TEXT = {
         "unverifiable; check on another batch, with inputs off the kinks, or with a loss "
         "written stably"
     ),
+    NoteCode.KINKS_HIDDEN: (
+        "{count} element(s) where finite differences disagree with the manual value, but the "
+        "model's own gradient jumps within their step along the line (kinks closer together "
+        "than any step resolves: pre-activations all near 0), and no tape witnesses: "
+        "unverifiable; check on a batch with inputs and weights of ordinary size"
+    ),
     NoteCode.UNRESOLVED: (
         "{count} element(s) where manual and tape differ by up to {difference:.2g} (of the "
         "tensor's scale), more than rounding can carry ({bound:.2g}), and finite differences "
@@ -141,8 +148,7 @@ _NOTE_TEXT = {
     ),
     NoteCode.FD_COARSE: (
         "finite differences alone resolve this tensor only to {resolution:.2g} of its largest "
-        "gradient (in {dtype}): a bug smaller than that passes; check the model in float64, "
-        "where they resolve about 1e-9"
+        "gradient (in {dtype}): a bug smaller than that passes; {advice}"
     ),
     NoteCode.NO_TAPE: (
         "the tape has no gradient for this tensor (the loss is not connected to it on the tape: "
@@ -297,6 +303,7 @@ class ElementVerdict:
     fd_kink: Optional[np.ndarray] = None
     fd_ok_manual: Optional[np.ndarray] = None
     fd_ok_tape: Optional[np.ndarray] = None
+    kinks_hidden: Optional[np.ndarray] = None
     # The values the region and unresolved notes quote.
     region: Dict[str, float] = field(default_factory=dict)
     unresolved_by: Dict[str, float] = field(default_factory=dict)
@@ -319,6 +326,13 @@ class ElementVerdict:
         self.fail = self.fail & ~self.kink_region
         self.unverifiable = self.unverifiable & ~self.kink_region
         self.undecided = self.undecided & ~self.kink_region
+
+    def hidden_kinks(self, mask: np.ndarray) -> None:
+        """These failing elements lie on lines with kinks hidden inside the step: unverifiable."""
+        mask = mask & self.fail
+        self.kinks_hidden = self.kinks_hidden | mask
+        self.unverifiable = self.unverifiable | mask
+        self.fail = self.fail & ~mask
 
     def unresolved(self, mask: np.ndarray) -> None:
         """These undecided elements cannot be judged: unverifiable, not failed."""
@@ -603,7 +617,7 @@ class GradientReport:
             for between in columns:
                 c = e.comparison(between)
                 if c is not None:
-                    cell = f"{_fmt(c.relative, 2)}{'<=' if c.agree else '>'}{_fmt(c.tolerance, 1)}"
+                    cell = f"{_fmt(c.relative, 2)}{'<=' if c.agree else '>'}{_fmt(c.tolerance, 2)}"
                 elif e.tape_missing and between in (Between.MANUAL_TAPE, Between.TAPE_FD):
                     cell = "n/a"
                 else:
