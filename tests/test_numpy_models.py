@@ -825,6 +825,6 @@ def test_diagnoses_say_nothing_they_cannot_know():
     assert report.diagnosis == [], str(report)
     coarse = [e.note(NoteCode.FD_COARSE) for e in report.entries if e.note(NoteCode.FD_COARSE)]
     assert coarse, str(report)
-    for note in coarse:
-        assert "check the model in float64" not in str(note), str(note)
-        assert "inputs and weights of ordinary size" in str(note)
+    for coarse_note in coarse:
+        assert "check the model in float64" not in str(coarse_note), str(coarse_note)
+        assert "inputs and weights of ordinary size" in str(coarse_note)
