@@ -747,10 +747,11 @@ class LeakyColumnNet:
     batch_axis = 1
     param_names = ["W1", "b1", "W2", "b2", "W3", "b3"]
 
-    def __init__(self, seed, drop_alpha=False, alpha=0.01):
+    def __init__(self, seed, drop_alpha=False, alpha=0.01, out_scale=0.01):
         rng = np.random.default_rng(seed)
         shapes = [(6, 4), (6, 1), (6, 6), (6, 1), (3, 6), (3, 1)]
         self.params = [0.01 * rng.standard_normal(s) if s[1] != 1 else np.zeros(s) for s in shapes]
+        self.params[4] *= out_scale / 0.01  # the output layer's weights
         self.drop_alpha, self.alpha = drop_alpha, alpha
 
     def _forward(self, X):
@@ -786,8 +787,8 @@ class LeakyColumnNet:
         ]
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_the_region_test_does_not_push_units_that_are_not_at_a_kink_across_theirs(seed):
+@pytest.mark.parametrize("seed, out_scale", [(0, 0.01), (1, 0.01), (0, 3.0), (1, 3.0)])
+def test_the_region_test_does_not_push_units_that_are_not_at_a_kink_across_theirs(seed, out_scale):
     """Tiny inputs and weights: every pre-activation is within 1e-5 of its kink, none at it.
     Pushing the biases by 6e-5 moved every unit of layer 2 to its positive side, where a dropped
     leaky alpha makes no difference, and the region test excused the bug. The gradient must move
@@ -795,9 +796,9 @@ def test_the_region_test_does_not_push_units_that_are_not_at_a_kink_across_their
     nowhere; where units sit closer to their kinks than any step, it is unverifiable.)"""
     rng = np.random.default_rng(seed)
     X, y = 0.01 * rng.standard_normal((4, 200)), rng.integers(0, 3, 200)
-    right = check_gradients(LeakyColumnNet(seed), X, y)
+    right = check_gradients(LeakyColumnNet(seed, out_scale=out_scale), X, y)
     assert not any(e.status.value == "fail" for e in right.entries), str(right)
-    wrong = check_gradients(LeakyColumnNet(seed, drop_alpha=True), X, y)
+    wrong = check_gradients(LeakyColumnNet(seed, drop_alpha=True, out_scale=out_scale), X, y)
     assert not wrong.ok and {"W2", "b2"} <= {e.name for e in wrong.failing}, str(wrong)
     assert not any(e.note(NoteCode.KINK_REGION_FD) for e in wrong.entries), str(wrong)
 
