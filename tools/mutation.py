@@ -462,7 +462,7 @@ BUGS: List[Bug] = [
             (
                 PASSES,
                 "            ok = nd.accepts(inside[k].reshape(-1)[idx], "
-                "_flat(ev.tape_tol, idx)) & ~nd.kink",
+                "tolerance_at(ev.tape_tol, idx)) & ~nd.kink",
                 "            ok = np.ones(idx.size, bool)",
             )
         ],
@@ -573,6 +573,38 @@ BUGS: List[Bug] = [
             )
         ],
         [NUMPY],
+    ),
+    Bug(
+        "snapshots: non-finite gradients stored and compared",
+        [
+            (
+                "reference/_plugin.py",
+                "        if bad:\n            pytest.fail(",
+                "        if False:\n            pytest.fail(",
+            )
+        ],
+        ["tests/test_plugin.py"],
+    ),
+    Bug(
+        "snapshots: a stored NaN or inf accepted",
+        [
+            (
+                "reference/_snapshots.py",
+                "        if not np.all(np.isfinite(value)):",
+                "        if False:",
+            )
+        ],
+        ["tests/test_plugin.py"],
+    ),
+    Bug(
+        "snapshots: a missing snapshot written under CI",
+        [("reference/_plugin.py", "    return ci or bool(", "    return False and bool(")],
+        ["tests/test_plugin.py"],
+    ),
+    Bug(
+        "snapshots: one name taken twice in a test",
+        [("reference/_plugin.py", "    if name in claims:", "    if False:")],
+        ["tests/test_plugin.py"],
     ),
 ]
 

@@ -219,16 +219,23 @@ def _record_the_tape(report, twin: Adapter, evidence) -> None:
             entry.tape_missing = True
             if twin.tape_blind is None:
                 entry.add_note(Note(NoteCode.NO_TAPE, 1))
-            resolution = _resolution(ev, model_largest)
-            if resolution > FD_COARSE:
-                advice = (
-                    "check the model in float64, where they resolve about 1e-9"
-                    if twin.dtype.name != "float64"
-                    else "the loss is rounded coarsely here, or the steps cross kinks: check it "
-                    "on a batch with inputs and weights of ordinary size"
-                )
-                values = {"resolution": resolution, "dtype": twin.dtype.name, "advice": advice}
-                entry.add_note(Note(NoteCode.FD_COARSE, 0, values))
+            _note_coarse(entry, ev, model_largest, twin.dtype.name)
+
+
+def _note_coarse(entry, ev, model_largest: float, dtype: str) -> None:
+    """A tensor finite differences alone resolve more coarsely than ``FD_COARSE`` gets a note
+    with the figure and what would help."""
+    resolution = _resolution(ev, model_largest)
+    if resolution <= FD_COARSE:
+        return
+    advice = (
+        "check the model in float64, where they resolve about 1e-9"
+        if dtype != "float64"
+        else "the loss is rounded coarsely here, or the steps cross kinks: check it on a batch "
+        "with inputs and weights of ordinary size"
+    )
+    values = {"resolution": resolution, "dtype": dtype, "advice": advice}
+    entry.add_note(Note(NoteCode.FD_COARSE, 0, values))
 
 
 # Where finite differences judge alone, a tensor they resolve more coarsely than this fraction

@@ -11,7 +11,13 @@ import numpy as np
 
 from .._core import fd as fdm
 from .._core.adapter import Adapter, guarded
-from .._core.policy import ProbeEvidence, TensorEvidence, judge_probes, within_tape
+from .._core.policy import (
+    ProbeEvidence,
+    TensorEvidence,
+    judge_probes,
+    tolerance_at,
+    within_tape,
+)
 
 __all__ = ["Gathered", "FullMode", "DirectionalMode"]
 
@@ -57,7 +63,7 @@ class Gathered:
             flat,
             ev.manual.reshape(-1)[lines],
             _tape_or_manual(ev).reshape(-1)[lines],
-            _flat(ev.tape_tol, lines),
+            tolerance_at(ev.tape_tol, lines),
         )
         if bad.size == 0:
             return
@@ -86,11 +92,6 @@ def _tape_or_manual(ev: TensorEvidence) -> np.ndarray:
     """The tape's values, or the manual ones where no tape witnesses (a line is then suspect
     for what it says of the manual value alone)."""
     return ev.manual if ev.tape is None else ev.tape
-
-
-def _flat(tol, lines):
-    """A tolerance (a number, or an array of the tensor's shape) at the flat ``lines``."""
-    return tol if np.ndim(tol) == 0 else np.asarray(tol).reshape(-1)[lines]
 
 
 class FullMode:

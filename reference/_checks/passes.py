@@ -16,7 +16,7 @@ import numpy as np
 
 from .._core import fd as fdm
 from .._core.adapter import INPUT, Adapter, ModelError
-from .._core.policy import TensorEvidence, magnitude, rounding_bound
+from .._core.policy import TensorEvidence, magnitude, rounding_bound, tolerance_at
 from .._core.report import (
     Between,
     Comparison,
@@ -236,7 +236,7 @@ def _fd_region(twin: Adapter, original, sign: float, order, failing: Dict, evide
             st = fdm.coordinate_stencil(twin, k, f0, idx, exponent=exponent)
             nd = fdm.analyse(ev.name, st, ev.fd.noise if ev.fd is not None else 0.0)
             resolved = nd.error <= _FD_REGION_RESOLUTION * max(ev.scale, np.finfo(float).tiny)
-            ok = nd.accepts(inside[k].reshape(-1)[idx], _flat(ev.tape_tol, idx)) & ~nd.kink
+            ok = nd.accepts(inside[k].reshape(-1)[idx], tolerance_at(ev.tape_tol, idx)) & ~nd.kink
             matched[k].reshape(-1)[idx[ok & resolved]] = True
     finally:
         twin.restore(original)
@@ -281,10 +281,6 @@ def _region_reach(twin: Adapter, original, sign: float, order, tiny, evidence):
                 return reach
         reach = _FD_REGION_BASE * 4.0**-j
     return reach
-
-
-def _flat(tol, idx):
-    return tol if np.ndim(tol) == 0 else np.asarray(tol).reshape(-1)[idx]
 
 
 def _kinks_seen(evidence: Dict) -> bool:

@@ -346,19 +346,18 @@ def suspect(nd: NumericalGradient, manual, tape, slack) -> np.ndarray:
 
 def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = False) -> None:
     """Difference the suspect ``lines`` (flat indices) again with smaller steps (see
-    ``REFINE_SHRINK``) and keep, per line, of the steps that agree with every smaller one, the
-    estimate with the smallest error: a kink crossed at distance c spoils every step above c
-    and none below, so the chain of agreement from the smallest step up stops where the crossing
-    begins; within the chain the largest step is usually the most accurate (the least noisy),
-    unless its truncation error outweighs the noise a smaller step adds.
+    ``REFINE_SHRINK``) and keep, per line, the estimate at the largest step that agrees with
+    every smaller one: a kink crossed at distance c spoils every step above c and none below,
+    so the chain of agreement from the smallest step up stops where the crossing begins.
     ``remeasure(lines, shrink)`` returns the flat estimate of those lines with the step divided
     by ``2^shrink``. ``nd`` is updated in place.
 
-    With ``alone`` (finite differences judge without a tape) the most accurate step of the chain
-    is kept, and its error is at least its disagreement with the next smaller step: a kink
-    crossed closer than a tenth of the step moves the estimate by half its jump while its error
-    estimate stays small, and only a smaller step shows it (in float32, where such a jump is
-    below the noise the kink test allows for)."""
+    With ``alone`` (finite differences judge without a tape), of the steps in the chain the one
+    with the smallest error is kept (a smaller one where the largest step's truncation outweighs
+    the noise a smaller step adds), and its error is made at least its distance from the next
+    smaller step's estimate: a kink crossed closer than a tenth of the step moves the estimate by
+    half its jump while its error estimate stays small, and only a smaller step shows it (in
+    float32, where such a jump is below the noise the kink test allows for)."""
     lines = np.asarray(lines, dtype=np.int64)
     if lines.size == 0:
         return
@@ -371,9 +370,6 @@ def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = Fa
     for j in range(last - 1, -1, -1):
         chain &= consistent(levels[j], levels[j + 1])
         chosen[chain] = j
-    # Of the steps in the chain, the one whose estimate is the most accurate: usually the
-    # largest (the least noisy), but a smaller one where the largest step's truncation (a kink
-    # crossed too close to flag, as in float32) outweighs the noise the smaller step adds.
     unresolved = chosen == last
     if alone:
         errors = np.stack([np.where(lv.kink, lv.kink_error, lv.error) for lv in levels])

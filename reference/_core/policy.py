@@ -52,6 +52,7 @@ __all__ = [
     "assemble",
     "magnitude",
     "probes_fail",
+    "tolerance_at",
 ]
 
 # Relative tolerance (to the scale a tensor is judged on) of manual against tape: rounding only.
@@ -170,6 +171,11 @@ def _judge_probes(ev: TensorEvidence) -> ProbeVerdict:
     ok_m = np.isfinite(mp) & fd.accepts(mp, slack)
     ok_t = np.zeros_like(ok_m) if tp is None else np.isfinite(tp) & fd.accepts(tp, slack)
     return ProbeVerdict(mp, tp, slack, ok_m, ok_t)
+
+
+def tolerance_at(tol, lines):
+    """A tolerance (a number, or an array of the tensor's shape) at the flat indices ``lines``."""
+    return tol if np.ndim(tol) == 0 else np.asarray(tol).reshape(-1)[lines]
 
 
 def within_tape(ev: TensorEvidence) -> np.ndarray:
