@@ -13,7 +13,7 @@ import numpy as np
 
 from .._core.adapter import Adapter, guarded
 
-__all__ = ["Estimate", "estimate", "evaluations", "too_slow", "MAX_SECONDS"]
+__all__ = ["Estimate", "estimate", "evaluations", "too_slow", "worth_compiling", "MAX_SECONDS"]
 
 # A full check estimated to take longer than this is refused (check_gradients' max_seconds).
 MAX_SECONDS = 60.0
@@ -78,6 +78,27 @@ def too_slow(adapter: Adapter, keys, probes: int, max_seconds: float):
         return None
     est = estimate(adapter, keys, True, probes)
     return est if est.seconds > max_seconds else None
+
+
+# Compiling a loss into a batched graph costs about 0.1 s (tracing, vectorizing, optimizing); it
+# is worth it when the evaluations it replaces would take longer than this one at a time...
+COMPILE_WORTH_SECONDS = 0.25
+# ... and while the model is small enough that each evaluation is dominated by the cost of
+# dispatching its ops, not by their arithmetic (a batched graph call stacks every parameter of
+# every variant, so past this many parameters it saves little and costs memory).
+COMPILE_MAX_PARAMS = 1 << 17
+
+
+def worth_compiling(adapter: Adapter, keys, full: bool, probes: int) -> bool:
+    """Whether compiling the loss pays for itself on this check: the evaluations it would make
+    one at a time, timed by one eager loss call, take longer than ``COMPILE_WORTH_SECONDS``."""
+    size = sum(int(np.prod(adapter.shape(k), dtype=np.int64)) for k in keys)
+    if adapter.numpy_params or size > COMPILE_MAX_PARAMS:
+        return False
+    start = time.perf_counter()
+    guarded("model.loss while timing the check", adapter.loss_value)
+    one = time.perf_counter() - start
+    return evaluations(adapter, keys, full, probes) * one > COMPILE_WORTH_SECONDS
 
 
 def _time_one(adapter: Adapter, key) -> float:

@@ -14,10 +14,11 @@ import numpy as np
 
 from .._core import validate
 from .._core.adapter import INPUT, Adapter, ModelError, guarded
+from .._core.compiled import NotCompiled, cached, compiled_loss, forget
 from .._core.policy import SCALE_FLOOR, TAPE_RTOL, assemble, classify, floors, magnitude
 from .._core.report import GradientMismatch, GradientReport, Note, NoteCode
 from .._core.tape import tape_values
-from .cost import MAX_SECONDS, evaluations, too_slow
+from .cost import MAX_SECONDS, evaluations, too_slow, worth_compiling
 from .diagnosis import diagnosis_pass, problem_sizes
 from .modes import DirectionalMode, FullMode, Gathered
 from .passes import float32_pass, forward_pass, hidden_kinks_pass, region_pass, rounding_pass
@@ -190,6 +191,8 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget)
         if problem is not None:
             twin.use_batched = False
             report.notes.append(problem)
+    if not twin.batched:
+        _compile(report, twin, budget, seed)
     budget.apply(twin)
     gathered = _ask_the_witnesses(twin, judge_rtol, asked)
     evidence = gatherer.gather(gathered)
@@ -205,6 +208,28 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget)
     diagnosis_pass(report, evidence, adapter.keys, problem_sizes(adapter), values)
     if agreement is not None:
         float32_pass(report, adapter.keys, agreement)
+
+
+def _compile(report, twin: Adapter, budget: "_Budget", seed: int) -> None:
+    """The model's loss compiled into a batched graph for finite differences, when that pays
+    for itself and the graph is shown to compute the loss; otherwise a note says why the
+    evaluations ran eagerly (where compiling was worth trying)."""
+    full = budget.mode == "full"
+    if cached(twin.model) is None and not worth_compiling(twin, twin.keys, full, budget.probes):
+        return
+    try:
+        twin.compiled = compiled_loss(twin)
+    except NotCompiled as exc:
+        report.notes.append(
+            f"finite differences evaluated model.loss eagerly, one point at a time (slower): "
+            f"it could not be compiled into a graph ({exc})"
+        )
+        return
+    problem = batched_problem(twin, seed)
+    if problem is not None:
+        forget(twin.model, twin.compiled)
+        twin.compiled = None
+        report.notes.append(problem)
 
 
 def _record_the_tape(report, twin: Adapter, evidence) -> None:

@@ -98,8 +98,9 @@ def twin_agreement(adapter: Adapter, twin: Adapter, rtol32: float, manual64, tap
 
 
 def batched_problem(adapter: Adapter, seed: int) -> Optional[str]:
-    """None when ``batched_loss`` computes the model's ``loss``; otherwise where it does not.
-    The parameters are left bit-identical."""
+    """None when the batched path finite differences will use (the model's ``batched_loss``,
+    or its loss compiled into a graph) computes the model's ``loss``; otherwise where it does
+    not. The parameters are left bit-identical."""
     rng = np.random.default_rng(seed + 2)
     base = {k: adapter.value(k) for k in adapter.keys}
 
@@ -110,7 +111,17 @@ def batched_problem(adapter: Adapter, seed: int) -> Optional[str]:
 
     points = [base] + [{k: moved(v) for k, v in base.items()} for _ in range(_BATCHED_POINTS)]
     stacks = {k: np.stack([p[k] for p in points]) for k in adapter.keys}
-    batched = guarded("model.batched_loss", adapter.evaluate_many, stacks)
+    own = adapter.has_batched_loss
+    if own:
+        batched = guarded("model.batched_loss", adapter.evaluate_many, stacks)
+    else:
+        try:  # the compiled graph is the harness's own: its failure is not the model's
+            batched = adapter.evaluate_many(stacks)
+        except Exception as exc:
+            return (
+                f"model.loss compiled into a graph raised {type(exc).__name__} when evaluated: "
+                f"finite differences evaluated loss() eagerly, one point at a time (slower)"
+            )
     eager = guarded("model.loss(X, y)", adapter.evaluate_points, points)
     tol = BATCHED_ULPS * adapter.eps * np.maximum(np.abs(eager), 1.0)
     bad = ~(np.abs(batched - eager) <= tol)
@@ -118,8 +129,14 @@ def batched_problem(adapter: Adapter, seed: int) -> Optional[str]:
         return None
     i = int(np.argmax(bad))
     where = "at the point" if i == 0 else "at a point near it"
+    if own:
+        return (
+            f"model.batched_loss disagrees with model.loss {where} ({batched[i]:.12g} against "
+            f"{eager[i]:.12g}; a subclass that overrides loss inherits the parent's "
+            f"batched_loss): finite differences evaluated loss() one point at a time instead"
+        )
     return (
-        f"model.batched_loss disagrees with model.loss {where} ({batched[i]:.12g} against "
-        f"{eager[i]:.12g}; a subclass that overrides loss inherits the parent's batched_loss): "
-        f"finite differences evaluated loss() one point at a time instead"
+        f"model.loss compiled into a graph disagrees with model.loss run eagerly {where} "
+        f"({batched[i]:.12g} against {eager[i]:.12g}; the loss depends on Python state the graph "
+        f"cannot follow): finite differences evaluated loss() eagerly, one point at a time"
     )

@@ -118,6 +118,9 @@ class Adapter:
         self.tape_blind: Optional[str] = None
         # Finite differences use batched_loss only while it is trusted (see reference._checks).
         self.use_batched = True
+        # The model's own loss compiled into a batched graph (reference._core.compiled), used
+        # where the model has no trusted batched_loss, once it is shown to equal the loss.
+        self.compiled = None
         # Called with the number of loss evaluations each call made (a check's progress).
         self.on_evaluated = None
 
@@ -222,13 +225,32 @@ class Adapter:
         return float(value)
 
     @property
-    def batched(self) -> bool:
+    def has_batched_loss(self) -> bool:
+        """The model's own ``batched_loss``, while it is trusted."""
         return self.use_batched and callable(getattr(self.model, "batched_loss", None))
+
+    @property
+    def batched(self) -> bool:
+        """Many evaluations in one call: by a trusted ``batched_loss``, or the compiled loss."""
+        return self.has_batched_loss or self.compiled is not None
 
     def evaluate_many(self, stacks: Dict) -> np.ndarray:
         """Losses with every tensor in ``stacks`` replaced, row by row (all stacks have the same
-        number of rows K): needs ``batched_loss``."""
-        values = np.asarray(self.model.batched_loss(self.X, self.y, stacks), dtype=np.float64)
+        number of rows K): needs ``batched``."""
+        if self.has_batched_loss:
+            values = np.asarray(self.model.batched_loss(self.X, self.y, stacks), dtype=np.float64)
+        elif INPUT in stacks and not self.compiled.has_input:
+            # X could not be a graph input (the loss calls tf.constant(X), say): one by one.
+            K = len(next(iter(stacks.values())))
+            base = self.snapshot()
+            points = [
+                {**{i: base[i] for i in range(len(base))}, **{k: v[r] for k, v in stacks.items()}}
+                for r in range(K)
+            ]
+            return self.evaluate_points(points)
+        else:
+            base = [None if i in stacks else self.read(i) for i in range(len(self.params))]
+            values = self.compiled(stacks, base, self.X)
         self._evaluated(values.size)
         return values
 
