@@ -14,7 +14,7 @@ and ``dL/dX = da_0``. Nothing here uses ``tf.GradientTape`` or any automatic dif
 from __future__ import annotations
 
 import numbers
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -347,12 +347,120 @@ class MLP:
             z = tf.matmul(a, W) + b  # broadcasts (N, in) @ (K, in, out)
             fused_output = self._fused is not None and l == len(self.activations) - 1
             a = z if fused_output else act.fn(z)
+        return self._losses_of(y, a)
+
+    def _losses_of(self, y, out):
+        """The loss of each of K outputs stacked as (K, N, D) (or of one, (N, D)), shape (K,);
+        ``out`` is the logits when the pairing is fused."""
         loss = self._fused if self._fused is not None else self.loss_function
-        if a.shape.rank == 2:
-            return loss.fn(y, a)[None]
+        if out.shape.rank == 2:
+            return loss.fn(y, out)[None]
         if loss.builtin:
-            return loss.fn(y, a)  # built-in losses reduce over (N, D)
-        return tf.vectorized_map(lambda out: loss.fn(y, out), a)
+            return loss.fn(y, out)  # built-in losses reduce over (N, D)
+        return tf.vectorized_map(lambda one: loss.fn(y, one), out)
+
+    def coordinate_losses(self, X, y, moves) -> Dict[int, np.ndarray]:
+        """The loss with one element of one parameter moved, for many such moves at once.
+
+        ``moves`` maps a parameter index (into ``params``) to ``(index, delta)``, two arrays of
+        length K: row k moves the element at flat index ``index[k]`` by ``delta[k]``. Returns,
+        per key, the K losses (float64). The model itself is not modified.
+
+        This is what makes finite differences of every parameter cost about one batched forward
+        pass in all: a move of ``W_l[i, j]`` (or ``b_l[j]``) changes only column ``j`` of the
+        pre-activation ``z_l``, by ``delta * a_{l-1}[:, i]`` (or ``delta``), so only that column
+        of the layer's output is recomputed; the next pre-activation changes by the rank-1
+        ``(change of a_l[:, j]) x W_{l+1}[j, :]``; the layers above it run in full, batched, and
+        the layers below it not at all.
+        """
+        X, y = self._inputs_and_labels(X, y)
+        layers: Dict[int, list] = {}  # layer -> [(key, i, j, delta)], i == fan_in for a bias
+        for key, (index, delta) in moves.items():
+            if isinstance(key, bool) or not isinstance(key, (int, np.integer)):
+                raise ValueError(
+                    f"coordinate_losses: keys must be parameter indices into params; got {key!r}."
+                )
+            if not 0 <= key < len(self.params):
+                raise ValueError(
+                    f"coordinate_losses: parameter index {key} is out of range for "
+                    f"{len(self.params)} params."
+                )
+            index = np.asarray(index, dtype=np.int64).reshape(-1)
+            delta = np.asarray(delta, dtype=np.float64).reshape(-1)
+            size = int(np.prod(self.params[key].shape))
+            if index.shape != delta.shape or np.any((index < 0) | (index >= size)):
+                raise ValueError(
+                    f"coordinate_losses: {self.param_names[key]} needs as many deltas as flat "
+                    f"indices, each in [0, {size}); got {index.size} indices and {delta.size} "
+                    f"deltas."
+                )
+            l, is_bias = divmod(int(key), 2)
+            fan_in, width = self.layer_sizes[l], self.layer_sizes[l + 1]
+            i, j = (np.full_like(index, fan_in), index) if is_bias else np.divmod(index, width)
+            layers.setdefault(l, []).append((key, i, j, delta))
+        cache = self._forward_all(X)
+        out: Dict[int, np.ndarray] = {}
+        for l, parts in layers.items():
+            values = self._layer_moves(
+                cache,
+                y,
+                l,
+                *(np.concatenate([part[n] for part in parts]) for n in (1, 2, 3)),
+            )
+            start = 0
+            for key, i, _, _ in parts:
+                out[key] = values[start : start + i.size]
+                start += i.size
+        return out
+
+    # Rows of one coordinate_losses call are chunked so that K x N x width stays below this.
+    _COORDINATE_BUDGET = 1 << 21
+
+    def _layer_moves(self, cache, y, l, i, j, delta) -> np.ndarray:
+        n = int(cache[l][1].shape[0])
+        widest = max(self.layer_sizes[l + 1 :])
+        per_call = max(1, self._COORDINATE_BUDGET // max(1, n * widest))
+        values = np.empty(i.size)
+        for start in range(0, i.size, per_call):
+            stop = min(i.size, start + per_call)
+            values[start:stop] = self._column_moves(
+                cache, y, l, i[start:stop], j[start:stop], delta[start:stop]
+            ).numpy()
+        return values
+
+    def _column_moves(self, cache, y, l, i, j, delta):
+        """Losses with column j[k] of z_l moved by delta[k] * a_{l-1}[:, i[k]] (by delta[k]
+        where i[k] is the fan-in: a bias), shape (K,)."""
+        a_prev, z, a = cache[l]
+        d = tf.constant(delta, self.dtype)
+        j_t = tf.constant(j)
+        inputs = tf.concat([a_prev, tf.ones_like(a_prev[:, :1])], axis=1)  # (N, fan_in + 1)
+        dz = tf.transpose(tf.gather(inputs, tf.constant(i), axis=1)) * d[:, None]  # (K, N)
+        last = l == len(self.activations) - 1
+        act = self.activations[l]
+        if last or not act.elementwise:
+            onehot = tf.one_hot(j_t, int(z.shape[1]), dtype=self.dtype)
+            z_full = z[None] + dz[:, :, None] * onehot[:, None, :]
+            if last:
+                return self._losses_of(y, self._output_of(l, z_full))
+            z_next = tf.matmul(act.fn(z_full), self.params[2 * l + 2]) + self.params[2 * l + 3]
+        else:
+            z_col = tf.transpose(tf.gather(z, j_t, axis=1))
+            a_col = tf.transpose(tf.gather(a, j_t, axis=1))
+            da = act.fn(z_col + dz) - a_col  # (K, N): the change of column j of a_l
+            rows = tf.gather(self.params[2 * l + 2], j_t)  # (K, next): W_{l+1}[j, :]
+            z_next = cache[l + 1][1][None] + da[:, :, None] * rows[:, None, :]
+        a_next = self._output_of(l + 1, z_next)
+        for m in range(l + 2, len(self.activations)):
+            z_next = tf.matmul(a_next, self.params[2 * m]) + self.params[2 * m + 1]
+            a_next = self._output_of(m, z_next)
+        return self._losses_of(y, a_next)
+
+    def _output_of(self, m: int, z):
+        """Layer m's output from its pre-activation (the logits themselves when fused)."""
+        if self._fused is not None and m == len(self.activations) - 1:
+            return z
+        return self.activations[m].fn(z)
 
     # --- training ---------------------------------------------------------------------------
 

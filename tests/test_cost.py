@@ -10,16 +10,22 @@ import manual_backprop as mb
 from reference import check_gradients
 
 
+def _pause():
+    time.sleep(0.002)
+    return np.float64(0.0)
+
+
 class SlowModel:
-    """A user's model whose loss takes a few milliseconds (no batched_loss)."""
+    """A user's model whose loss takes a few milliseconds (no batched_loss), eagerly and
+    compiled into a graph alike (the pause is a py_function, which the graph runs too)."""
 
     def __init__(self, n=400):
         self.w = tf.Variable(np.linspace(-1.0, 1.0, n))
         self.params, self.param_names = [self.w], ["w"]
 
     def loss(self, X, y):
-        time.sleep(0.002)
-        return tf.reduce_sum(tf.sin(self.w) * X)
+        pause = tf.py_function(_pause, [], tf.float64)
+        return tf.reduce_sum(tf.sin(self.w) * X) + pause
 
     def gradients(self, X, y):
         return [tf.cos(self.w) * X]

@@ -23,7 +23,7 @@ from .diagnosis import diagnosis_pass, problem_sizes
 from .modes import DirectionalMode, FullMode, Gathered
 from .passes import float32_pass, forward_pass, hidden_kinks_pass, region_pass, rounding_pass
 from .purity import purity_problem
-from .trust import batched_problem, twin_agreement
+from .trust import batched_problem, coordinate_problem, twin_agreement
 
 __all__ = ["check_gradients", "assert_gradients_match", "MODES"]
 
@@ -191,6 +191,11 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget)
         if problem is not None:
             twin.use_batched = False
             report.notes.append(problem)
+    if twin.has_coordinates:
+        problem = coordinate_problem(twin, seed)
+        if problem is not None:
+            twin.use_coordinates = False
+            report.notes.append(problem)
     if not twin.batched:
         _compile(report, twin, budget, seed)
     budget.apply(twin)
@@ -225,11 +230,11 @@ def _compile(report, twin: Adapter, budget: "_Budget", seed: int) -> None:
             f"it could not be compiled into a graph ({exc})"
         )
         return
-    problem = batched_problem(twin, seed)
-    if problem is not None:
+    mismatch = batched_problem(twin, seed)
+    if mismatch is not None:
         forget(twin.model, twin.compiled)
         twin.compiled = None
-        report.notes.append(problem)
+        report.notes.append(mismatch)
 
 
 def _record_the_tape(report, twin: Adapter, evidence) -> None:

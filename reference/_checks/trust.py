@@ -20,11 +20,17 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .._core.adapter import Adapter, guarded
+from .._core.adapter import INPUT, Adapter, guarded
 from .._core.policy import floors, magnitude, rounding_bound
 from .._core.tape import tape_values
 
-__all__ = ["TwinAgreement", "twin_agreement", "batched_problem", "TAPE_DEVIATION_FACTOR"]
+__all__ = [
+    "TwinAgreement",
+    "twin_agreement",
+    "batched_problem",
+    "coordinate_problem",
+    "TAPE_DEVIATION_FACTOR",
+]
 
 # The float32 gradient may differ from its float64 twin by the float32 tape tolerance, by this
 # many times the difference TensorFlow's own tape shows between float32 and float64 on the same
@@ -139,4 +145,60 @@ def batched_problem(adapter: Adapter, seed: int) -> Optional[str]:
         f"model.loss compiled into a graph disagrees with model.loss run eagerly {where} "
         f"({batched[i]:.12g} against {eager[i]:.12g}; the loss depends on Python state the graph "
         f"cannot follow): finite differences evaluated loss() eagerly, one point at a time"
+    )
+
+
+# coordinate_losses is compared with batched_loss (itself compared with loss) at this many random
+# elements of every parameter, each moved by _BATCHED_MOVE * 10 relative (one element moved by
+# 1e-2 can leave the loss within rounding of where it was), in one call of each.
+_COORDINATE_SAMPLES = 8
+_COORDINATE_MOVE = 10 * _BATCHED_MOVE
+
+
+def coordinate_problem(adapter: Adapter, seed: int) -> Optional[str]:
+    """None when the model's ``coordinate_losses`` equals its (trusted) ``batched_loss`` at
+    random elements of every parameter moved one at a time; otherwise where it does not.
+
+    The spot check is a few elements; finite differences do not rest on it alone: every line
+    whose estimate decides anything (a kink, a value that the manual gradient or the tape does
+    not match) is differenced again at smaller steps through ``batched_loss``, and the estimate
+    from ``coordinate_losses`` is kept only where it agrees with those (``fd.refine``)."""
+    rng = np.random.default_rng(seed + 3)
+    moves, stacks = {}, {}
+    keys = [k for k in adapter.keys if k != INPUT]
+    for k in keys:
+        flat = adapter.value(k).reshape(-1)
+        idx = rng.choice(flat.size, size=min(flat.size, _COORDINATE_SAMPLES), replace=False)
+        moved = adapter.cast(
+            flat[idx]
+            + _COORDINATE_MOVE * np.maximum(1.0, np.abs(flat[idx])) * rng.normal(size=idx.size)
+        )
+        moves[k] = (idx, moved - flat[idx])
+    values = guarded("model.coordinate_losses", adapter.evaluate_coordinates, moves)
+    rows = sum(len(m[0]) for m in moves.values())
+    base = {k: adapter.value(k) for k in keys}
+    stacks = {k: np.broadcast_to(v, (rows,) + v.shape).copy() for k, v in base.items()}
+    offset = 0
+    for k, (idx, delta) in moves.items():
+        flat_view = stacks[k].reshape(rows, -1)
+        flat_view[offset + np.arange(idx.size), idx] += delta
+        offset += idx.size
+    dense = guarded("model.batched_loss", adapter.evaluate_many, stacks)
+    got = np.concatenate([values[k] for k in moves])
+    tol = BATCHED_ULPS * adapter.eps * np.maximum(np.abs(dense), 1.0)
+    bad = ~(np.abs(got - dense) <= tol)
+    if not np.any(bad):
+        return None
+    r = int(np.argmax(bad))
+    offset = 0
+    for k, (idx, _) in moves.items():
+        if r < offset + idx.size:
+            where = np.unravel_index(int(idx[r - offset]), adapter.shape(k))
+            name = adapter.name(k)
+            break
+        offset += idx.size
+    return (
+        f"model.coordinate_losses disagrees with model.batched_loss with {name}"
+        f"{list(map(int, where))} moved ({got[r]:.12g} against {dense[r]:.12g}): finite "
+        f"differences evaluated whole stacks of parameters instead"
     )

@@ -121,6 +121,8 @@ class Adapter:
         # The model's own loss compiled into a batched graph (reference._core.compiled), used
         # where the model has no trusted batched_loss, once it is shown to equal the loss.
         self.compiled = None
+        # The model's coordinate_losses (one element moved per row), used only while trusted.
+        self.use_coordinates = True
         # Called with the number of loss evaluations each call made (a check's progress).
         self.on_evaluated = None
 
@@ -233,6 +235,31 @@ class Adapter:
     def batched(self) -> bool:
         """Many evaluations in one call: by a trusted ``batched_loss``, or the compiled loss."""
         return self.has_batched_loss or self.compiled is not None
+
+    @property
+    def has_coordinates(self) -> bool:
+        """The model's own ``coordinate_losses``, while it is trusted (it is checked against
+        ``batched_loss``, so it is used only with it)."""
+        return (
+            self.use_coordinates
+            and self.has_batched_loss
+            and callable(getattr(self.model, "coordinate_losses", None))
+        )
+
+    def evaluate_coordinates(self, moves: Dict) -> Dict:
+        """Losses with one element moved per row: ``moves`` maps a parameter index to (flat
+        indices, displacements); needs ``has_coordinates``."""
+        values = self.model.coordinate_losses(self.X, self.y, moves)
+        out = {}
+        for key, (index, _) in moves.items():
+            out[key] = np.asarray(values[key], dtype=np.float64).reshape(-1)
+            if out[key].shape != (len(index),):
+                raise ModelError(
+                    f"model.coordinate_losses returned {out[key].size} losses for "
+                    f"{len(index)} moves of {self.name(key)}."
+                )
+            self._evaluated(len(index))
+        return out
 
     def evaluate_many(self, stacks: Dict) -> np.ndarray:
         """Losses with every tensor in ``stacks`` replaced, row by row (all stacks have the same

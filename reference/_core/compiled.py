@@ -40,11 +40,14 @@ class NotCompiled(Exception):
 
 
 def _trace(model, X, y, with_input: bool, dtype):
-    """The wrapped graph of ``model.loss`` (with X a placeholder when ``with_input``)."""
+    """The wrapped graph of ``model.loss`` (with X a placeholder when ``with_input``); a loss
+    decorated with ``tf.function`` is traced from its Python function, so that its parameter
+    reads are in this graph, not in a nested call."""
+    loss = getattr(model.loss, "python_function", None) or model.loss
     if with_input:
         spec = tf.TensorSpec(np.shape(X), dtype)
-        return tf.compat.v1.wrap_function(lambda Xp: model.loss(Xp, y), [spec])
-    return tf.compat.v1.wrap_function(lambda: model.loss(X, y), [])
+        return tf.compat.v1.wrap_function(lambda Xp: loss(Xp, y), [spec])
+    return tf.compat.v1.wrap_function(lambda: loss(X, y), [])
 
 
 def _reads(wrapped, params, names) -> List[List]:

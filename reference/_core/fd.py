@@ -30,7 +30,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .adapter import Adapter
+from .adapter import INPUT, Adapter
 
 __all__ = [
     "NumericalGradient",
@@ -458,6 +458,8 @@ def coordinate_stencils(adapter: Adapter, keys, f0: float):
     rest at its value); otherwise one tensor at a time.
     """
     plans = {k: _coordinate_plan(adapter, k) for k in keys}
+    if adapter.has_coordinates:
+        return _by_coordinates(adapter, plans, f0)
     rows = sum(4 * plan[1].size for plan in plans.values())
     width = sum(plan[0].size for plan in plans.values())
     if not (adapter.batched and rows * width <= _BUDGET and rows <= _MAX_ROWS_ONE_CALL):
@@ -481,6 +483,34 @@ def coordinate_stencils(adapter: Adapter, keys, f0: float):
         s[:, [0, 1, 3, 4]] = disps[k]
         out[k] = Stencil(s, f)
         offset += 4 * n
+    return out
+
+
+def _by_coordinates(adapter: Adapter, plans, f0: float):
+    """Stencils of the parameters by the model's ``coordinate_losses`` (one call for all), and
+    of dL/dX by whole stacks."""
+    moves, disps = {}, {}
+    for k, (base, idx, steps) in plans.items():
+        if k == INPUT:
+            continue
+        flat = base.reshape(-1)
+        cols = np.repeat(idx, 4)
+        moved = adapter.cast(flat[cols] + (steps[:, None] * _OFFSETS).reshape(-1))
+        disps[k] = (moved - flat[cols]).reshape(idx.size, 4)
+        moves[k] = (cols, disps[k].reshape(-1))
+    values = adapter.evaluate_coordinates(moves) if moves else {}
+    out = {}
+    for k in plans:
+        if k == INPUT:
+            out[k] = coordinate_stencil(adapter, k, f0)
+            continue
+        n = plans[k][1].size
+        f = np.empty((n, 5))
+        s = np.empty((n, 5))
+        f[:, 2], s[:, 2] = f0, 0.0
+        f[:, [0, 1, 3, 4]] = values[k].reshape(n, 4)
+        s[:, [0, 1, 3, 4]] = disps[k]
+        out[k] = Stencil(s, f)
     return out
 
 
