@@ -50,6 +50,7 @@ FINDINGS, CORPUS = "tests/test_findings.py", "tests/test_corpus.py"
 DIAGNOSIS = "reference/_checks/diagnosis.py"
 FUNCTION, FUNCTION_TESTS = "reference/_checks/function.py", "tests/test_function.py"
 NUMPY, PURITY = "tests/test_numpy_models.py", "reference/_checks/purity.py"
+FAST = "tests/test_fast_paths.py"
 
 BUGS: List[Bug] = [
     Bug(
@@ -605,6 +606,34 @@ BUGS: List[Bug] = [
         "snapshots: one name taken twice in a test",
         [("reference/_plugin.py", "    if name in claims:", "    if False:")],
         ["tests/test_plugin.py"],
+    ),
+    Bug(
+        "the compiled loss trusted without the spot check",
+        [(GRADIENTS, "mismatch = batched_problem(twin, seed)", "mismatch = None")],
+        [FAST],
+    ),
+    Bug(
+        "coordinate_losses trusted without the spot check",
+        [(GRADIENTS, "problem = coordinate_problem(twin, seed)", "problem = None")],
+        [FAST],
+    ),
+    Bug(
+        "suspect lines refined through coordinate_losses (not through batched_loss)",
+        [
+            (
+                FD,
+                "    base, idx, steps = _coordinate_plan(adapter, key, indices, exponent, shrink)\n",
+                "    base, idx, steps = _coordinate_plan(adapter, key, indices, exponent, shrink)\n"
+                "    if adapter.has_coordinates and key != INPUT:\n"
+                "        return _by_coordinates(adapter, {key: (base, idx, steps)}, f0)[key]\n",
+            )
+        ],
+        [FAST],
+    ),
+    Bug(
+        "compiled path: a parameter used other than by its value fed anyway",
+        [("reference/_core/compiled.py", "        if other:\n", "        if False:\n")],
+        [FAST],
     ),
 ]
 

@@ -69,6 +69,8 @@ def _taped(model, X, y, include_input: bool):
     if not isinstance(loss, (tf.Tensor, tf.Variable)):
         return sources, None, loss
     grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.NONE)
+    # A gathered parameter (an embedding lookup) gets IndexedSlices: made dense.
+    grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
     return sources, grads, loss
 
 

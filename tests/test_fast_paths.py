@@ -1,0 +1,341 @@
+"""The fast paths of finite differences: a user's TF loss compiled into a batched graph, and the
+catalogue MLP's coordinate_losses. Neither may change a verdict: each is used only once shown to
+compute the model's own loss, and a wrong one never becomes the witness that decides."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import manual_backprop as mb
+from reference import check_gradients
+from reference._checks import trust
+from reference._core.compiled import cached
+
+
+class Tutorial:
+    """A two-hidden-layer tanh / softmax network the way a tutorial writes it (no batched_loss):
+    params as tf.Variables, the backward pass by hand."""
+
+    def __init__(self, sizes=(8, 16, 16, 3), seed=0, dtype=np.float64, bug=None):
+        rng = np.random.default_rng(seed)
+        self.params, self.param_names = [], []
+        for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), 1):
+            self.params += [
+                tf.Variable((rng.normal(size=(a, b)) / np.sqrt(a)).astype(dtype)),
+                tf.Variable((0.1 * rng.normal(size=b)).astype(dtype)),
+            ]
+            self.param_names += [f"W{l}", f"b{l}"]
+        self.bug = bug
+
+    def _forward(self, X):
+        a = tf.convert_to_tensor(X, self.params[0].dtype)
+        acts = [a]
+        for i in range(0, len(self.params) - 2, 2):
+            a = tf.tanh(a @ self.params[i] + self.params[i + 1])
+            acts.append(a)
+        return a @ self.params[-2] + self.params[-1], acts
+
+    def loss(self, X, y):
+        z, _ = self._forward(X)
+        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, z))
+
+    def gradients(self, X, y):
+        z, acts = self._forward(X)
+        n = X.shape[0] if self.bug != "no 1/N" else 1.0
+        d = (tf.nn.softmax(z) - y) / n
+        grads = []
+        for i in range(len(self.params) - 2, -1, -2):
+            grads = [tf.transpose(acts[i // 2]) @ d, tf.reduce_sum(d, 0)] + grads
+            if i:
+                da = d @ tf.transpose(self.params[i])
+                d = (
+                    da * (1 - acts[i // 2] ** 2)
+                    if self.bug != "sigmoid derivative"
+                    else (da * acts[i // 2] * (1 - acts[i // 2]))
+                )
+        if self.bug == "W2 off by 1e-6":
+            grads[2] = grads[2] * (1 + 1e-6)
+        return grads
+
+
+def batch(n=32, d=8, classes=3, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)), np.eye(classes)[rng.integers(0, classes, n)]
+
+
+def statuses(report):
+    return [(e.name, e.status) for e in report.entries]
+
+
+def eager(model, X, y, **kwargs):
+    """The check with the compiled path switched off (what every check did before it)."""
+    original = trust.batched_problem
+
+    def refuse(adapter, seed):
+        if not adapter.has_batched_loss:
+            return "compiled path off for this test"
+        return original(adapter, seed)
+
+    import reference._checks.gradients as g
+
+    g.batched_problem = refuse
+    try:
+        return check_gradients(model, X, y, **kwargs)
+    finally:
+        g.batched_problem = original
+
+
+def test_a_tutorial_model_is_compiled_and_judged_as_eagerly():
+    X, y = batch()
+    model = Tutorial()
+    before = [p.numpy().copy() for p in model.params]
+    report = check_gradients(model, X, y)
+    assert report.ok, str(report)
+    assert cached(model), "a model of 467 parameters is worth compiling"
+    assert not any("eagerly" in n for n in report.notes), report.notes
+    assert all(np.array_equal(p.numpy(), b) for p, b in zip(model.params, before))
+    slow = eager(model, X, y)
+    assert slow.ok and statuses(slow) == statuses(report)
+    assert any("compiled path off" in n for n in slow.notes)
+
+
+@pytest.mark.parametrize("bug", ["no 1/N", "sigmoid derivative", "W2 off by 1e-6"])
+def test_planted_bugs_are_caught_through_the_compiled_path(bug):
+    X, y = batch()
+    model = Tutorial(bug=bug)
+    report = check_gradients(model, X, y)
+    assert cached(model)
+    assert not report.ok, str(report)
+    assert statuses(report) == statuses(eager(model, X, y))
+
+
+def test_later_checks_reuse_the_compiled_loss_and_new_batches_compile_anew():
+    model = Tutorial()
+    X, y = batch()
+    check_gradients(model, X, y)
+    first = cached(model)[0][3]
+    check_gradients(model, X, y)
+    assert cached(model)[0][3] is first and len(cached(model)) == 1
+    X2, y2 = batch(seed=5)
+    assert check_gradients(model, X2, y2).ok
+    assert len(cached(model)) == 2
+
+
+class Scaled(Tutorial):
+    """A loss scaled by a Python number the graph bakes in when traced; the user changes it
+    between checks and forgets to change the backward pass."""
+
+    scale = 1.0
+
+    def loss(self, X, y):
+        return self.scale * super().loss(X, y)
+
+
+def test_a_graph_traced_from_stale_python_state_is_caught_by_the_spot_check():
+    X, y = batch()
+    model = Scaled()
+    assert check_gradients(model, X, y).ok and cached(model)
+    model.scale = 2.0  # the loss doubles; gradients() still returns the old ones
+    report = check_gradients(model, X, y)
+    assert not report.ok, str(report)
+    assert any("compiled into a graph disagrees" in n for n in report.notes), report.notes
+    assert all(e.status.name == "FAIL" for e in report.entries)
+
+
+class Branchy(Tutorial):
+    """Python control flow on a tensor's value: it runs eagerly only."""
+
+    def loss(self, X, y):
+        value = super().loss(X, y)
+        if value > 100.0:  # a Python bool of a tensor: no graph can trace this
+            return value * 0.0
+        return value
+
+
+class Gathered(Tutorial):
+    """A parameter read by a gather from its handle (an embedding lookup), not by value."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.ids = np.arange(8)
+
+    def loss(self, X, y):
+        W1 = tf.gather(self.params[0], self.ids)  # ResourceGather on the variable itself
+        z = tf.tanh(tf.convert_to_tensor(X) @ W1 + self.params[1])
+        z = tf.tanh(z @ self.params[2] + self.params[3])
+        z = z @ self.params[4] + self.params[5]
+        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, z))
+
+
+@pytest.mark.parametrize(
+    "cls, reason",
+    [(Branchy, "tracing it raised"), (Gathered, "through ResourceGather")],
+)
+def test_a_loss_that_cannot_be_compiled_runs_eagerly_with_a_note(cls, reason):
+    X, y = batch()
+    report = check_gradients(cls(), X, y)
+    assert report.ok, str(report)
+    note = [n for n in report.notes if "could not be compiled" in n]
+    assert note and reason in note[0], report.notes
+    assert not check_gradients(cls(bug="no 1/N"), X, y).ok
+
+
+class Decorated(Tutorial):
+    """The loss decorated with tf.function, as users do for speed."""
+
+    @tf.function
+    def loss(self, X, y):
+        return Tutorial.loss(self, X, y)
+
+
+def test_a_tf_function_loss_is_compiled_from_its_python_function():
+    X, y = batch()
+    model = Decorated()
+    report = check_gradients(model, X, y)
+    assert report.ok and cached(model), report.notes
+    assert not check_gradients(Decorated(bug="sigmoid derivative"), X, y).ok
+
+
+class WithInput(Tutorial):
+    def input_gradient(self, X, y):
+        z, acts = self._forward(X)
+        d = (tf.nn.softmax(z) - y) / X.shape[0]
+        for i in range(len(self.params) - 2, -1, -2):
+            d = d @ tf.transpose(self.params[i])
+            if i:
+                d = d * (1 - acts[i // 2] ** 2)
+        return d
+
+
+class ConstantX(WithInput):
+    """tf.constant(X): fine eagerly, impossible with X a graph input."""
+
+    def _forward(self, X):
+        return Tutorial._forward(self, tf.constant(X))
+
+
+@pytest.mark.parametrize("cls", [WithInput, ConstantX])
+def test_dl_dx_through_the_graph_or_eagerly_when_x_cannot_be_an_input(cls):
+    X, y = batch()
+    model = cls()
+    report = check_gradients(model, X, y)
+    assert report.ok and cached(model), str(report)
+    assert [e.name for e in report.entries][-1] == "dL/dX"
+    assert cached(model)[0][3].has_input == (cls is WithInput)
+
+
+def test_a_float32_model_without_a_twin_is_compiled_in_float32():
+    X, y = batch()
+    report = check_gradients(Tutorial(dtype=np.float32), X.astype(np.float32), y)
+    assert report.ok and report.fd_dtype == "float32", str(report)
+    assert not check_gradients(Tutorial(dtype=np.float32, bug="no 1/N"), X.astype(np.float32), y).ok
+
+
+def test_a_small_model_is_not_worth_compiling():
+    X, y = batch(n=4, d=2, classes=2)
+    model = Tutorial(sizes=(2, 2, 2))
+    assert check_gradients(model, X, y).ok
+    assert cached(model) is None
+
+
+# --- the catalogue's coordinate_losses -----------------------------------------------------------
+
+PAIRINGS = [
+    ([8, 16, 16, 3], ["tanh", "tanh", "softmax"], "categorical_crossentropy"),
+    ([5, 7, 4, 2], ["relu", "softmax", "sigmoid"], "mse"),
+    ([5, 6, 1], ["elu", "linear"], "huber"),
+    ([4, 3, 3], ["sigmoid", "softmax"], "mae"),
+    ([3, 4, 2], ["leaky_relu", "sigmoid"], "binary_crossentropy"),
+    ([3, 5, 1], ["swish", "linear"], "mse"),
+]
+
+
+@pytest.mark.parametrize("sizes, acts, loss", PAIRINGS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_coordinate_losses_equal_batched_loss(sizes, acts, loss, dtype):
+    model = mb.MLP(sizes, acts, loss, dtype=dtype, seed=1)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(9, sizes[0]))
+    y = (
+        np.eye(sizes[-1])[rng.integers(0, sizes[-1], 9)]
+        if model.loss_function.labels == "categorical"
+        else rng.uniform(size=(9, sizes[-1]))
+    )
+    moves, dense = {}, {}
+    for k, p in enumerate(model.params):
+        size = int(np.prod(p.shape))
+        idx = np.concatenate([np.arange(size), rng.integers(0, size, 5)])
+        d = rng.normal(size=idx.size) * 0.1
+        moves[k] = (idx, d)
+        stack = np.tile(p.numpy().reshape(-1).astype(np.float64), (idx.size, 1))
+        stack[np.arange(idx.size), idx] += d
+        dense[k] = np.asarray(model.batched_loss(X, y, {k: stack.reshape((-1,) + tuple(p.shape))}))
+    got = model.coordinate_losses(X, y, moves)
+    tol = 64 * np.finfo(dtype).eps
+    for k in moves:
+        assert np.allclose(got[k], dense[k], rtol=tol, atol=tol), model.param_names[k]
+
+
+def test_coordinate_losses_refuses_bad_moves():
+    model = mb.MLP([3, 2, 1], ["tanh", "linear"], "mse", dtype="float64", seed=0)
+    X, y = np.zeros((2, 3)), np.zeros((2, 1))
+    with pytest.raises(ValueError, match="out of range"):
+        model.coordinate_losses(X, y, {4: ([0], [0.1])})
+    with pytest.raises(ValueError, match="as many deltas"):
+        model.coordinate_losses(X, y, {0: ([0, 6], [0.1, 0.1])})
+    with pytest.raises(ValueError, match="parameter indices"):
+        model.coordinate_losses(X, y, {"X": ([0], [0.1])})
+
+
+class WrongCoordinates(mb.MLP):
+    """coordinate_losses off for the last column of W2 (a rank-1 update on the wrong row)."""
+
+    def coordinate_losses(self, X, y, moves):
+        out = super().coordinate_losses(X, y, moves)
+        if 2 in out:
+            out[2] = out[2] * (1 + 1e-3)
+        return out
+
+
+def test_a_wrong_coordinate_losses_is_caught_by_its_spot_check():
+    model = WrongCoordinates(
+        [4, 5, 3], ["tanh", "softmax"], "categorical_crossentropy", dtype="float64", seed=0
+    )
+    X, y = batch(n=6, d=4)
+    report = check_gradients(model, X, y)
+    assert report.ok, str(report)
+    assert any("coordinate_losses disagrees" in n and "W2" in n for n in report.notes)
+
+
+class Agreeing(mb.MLP):
+    """A wrong backward pass (W2's gradient 1% off) and a coordinate_losses that agrees with it:
+    the losses it returns are the first-order ones the wrong gradient predicts."""
+
+    def gradients(self, X, y):
+        grads = super().gradients(X, y)
+        grads[2] = grads[2] * 1.01
+        return grads
+
+    def coordinate_losses(self, X, y, moves):
+        out = super().coordinate_losses(X, y, moves)
+        if 2 in out:
+            idx, delta = moves[2]
+            g = self.gradients(X, y)[2].numpy().reshape(-1)
+            true = super().gradients(X, y)[2].numpy().reshape(-1)
+            out[2] = out[2] + (g[idx] - true[idx]) * np.asarray(delta)
+        return out
+
+
+def test_a_coordinate_losses_agreeing_with_a_wrong_gradient_cannot_pass_it(monkeypatch):
+    """Even with its spot check defeated, finite differences re-measure through batched_loss
+    every line where the manual gradient and the tape disagree."""
+    import reference._checks.gradients as g
+
+    monkeypatch.setattr(g, "coordinate_problem", lambda adapter, seed: None)
+    model = Agreeing(
+        [4, 5, 3], ["tanh", "softmax"], "categorical_crossentropy", dtype="float64", seed=0
+    )
+    X, y = batch(n=6, d=4)
+    report = check_gradients(model, X, y)
+    assert not report.ok, str(report)
+    assert [e.name for e in report.failing] == ["W2"]
