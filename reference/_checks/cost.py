@@ -72,9 +72,7 @@ def too_slow(adapter: Adapter, keys, probes: int, max_seconds: float):
     bounds the cost of an evaluation from above (a batched call costs less per row); only when
     that bound exceeds the limit is the check's own way of evaluating timed."""
     count = evaluations(adapter, keys, True, probes)
-    start = time.perf_counter()
-    guarded("model.loss while timing the check", adapter.loss_value)
-    if count * (time.perf_counter() - start) <= max_seconds:
+    if count * _one_loss(adapter) <= max_seconds:
         return None
     est = estimate(adapter, keys, True, probes)
     return est if est.seconds > max_seconds else None
@@ -95,10 +93,14 @@ def worth_compiling(adapter: Adapter, keys, full: bool, probes: int) -> bool:
     size = sum(int(np.prod(adapter.shape(k), dtype=np.int64)) for k in keys)
     if adapter.numpy_params or size > COMPILE_MAX_PARAMS:
         return False
-    start = time.perf_counter()
-    guarded("model.loss while timing the check", adapter.loss_value)
-    one = time.perf_counter() - start
-    return evaluations(adapter, keys, full, probes) * one > COMPILE_WORTH_SECONDS
+    return evaluations(adapter, keys, full, probes) * _one_loss(adapter) > COMPILE_WORTH_SECONDS
+
+
+def _one_loss(adapter: Adapter) -> float:
+    """Seconds of one eager loss() call: the latest one the check made, or one timed now."""
+    if adapter.loss_seconds is None:
+        guarded("model.loss while timing the check", adapter.loss_value)
+    return adapter.loss_seconds
 
 
 def _time_one(adapter: Adapter, key) -> float:

@@ -317,8 +317,12 @@ def _twin(report, adapter: Adapter, rtol32: float):
 
 def _ask_the_witnesses(twin: Adapter, rtol: float, asked=None) -> Gathered:
     """The manual and tape gradients, the loss, and the scale each tensor is judged on."""
-    manual, tape = asked if asked is not None else (twin.manual(), tape_values(twin))
-    f0 = guarded("model.loss(X, y)", twin.loss_value)
+    if asked is None:
+        asked = (twin.point_manual or twin.manual(), tape_values(twin))
+    manual, tape = asked
+    f0 = twin.point_loss
+    if f0 is None:
+        f0 = guarded("model.loss(X, y)", twin.loss_value)
     if not np.isfinite(f0):
         raise ModelError(f"the loss is not finite at this X, y ({f0}); nothing can be checked.")
     return Gathered(

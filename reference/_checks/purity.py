@@ -116,4 +116,5 @@ def purity_problem(adapter: Adapter) -> Optional[str]:
                 f"gave {adapter.name(key)} differing by up to {float(np.max(moved)):.3g}; "
                 f"{_FIX_RANDOM}."
             )
+    adapter.point_loss, adapter.point_manual = losses[-1], second
     return None

@@ -7,6 +7,7 @@ twin. A failure of the model's own code becomes a :class:`ModelError`, reported,
 
 from __future__ import annotations
 
+import time
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -125,6 +126,12 @@ class Adapter:
         self.use_coordinates = True
         # Called with the number of loss evaluations each call made (a check's progress).
         self.on_evaluated = None
+        # The loss and the manual gradients at the point, once the purity pass has shown them
+        # deterministic and free of side effects (so asking again would give the same), and
+        # the seconds the latest loss() call took (what one eager evaluation costs).
+        self.point_loss: Optional[float] = None
+        self.point_manual: Optional[Dict] = None
+        self.loss_seconds: Optional[float] = None
 
     # --- what is checked ---------------------------------------------------------------------
 
@@ -218,7 +225,9 @@ class Adapter:
     # --- loss evaluations for finite differences ----------------------------------------------
 
     def loss_value(self) -> float:
+        start = time.perf_counter()
         value = self.model.loss(self.X, self.y)
+        self.loss_seconds = time.perf_counter() - start
         if np.ndim(value) != 0:
             raise ValueError(
                 f"model.loss(X, y) must return a scalar (the batch mean); got shape "
