@@ -169,7 +169,7 @@ def coordinate_problem(adapter: Adapter, seed: int) -> Optional[str]:
     not match) is differenced again at smaller steps through ``batched_loss``, and the estimate
     from ``coordinate_losses`` is kept only where it agrees with those (``fd.refine``)."""
     rng = np.random.default_rng(seed + 3)
-    moves, stacks = {}, {}
+    moves = {}
     keys = [k for k in adapter.keys if k != INPUT]
     for k in keys:
         flat = adapter.value(k).reshape(-1)
@@ -180,16 +180,8 @@ def coordinate_problem(adapter: Adapter, seed: int) -> Optional[str]:
         )
         moves[k] = (idx, moved - flat[idx])
     values = guarded("model.coordinate_losses", adapter.evaluate_coordinates, moves)
-    rows = sum(len(m[0]) for m in moves.values())
-    base = {k: adapter.value(k) for k in keys}
-    stacks = {k: np.broadcast_to(v, (rows,) + v.shape).copy() for k, v in base.items()}
-    offset = 0
-    for k, (idx, delta) in moves.items():
-        flat_view = stacks[k].reshape(rows, -1)
-        flat_view[offset + np.arange(idx.size), idx] += delta
-        offset += idx.size
-    dense = guarded("model.batched_loss", adapter.evaluate_many, stacks)
     got = np.concatenate([values[k] for k in moves])
+    dense = guarded("model.batched_loss", _dense_moves, adapter, moves)
     tol = BATCHED_ULPS * adapter.eps * np.maximum(np.abs(dense), 1.0)
     bad = ~(np.abs(got - dense) <= tol)
     if not np.any(bad):
@@ -207,3 +199,27 @@ def coordinate_problem(adapter: Adapter, seed: int) -> Optional[str]:
         f"{list(map(int, where))} moved ({got[r]:.12g} against {dense[r]:.12g}): finite "
         f"differences evaluated whole stacks of parameters instead"
     )
+
+
+def _dense_moves(adapter: Adapter, moves) -> np.ndarray:
+    """The losses of ``moves`` (one element moved per row) by whole stacks of parameters: every
+    tensor in one call while they fit in memory together, else one call per tensor."""
+    rows = sum(len(m[0]) for m in moves.values())
+    base = {k: adapter.value(k) for k in moves}
+    width = sum(v.size for v in base.values())
+    if rows * width <= _DENSE_BUDGET:
+        stacks = {k: np.broadcast_to(v, (rows,) + v.shape).copy() for k, v in base.items()}
+        offset = 0
+        for k, (idx, delta) in moves.items():
+            stacks[k].reshape(rows, -1)[offset + np.arange(idx.size), idx] += delta
+            offset += idx.size
+        return adapter.evaluate_many(stacks)
+    out = []
+    for k, (idx, delta) in moves.items():
+        stack = np.broadcast_to(base[k], (idx.size,) + base[k].shape).copy()
+        stack.reshape(idx.size, -1)[np.arange(idx.size), idx] += delta
+        out.append(adapter.evaluate_many({k: stack}))
+    return np.concatenate(out)
+
+
+_DENSE_BUDGET = 1 << 20
