@@ -622,8 +622,10 @@ BUGS: List[Bug] = [
         [
             (
                 FD,
-                "    base, idx, steps = _coordinate_plan(adapter, key, indices, exponent, shrink)\n",
-                "    base, idx, steps = _coordinate_plan(adapter, key, indices, exponent, shrink)\n"
+                "    base, idx, steps = _coordinate_plan("
+                "adapter, key, indices, exponent, shrink)\n",
+                "    base, idx, steps = _coordinate_plan("
+                "adapter, key, indices, exponent, shrink)\n"
                 "    if adapter.has_coordinates and key != INPUT:\n"
                 "        return _by_coordinates(adapter, {key: (base, idx, steps)}, f0)[key]\n",
             )

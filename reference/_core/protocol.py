@@ -44,9 +44,19 @@ class GradientModel(Protocol):
         judged as it is, in float32, and the report says why.
     ``batched_loss(X, y, replacements) -> tensor of shape (K,)``
         The losses of K variants at once: ``replacements`` maps a parameter index (or ``"X"``)
-        to K stacked values. Without it, finite differences assign, evaluate and restore. It is
-        compared with ``loss`` at the point and near it before it is used, and not used (the
-        report says so) when they differ.
+        to K stacked values. Without it, a TF model's loss is compiled into one batched graph
+        (when the check is long enough to pay for the compilation, about 0.1 s, and the loss
+        can be traced: else finite differences assign, evaluate and restore, and the report
+        says why). Either is compared with ``loss`` at the point and near it before it is
+        used, at every check, and not used (the report says so) when they differ.
+    ``coordinate_losses(X, y, moves) -> {key: array of shape (K,)}``
+        The losses with one element moved per row: ``moves`` maps a parameter index to
+        ``(flat_indices, deltas)``, two arrays of length K. With it (and ``batched_loss``) a
+        full check differences every parameter in about one batched forward pass
+        (``MLP.coordinate_losses`` recomputes only what a move changes). It is compared with
+        ``batched_loss`` at random elements of every parameter before it is used, and every
+        line where finite differences decide anything is differenced again through
+        ``batched_loss``, so a wrong one cannot pass a wrong gradient.
     ``batch_axis: int``
         The axis of ``X`` that holds the examples (0 for examples as rows, 1 for the column
         layout, features x examples); the diagnosis names the batch size N from it. Without
