@@ -652,6 +652,117 @@ def estimates(runs: int) -> dict:
     return {"cases": out, "text": table(headers, rows)}
 
 
+# --- 8. accuracy where finite differences judge alone: numdifftools -------------------------------
+
+
+class NumpyTwin:
+    """The full check's network written in NumPy, as a tutorial would (no tape can witness it):
+    tanh layers, softmax + cross-entropy, the backward pass by hand."""
+
+    def __init__(self, weights):
+        self.params = [np.array(w, dtype=np.float64, copy=True) for w in weights]
+        self.param_names = [f"{k}{l}" for l in range(1, len(weights) // 2 + 1) for k in "Wb"]
+
+    def _forward(self, X):
+        acts = [X]
+        for i in range(0, len(self.params) - 2, 2):
+            acts.append(np.tanh(acts[-1] @ self.params[i] + self.params[i + 1]))
+        return acts[-1] @ self.params[-2] + self.params[-1], acts
+
+    def loss(self, X, y):
+        z, _ = self._forward(X)
+        z = z - z.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z).sum(axis=1)) - (y * z).sum(axis=1)))
+
+    def gradients(self, X, y):
+        z, acts = self._forward(X)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        d = (p / p.sum(axis=1, keepdims=True) - y) / X.shape[0]
+        grads = []
+        for i in range(len(self.params) - 2, -1, -2):
+            grads = [acts[i // 2].T @ d, d.sum(axis=0)] + grads
+            if i:
+                d = (d @ self.params[i].T) * (1 - acts[i // 2] ** 2)
+        return grads
+
+
+def accuracy(runs: int) -> dict:
+    try:
+        import numdifftools as nd
+    except ImportError:
+        return {"skipped": "numdifftools is not installed (make bench installs it)", "text": ""}
+    sizes = [8, 16, 16, 3]
+    mlp = mb.MLP(
+        sizes, ["tanh", "tanh", "softmax"], "categorical_crossentropy", dtype="float64", seed=0
+    )
+    X, y = batch_for(mlp, 32)
+    model = NumpyTwin([p.numpy() for p in mlp.params])
+    exact = [g.numpy() for g in tape_gradients(mlp, X, y)]
+    assert abs(model.loss(X, y) - float(mlp.loss(X, y))) < 1e-12
+    shapes = [p.shape for p in model.params]
+    sizes_flat = [p.size for p in model.params]
+    theta = np.concatenate([p.reshape(-1) for p in model.params])
+
+    def flat_loss(t):
+        other = NumpyTwin(
+            [c.reshape(s) for c, s in zip(np.split(t, np.cumsum(sizes_flat)[:-1]), shapes)]
+        )
+        return other.loss(X, y)
+
+    result = {}
+
+    def peer():
+        result["peer"] = nd.Gradient(flat_loss)(theta)
+
+    def ours():
+        result["ours"] = check_gradients(model, X, y)
+
+    medians = interleaved({"ours: check_gradients": ours, "peer: numdifftools": peer}, runs)
+
+    def worst(values):
+        return max(
+            float(np.max(np.abs(v.reshape(e.shape) - e)) / np.max(np.abs(e)))
+            for v, e in zip(values, exact)
+        )
+
+    peer_err = worst(np.split(result["peer"], np.cumsum(sizes_flat)[:-1]))
+    report = result["ours"]
+    # The manual gradient is exact to rounding (1e-16), so its distance from the finite
+    # differences is their error.
+    manual_err = max(
+        float(np.max(np.abs(m - e)) / np.max(np.abs(e)))
+        for m, e in zip(model.gradients(X, y), exact)
+    )
+    ours_err = max(e.comparison(Between.MANUAL_FD).relative for e in report.entries)
+    rows = [
+        (
+            "ours: check_gradients (every element, tape cannot witness)",
+            f"{medians['ours: check_gradients'] * 1e3:.0f} ms",
+            f"{ours_err:.1e}",
+            "pass" if report.ok else "FAIL",
+        ),
+        (
+            "peer: numdifftools.Gradient (adaptive Richardson)",
+            f"{medians['peer: numdifftools'] * 1e3:.0f} ms",
+            f"{peer_err:.1e}",
+            "-",
+        ),
+    ]
+    return {
+        "medians_s": medians,
+        "fd_error_ours": ours_err,
+        "fd_error_peer": peer_err,
+        "manual_error": manual_err,
+        "verdict_ok": report.ok,
+        "text": table(
+            ("NumPy twin of [8, 16, 16, 3], float64", "median", "FD error", "verdict"), rows
+        )
+        + f"\n\nFD error: worst tensor, relative to its largest gradient, against the exact "
+        f"gradient (ours: the report's manual~FD column; the hand-written gradient is "
+        f"{manual_err:.0e} from the exact one)",
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -704,6 +815,7 @@ SECTIONS = [
     ("functions", "5. check_function vs tf.test.compute_gradient (float64)", functions),
     ("plugin", "6. What the pytest plugin adds to an unrelated project", plugin_startup),
     ("estimate", "7. The cost guard's estimate of a full check (float64, batch 32)", estimates),
+    ("accuracy", "8. Finite differences alone: a NumPy twin against numdifftools", accuracy),
 ]
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "KINK_SPREAD",
     "STEP_EXPONENT",
     "refine",
+    "coarser",
     "consistent",
     "jitter_noise",
     "suspect",
@@ -384,6 +385,35 @@ def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = Fa
         _widen_by_the_next_step(nd, lines, levels, chosen, unresolved)
     # The smallest step agreeing with no larger one: a kink closer than any step resolves.
     nd.unresolved.reshape(-1)[lines[unresolved]] = True
+
+
+def coarser(nd: NumericalGradient, wide: NumericalGradient, sigma) -> NumericalGradient:
+    """Per line, the estimate at the larger step (``wide``: the same lines of the flat ``nd``
+    differenced with a step 2^c times larger) where it is safe to use, else ``nd``'s.
+
+    Richardson's value ``R(h)`` errs by O(h^4) truncation plus rounding noise O(sigma_f / h), so
+    where noise dominates (a tensor whose gradients are small against the loss) a larger step
+    is the more accurate. Its error is bounded by the two values themselves:
+    ``R(2^c h) - exact = (R(2^c h) - R(h)) + (R(h) - exact)``, where ``R(h)``'s truncation is
+    2^(4c) times smaller than the larger step's (so at most a 1/(2^(4c) - 1) share of their
+    difference and noises) and its noise is bounded as every estimate's is; and it is bounded
+    by the difference plus R(h)'s own error estimate. The smaller of the two bounds is kept.
+    Where either step sees a kink, or the two disagree beyond their errors (a kink between
+    them), the default step's estimate stays."""
+    here = nd.take(np.arange(nd.value.size))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        noise_h = ROUNDING_SIGMAS * _R_NOISE * sigma / np.abs(here.step)
+        noise_wide = ROUNDING_SIGMAS * _R_NOISE * sigma / np.abs(wide.step)
+        gap = np.abs(wide.value - here.value)
+        share = 1.0 / ((np.abs(wide.step) / np.abs(here.step)) ** 4 - 1.0)
+        error = np.minimum(gap + noise_h + share * (gap + noise_h + noise_wide), gap + here.error)
+        safe = consistent(here, wide) & ~here.kink & ~wide.kink & np.isfinite(error)
+    pick = np.flatnonzero(safe)
+    if pick.size:
+        kept = wide.take(pick)
+        kept.error = error[pick]
+        here.fill(pick, kept)
+    return here
 
 
 def _widen_by_the_next_step(nd, lines, levels, chosen, unresolved) -> None:
