@@ -180,14 +180,23 @@ def jitter_noise(adapter: Adapter, f0: float, rng: np.random.Generator) -> float
     inflated; this is not."""
     base = {k: adapter.value(k) for k in adapter.keys}
     rel = _JITTER_ULPS * adapter.eps
-    points = [
-        {k: adapter.cast(v * (1.0 + rel * rng.standard_normal(v.shape))) for k, v in base.items()}
-        for _ in range(_JITTER_SAMPLES)
-    ]
+    # Each sample's values are drawn point by point, tensor by tensor, into one stack per
+    # tensor (no copy of every parameter per point: a million parameters make 16 of them).
+    stacks = {k: np.empty((_JITTER_SAMPLES,) + v.shape) for k, v in base.items()}
+    for i in range(_JITTER_SAMPLES):
+        for k, v in base.items():
+            row = stacks[k][i]
+            np.multiply(rng.standard_normal(v.shape), rel, out=row)
+            row += 1.0
+            row *= v
+            if adapter.dtype != np.float64:
+                row[...] = adapter.cast(row)
     if adapter.batched:
-        values = adapter.evaluate_many({k: np.stack([p[k] for p in points]) for k in base})
+        values = adapter.evaluate_many(stacks)
     else:
-        values = adapter.evaluate_points(points)
+        values = adapter.evaluate_points(
+            [{k: stacks[k][i] for k in base} for i in range(_JITTER_SAMPLES)]
+        )
     values = values[np.isfinite(values)]
     floor = _FLOOR_ULPS * adapter.eps * max(abs(f0), np.finfo(np.float64).tiny)
     if values.size < 2:
