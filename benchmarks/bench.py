@@ -626,10 +626,28 @@ class HandWritten:
         return grads
 
 
-def estimates(runs: int) -> dict:
-    from reference._checks.cost import estimate
-    from reference._core.adapter import Adapter
+def _estimate_of(model, X, y):
+    """The estimate the check itself makes (after it has chosen how to evaluate the loss:
+    compiled, coordinate_losses, batched_loss or eagerly), caught as it refuses to run."""
+    from reference._checks import cost
 
+    caught, original = {}, cost.estimate
+
+    def spy(*args, **kwargs):
+        caught["estimate"] = original(*args, **kwargs)
+        return caught["estimate"]
+
+    cost.estimate = spy
+    try:
+        check_gradients(model, X, y, include_input=False, max_seconds=1e-9)
+    except ValueError:
+        pass
+    finally:
+        cost.estimate = original
+    return caught["estimate"].seconds
+
+
+def estimates(runs: int) -> dict:
     rows, out = [], {}
     cases = [("hand-written", s) for s in ([8, 16, 16, 3], [8, 32, 32, 3], [8, 64, 64, 3])]
     cases += [("catalogue MLP", s) for s in ([8, 16, 16, 3], [8, 64, 64, 3], [8, 128, 128, 3])]
@@ -639,8 +657,7 @@ def estimates(runs: int) -> dict:
         )
         model = HandWritten(sizes) if kind == "hand-written" else mlp
         X, y = batch_for(mlp, 32)
-        adapter = Adapter(model, X, y, include_input=False)
-        est = estimate(adapter, list(adapter.keys), True, 3).seconds
+        est = _estimate_of(model, X, y)
         start = time.perf_counter()
         check_gradients(model, X, y, include_input=False, max_seconds=None)
         measured = time.perf_counter() - start

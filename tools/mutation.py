@@ -614,7 +614,13 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "coordinate_losses trusted without the spot check",
-        [(GRADIENTS, "problem = coordinate_problem(twin, seed)", "problem = None")],
+        [
+            (
+                GRADIENTS,
+                "problem = coordinate_problem(twin, twin.coordinate_samples, twin.sample_values)",
+                "problem = None",
+            )
+        ],
         [FAST],
     ),
     Bug(
@@ -631,6 +637,28 @@ BUGS: List[Bug] = [
             )
         ],
         [FAST],
+    ),
+    Bug(
+        "finite differences alone: the larger step never tried",
+        [
+            (
+                MODES,
+                "        if ev.tape is not None or nd is None or lines.size == 0:\n",
+                "        if True:\n",
+            )
+        ],
+        [NUMPY],
+    ),
+    Bug(
+        "finite differences alone: the larger step kept where it rejects the manual value",
+        [
+            (
+                MODES,
+                "        pick = np.flatnonzero(keep)\n",
+                "        pick = np.arange(lines.size)\n",
+            )
+        ],
+        [NUMPY],
     ),
     Bug(
         "compiled path: a parameter used other than by its value fed anyway",

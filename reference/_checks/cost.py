@@ -23,6 +23,9 @@ _OVERHEAD = 1.25
 # Rows of the batched call that is timed (the model is warm by then: the purity check and the
 # batched_loss spot check have evaluated it).
 _TIMED_ROWS = 64
+# coordinate_losses costs little per row and much per call: timed on as many rows as a full
+# check of a small model makes in one call, so that the per-call cost is not taken per row.
+_TIMED_COORDINATE_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -105,16 +108,32 @@ def _one_loss(adapter: Adapter) -> float:
 
 def _time_one(adapter: Adapter, key) -> float:
     """Seconds per loss evaluation, as finite differences will make them (the faster of two
-    timed calls)."""
-    base = adapter.value(key)
-    rows = _TIMED_ROWS if adapter.batched else 2
-    stack = np.broadcast_to(base, (rows,) + base.shape).copy()
+    timed calls): by ``coordinate_losses`` over every parameter when the model has it (a move of
+    a low layer costs more than one of the output layer), else by a stack of ``key``."""
+    if adapter.has_coordinates:
+        keys = [k for k in adapter.keys if isinstance(k, int)]
+        per = max(1, _TIMED_COORDINATE_ROWS // len(keys))
+        sizes = {k: int(np.prod(adapter.shape(k))) for k in keys}
+        moves = {k: (np.arange(per) % sizes[k], np.zeros(per)) for k in keys}
+        rows = per * len(keys)
+
+        def call():
+            return adapter.evaluate_coordinates(moves)
+
+    else:
+        base = adapter.value(key)
+        rows = _TIMED_ROWS if adapter.batched else 2
+        stack = np.broadcast_to(base, (rows,) + base.shape).copy()
+
+        def call():
+            return adapter.evaluate(key, stack)
+
     hook, adapter.on_evaluated = adapter.on_evaluated, None
     try:
         best = np.inf
         for _ in range(2):
             start = time.perf_counter()
-            guarded("model.loss while timing the check", adapter.evaluate, key, stack)
+            guarded("model.loss while timing the check", call)
             best = min(best, (time.perf_counter() - start) / rows)
     finally:
         adapter.on_evaluated = hook

@@ -23,7 +23,7 @@ from .diagnosis import diagnosis_pass, problem_sizes
 from .modes import DirectionalMode, FullMode, Gathered
 from .passes import float32_pass, forward_pass, hidden_kinks_pass, region_pass, rounding_pass
 from .purity import purity_problem
-from .trust import batched_problem, coordinate_problem, twin_agreement
+from .trust import batched_problem, coordinate_problem, coordinate_samples, twin_agreement
 
 __all__ = ["check_gradients", "assert_gradients_match", "MODES"]
 
@@ -192,15 +192,19 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget)
             twin.use_batched = False
             report.notes.append(problem)
     if twin.has_coordinates and budget.mode == "full":  # only full mode differences elements
-        problem = coordinate_problem(twin, seed)
-        if problem is not None:
-            twin.use_coordinates = False
-            report.notes.append(problem)
+        twin.coordinate_samples = coordinate_samples(twin, seed)
     if not twin.batched:
         _compile(report, twin, budget, seed)
     budget.apply(twin)
     gathered = _ask_the_witnesses(twin, judge_rtol, asked)
     evidence = gatherer.gather(gathered)
+    if twin.coordinate_samples is not None and twin.sample_values is not None:
+        problem = coordinate_problem(twin, twin.coordinate_samples, twin.sample_values)
+        twin.coordinate_samples = None
+        if problem is not None:  # gathered again, by whole stacks
+            twin.use_coordinates = False
+            report.notes.append(problem)
+            evidence = gatherer.gather(gathered)
     verdicts = {k: classify(evidence[k]) for k in adapter.keys}
     region_pass(twin, verdicts, evidence)
     hidden_kinks_pass(twin, verdicts, evidence)

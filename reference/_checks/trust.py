@@ -29,6 +29,7 @@ __all__ = [
     "twin_agreement",
     "batched_problem",
     "coordinate_problem",
+    "coordinate_samples",
     "TAPE_DEVIATION_FACTOR",
 ]
 
@@ -160,18 +161,13 @@ _COORDINATE_SAMPLES = 8
 _COORDINATE_MOVE = 10 * _BATCHED_MOVE
 
 
-def coordinate_problem(adapter: Adapter, seed: int) -> Optional[str]:
-    """None when the model's ``coordinate_losses`` equals its (trusted) ``batched_loss`` at
-    random elements of every parameter moved one at a time; otherwise where it does not.
-
-    The spot check is a few elements; finite differences do not rest on it alone: every line
-    whose estimate decides anything (a kink, a value that the manual gradient or the tape does
-    not match) is differenced again at smaller steps through ``batched_loss``, and the estimate
-    from ``coordinate_losses`` is kept only where it agrees with those (``fd.refine``)."""
+def coordinate_samples(adapter: Adapter, seed: int) -> Dict:
+    """Random elements of every parameter, each with a substantive move, for the spot check of
+    ``coordinate_losses`` (``coordinate_problem``); finite differences evaluate them in their
+    own call (``fd.coordinate_stencils``), so the check costs no call of its own."""
     rng = np.random.default_rng(seed + 3)
     moves = {}
-    keys = [k for k in adapter.keys if k != INPUT]
-    for k in keys:
+    for k in (k for k in adapter.keys if k != INPUT):
         flat = adapter.value(k).reshape(-1)
         idx = rng.choice(flat.size, size=min(flat.size, _COORDINATE_SAMPLES), replace=False)
         moved = adapter.cast(
@@ -179,7 +175,17 @@ def coordinate_problem(adapter: Adapter, seed: int) -> Optional[str]:
             + _COORDINATE_MOVE * np.maximum(1.0, np.abs(flat[idx])) * rng.normal(size=idx.size)
         )
         moves[k] = (idx, moved - flat[idx])
-    values = guarded("model.coordinate_losses", adapter.evaluate_coordinates, moves)
+    return moves
+
+
+def coordinate_problem(adapter: Adapter, moves: Dict, values: Dict) -> Optional[str]:
+    """None when the model's ``coordinate_losses`` gave at the sampled ``moves`` (``values``)
+    what its (trusted) ``batched_loss`` gives there; otherwise where it did not.
+
+    The spot check is a few elements; finite differences do not rest on it alone: every line
+    whose estimate decides anything (a kink, a value that the manual gradient or the tape does
+    not match) is differenced again at smaller steps through ``batched_loss``, and the estimate
+    from ``coordinate_losses`` is kept only where it agrees with those (``fd.refine``)."""
     got = np.concatenate([values[k] for k in moves])
     dense = guarded("model.batched_loss", _dense_moves, adapter, moves)
     tol = BATCHED_ULPS * adapter.eps * np.maximum(np.abs(dense), 1.0)

@@ -122,8 +122,12 @@ class Adapter:
         # The model's own loss compiled into a batched graph (reference._core.compiled), used
         # where the model has no trusted batched_loss, once it is shown to equal the loss.
         self.compiled = None
-        # The model's coordinate_losses (one element moved per row), used only while trusted.
+        # The model's coordinate_losses (one element moved per row), used only while trusted;
+        # the spot check's moves, evaluated within finite differences' own call, and their
+        # losses (see reference._checks.trust.coordinate_samples).
         self.use_coordinates = True
+        self.coordinate_samples: Optional[Dict] = None
+        self.sample_values: Optional[Dict] = None
         # Called with the number of loss evaluations each call made (a check's progress).
         self.on_evaluated = None
         # The loss and the manual gradients at the point, once the purity pass has shown them

@@ -537,7 +537,18 @@ def _by_coordinates(adapter: Adapter, plans, f0: float):
         moved = adapter.cast(flat[cols] + (steps[:, None] * _OFFSETS).reshape(-1))
         disps[k] = (moved - flat[cols]).reshape(idx.size, 4)
         moves[k] = (cols, disps[k].reshape(-1))
-    values = adapter.evaluate_coordinates(moves) if moves else {}
+    samples = adapter.coordinate_samples or {}
+    asked = {
+        k: (
+            np.concatenate([moves[k][0], samples[k][0]]),
+            np.concatenate([moves[k][1], samples[k][1]]),
+        )
+        if k in samples
+        else moves[k]
+        for k in moves
+    }
+    values = adapter.evaluate_coordinates(asked) if asked else {}
+    adapter.sample_values = {k: values[k][len(moves[k][0]) :] for k in samples if k in moves}
     out = {}
     for k in plans:
         if k == INPUT:
@@ -547,7 +558,7 @@ def _by_coordinates(adapter: Adapter, plans, f0: float):
         f = np.empty((n, 5))
         s = np.empty((n, 5))
         f[:, 2], s[:, 2] = f0, 0.0
-        f[:, [0, 1, 3, 4]] = values[k].reshape(n, 4)
+        f[:, [0, 1, 3, 4]] = values[k][: 4 * n].reshape(n, 4)
         s[:, [0, 1, 3, 4]] = disps[k]
         out[k] = Stencil(s, f)
     return out
