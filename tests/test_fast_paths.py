@@ -223,11 +223,23 @@ def test_a_float32_model_without_a_twin_is_compiled_in_float32():
     assert not check_gradients(Tutorial(dtype=np.float32, bug="no 1/N"), X.astype(np.float32), y).ok
 
 
-def test_a_small_model_is_not_worth_compiling():
+def test_compiling_is_worth_it_only_when_the_evaluations_it_replaces_take_longer():
+    """The rule, on the seconds of one eager loss call (set here: a timing would make the test
+    depend on the machine's load): 12 parameters at 1 ms a call are 60 evaluations, 0.06 s,
+    less than a compilation; 467 parameters are 2,335 evaluations, 2.3 s."""
+    from reference._checks.cost import COMPILE_WORTH_SECONDS, worth_compiling
+    from reference._core.adapter import Adapter
+
     X, y = batch(n=4, d=2, classes=2)
-    model = Tutorial(sizes=(2, 2, 2))
-    assert check_gradients(model, X, y).ok
-    assert cached(model) is None
+    small = Adapter(Tutorial(sizes=(2, 2, 2)), X, y)
+    small.loss_seconds = 1e-3
+    assert not worth_compiling(small, small.keys, True, 3)
+    X, y = batch()
+    large = Adapter(Tutorial(), X, y)
+    large.loss_seconds = 1e-3
+    assert worth_compiling(large, large.keys, True, 3)
+    large.loss_seconds = COMPILE_WORTH_SECONDS / 1e4  # 2,335 evaluations take 0.06 s
+    assert not worth_compiling(large, large.keys, True, 3)
 
 
 # --- the catalogue's coordinate_losses -----------------------------------------------------------
