@@ -343,3 +343,16 @@ def test_a_coordinate_losses_agreeing_with_a_wrong_gradient_cannot_pass_it(monke
     report = check_gradients(model, X, y)
     assert not report.ok, str(report)
     assert [e.name for e in report.failing] == ["W2"]
+
+
+def test_the_cache_of_compiled_losses_does_not_keep_a_model_alive():
+    import gc
+    import weakref
+
+    X, y = batch()
+    model = Tutorial()
+    assert check_gradients(model, X, y).ok and cached(model)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None

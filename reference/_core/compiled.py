@@ -43,7 +43,19 @@ def _trace(model, X, y, with_input: bool, dtype):
     """The wrapped graph of ``model.loss`` (with X a placeholder when ``with_input``); a loss
     decorated with ``tf.function`` is traced from its Python function, so that its parameter
     reads are in this graph, not in a nested call."""
-    loss = getattr(model.loss, "python_function", None) or model.loss
+    # The graph keeps the Python function it was traced from; through a weak reference, so the
+    # cache (keyed weakly by the model) does not keep the model alive.
+    try:
+        ref = weakref.ref(model)
+    except TypeError:  # a model that cannot be weakly referenced is not cached either
+
+        def ref():
+            return model
+
+    def loss(X_, y_):
+        own = ref().loss
+        return (getattr(own, "python_function", None) or own)(X_, y_)
+
     if with_input:
         spec = tf.TensorSpec(np.shape(X), dtype)
         return tf.compat.v1.wrap_function(lambda Xp: loss(Xp, y), [spec])
