@@ -356,3 +356,104 @@ def test_the_cache_of_compiled_losses_does_not_keep_a_model_alive():
     del model
     gc.collect()
     assert ref() is None
+
+
+class Tokens:
+    """Token ids in, an embedding matrix as the only parameter (a one-hot product)."""
+
+    def __init__(self, bug=False):
+        self.E = tf.Variable(np.random.default_rng(0).normal(size=(10, 3)))
+        self.params, self.param_names, self.bug = [self.E], ["E"], bug
+
+    def loss(self, X, y):
+        logits = tf.one_hot(X, 10, dtype=tf.float64) @ self.E
+        return tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        )
+
+    def gradients(self, X, y):
+        oh = tf.one_hot(X, 10, dtype=tf.float64)
+        d = (tf.nn.softmax(oh @ self.E) - tf.one_hot(y, 3, dtype=tf.float64)) / len(X)
+        return [tf.transpose(oh) @ d * (2.0 if self.bug else 1.0)]
+
+    def input_gradient(self, X, y):
+        return np.zeros(np.shape(X))
+
+
+def test_integer_inputs_are_passed_as_they_are_and_have_no_input_gradient():
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 10, 32), rng.integers(0, 3, 32)
+    report = check_gradients(Tokens(), X, y)
+    assert report.ok and [e.name for e in report.entries] == ["E"], str(report)
+    assert not check_gradients(Tokens(bug=True), X, y).ok
+    with pytest.raises(ValueError, match="include_input=True needs a float X"):
+        check_gradients(Tokens(), X, y, include_input=True)
+
+
+class NestedFunction(tf.Module):
+    """Layers as a tf.function, as the tf.Module tutorials write them."""
+
+    def __init__(self, bug=False):
+        super().__init__()
+        rng = np.random.default_rng(0)
+        self.W1 = tf.Variable(rng.normal(0, 0.35, (8, 64)))
+        self.W2 = tf.Variable(rng.normal(0, 0.25, (64, 3)))
+        self.params, self.param_names, self.bug = [self.W1, self.W2], ["W1", "W2"], bug
+        self.forward = tf.function(lambda X: tf.tanh(X @ self.W1) @ self.W2)
+
+    def loss(self, X, y):
+        logits = self.forward(tf.convert_to_tensor(X))
+        return tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        )
+
+    def gradients(self, X, y):
+        h = tf.tanh(X @ self.W1)
+        d = (tf.nn.softmax(h @ self.W2) - tf.one_hot(y, 3, dtype=tf.float64)) / len(X)
+        dh = d @ tf.transpose(self.W2) * (1 - h**2 if not self.bug else 1 - h)
+        return [tf.transpose(X) @ dh, tf.transpose(h) @ d]
+
+
+def test_a_loss_calling_a_tf_function_is_compiled_with_it_inlined():
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(32, 8)), rng.integers(0, 3, 32)
+    model = NestedFunction()
+    report = check_gradients(model, X, y)
+    assert report.ok and cached(model), report.notes
+    assert not any("eagerly" in n for n in report.notes), report.notes
+    assert not check_gradients(NestedFunction(bug=True), X, y).ok
+
+
+def test_dl_dx_differenced_eagerly_is_said_so():
+    X, y = batch()
+    report = check_gradients(ConstantX(), X, y)
+    assert report.ok, str(report)
+    assert any("evaluated dL/dX eagerly" in n for n in report.notes), report.notes
+
+
+def test_a_loss_that_cannot_be_compiled_is_not_traced_again():
+    X, y = batch()
+    model = Branchy()
+    first = check_gradients(model, X, y)
+    assert isinstance(cached(model)[0][3], str)
+    second = check_gradients(model, X, y)
+    assert first.notes == second.notes and second.ok
+    assert not any(n.endswith("fu)") for n in first.notes)
+
+
+def test_a_keras_variable_is_refused_with_the_way_to_the_tf_variable():
+    keras = pytest.importorskip("keras")
+    layer = keras.layers.Dense(2)
+    layer.build((None, 3))
+
+    class KerasParams:
+        params = [layer.kernel]
+
+        def loss(self, X, y):
+            return tf.reduce_sum(X @ self.params[0])
+
+        def gradients(self, X, y):
+            return [tf.zeros((3, 2))]
+
+    with pytest.raises(TypeError, match=r"Keras 3 variable.*layer\.kernel\.value"):
+        check_gradients(KerasParams(), np.zeros((2, 3), np.float32), None)

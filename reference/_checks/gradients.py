@@ -239,6 +239,12 @@ def _compile(report, twin: Adapter, budget: "_Budget", seed: int) -> None:
         forget(twin.model, twin.compiled)
         twin.compiled = None
         report.notes.append(mismatch)
+    elif twin.include_input and not twin.compiled.has_input:
+        report.notes.append(
+            f"finite differences evaluated dL/dX eagerly, one point at a time (slower): "
+            f"model.loss could not be compiled with X as a graph input "
+            f"({twin.compiled.input_problem}); its parameters were compiled"
+        )
 
 
 def _record_the_tape(report, twin: Adapter, evidence) -> None:

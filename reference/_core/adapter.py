@@ -43,9 +43,15 @@ def _param_kind(params) -> str:
         elif isinstance(p, np.ndarray):
             kinds.add("ndarray")
         else:
+            keras = type(p).__module__.startswith("keras") and hasattr(p, "value")
             raise TypeError(
                 f"model.params[{i}] must be a tf.Variable or a NumPy array (perturbed in place); "
-                f"got {type(p).__name__}."
+                f"got {type(p).__name__}"
+                + (
+                    " (a Keras 3 variable: give the tf.Variable underneath it, layer.kernel.value)."
+                    if keras
+                    else "."
+                )
             )
     if len(kinds) > 1:
         raise TypeError(
@@ -81,6 +87,22 @@ def _check_arrays(model, params) -> None:
         )
 
 
+def _dtype_name(X) -> str:
+    dtype = getattr(X, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(X).dtype
+    return getattr(dtype, "name", str(dtype))
+
+
+def _is_float(X) -> bool:
+    """Whether X holds floats (integer inputs, such as token ids, have no dL/dX)."""
+    try:
+        dtype = tf.as_dtype(getattr(X, "dtype", None) or np.asarray(X).dtype)
+    except TypeError:
+        return True  # whatever it is, the model's own code will say
+    return dtype.is_floating
+
+
 class Adapter:
     """A model seen through the protocol, with X and y fixed."""
 
@@ -112,7 +134,15 @@ class Adapter:
         self.X = X
         self.y = y
         has_input = callable(getattr(model, "input_gradient", None))
-        self.include_input = has_input if include_input is None else (include_input and has_input)
+        float_input = _is_float(X)
+        if include_input and not float_input:
+            raise ValueError(
+                f"include_input=True needs a float X (dL/dX of integer inputs such as token ids "
+                f"is not defined); X has dtype {_dtype_name(X)}: pass include_input=False."
+            )
+        if include_input is None:
+            include_input = has_input and float_input
+        self.include_input = include_input and has_input
         self.keys: List = list(range(len(self.params))) + ([INPUT] if self.include_input else [])
         self._twin = None
         # Why tf.GradientTape cannot witness any tensor of this model (set by tape_values).

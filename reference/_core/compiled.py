@@ -21,6 +21,7 @@ it is kept for later checks of the same model on the same batch.
 
 from __future__ import annotations
 
+import textwrap
 import weakref
 from typing import Dict, List, Optional
 
@@ -56,10 +57,18 @@ def _trace(model, X, y, with_input: bool, dtype):
         own = ref().loss
         return (getattr(own, "python_function", None) or own)(X_, y_)
 
-    if with_input:
-        spec = tf.TensorSpec(np.shape(X), dtype)
-        return tf.compat.v1.wrap_function(lambda Xp: loss(Xp, y), [spec])
-    return tf.compat.v1.wrap_function(lambda: loss(X, y), [])
+    # A tf.function the loss calls (a layer's __call__, as tf.Module tutorials write it) runs
+    # as Python while tracing, so that its parameter reads are in this graph, not in a nested
+    # call, which could not be fed.
+    eager = tf.config.functions_run_eagerly()
+    tf.config.run_functions_eagerly(True)
+    try:
+        if with_input:
+            spec = tf.TensorSpec(np.shape(X), dtype)
+            return tf.compat.v1.wrap_function(lambda Xp: loss(Xp, y), [spec])
+        return tf.compat.v1.wrap_function(lambda: loss(X, y), [])
+    finally:
+        tf.config.run_functions_eagerly(eager)
 
 
 def _reads(wrapped, params, names) -> List[List]:
@@ -75,9 +84,14 @@ def _reads(wrapped, params, names) -> List[List]:
         ops = handle.consumers()
         other = sorted({op.type for op in ops if op.type != "ReadVariableOp"})
         if other:
+            how = (
+                "a nested graph that cannot be inlined"
+                if any(t.endswith("PartitionedCall") for t in other)
+                else ", ".join(other)
+            )
             raise NotCompiled(
-                f"the loss uses {name} through {', '.join(other)} (not only its value), which "
-                f"cannot be fed"
+                f"the loss uses {name} through {how} (not only its value, as a gather from the "
+                f"variable does), which cannot be fed"
             )
         reads.append([op.outputs[0] for op in ops])
     return reads
@@ -95,8 +109,11 @@ class CompiledLoss:
             wrapped = _trace(model, adapter.X, adapter.y, with_input, adapter.dtype)
             reads = _reads(wrapped, params, adapter.names)
             outputs = wrapped.graph.outputs
-            if len(outputs) != 1 or outputs[0].shape.rank != 0:
-                raise NotCompiled("the traced loss is not one scalar tensor")
+            if len(outputs) != 1 or outputs[0].shape.rank not in (0, None):
+                raise NotCompiled(
+                    f"the traced loss has shape {outputs[0].shape if outputs else None}, not a "
+                    f"scalar"
+                )
             feeds = list(wrapped.graph.inputs[:1]) if with_input else []
             self._owner = [None] * len(feeds) + [i for i, r in enumerate(reads) for _ in r]
             feeds += [t for r in reads for t in r]
@@ -110,6 +127,8 @@ class CompiledLoss:
         self._pure = pure
         self._function = None
         self._vectorized = True
+        # Why X could not be a graph input (dL/dX checked, differenced eagerly), or None.
+        self.input_problem = None
 
     def _build(self):
         owner, pure = self._owner, self._pure
@@ -169,7 +188,7 @@ class CompiledLoss:
 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else ""
+    return textwrap.shorten(text[0], 200, placeholder=" ...") if text else ""
 
 
 # Compiled losses kept for later checks of the same model, on the same batch and parameters.
@@ -200,22 +219,32 @@ def compiled_loss(adapter) -> CompiledLoss:
         entries = []
     for entry_key, X, y, compiled in entries:
         if entry_key == key and _same(X, adapter.X) and _same(y, adapter.y):
+            if isinstance(compiled, str):  # tried before and failed: not traced again
+                raise NotCompiled(compiled)
             return compiled
-    compiled = _compile(adapter)
+    try:
+        compiled = _compile(adapter)
+    except NotCompiled as exc:
+        compiled = str(exc)  # the reason only: an exception's traceback would hold the model
     X = adapter.X if isinstance(adapter.X, tf.Tensor) else np.array(adapter.X, copy=True)
     y = adapter.y if isinstance(adapter.y, tf.Tensor) else np.array(adapter.y, copy=True)
     entries.append((key, X, y, compiled))
     del entries[:-_CACHE_PER_MODEL]
+    if isinstance(compiled, str):
+        raise NotCompiled(compiled)
     return compiled
 
 
 def _compile(adapter) -> CompiledLoss:
+    why = None
     if adapter.include_input:
         try:
             return CompiledLoss(adapter, with_input=True)
-        except NotCompiled:
-            pass  # dL/dX is then differenced eagerly (see Adapter.evaluate_many)
-    return CompiledLoss(adapter, with_input=False)
+        except NotCompiled as exc:
+            why = str(exc)  # dL/dX is then differenced eagerly (see Adapter.evaluate_many)
+    compiled = CompiledLoss(adapter, with_input=False)
+    compiled.input_problem = why
+    return compiled
 
 
 def cached(model) -> Optional[list]:

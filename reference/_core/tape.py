@@ -52,9 +52,12 @@ def _taped(model, X, y, include_input: bool):
     them, None where the loss is not connected, or None altogether when the loss is not a
     tensor; the loss)."""
     params = list(model.params)
+    # Integer inputs (token ids, class indices) are passed as they are: only float ones can be
+    # watched, and only they are converted to the model's dtype.
+    integer = not isinstance(X, tf.Tensor) and not np.issubdtype(np.asarray(X).dtype, np.floating)
     Xt = (
         X
-        if isinstance(X, tf.Tensor)
+        if isinstance(X, tf.Tensor) or integer
         else tf.convert_to_tensor(np.asarray(X, dtype=params[0].dtype.as_numpy_dtype))
     )
     sources = params + ([Xt] if include_input else [])
