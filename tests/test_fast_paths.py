@@ -2,6 +2,8 @@
 catalogue MLP's coordinate_losses. Neither may change a verdict: each is used only once shown to
 compute the model's own loss, and a wrong one never becomes the witness that decides."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -457,3 +459,76 @@ def test_a_keras_variable_is_refused_with_the_way_to_the_tf_variable():
 
     with pytest.raises(TypeError, match=r"Keras 3 variable.*layer\.kernel\.value"):
         check_gradients(KerasParams(), np.zeros((2, 3), np.float32), None)
+
+
+# --- a property: the compiled path judges as the eager one does ----------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+class Drawn(Tutorial):
+    """Tutorial's network with a drawn hidden activation (and its derivative from its output)."""
+
+    ACTS = {
+        "tanh": (tf.tanh, lambda a: 1 - a**2),
+        "sigmoid": (tf.sigmoid, lambda a: a * (1 - a)),
+        "relu": (tf.nn.relu, lambda a: tf.cast(a > 0, a.dtype)),
+    }
+
+    def __init__(self, sizes, act, seed, dtype, bug):
+        super().__init__(sizes=sizes, seed=seed, dtype=dtype, bug=None)
+        self.fn, self.dfn = self.ACTS[act]
+        self.drawn_bug = bug
+
+    def _forward(self, X):
+        a = tf.convert_to_tensor(X, self.params[0].dtype)
+        acts = [a]
+        for i in range(0, len(self.params) - 2, 2):
+            a = self.fn(a @ self.params[i] + self.params[i + 1])
+            acts.append(a)
+        return a @ self.params[-2] + self.params[-1], acts
+
+    def gradients(self, X, y):
+        z, acts = self._forward(X)
+        d = (tf.nn.softmax(z) - y) / X.shape[0]
+        grads = []
+        for i in range(len(self.params) - 2, -1, -2):
+            grads = [tf.transpose(acts[i // 2]) @ d, tf.reduce_sum(d, 0)] + grads
+            if i:
+                d = (d @ tf.transpose(self.params[i])) * self.dfn(acts[i // 2])
+        if self.drawn_bug is not None:
+            k, factor = self.drawn_bug
+            grads[k % len(grads)] = grads[k % len(grads)] * factor
+        return grads
+
+
+@settings(max_examples=int(os.environ.get("FAST_PATH_EXAMPLES", 15)), deadline=None)
+@given(
+    hidden=st.lists(st.integers(2, 12), min_size=1, max_size=2),
+    act=st.sampled_from(sorted(Drawn.ACTS)),
+    n=st.integers(1, 16),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    bug=st.none() | st.tuples(st.integers(0, 5), st.sampled_from([0.5, 1.01, -1.0])),
+)
+def test_the_compiled_path_judges_drawn_user_models_as_the_eager_one(
+    hidden, act, n, seed, dtype, bug
+):
+    import reference._checks.gradients as g
+
+    sizes = (4, *hidden, 3)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4)).astype(dtype)
+    y = np.eye(3)[rng.integers(0, 3, n)]
+    model = Drawn(sizes, act, seed, dtype, bug)
+    original = g.worth_compiling
+    g.worth_compiling = lambda *args: True  # compiled whatever the model's size
+    try:
+        fast = check_gradients(model, X, y)
+    finally:
+        g.worth_compiling = original
+    assert cached(model) is not None
+    slow = eager(model, X, y)
+    assert statuses(fast) == statuses(slow), f"{fast}\n{slow}"
+    assert fast.ok == slow.ok
