@@ -1,14 +1,17 @@
-"""What a check may trust besides the model's own loss: its float64 twin and its ``batched_loss``.
+"""What a check may trust besides the model's own loss: its float64 twin, its ``batched_loss``
+(or its loss compiled into a graph) and its ``coordinate_losses``.
 
 A witness built on something other than the code under test is no witness: ``astype`` of an
-``MLP`` subclass returns a plain ``MLP``, and a subclass that overrides ``loss`` inherits a
-``batched_loss`` that computes the parent's loss. Each is used only once it is shown to be the
-same code:
+``MLP`` subclass returns a plain ``MLP``, a subclass that overrides ``loss`` inherits a
+``batched_loss`` that computes the parent's loss, and a graph traced from a loss keeps the Python
+state it was traced with. Each is used only once it is shown to be the same code:
 
 - the twin when it is of the model's own type and its gradients agree with the model's float32
   ones to float32 rounding (``twin_agreement``);
-- ``batched_loss`` when it equals ``loss`` at the point and at random points around it
-  (``batched_problem``).
+- ``batched_loss``, or the compiled loss, when it equals ``loss`` at the point and at random
+  points around it (``batched_problem``);
+- ``coordinate_losses`` when it equals ``batched_loss`` at random elements of every parameter
+  (``coordinate_samples``, ``coordinate_problem``).
 
 Otherwise the model is judged as it is, and the report says why.
 """
