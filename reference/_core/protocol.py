@@ -70,8 +70,8 @@ class GradientModel(Protocol):
     ``X`` converted to a ``tf.Tensor`` of the model's dtype (so the tape can watch it; integer
     inputs such as token ids as given, and without dL/dX) and ``y`` as given. Finite
     differences call ``loss(X, y)`` (or ``batched_loss``) with ``X`` and ``y`` as given, and,
-    when checking
-    ``dL/dX``, with perturbed copies of ``X`` as NumPy arrays of the model's dtype.
+    when checking ``dL/dX``, with perturbed copies of ``X`` as NumPy arrays of the model's
+    dtype.
     """
 
     params: Sequence[Any]
