@@ -29,11 +29,9 @@ import numpy as np
 import tensorflow as tf
 
 from .adapter import INPUT
+from .fd import _BUDGET
 
-__all__ = ["NotCompiled", "CompiledLoss", "compiled_loss", "cached", "forget", "BUDGET"]
-
-# At most this many float64 values of stacked parameters per graph call (32 MB).
-BUDGET = 1 << 22
+__all__ = ["NotCompiled", "CompiledLoss", "compiled_loss", "cached", "forget"]
 
 
 class NotCompiled(Exception):
@@ -163,7 +161,8 @@ class CompiledLoss:
         width = sum(int(np.prod(s)) for s in self.shapes) + (
             int(np.prod(self._x_shape)) if self.has_input else 0
         )
-        per_call = max(1, BUDGET // max(1, width))
+        # The memory bound of every batched evaluation (fd._BUDGET values a call).
+        per_call = max(1, _BUDGET // max(1, width))
         out = np.empty(K)
         for start in range(0, K, per_call):
             stop = min(K, start + per_call)
