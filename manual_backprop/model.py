@@ -432,15 +432,15 @@ class MLP:
         """Losses with column j[k] of z_l moved by delta[k] * a_{l-1}[:, i[k]] (by delta[k]
         where i[k] is the fan-in: a bias), shape (K,)."""
         a_prev, z, a = cache[l]
-        d = tf.constant(delta, self.dtype)
-        j_t = tf.constant(j)
+        d = tf.cast(delta, self.dtype)
+        j_t = tf.convert_to_tensor(j)
         inputs = tf.concat([a_prev, tf.ones_like(a_prev[:, :1])], axis=1)  # (N, fan_in + 1)
-        dz = tf.transpose(tf.gather(inputs, tf.constant(i), axis=1)) * d[:, None]  # (K, N)
+        dz = tf.transpose(tf.gather(inputs, i, axis=1)) * tf.expand_dims(d, 1)  # (K, N)
         last = l == len(self.activations) - 1
         act = self.activations[l]
         if last or not act.elementwise:
             onehot = tf.one_hot(j_t, int(z.shape[1]), dtype=self.dtype)
-            z_full = z[None] + dz[:, :, None] * onehot[:, None, :]
+            z_full = z + tf.expand_dims(dz, 2) * tf.expand_dims(onehot, 1)
             if last:
                 return self._losses_of(y, self._output_of(l, z_full))
             z_next = tf.matmul(act.fn(z_full), self.params[2 * l + 2]) + self.params[2 * l + 3]
@@ -449,7 +449,7 @@ class MLP:
             a_col = tf.transpose(tf.gather(a, j_t, axis=1))
             da = act.fn(z_col + dz) - a_col  # (K, N): the change of column j of a_l
             rows = tf.gather(self.params[2 * l + 2], j_t)  # (K, next): W_{l+1}[j, :]
-            z_next = cache[l + 1][1][None] + da[:, :, None] * rows[:, None, :]
+            z_next = cache[l + 1][1] + tf.expand_dims(da, 2) * tf.expand_dims(rows, 1)
         a_next = self._output_of(l + 1, z_next)
         for m in range(l + 2, len(self.activations)):
             z_next = tf.matmul(a_next, self.params[2 * m]) + self.params[2 * m + 1]
