@@ -137,6 +137,9 @@ def test_a_step_that_crosses_another_kink_does_not_fail_a_right_gradient(mode):
     # Found by the thorough property run: two rows, each at or beside its kinks, so every line
     # pooled for the noise estimate crosses a kink (the noise measured directly bounds it).
     assert judged("near_kink_relu", mode=mode, seed=1, hidden=2, n=2).ok
+    # Every probe line of this one crosses kinks: they pool a noise 4e7 times the one measured
+    # directly, which must bound it (directional mode fails the right gradient without).
+    assert judged("near_kink_relu", mode=mode, seed=569).ok
     # Also found there: a unit of another row 3e-8 from its kink, closer than finite
     # differences resolve; the element is the all-active region's gradient all the same.
     assert judged("near_kink_relu", mode=mode, seed=128, hidden=7, n=4).ok
