@@ -430,25 +430,28 @@ class MLP:
 
     def _column_moves(self, cache, y, l, i, j, delta):
         """Losses with column j[k] of z_l moved by delta[k] * a_{l-1}[:, i[k]] (by delta[k]
-        where i[k] is the fan-in: a bias), shape (K,)."""
-        a_prev, z, a = cache[l]
-        d = tf.cast(delta, self.dtype)
-        j_t = tf.convert_to_tensor(j)
-        inputs = tf.concat([a_prev, tf.ones_like(a_prev[:, :1])], axis=1)  # (N, fan_in + 1)
-        dz = tf.transpose(tf.gather(inputs, i, axis=1)) * tf.expand_dims(d, 1)  # (K, N)
+        where i[k] is the fan-in: a bias), shape (K,).
+
+        The gathers of columns, (K, N) at most, run in NumPy (a fraction of TensorFlow's time on
+        tensors this small; products and sums round the same in both); the (K, N, width) work
+        runs in TensorFlow.
+        """
+        a_prev, z, a = (t.numpy() for t in cache[l])
+        d = np.asarray(delta).astype(z.dtype)
+        ones = np.ones((a_prev.shape[0], 1), z.dtype)
+        inputs = np.concatenate([a_prev, ones], axis=1)  # (N, fan_in + 1)
+        dz = inputs[:, i].T * d[:, None]  # (K, N)
         last = l == len(self.activations) - 1
         act = self.activations[l]
         if last or not act.elementwise:
-            onehot = tf.one_hot(j_t, int(z.shape[1]), dtype=self.dtype)
-            z_full = z + tf.expand_dims(dz, 2) * tf.expand_dims(onehot, 1)
+            onehot = tf.one_hot(j, z.shape[1], dtype=self.dtype)
+            z_full = cache[l][1] + tf.expand_dims(dz, 2) * tf.expand_dims(onehot, 1)
             if last:
                 return self._losses_of(y, self._output_of(l, z_full))
             z_next = tf.matmul(act.fn(z_full), self.params[2 * l + 2]) + self.params[2 * l + 3]
         else:
-            z_col = tf.transpose(tf.gather(z, j_t, axis=1))
-            a_col = tf.transpose(tf.gather(a, j_t, axis=1))
-            da = act.fn(z_col + dz) - a_col  # (K, N): the change of column j of a_l
-            rows = tf.gather(self.params[2 * l + 2], j_t)  # (K, next): W_{l+1}[j, :]
+            da = act.fn(tf.constant(z[:, j].T + dz)).numpy() - a[:, j].T  # change of a_l[:, j]
+            rows = self.params[2 * l + 2].numpy()[j]  # (K, next): W_{l+1}[j, :]
             z_next = cache[l + 1][1] + tf.expand_dims(da, 2) * tf.expand_dims(rows, 1)
         a_next = self._output_of(l + 1, z_next)
         for m in range(l + 2, len(self.activations)):
