@@ -532,3 +532,39 @@ def test_the_compiled_path_judges_drawn_user_models_as_the_eager_one(
     slow = eager(model, X, y)
     assert statuses(fast) == statuses(slow), f"{fast}\n{slow}"
     assert fast.ok == slow.ok
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_the_direct_noise_measurement_is_the_same_in_chunks(monkeypatch, batched):
+    """A large model's direct noise measurement evaluates its 16 points a few at a time, in
+    reused stacks (memory stays bounded): the same draws and the same losses as in one call,
+    with the last, shorter chunk too (3 + 3 + 3 + 3 + 3 + 1)."""
+    from reference._core import fd
+    from reference._core.adapter import Adapter
+
+    model = mb.MLP(
+        [8, 16, 16, 3],
+        ["tanh", "tanh", "softmax"],
+        "categorical_crossentropy",
+        dtype="float64",
+        seed=0,
+    )
+    X, y = batch()
+    adapter = Adapter(model, X, y, include_input=False)
+    adapter.use_batched = batched
+    f0 = adapter.loss_value()
+    calls = []
+    if batched:
+        real = adapter.evaluate_many
+        monkeypatch.setattr(adapter, "evaluate_many", lambda s: calls.append(s) or real(s))
+    else:
+        real = adapter.evaluate_points
+        monkeypatch.setattr(adapter, "evaluate_points", lambda p: calls.append(p) or real(p))
+    whole = fd.jitter_noise(adapter, f0, np.random.default_rng(5))
+    assert len(calls) == 1
+    calls.clear()
+    monkeypatch.setattr(fd, "_BUDGET", 3 * model.n_params)
+    chunked = fd.jitter_noise(adapter, f0, np.random.default_rng(5))
+    counts = [len(next(iter(c.values()))) if batched else len(c) for c in calls]
+    assert counts == [3, 3, 3, 3, 3, 1]
+    assert chunked == whole > 0
