@@ -13,7 +13,7 @@ from typing import Dict, List
 import numpy as np
 import tensorflow as tf
 
-from .adapter import Adapter, guarded
+from .adapter import Adapter, _is_float, guarded
 
 __all__ = ["tape_gradients", "tape_values"]
 
@@ -54,7 +54,7 @@ def _taped(model, X, y, include_input: bool):
     params = list(model.params)
     # Integer inputs (token ids, class indices) are passed as they are: only float ones can be
     # watched, and only they are converted to the model's dtype.
-    integer = not isinstance(X, tf.Tensor) and not np.issubdtype(np.asarray(X).dtype, np.floating)
+    integer = not isinstance(X, tf.Tensor) and not _is_float(X)
     Xt = (
         X
         if isinstance(X, tf.Tensor) or integer
