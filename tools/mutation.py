@@ -7,8 +7,16 @@ bug is applied there, and the tests most likely to catch it run first; when they
 whole suite runs. A bug is killed when some test fails. The table and the kill rate are printed
 (and, with ``--markdown FILE``, written as a Markdown table).
 
-    python tools/mutation.py               # every planted bug
+    python tools/mutation.py               # every planted bug, then every threshold mutant
     python tools/mutation.py 3 7           # only bugs 3 and 7 (1-based)
+    python tools/mutation.py --thresholds  # only the threshold mutants (tools/thresholds.py)
+    python tools/mutation.py --list        # the numbered list, planting nothing
+
+The threshold mutants (every named constant of the verdict x10 and /10, every comparison of
+the judging modules flipped at its boundary) are generated from the code by
+``tools/thresholds.py`` and numbered after the hand-written bugs; ``tests/test_thresholds.py``
+runs first for each. A run of the suite that takes longer than ``--timeout`` seconds counts as
+a kill (a mutant that makes the checks run away), and is marked so in the table.
 """
 
 from __future__ import annotations
@@ -23,9 +31,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import thresholds  # noqa: E402  (tools/ is not a package)
 
 
 @dataclass
@@ -51,6 +61,7 @@ DIAGNOSIS = "reference/_checks/diagnosis.py"
 FUNCTION, FUNCTION_TESTS = "reference/_checks/function.py", "tests/test_function.py"
 NUMPY, PURITY = "tests/test_numpy_models.py", "reference/_checks/purity.py"
 FAST = "tests/test_fast_paths.py"
+THRESHOLDS = "tests/test_thresholds.py"
 
 BUGS: List[Bug] = [
     Bug(
@@ -175,7 +186,13 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "the rounding test excuses everything",
-        [(PASSES, "_ERRATIC = 0.25", "_ERRATIC = 0.0")],
+        [
+            (
+                PASSES,
+                "                if moved >= _ERRATIC and moved >= _SMOOTH_FACTOR * own:",
+                "                if True:",
+            )
+        ],
         [GUARDS],
     ),
     Bug(
@@ -463,7 +480,7 @@ BUGS: List[Bug] = [
             (
                 PASSES,
                 "            ok = nd.accepts(inside[k].reshape(-1)[idx], "
-                "tolerance_at(ev.tape_tol, idx)) & ~nd.kink",
+                "tolerance_at(ev.slack, idx)) & ~nd.kink",
                 "            ok = np.ones(idx.size, bool)",
             )
         ],
@@ -694,8 +711,13 @@ def _copy_repo(dest: Path) -> None:
             shutil.copy2(src, dest / f)
 
 
-def _apply(copy: Path, bug: Bug) -> dict:
+def _apply(copy: Path, bug: Union[Bug, "thresholds.Planted"]) -> dict:
     """Plant the bug in the copy; returns the files' original texts."""
+    if isinstance(bug, thresholds.Planted):
+        rel = bug.site.rel
+        original = (copy / rel).read_text()
+        (copy / rel).write_text(bug.apply(original))
+        return {rel: original}
     originals = {}
     for rel, old, new in bug.edits:
         originals.setdefault(rel, (copy / rel).read_text())
@@ -709,19 +731,29 @@ def _apply(copy: Path, bug: Bug) -> dict:
     return originals
 
 
-def _pytest(copy: Path, targets: Sequence[str]) -> Tuple[bool, Optional[str]]:
-    """Run the tests in the copy; (killed, first failing test)."""
+def _pytest(copy: Path, targets: Sequence[str], timeout: float) -> Tuple[bool, Optional[str]]:
+    """Run the tests in the copy; (killed, first failing test, or "timeout")."""
     env = {
         **os.environ,
         "PYTHONPATH": str(copy),
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
     }
-    # The test that the planted bugs fit the code fails on any planted bug: it proves nothing.
-    fits = f"{GUARDS}::test_the_planted_harness_bugs_still_fit_the_code"
+    # The tests that the planted bugs fit the code fail on any planted bug: they prove nothing.
+    fits = [
+        f"{GUARDS}::test_the_planted_harness_bugs_still_fit_the_code",
+        f"{THRESHOLDS}::test_the_threshold_mutants_are_generated_from_the_code",
+    ]
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "2", "-p", "no:cacheprovider"]
-    cmd += ["--deselect", fits, *targets]
-    proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True)
+    for test in fits:
+        cmd += ["--deselect", test]
+    cmd += list(targets)
+    try:
+        proc = subprocess.run(
+            cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return True, "timeout"
     failed = re.findall(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", proc.stdout, re.M)
     return proc.returncode != 0, (failed[0] if failed else None)
 
@@ -739,27 +771,37 @@ def _check_isolation(copy: Path) -> None:
         raise SystemExit(f"the copy's reference is not the one imported ({where})")
 
 
-def run(selected: Sequence[int]) -> List[Tuple[int, Bug, bool, str, float]]:
+def everything() -> List[Union[Bug, "thresholds.Planted"]]:
+    """The hand-written bugs, then the threshold mutants, numbered from 1 in that order."""
+    return [*BUGS, *thresholds.generated()]
+
+
+def _targets(bug) -> Sequence[str]:
+    return [THRESHOLDS] if isinstance(bug, thresholds.Planted) else bug.tests
+
+
+def run(selected: Sequence[int], timeout: float) -> List[Tuple[int, object, bool, str, float]]:
+    planted = everything()
     results = []
     with tempfile.TemporaryDirectory(prefix="harness-mutants-") as tmp:
         copy = Path(tmp)
         _copy_repo(copy)
         _check_isolation(copy)
         for i in selected:
-            bug = BUGS[i - 1]
+            bug = planted[i - 1]
             start = time.perf_counter()
             originals = _apply(copy, bug)
             try:
-                killed, by = _pytest(copy, bug.tests)
+                killed, by = _pytest(copy, _targets(bug), timeout)
                 if not killed:
-                    killed, by = _pytest(copy, ["tests"])
+                    killed, by = _pytest(copy, ["tests"], timeout)
             finally:
                 for rel, text in originals.items():
                     (copy / rel).write_text(text)
             seconds = time.perf_counter() - start
             results.append((i, bug, killed, by or "-", seconds))
             print(
-                f"{i:>2}. {'KILLED  ' if killed else 'SURVIVED'} {bug.name} "
+                f"{i:>3}. {'KILLED  ' if killed else 'SURVIVED'} {bug.name} "
                 f"({by or 'no test failed'}; {seconds:.0f} s)",
                 flush=True,
             )
@@ -768,10 +810,19 @@ def run(selected: Sequence[int]) -> List[Tuple[int, Bug, bool, str, float]]:
 
 def table(results) -> str:
     rows = ["| # | planted harness bug | killed by |", "|---|---|---|"]
+    survivors = []
     for i, bug, killed, by, _ in results:
-        rows.append(f"| {i} | {bug.name} | {by if killed else '**survived**'} |")
+        if killed:
+            cell = "**timed out** (counted as killed)" if by == "timeout" else by
+        else:
+            why = thresholds.ARGUED.get(thresholds.key(bug)) if hasattr(bug, "site") else None
+            cell = f"**survived**: {why}" if why else "**survived**"
+            survivors.append(i)
+        rows.append(f"| {i} | {bug.name.replace('|', '/')} | {cell.replace('|', '/')} |")
     killed = sum(r[2] for r in results)
     rows.append(f"\nkilled {killed} of {len(results)} ({100.0 * killed / len(results):.0f}%)")
+    if survivors:
+        rows.append(f"survivors: {' '.join(map(str, survivors))}")
     return "\n".join(rows)
 
 
@@ -779,9 +830,32 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("bugs", nargs="*", type=int, help="1-based numbers of the bugs to plant")
     parser.add_argument("--markdown", metavar="FILE", help="also write the table here")
+    parser.add_argument(
+        "--thresholds", action="store_true", help="only the generated threshold mutants"
+    )
+    parser.add_argument("--list", action="store_true", help="list the bugs, plant nothing")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        help="seconds one run of the tests may take before it counts as a kill (default 1800)",
+    )
     args = parser.parse_args(argv)
-    selected = args.bugs or list(range(1, len(BUGS) + 1))
-    results = run(selected)
+    planted = everything()
+    if args.list:
+        for i, bug in enumerate(planted, 1):
+            print(f"{i}. {bug.name}")
+        return 0
+    if args.bugs:
+        selected = args.bugs
+    elif args.thresholds:
+        selected = list(range(len(BUGS) + 1, len(planted) + 1))
+    else:
+        selected = list(range(1, len(planted) + 1))
+    bad = [i for i in selected if not 1 <= i <= len(planted)]
+    if bad:
+        parser.error(f"no planted bug numbered {bad}; there are {len(planted)}")
+    results = run(selected, args.timeout)
     text = table(results)
     print("\n" + text)
     if args.markdown:

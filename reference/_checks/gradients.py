@@ -15,7 +15,15 @@ import numpy as np
 from .._core import validate
 from .._core.adapter import INPUT, Adapter, ModelError, guarded
 from .._core.compiled import NotCompiled, cached, compiled_loss, forget
-from .._core.policy import SCALE_FLOOR, TAPE_RTOL, assemble, classify, floors, magnitude
+from .._core.policy import (
+    SCALE_FLOOR,
+    TAPE_RTOL,
+    assemble,
+    classify,
+    floors,
+    magnitude,
+    resolutions,
+)
 from .._core.report import GradientMismatch, GradientReport, Note, NoteCode
 from .._core.tape import tape_values
 from .cost import MAX_SECONDS, evaluations, too_slow, worth_compiling
@@ -342,7 +350,8 @@ def _ask_the_witnesses(twin: Adapter, rtol: float, asked=None) -> Gathered:
         manual,
         tape,
         rtol,
-        floors(twin, twin.keys, manual, tape, f0, rtol),
+        floors(twin.keys, manual, tape),
+        resolutions(twin, twin.keys, f0),
     )
 
 

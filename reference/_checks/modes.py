@@ -39,6 +39,7 @@ class Gathered:
     tape: Dict
     rtol: float
     floors: Dict  # the least scale each tensor is judged on
+    resolutions: Dict  # the finest absolute error the loss can show, per tensor
 
     def noise_floor(self) -> float:
         """The least rounding noise of one loss evaluation assumed where finite differences
@@ -66,6 +67,7 @@ class Gathered:
             flat,
             ev.manual.reshape(-1)[lines],
             _tape_or_manual(ev).reshape(-1)[lines],
+            tolerance_at(ev.slack, lines),
             tolerance_at(ev.tape_tol, lines),
         )
         settled = np.delete(lines, bad)
@@ -99,8 +101,8 @@ class Gathered:
         )
         here = nd.take(lines)
         wide = fdm.coarser(here, self.analyse(key, nd.name, st, sigma), sigma)
-        keep = wide.accepts(ev.manual.reshape(-1)[lines], tolerance_at(ev.tape_tol, lines))
-        keep &= here.accepts(ev.manual.reshape(-1)[lines], tolerance_at(ev.tape_tol, lines))
+        keep = wide.accepts(ev.manual.reshape(-1)[lines], tolerance_at(ev.slack, lines))
+        keep &= here.accepts(ev.manual.reshape(-1)[lines], tolerance_at(ev.slack, lines))
         pick = np.flatnonzero(keep)
         if pick.size:
             nd.fill(lines[pick], wide.take(pick))
@@ -114,6 +116,7 @@ class Gathered:
             self.rtol,
             self.floors[key],
             probes,
+            resolution=self.resolutions[key],
         )
 
 
@@ -192,9 +195,9 @@ class DirectionalMode:
     def _refine_probes(g: Gathered, key, ev: TensorEvidence, sigma) -> None:
         """Difference again, with smaller steps, the probes whose estimate is suspect."""
         dirs, nd = ev.probes.directions, ev.probes.fd
-        slack = ev.tape_tol * np.sum(np.abs(dirs), axis=1)
+        spans = np.sum(np.abs(dirs), axis=1)
         flat_m, flat_t = ev.manual.reshape(-1), _tape_or_manual(ev).reshape(-1)
-        bad = fdm.suspect(nd, dirs @ flat_m, dirs @ flat_t, slack)
+        bad = fdm.suspect(nd, dirs @ flat_m, dirs @ flat_t, ev.slack * spans, ev.tape_tol * spans)
         if bad.size == 0:
             return
 
@@ -248,7 +251,7 @@ class DirectionalMode:
                 st = guarded(_DURING_FD, fdm.directional_stencil, g.twin, key, g.f0, d)
                 estimate = g.analyse(key, "", st, sigma)
                 if not np.all(
-                    estimate.accepts(d @ flat_m, ev.tape_tol * np.sum(np.abs(d), axis=1))
+                    estimate.accepts(d @ flat_m, ev.slack * np.sum(np.abs(d), axis=1))
                 ):
                     pending.append(half)
         return np.asarray(leaves, dtype=np.int64)

@@ -47,8 +47,15 @@ __all__ = [
 _NUDGE = 2.0**-20
 _NUDGES = 4
 # ... and a manual-minus-tape difference that changes by at least this fraction of itself under
-# one nudge is erratic: a bug moves it by about 1e-6 of itself, 250000 times less.
+# one nudge is erratic: a bug moves it by about 1e-6 of itself, 250000 times less...
 _ERRATIC = 0.25
+# ... and by at least this many times the fraction by which the tape's gradient itself moves (a
+# bug's difference moves with the gradient it is part of; rounding's does not).
+_SMOOTH_FACTOR = 8.0
+# Where the difference is steady under those nudges but below what the loss can resolve, the
+# weights move again by this larger amount (about 1e-3): a saturated unit's output moves by a
+# few ulps under 1e-6 and keeps its rounding, while under 1e-3 its rounding is drawn anew.
+_LARGE_NUDGE = 2.0**-10
 
 
 def rounding_pass(
@@ -63,8 +70,9 @@ def rounding_pass(
     difference by about 1e-6 of itself. Rounding amplified by cancellation (elu's a + alpha deep
     in saturation) depends on the low bits of the values and changes erratically. Where the
     difference changes by at least a quarter of itself under one of a few such nudges and is no
-    larger than the rounding the values can carry (``rounding_bound``), the elements are excused
-    as rounding (and noted); erratic but larger, they are unverifiable (finite differences
+    larger than the rounding the values can carry (``rounding_bound``), or than the finest error
+    the loss can show (the tensor's ``resolution``: a saturated model whose every gradient is a
+    few ulps of the terms it cancels from), the elements are excused as rounding (and noted); erratic but larger, they are unverifiable (finite differences
     cannot resolve them, and rounding cannot explain them); systematic, they fail.
     """
     suspects = {k: v.undecided for k, v in verdicts.items() if np.any(v.undecided)}
@@ -72,30 +80,26 @@ def rounding_pass(
         return
     manual = {k: ev.manual for k, ev in evidence.items()}
     tape = {k: ev.tape for k, ev in evidence.items()}
-    rng = np.random.default_rng(seed + 1)
-    d0 = {k: (manual[k] - tape[k])[mask] for k, mask in suspects.items()}
-    change = {k: 0.0 for k in suspects}
-    original = twin.snapshot()
-    try:
-        for _ in range(_NUDGES):
-            for i, value in enumerate(original):
-                twin.write(i, value * (1.0 + _NUDGE * rng.standard_normal(value.shape)))
-            m, t = twin.manual(), tape_values(twin)
-            for k, mask in suspects.items():
-                dk = (m[k] - t[k])[mask]
-                denominator = max(np.sum(np.abs(d0[k])), np.finfo(float).tiny)
-                moved = float(np.sum(np.abs(dk - d0[k])) / denominator)
-                change[k] = max(change[k], moved)
-    finally:
-        twin.restore(original)
     largest = max(magnitude(manual[k], tape[k]) for k in manual)
-    bound = rounding_bound(twin.eps, largest)
+    gaps, bounds = {}, {}
+    with np.errstate(invalid="ignore"):
+        for k in suspects:
+            gaps[k] = np.abs(manual[k] - tape[k])
+            # Rounding of the gradient, or below anything the loss can show (LOSS_ULPS).
+            bounds[k] = max(rounding_bound(twin.eps, largest), evidence[k].resolution)
+    rng = np.random.default_rng(seed + 1)
+    erratic = _erratic(twin, suspects, manual, tape, _NUDGE, rng)
+    steady = {
+        k: mask
+        for k, mask in suspects.items()
+        if k not in erratic and np.any(mask & (gaps[k] <= evidence[k].resolution))
+    }
+    if steady:
+        erratic |= _erratic(twin, steady, manual, tape, _LARGE_NUDGE, rng)
     for k, mask in suspects.items():
-        if change[k] < _ERRATIC:
+        if k not in erratic:
             continue
-        with np.errstate(invalid="ignore"):
-            gap = np.abs(manual[k] - tape[k])
-        small = mask & (gap <= bound)
+        small = mask & (gaps[k] <= bounds[k])
         verdicts[k].excuse_rounding(small)
         large = mask & ~small
         if np.any(large):
@@ -103,10 +107,37 @@ def rounding_pass(
             scale = ev.scale if ev.scale > 0 else 1.0
             verdict.unresolved(large)
             verdict.unresolved_by = {
-                "difference": float(np.max(gap[large])) / scale,
-                "bound": bound / scale,
+                "difference": float(np.max(gaps[k][large])) / scale,
+                "bound": bounds[k] / scale,
                 "resolution": float(np.nanmax(np.where(large, ev.fd.error, np.nan))) / scale,
             }
+
+
+def _erratic(twin: Adapter, suspects: Dict, manual: Dict, tape: Dict, nudge: float, rng) -> set:
+    """The tensors whose manual-minus-tape difference (over the ``suspects`` masks) moves
+    erratically when every weight moves by a relative ``nudge``, ``_NUDGES`` times: by at least
+    ``_ERRATIC`` of itself, and ``_SMOOTH_FACTOR`` times more than the tape's gradient there."""
+    d0 = {k: (manual[k] - tape[k])[mask] for k, mask in suspects.items()}
+    tiny = np.finfo(float).tiny
+    out = set()
+    original = twin.snapshot()
+    try:
+        for _ in range(_NUDGES):
+            for i, value in enumerate(original):
+                twin.write(i, value * (1.0 + nudge * rng.standard_normal(value.shape)))
+            m, t = twin.manual(), tape_values(twin)
+            for k, mask in suspects.items():
+                moved = np.sum(np.abs((m[k] - t[k])[mask] - d0[k])) / max(
+                    np.sum(np.abs(d0[k])), tiny
+                )
+                own = np.sum(np.abs(t[k][mask] - tape[k][mask])) / max(
+                    np.sum(np.abs(tape[k][mask])), tiny
+                )
+                if moved >= _ERRATIC and moved >= _SMOOTH_FACTOR * own:
+                    out.add(k)
+    finally:
+        twin.restore(original)
+    return out
 
 
 # --- where several kinks meet ------------------------------------------------------------------
@@ -236,7 +267,7 @@ def _fd_region(twin: Adapter, original, sign: float, order, failing: Dict, evide
             st = fdm.coordinate_stencil(twin, k, f0, idx, exponent=exponent)
             nd = fdm.analyse(ev.name, st, ev.fd.noise if ev.fd is not None else 0.0)
             resolved = nd.error <= _FD_REGION_RESOLUTION * max(ev.scale, np.finfo(float).tiny)
-            ok = nd.accepts(inside[k].reshape(-1)[idx], tolerance_at(ev.tape_tol, idx)) & ~nd.kink
+            ok = nd.accepts(inside[k].reshape(-1)[idx], tolerance_at(ev.slack, idx)) & ~nd.kink
             matched[k].reshape(-1)[idx[ok & resolved]] = True
     finally:
         twin.restore(original)

@@ -24,7 +24,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from .._core.adapter import INPUT, Adapter, guarded
-from .._core.policy import floors, magnitude, rounding_bound
+from .._core.policy import floors, magnitude, resolutions, rounding_bound
 from .._core.tape import tape_values
 
 __all__ = [
@@ -83,7 +83,8 @@ def twin_agreement(adapter: Adapter, twin: Adapter, rtol32: float, manual64, tap
     ``tape64``, already asked), against what float32 rounding allows."""
     manual32, tape32 = adapter.manual(), tape_values(adapter)
     f32 = guarded("model.loss(X, y)", adapter.loss_value)
-    base = floors(adapter, adapter.keys, manual64, tape64, f32, rtol32)
+    base = floors(adapter.keys, manual64, tape64)
+    resolution = resolutions(adapter, adapter.keys, f32)
     largest = max(magnitude(manual64[k], tape64[k]) for k in adapter.keys)
     bound = rounding_bound(adapter.eps, largest)
     out = TwinAgreement({}, {}, {}, {}, {}, rtol32)
@@ -103,7 +104,7 @@ def twin_agreement(adapter: Adapter, twin: Adapter, rtol32: float, manual64, tap
         out.deviation[k] = float(np.max(np.where(finite, np.nan_to_num(diff, nan=np.inf), 0.0)))
         tdev = float(np.max(np.nan_to_num(tape_dev, nan=0.0), initial=0.0))
         out.tape_deviation[k] = tdev
-        out.tolerance[k] = max(rtol32 * scale, TAPE_DEVIATION_FACTOR * tdev, bound)
+        out.tolerance[k] = max(rtol32 * scale, resolution[k], TAPE_DEVIATION_FACTOR * tdev, bound)
     return out
 
 

@@ -357,11 +357,12 @@ def consistent(a: NumericalGradient, b: NumericalGradient) -> np.ndarray:
     return smooth | kinked
 
 
-def suspect(nd: NumericalGradient, manual, tape, slack) -> np.ndarray:
+def suspect(nd: NumericalGradient, manual, tape, slack, apart=None) -> np.ndarray:
     """Flat indices of measured lines whose estimate is suspect, or must decide between manual
-    and tape: a kink along them, a candidate it does not accept, or manual and tape apart."""
+    and tape: a kink along them, a candidate it does not accept (allowing ``slack``), or manual
+    and tape further apart than ``apart`` (default ``slack``)."""
     with np.errstate(invalid="ignore"):
-        apart = ~(np.abs(manual - tape) <= slack)
+        apart = ~(np.abs(manual - tape) <= (slack if apart is None else apart))
     bad = nd.kink | apart | ~nd.accepts(manual, slack) | ~nd.accepts(tape, slack)
     return np.flatnonzero((bad & nd.measured).reshape(-1))
 

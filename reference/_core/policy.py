@@ -43,6 +43,7 @@ __all__ = [
     "ROUNDING_ULPS",
     "rounding_bound",
     "floors",
+    "resolutions",
     "TensorEvidence",
     "ProbeEvidence",
     "ProbeVerdict",
@@ -69,7 +70,10 @@ SCALE_FLOOR = 1e-2
 # parameter by its own magnitude (at least 1), moves the loss by less than this many ulps of the
 # loss (of 1 for a loss below 1, since a batch-mean loss near 0 is the cancellation of O(1) terms,
 # such as logsumexp(z) - z_y, and is rounded on their scale) cannot show in any value the loss
-# takes. It matters only where a whole model is saturated and every gradient is a few ulps.
+# takes. It is finite differences' resolution (their slack), and the most rounding the rounding
+# test may excuse; never the tape's tolerance, which is rounding of the gradient itself (a float32
+# tape held to 256 ulps of the loss passed a gradient 1e-4 off). It matters only where a whole
+# model is saturated and every gradient is a few ulps.
 LOSS_ULPS = 256
 # The most rounding a hand-written value can carry, in ulps of the model's largest gradient: a
 # formula that cancels (elu's a + alpha deep in saturation) loses digits of its own value, not
@@ -86,16 +90,19 @@ def rounding_bound(eps: float, largest: float) -> float:
     return ROUNDING_ULPS * eps * largest
 
 
-def floors(adapter, keys, manual, tape, f0: float, rtol: float) -> dict:
-    """The least scale each tensor is judged on (see ``SCALE_FLOOR`` and ``LOSS_ULPS``)."""
+def floors(keys, manual, tape) -> dict:
+    """The least scale each tensor is judged on: ``SCALE_FLOOR`` of the model's largest
+    gradient."""
     largest = max(magnitude(manual[k], tape[k]) for k in keys)
-    resolution = LOSS_ULPS * adapter.eps * max(abs(f0), 1.0) / rtol
+    return {k: SCALE_FLOOR * largest for k in keys}
+
+
+def resolutions(adapter, keys, f0: float) -> dict:
+    """Per tensor, the finest absolute error the loss can show (``LOSS_ULPS`` ulps of
+    max(|loss|, 1) over a change of the parameter by its largest magnitude, at least 1)."""
+    loss = LOSS_ULPS * adapter.eps * max(abs(f0), 1.0)
     return {
-        k: max(
-            SCALE_FLOOR * largest,
-            resolution / max(1.0, float(np.max(np.abs(adapter.value(k)), initial=0.0))),
-        )
-        for k in keys
+        k: loss / max(1.0, float(np.max(np.abs(adapter.value(k)), initial=0.0))) for k in keys
     }
 
 
@@ -124,8 +131,10 @@ class TensorEvidence:
     ``manual`` and ``tape`` (None when the tape cannot witness) are float64 arrays of the
     tensor's shape; ``fd`` is elementwise (``measured`` marks the differenced elements) or None.
     The tensor is judged on ``scale`` = max(its largest gradient, ``floor``); the manual value
-    must match the tape within ``rtol * scale``, or within ``tolerance`` (elementwise, absolute)
-    when that is given.
+    must match the tape within ``tape_tol`` = ``rtol * scale``, or within ``tolerance``
+    (elementwise, absolute) when that is given: rounding only. Finite differences accept a
+    value within their error estimate plus ``slack`` = max(``tape_tol``, ``resolution``), the
+    finest absolute error the loss can show (``resolutions``).
     """
 
     name: str
@@ -136,11 +145,13 @@ class TensorEvidence:
     floor: float = 0.0
     probes: Optional[ProbeEvidence] = None
     tolerance: Optional[np.ndarray] = None
+    resolution: float = 0.0
 
     def __post_init__(self):
         # Computed once: the values judged do not change after the evidence is gathered.
         self.scale = max(magnitude(self.manual, self.tape), self.floor)
         self.tape_tol = self.rtol * self.scale if self.tolerance is None else self.tolerance
+        self.slack = np.maximum(self.tape_tol, self.resolution)
         self._probe_verdict = None
 
 
@@ -156,8 +167,8 @@ class ProbeVerdict:
 
 
 def judge_probes(ev: TensorEvidence) -> ProbeVerdict:
-    """The directional evidence judged probe by probe; each probe's tolerance is the tape
-    tolerance carried along its direction (``tape_tol * sum |d|``)."""
+    """The directional evidence judged probe by probe; each probe's slack is the elements'
+    carried along its direction (``slack * sum |d|``)."""
     if ev._probe_verdict is None:
         ev._probe_verdict = _judge_probes(ev)
     return ev._probe_verdict
@@ -167,7 +178,7 @@ def _judge_probes(ev: TensorEvidence) -> ProbeVerdict:
     dirs, fd = ev.probes.directions, ev.probes.fd
     mp = dirs @ ev.manual.reshape(-1)
     tp = None if ev.tape is None else dirs @ ev.tape.reshape(-1)
-    slack = ev.tape_tol * np.sum(np.abs(dirs), axis=1)
+    slack = ev.slack * np.sum(np.abs(dirs), axis=1)
     ok_m = np.isfinite(mp) & fd.accepts(mp, slack)
     ok_t = np.zeros_like(ok_m) if tp is None else np.isfinite(tp) & fd.accepts(tp, slack)
     return ProbeVerdict(mp, tp, slack, ok_m, ok_t)
@@ -188,7 +199,7 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
     """Apply the policy of the module docstring to every element."""
     if ev.tape is None:
         return _classify_without_tape(ev)
-    m, t, fd, tol = ev.manual, ev.tape, ev.fd, ev.tape_tol
+    m, t, fd, tol = ev.manual, ev.tape, ev.fd, ev.slack
     finite = np.isfinite(m)
     tape_ok = within_tape(ev)
     if fd is None:
@@ -244,7 +255,7 @@ def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
     if fd is None:
         return ElementVerdict(~finite, unverifiable=finite)
     has_value = fd.measured & (np.isfinite(fd.value) | fd.kink) & ~fd.unresolved
-    ok = finite & fd.accepts(m, ev.tape_tol)
+    ok = finite & fd.accepts(m, ev.slack)
     unverifiable = finite & ~has_value
     if ev.probes is not None and np.all(judge_probes(ev).fd_ok_manual):
         unverifiable = unverifiable & fd.measured
@@ -338,7 +349,7 @@ def _comparisons(ev: TensorEvidence, v: ElementVerdict) -> List[Comparison]:
                 )
             )
     elif ev.fd is not None:
-        tol = ev.tape_tol
+        tol = ev.slack
         out.append(fd_comparison(Between.MANUAL_FD, ev.manual, ev.fd, v.fd_ok_manual, tol, scale))
         if ev.tape is not None:
             out.append(fd_comparison(Between.TAPE_FD, ev.tape, ev.fd, v.fd_ok_tape, tol, scale))
@@ -401,7 +412,7 @@ def _fill_worst(check: TensorCheck, ev: TensorEvidence, v: ElementVerdict) -> No
         if t is None:
             # Finite differences judged alone: the tolerance is theirs at that element.
             allowed = fd.kink_error[idx] if fd.kink[idx] else fd.error[idx]
-            tol = ev.tape_tol if np.ndim(ev.tape_tol) == 0 else np.asarray(ev.tape_tol)[idx]
+            tol = ev.slack if np.ndim(ev.slack) == 0 else np.asarray(ev.slack)[idx]
             check.tolerance = float(allowed + tol) / (scale if scale > 0 else 1.0)
 
 

@@ -1,0 +1,387 @@
+"""Threshold mutants, generated from the code: every named constant the verdict depends on is
+planted times 10 and divided by 10, and every ordering comparison of the judging modules is
+flipped at its boundary (``<`` to ``<=``, ``>=`` to ``>``, and back).
+
+Constants are found by reading the modules' syntax trees: module- and class-level assignments
+to an UPPER_CASE name whose value is a number, a number expression (``2.0**-20``,
+``math.sqrt(70.0)``, ``10 * _BATCHED_MOVE``), a tuple of numbers or a dict of them (each entry
+planted on its own). A constant that does not bear on any verdict is left out by name in
+``NOT_VERDICT``, with the reason; a name there that no longer exists is reported by ``stale``,
+so the list cannot silently drift from the code.
+
+Why not mutmut or cosmic-ray: their number operators add or subtract one (cosmic-ray's
+NumberReplacer offsets +1 and -1; mutmut turns n into n + 1), which makes a tolerance of 1e-10
+into 1.0000000001 or -0.9999999999: gross breakage that any test catches, not the drift by a
+factor of ten these mutants stand for. Their relational operators do replace ``<`` by ``<=``;
+the flips here are that operator, restricted to the judging modules and run with the staged
+test selection of ``tools/mutation.py`` (the boundary tests first, the whole suite for the
+survivors), which a single test command per mutant would lose.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The modules whose named constants and comparisons decide a verdict (a status, a note, an
+# exit code, a snapshot's comparison).
+JUDGING = (
+    "reference/_core/policy.py",
+    "reference/_core/fd.py",
+    "reference/_core/function.py",
+    "reference/_core/report.py",
+    "reference/_checks/modes.py",
+    "reference/_checks/passes.py",
+    "reference/_checks/trust.py",
+    "reference/_checks/gradients.py",
+    "reference/_checks/derivative.py",
+    "reference/_checks/function.py",
+    "reference/_checks/purity.py",
+    "reference/_snapshots.py",
+    "reference/_cli.py",
+)
+# Modules whose constants are read here only to say why none of them is planted.
+NOT_JUDGING = {
+    "reference/_checks/diagnosis.py": "names the bug in a failure; reads statuses, never sets one",
+    "reference/_checks/cost.py": (
+        "the cost guard and the choice of evaluation path: refuses a check before it runs, or "
+        "picks a path that is shown to compute the same loss (trust.py) before it is used"
+    ),
+    "reference/_checks/steps.py": "the `gradcheck steps` study of step sizes: judges nothing",
+    "reference/_catalogue/matrix.py": "what the CLI matrix draws, not how it is judged",
+    "reference/_catalogue/strategies.py": "what the strategies draw, not how it is judged",
+    "reference/_core/compiled.py": "a cache size",
+}
+
+# Named constants of the judging modules that bear on no verdict, and why.
+NOT_VERDICT: Dict[str, str] = {
+    "reference/_core/fd.py:_BUDGET": "memory bound: the same evaluations in other chunks",
+    "reference/_core/fd.py:_MAX_LINES_PER_CALL": "memory bound: the same evaluations in other "
+    "chunks",
+    "reference/_core/fd.py:_MAX_ROWS_ONE_CALL": "memory bound: one call or one per tensor, the "
+    "same evaluations",
+    "reference/_core/function.py:_BUDGET": "memory bound: the same evaluations in other chunks",
+    "reference/_checks/trust.py:_DENSE_BUDGET": "memory bound: one call or one per tensor, the "
+    "same evaluations",
+    "reference/_checks/gradients.py:_MAX_REPR": "how much of the model's repr a report prints",
+    "reference/_checks/derivative.py:_LISTED": "how many failing points a report prints",
+    "reference/_checks/derivative.py:_SEED": "a seed, not a threshold",
+    "reference/_checks/derivative.py:_NOT_ELEMENTWISE_HINT": "a message",
+    "reference/_snapshots.py:FORMAT": "the snapshot file format's version",
+    "reference/_cli.py:EXIT_OK": "an exit code's value, not a threshold",
+    "reference/_cli.py:EXIT_FAIL": "an exit code's value, not a threshold",
+    "reference/_cli.py:EXIT_USAGE": "an exit code's value, not a threshold",
+    "reference/_cli.py:EXIT_INTERRUPTED": "an exit code's value, not a threshold",
+    "reference/_cli.py:_WIDTHS": "column widths of the printed table",
+    "reference/_cli.py:_PLOT_FLOOR": "the lowest value a plot of `gradcheck steps` draws",
+    "reference/_checks/function.py:_PATTERN": "the diagnosis's margin: names the bug, sets no "
+    "status",
+}
+# Functions of the judging modules whose comparisons bear on no verdict, and why (a comparison
+# that reads a constant of NOT_VERDICT is left out with it).
+NOT_VERDICT_FUNCTIONS: Dict[str, str] = {
+    "reference/_checks/function.py:_input_names": "names the inputs in the report",
+    "reference/_checks/function.py:_entry_diagnosis": "the diagnosis: names the bug",
+    "reference/_checks/function.py:_across_inputs": "the diagnosis: names the bug",
+    "reference/_checks/function.py:_sizes": "the diagnosis: names the bug",
+    "reference/_checks/derivative.py:DerivativeReport.__str__": "the printed report",
+    "reference/_checks/gradients.py:_short": "the model's repr in the report",
+    "reference/_core/report.py:summary": "the one-line summary's wording",
+}
+
+_ALLOWED_CALLS = {"sqrt"}  # math.sqrt, np.sqrt of numbers
+
+
+@dataclass(frozen=True)
+class Site:
+    """One place to plant: ``span`` (start, end offsets into the file's text) of ``old``."""
+
+    rel: str
+    line: int
+    label: str  # what is planted: "TAPE_RTOL['float32']", "fd.py:412 a <= b"
+    start: int
+    end: int
+    old: str
+
+
+def _offsets(text: str) -> List[int]:
+    starts, pos = [0], 0
+    for line in text.splitlines(keepends=True):
+        pos += len(line)
+        starts.append(pos)
+    return starts
+
+
+def _span(node: ast.AST, starts: List[int]) -> Tuple[int, int]:
+    # ast offsets count UTF-8 bytes; the judging modules are ASCII in their code.
+    return (
+        starts[node.lineno - 1] + node.col_offset,
+        starts[node.end_lineno - 1] + node.end_col_offset,
+    )
+
+
+def _numeric(node: ast.AST) -> bool:
+    """A number, or an expression of numbers, sqrt calls and other constants."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, (int, float)) and not isinstance(node.value, bool)
+    if isinstance(node, ast.UnaryOp):
+        return _numeric(node.operand)
+    if isinstance(node, ast.BinOp):
+        return _numeric(node.left) and _numeric(node.right)
+    if isinstance(node, ast.Name):
+        return node.id.lstrip("_").isupper()
+    if isinstance(node, ast.Call):
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        return name in _ALLOWED_CALLS and all(_numeric(a) for a in node.args)
+    return False
+
+
+def _is_int(node: ast.AST) -> bool:
+    """An integer literal or an expression of integer literals (no division, no floats)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, int) and not isinstance(node.value, bool)
+    if isinstance(node, ast.UnaryOp):
+        return _is_int(node.operand)
+    if isinstance(node, ast.BinOp):
+        return not isinstance(node.op, ast.Div) and _is_int(node.left) and _is_int(node.right)
+    return False
+
+
+def _constant_name(name: str) -> bool:
+    core = name.lstrip("_")
+    return bool(core) and core.replace("_", "").isalnum() and core.upper() == core
+
+
+def _assignments(tree: ast.Module) -> Iterator[Tuple[str, ast.AST]]:
+    """(name, value) of module-level and class-level constant assignments; a class's are named
+    ``Class.NAME``."""
+
+    def scan(body, prefix):
+        for stmt in body:
+            if isinstance(stmt, ast.ClassDef):
+                yield from scan(stmt.body, prefix + stmt.name + ".")
+            elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target = stmt.targets[0]
+                if isinstance(target, ast.Name) and _constant_name(target.id):
+                    yield prefix + target.id, stmt.value
+                elif (
+                    isinstance(target, ast.Tuple)
+                    and isinstance(stmt.value, ast.Tuple)
+                    and len(target.elts) == len(stmt.value.elts)
+                ):
+                    for t, v in zip(target.elts, stmt.value.elts):
+                        if isinstance(t, ast.Name) and _constant_name(t.id):
+                            yield prefix + t.id, v
+            elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                if stmt.value is not None and _constant_name(stmt.target.id):
+                    yield prefix + stmt.target.id, stmt.value
+
+    yield from scan(tree.body, "")
+
+
+def constant_sites(rel: str) -> Iterator[Site]:
+    """The plantable constants of one module: (label, the value's span)."""
+    text = (ROOT / rel).read_text()
+    starts = _offsets(text)
+    for name, value in _assignments(ast.parse(text)):
+        if f"{rel}:{name}" in NOT_VERDICT:
+            continue
+        if isinstance(value, ast.Dict):
+            for key, item in zip(value.keys, value.values):
+                if isinstance(key, ast.Constant) and _numeric(item):
+                    a, b = _span(item, starts)
+                    yield Site(rel, item.lineno, f"{name}[{key.value!r}]", a, b, text[a:b])
+        elif isinstance(value, ast.Tuple) and value.elts and all(
+            _numeric(e) or isinstance(e, ast.Tuple) for e in value.elts
+        ):
+            a, b = _span(value, starts)
+            yield Site(rel, value.lineno, name, a, b, text[a:b])
+        elif _numeric(value):
+            a, b = _span(value, starts)
+            yield Site(rel, value.lineno, name, a, b, text[a:b])
+
+
+_FLIP = {ast.Lt: "<=", ast.LtE: "<", ast.Gt: ">=", ast.GtE: ">"}
+_SYMBOL = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+
+
+def comparison_sites(rel: str) -> Iterator[Tuple[Site, str]]:
+    """Each ordering operator of one module that can bear on a verdict: its site (the
+    operator's text) and the flip."""
+    text = (ROOT / rel).read_text()
+    starts = _offsets(text)
+    skipped = {key.split(":")[1] for key in NOT_VERDICT if key.startswith(rel + ":")}
+
+    def visit(node, scope):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            scope = f"{scope}.{node.name}" if scope else node.name
+            if f"{rel}:{scope}" in NOT_VERDICT_FUNCTIONS:
+                return
+        if isinstance(node, ast.Compare):
+            yield from _flips(node, text, starts, rel, skipped)
+        for child in ast.iter_child_nodes(node):
+            yield from visit(child, scope)
+
+    yield from visit(ast.parse(text), "")
+
+
+def _flips(node: ast.Compare, text: str, starts, rel: str, skipped) -> Iterator[Tuple[Site, str]]:
+    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+    if names & skipped:
+        return
+    a0, b0 = _span(node, starts)
+    expr = " ".join(text[a0:b0].split())
+    left = node.left
+    for op, right in zip(node.ops, node.comparators):
+        if type(op) in _FLIP:
+            a = starts[left.end_lineno - 1] + left.end_col_offset
+            b = starts[right.lineno - 1] + right.col_offset
+            symbol = _SYMBOL[type(op)]
+            at = a + text[a:b].index(symbol)
+            yield Site(rel, node.lineno, expr, at, at + len(symbol), symbol), _FLIP[type(op)]
+        left = right
+
+
+def _scaled(site: Site, node_is_int: bool, up: bool) -> str:
+    """The constant's text times 10 (``up``) or divided by 10."""
+    if site.old.startswith("(") and site.old.endswith(")") and "," in site.old:
+        return _scaled_tuple(site.old, up)
+    if up:
+        return f"({site.old}) * 10"
+    return f"int(({site.old}) / 10)" if node_is_int else f"({site.old}) / 10"
+
+
+def _scaled_tuple(text: str, up: bool) -> str:
+    """Every number of a tuple (of tuples) of numbers scaled together."""
+    value = ast.literal_eval(text)
+
+    def scale(v):
+        if isinstance(v, tuple):
+            return tuple(scale(x) for x in v)
+        if isinstance(v, int):
+            return v * 10 if up else int(v / 10)
+        return v * 10.0 if up else v / 10.0
+
+    return repr(scale(value))
+
+
+@dataclass(frozen=True)
+class Planted:
+    """A generated mutant: one replacement in one file, with a name and a kind."""
+
+    kind: str  # "x10", "/10" or "flip"
+    site: Site
+    new: str
+
+    @property
+    def name(self) -> str:
+        where = f"{Path(self.site.rel).name}:{self.site.line}"
+        if self.kind == "flip":
+            return f"{where} `{self.site.label}`: {self.site.old} -> {self.new}"
+        return f"{where} {self.site.label} {self.kind}"
+
+    def apply(self, text: str) -> str:
+        s = self.site
+        if text[s.start : s.end] != s.old:
+            raise ValueError(f"{self.name}: the code changed since the mutants were generated")
+        return text[: s.start] + self.new + text[s.end :]
+
+
+def key(p: Planted) -> str:
+    """A mutant's name without its line number (which moves as the code around it changes):
+    the key of ``ARGUED``."""
+    return f"{Path(p.site.rel).name} {p.site.label} {p.kind}"
+
+
+# The survivors argued equivalent, one line each: no test can tell them from the code as it is,
+# and why. Keyed by ``key``.
+ARGUED: Dict[str, str] = {}
+
+
+def generated(modules: Sequence[str] = JUDGING) -> List[Planted]:
+    """Every threshold mutant of the judging modules, in file and line order."""
+    out = []
+    for rel in modules:
+        text = (ROOT / rel).read_text()
+        int_spans = set()
+        tree = ast.parse(text)
+        starts = _offsets(text)
+        for _, value in _assignments(tree):
+            if _is_int(value):
+                int_spans.add(_span(value, starts))
+        sites = list(constant_sites(rel))
+        for site in sites:
+            is_int = (site.start, site.end) in int_spans
+            for up in (True, False):
+                out.append(Planted("x10" if up else "/10", site, _scaled(site, is_int, up)))
+        for site, flipped in comparison_sites(rel):
+            out.append(Planted("flip", site, flipped))
+    out.sort(key=lambda p: (JUDGING.index(p.site.rel), p.site.start, p.kind))
+    return out
+
+
+def _scopes(tree: ast.Module) -> set:
+    out = set()
+
+    def visit(node, scope):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            scope = f"{scope}.{node.name}" if scope else node.name
+            out.add(scope)
+        for child in ast.iter_child_nodes(node):
+            visit(child, scope)
+
+    visit(tree, "")
+    return out
+
+
+def stale() -> List[str]:
+    """Names in NOT_VERDICT, NOT_VERDICT_FUNCTIONS and NOT_JUDGING that no longer exist."""
+    out = []
+    for key in NOT_VERDICT_FUNCTIONS:
+        rel, name = key.split(":")
+        path = ROOT / rel
+        if not path.exists() or name not in _scopes(ast.parse(path.read_text())):
+            out.append(f"{key}: no such function")
+    for key in NOT_VERDICT:
+        rel, name = key.split(":")
+        path = ROOT / rel
+        if not path.exists():
+            out.append(f"{key}: no such module")
+            continue
+        names = {n for n, _ in _assignments(ast.parse(path.read_text()))}
+        if name not in names:
+            out.append(f"{key}: no such constant")
+    out.extend(f"{rel}: no such module" for rel in NOT_JUDGING if not (ROOT / rel).exists())
+    return out
+
+
+def unlisted() -> List[str]:
+    """Modules of the package that hold constants and are in neither list (so that a new
+    module's thresholds are not left out by accident)."""
+    out = []
+    for path in sorted((ROOT / "reference").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in JUDGING or rel in NOT_JUDGING:
+            continue
+        tree = ast.parse(path.read_text())
+        numeric = [n for n, v in _assignments(tree) if _numeric(v)]
+        if numeric:
+            out.append(f"{rel}: {', '.join(numeric)}")
+    return out
+
+
+def describe(planted: Optional[Sequence[Planted]] = None) -> str:
+    planted = generated() if planted is None else planted
+    return "\n".join(f"{i}. {p.name}" for i, p in enumerate(planted, 1))
+
+
+if __name__ == "__main__":
+    print(describe())
+    for line in stale() + unlisted():
+        print("!", line)
