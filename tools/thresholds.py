@@ -196,8 +196,10 @@ def constant_sites(rel: str) -> Iterator[Site]:
                 if isinstance(key, ast.Constant) and _numeric(item):
                     a, b = _span(item, starts)
                     yield Site(rel, item.lineno, f"{name}[{key.value!r}]", a, b, text[a:b])
-        elif isinstance(value, ast.Tuple) and value.elts and all(
-            _numeric(e) or isinstance(e, ast.Tuple) for e in value.elts
+        elif (
+            isinstance(value, ast.Tuple)
+            and value.elts
+            and all(_numeric(e) or isinstance(e, ast.Tuple) for e in value.elts)
         ):
             a, b = _span(value, starts)
             yield Site(rel, value.lineno, name, a, b, text[a:b])

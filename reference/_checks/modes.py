@@ -250,8 +250,6 @@ class DirectionalMode:
                 d = fdm.probe_directions(ev.manual.shape, 1, rng, mask)
                 st = guarded(_DURING_FD, fdm.directional_stencil, g.twin, key, g.f0, d)
                 estimate = g.analyse(key, "", st, sigma)
-                if not np.all(
-                    estimate.accepts(d @ flat_m, ev.slack * np.sum(np.abs(d), axis=1))
-                ):
+                if not np.all(estimate.accepts(d @ flat_m, ev.slack * np.sum(np.abs(d), axis=1))):
                     pending.append(half)
         return np.asarray(leaves, dtype=np.int64)

@@ -67,13 +67,16 @@ def rounding_pass(
     """Decide the undecided elements (FD accepts manual and tape; only the tape separates them).
 
     A bug is systematic: moving every weight by a relative 1e-6 moves the manual-minus-tape
-    difference by about 1e-6 of itself. Rounding amplified by cancellation (elu's a + alpha deep
-    in saturation) depends on the low bits of the values and changes erratically. Where the
-    difference changes by at least a quarter of itself under one of a few such nudges and is no
-    larger than the rounding the values can carry (``rounding_bound``), or than the finest error
-    the loss can show (the tensor's ``resolution``: a saturated model whose every gradient is a
-    few ulps of the terms it cancels from), the elements are excused as rounding (and noted); erratic but larger, they are unverifiable (finite differences
-    cannot resolve them, and rounding cannot explain them); systematic, they fail.
+    difference by about 1e-6 of itself, as much as the gradient moves. Rounding amplified by
+    cancellation (elu's a + alpha deep in saturation) depends on the low bits of the values and
+    changes erratically. Where the difference changes by at least a quarter of itself under one
+    of a few such nudges (``_erratic``) and is no larger than the rounding the values can carry
+    (``rounding_bound``), the elements are excused as rounding (and noted). A difference below
+    the finest error the loss can show (the tensor's ``resolution``: a saturated model whose
+    every gradient is a few ulps of the terms it cancels from) may be steady under 1e-6 and is
+    nudged again by 1e-3; erratic there, it is excused too. Erratic but larger, the elements are
+    unverifiable (finite differences cannot resolve them, and rounding cannot explain them);
+    systematic, they fail.
     """
     suspects = {k: v.undecided for k, v in verdicts.items() if np.any(v.undecided)}
     if not suspects:

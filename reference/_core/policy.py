@@ -101,9 +101,7 @@ def resolutions(adapter, keys, f0: float) -> dict:
     """Per tensor, the finest absolute error the loss can show (``LOSS_ULPS`` ulps of
     max(|loss|, 1) over a change of the parameter by its largest magnitude, at least 1)."""
     loss = LOSS_ULPS * adapter.eps * max(abs(f0), 1.0)
-    return {
-        k: loss / max(1.0, float(np.max(np.abs(adapter.value(k)), initial=0.0))) for k in keys
-    }
+    return {k: loss / max(1.0, float(np.max(np.abs(adapter.value(k)), initial=0.0))) for k in keys}
 
 
 def magnitude(*arrays) -> float:
