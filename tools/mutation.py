@@ -780,7 +780,9 @@ def _targets(bug) -> Sequence[str]:
     return [THRESHOLDS] if isinstance(bug, thresholds.Planted) else bug.tests
 
 
-def run(selected: Sequence[int], timeout: float) -> List[Tuple[int, object, bool, str, float]]:
+def run(
+    selected: Sequence[int], timeout: float, quick: bool = False
+) -> List[Tuple[int, object, bool, str, float]]:
     planted = everything()
     results = []
     with tempfile.TemporaryDirectory(prefix="harness-mutants-") as tmp:
@@ -793,7 +795,7 @@ def run(selected: Sequence[int], timeout: float) -> List[Tuple[int, object, bool
             originals = _apply(copy, bug)
             try:
                 killed, by = _pytest(copy, _targets(bug), timeout)
-                if not killed:
+                if not killed and not quick:
                     killed, by = _pytest(copy, ["tests"], timeout)
             finally:
                 for rel, text in originals.items():
@@ -835,6 +837,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--list", action="store_true", help="list the bugs, plant nothing")
     parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="run only the tests each bug names first (a survivor there may still be killed by "
+        "the whole suite): for working on those tests",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=1800.0,
@@ -855,7 +863,7 @@ def main(argv=None) -> int:
     bad = [i for i in selected if not 1 <= i <= len(planted)]
     if bad:
         parser.error(f"no planted bug numbered {bad}; there are {len(planted)}")
-    results = run(selected, args.timeout)
+    results = run(selected, args.timeout, args.quick)
     text = table(results)
     print("\n" + text)
     if args.markdown:

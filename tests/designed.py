@@ -1,0 +1,167 @@
+"""Models whose loss, gradients, rounding and planted errors are set by hand, for the boundary
+tests of the judges' thresholds (tests/test_thresholds.py).
+
+A ``Designed`` model has blocks of parameters ``w`` with loss ``sum(a (w - w0) + b/2 (w - w0)^2)``
+(plus an offset: added, so that the loss is large, or added and taken away again, so that the
+loss is small but rounded on the offset's scale) and hand-written gradient ``a + b (w - w0)``,
+to which ``error(block, w)`` adds a planted error. Every magnitude a threshold is computed from
+(the loss, its rounding, each tensor's largest gradient and parameter) is then a number the test
+chooses, so that a planted error can sit a known factor inside or outside a threshold.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+class Block:
+    """One parameter tensor of a designed model: the loss's centre ``w0`` and its gradient
+    there, ``a`` (``b`` is the curvature, ``power`` makes the gradient ``a (w / w0)^power``
+    instead); the parameters start at ``start`` (default ``w0``)."""
+
+    def __init__(self, a, w0, b=1.0, power=None, start=None, wiggle=None, shift=None):
+        self.wiggle = wiggle  # (amplitude, frequency): + amp sin(freq w), curving every line
+        # w is read as (w + shift) - shift: the loss, and the tape's gradient, keep the digits of
+        # w that survive next to shift (the tape's own rounding, measurable against float64).
+        self.shift = shift
+        self.a = np.asarray(a, np.float64)
+        self.w0 = np.asarray(w0, np.float64)
+        self.b = b
+        self.power = power
+        self.start = self.w0 if start is None else np.asarray(start, np.float64)
+
+    def loss(self, w, module):
+        """The block's loss in TF ops (``module`` tf) or NumPy (``module`` np)."""
+        if module is tf:
+            a, w0 = (tf.constant(v, w.dtype) for v in (self.a, self.w0))
+        else:
+            a, w0 = (v.astype(w.dtype) for v in (self.a, self.w0))
+        if self.power is not None:  # gradient a (w / w0)^p
+            p = self.power
+            total = a * w0 / (p + 1) * (w / w0) ** (p + 1)
+        else:
+            if self.shift is not None:
+                w = (w + self.shift) - self.shift
+            d = w - w0
+            total = a * d + 0.5 * self.b * d * d
+        if self.wiggle is not None:
+            amp, freq = self.wiggle
+            total = total + amp * module.sin(freq * w)
+        return tf.reduce_sum(total) if module is tf else np.sum(total)
+
+    def gradient(self, w):
+        if self.power is not None:
+            g = self.a * (w / self.w0) ** self.power
+        else:
+            g = self.a + self.b * (w - self.w0)
+        if self.wiggle is not None:
+            amp, freq = self.wiggle
+            g = g + amp * freq * np.cos(freq * w)
+        return g
+
+
+class Designed:
+    """A model of ``blocks`` in ``dtype``: TF variables and a TF loss (the tape witnesses), or
+    with ``numpy=True`` NumPy arrays and a NumPy loss (finite differences judge alone).
+
+    ``offset`` is added to the loss; with ``cancel`` it is added and taken away again, so the
+    loss keeps its small value but is rounded on the offset's scale. ``error(i, w)`` returns
+    the error planted in block i's gradient at the weights ``w`` (float64); ``error32`` one
+    planted in float32 only. ``twin`` gives the model an ``astype`` (the same code in another
+    dtype)."""
+
+    def __init__(
+        self,
+        blocks,
+        *,
+        dtype="float64",
+        numpy=False,
+        offset=0.0,
+        cancel=False,
+        error=None,
+        error32=None,
+        twin=False,
+        names=None,
+    ):
+        self.blocks, self.dtype, self.numpy = blocks, np.dtype(dtype), numpy
+        self.offset, self.cancel, self.error, self.error32 = offset, cancel, error, error32
+        values = [b.start.astype(self.dtype) for b in blocks]
+        self.params = values if numpy else [tf.Variable(v) for v in values]
+        self.param_names = names or [f"w{i}" for i in range(len(blocks))]
+        if twin:
+            self.astype = self._astype
+
+    def _astype(self, dtype):
+        other = Designed(
+            self.blocks,
+            dtype=dtype,
+            numpy=self.numpy,
+            offset=self.offset,
+            cancel=self.cancel,
+            error=self.error,
+            error32=self.error32,
+            twin=True,
+            names=self.param_names,
+        )
+        for mine, theirs in zip(self.params, other.params):
+            value = np.asarray(mine if self.numpy else mine.numpy(), np.float64)
+            if self.numpy:
+                np.copyto(theirs, value.astype(other.dtype))
+            else:
+                theirs.assign(value.astype(other.dtype))
+        return other
+
+    def _weights(self):
+        return [np.asarray(p if self.numpy else p.numpy(), np.float64) for p in self.params]
+
+    def loss(self, X, y):
+        module = np if self.numpy else tf
+        if self.numpy:
+            total = sum(b.loss(p, np) for b, p in zip(self.blocks, self.params))
+            c = self.dtype.type(self.offset)
+            total = self.dtype.type(total)
+            return float((c + total) - c) if self.cancel else float(total + c)
+        c = tf.constant(self.offset, self.dtype)
+        total = tf.add_n([b.loss(p, module) for b, p in zip(self.blocks, self.params)])
+        return (c + total) - c if self.cancel else total + c
+
+    def gradients(self, X, y):
+        out = []
+        for i, (b, w) in enumerate(zip(self.blocks, self._weights())):
+            g = b.gradient(w)
+            if self.error is not None:
+                g = g + self.error(i, w)
+            if self.error32 is not None and self.dtype == np.float32:
+                g = g + self.error32(i, w)
+            out.append(g.astype(self.dtype) if self.numpy else tf.constant(g, self.dtype))
+        return out
+
+
+NO_DATA = (np.zeros((1, 1)), np.zeros((1, 1)))
+
+
+def erratic(amplitude, frequency=1e9, where=None):
+    """An error that looks like rounding: ``amplitude * sin(...)`` of a phase that moves by
+    ``frequency`` times the weights' change (1e9: many turns under a 1e-6 nudge), different in
+    each element; deterministic at a given point. ``where``: the block it is planted in (every
+    block when None)."""
+
+    def error(i, w):
+        if where is not None and i != where:
+            return np.zeros_like(w)
+        flat = w.reshape(-1)
+        phase = frequency * float(np.sum(flat * np.arange(1, flat.size + 1)))
+        return amplitude * np.sin(phase + np.arange(flat.size)).reshape(w.shape)
+
+    return error
+
+
+def offset_at(block, index, delta):
+    """An error of ``delta`` at one element of one block (a systematic bug)."""
+
+    def error(i, w):
+        out = np.zeros_like(w)
+        if i == block:
+            out[index] = delta
+        return out
+
+    return error

@@ -1,0 +1,659 @@
+"""Every threshold the verdict depends on, pinned from both sides.
+
+For each named tolerance, floor, slack, interval and count of the judges, a wrong case a small
+factor (2.5x) beyond it must fail and a right case within it (0.4x) must pass, in the mode and
+dtype where it applies; so a threshold widened or narrowed tenfold fails a test here. The
+models are designed (tests/designed.py) so that the quantity each threshold is computed from
+(a tensor's largest gradient, the loss's rounding, the finest error the loss can show) is a
+number chosen here, and the error planted sits a known factor from the threshold.
+
+``make mutants`` plants each named constant x10 and /10 and flips each comparison of the judging
+modules (tools/thresholds.py); this file runs first for every such mutant.
+"""
+
+import numpy as np
+import pytest
+from designed import NO_DATA, Block, Designed, erratic, offset_at
+
+from reference import NoteCode, Status, check_gradients
+from reference._core.policy import LOSS_ULPS, ROUNDING_ULPS, SCALE_FLOOR, TAPE_RTOL
+
+EPS = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np.float32).eps)}
+INSIDE, OUTSIDE = 0.4, 2.5  # the factors of a threshold at which a right and a wrong case sit
+# The thresholds as this file knows them: the code's own must equal these (a mutant of the code
+# then meets a test written for the value here, not for the value it planted).
+PINNED = {
+    "TAPE_RTOL": {"float64": 1e-10, "float32": 1e-5},
+    "SCALE_FLOOR": 1e-2,
+    "LOSS_ULPS": 256,
+    "ROUNDING_ULPS": 256,
+}
+
+
+def test_the_thresholds_are_the_ones_pinned_here():
+    assert TAPE_RTOL == PINNED["TAPE_RTOL"]
+    assert SCALE_FLOOR == PINNED["SCALE_FLOOR"]
+    assert LOSS_ULPS == PINNED["LOSS_ULPS"]
+    assert ROUNDING_ULPS == PINNED["ROUNDING_ULPS"]
+
+
+def test_the_threshold_mutants_are_generated_from_the_code():
+    """``make mutants`` finds the constants and comparisons it plants by reading the code; the
+    constants it leaves out are named with a reason, and every such name still exists."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    try:
+        import thresholds
+    finally:
+        sys.path.pop(0)
+    planted = thresholds.generated()
+    names = {p.name for p in planted}
+    assert any("TAPE_RTOL['float32'] x10" in n for n in names), names
+    assert any("_ERRATIC /10" in n for n in names), names
+    assert sum(p.kind == "flip" for p in planted) >= 30
+    assert thresholds.stale() == [] and thresholds.unlisted() == []
+    for p in planted:  # each plants a change that still compiles
+        text = (thresholds.ROOT / p.site.rel).read_text()
+        compile(p.apply(text), p.site.rel, "exec")
+
+
+def _check(model, **kwargs):
+    return check_gradients(model, *NO_DATA, **kwargs)
+
+
+def _entry(report, name):
+    return next(e for e in report.entries if e.name == name)
+
+
+# --- the tape's tolerance: TAPE_RTOL, per dtype ------------------------------------------------
+
+_A = np.random.default_rng(0).uniform(0.5, 1.0, 6)
+_W0 = np.random.default_rng(1).normal(size=6)
+
+
+@pytest.mark.parametrize("mode", ["full", "directional"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_tape_tolerance_from_both_sides(dtype, mode):
+    """One element off the tape by 2.5x TAPE_RTOL of the tensor's largest gradient fails; by
+    0.4x it passes (a float32 model without astype is judged on its own float32 tape: held to
+    float32 rounding of the gradient, not to what the loss resolves)."""
+    rtol, scale = PINNED["TAPE_RTOL"][dtype], float(np.max(_A))
+    verdicts = {}
+    for k in (INSIDE, OUTSIDE):
+        model = Designed([Block(_A, _W0)], dtype=dtype, error=offset_at(0, 2, k * rtol * scale))
+        report = _check(model, mode=mode)
+        assert report.fd_dtype == dtype, str(report)
+        verdicts[k] = report.entries[0].status
+    assert verdicts == {INSIDE: Status.PASS, OUTSIDE: Status.FAIL}
+
+
+def test_a_float32_gradient_1e_4_off_fails_on_its_own_tape():
+    """The case that passed when the float32 tape's comparison inherited the loss's resolution
+    (256 ulps of a loss of 1.1 against a gradient of 0.2): every element 1e-4 too large."""
+    from mutants import HandBackprop
+
+    class Scaled(HandBackprop):
+        def weight_grad(self, a_prev, dz, a_this):
+            return 1.0001 * super().weight_grad(a_prev, dz, a_this)
+
+    model = Scaled([4, 6, 3], ["tanh", "linear"], "mse", dtype="float32", seed=0)
+    model.astype = None  # judged as it is, in float32
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(8, 4)), rng.normal(size=(8, 3))
+    report = check_gradients(model, X, y)
+    assert report.fd_dtype == "float32" and not report.ok, str(report)
+    assert {e.name for e in report.failing} == {"W1", "W2"}, str(report)
+
+
+# --- the scale a tensor is judged on: SCALE_FLOOR ---------------------------------------------
+
+
+def test_the_scale_floor_from_both_sides():
+    """A tensor whose gradients are 1e-6 of the model's largest is judged on SCALE_FLOOR of
+    the largest: an error of 2.5x TAPE_RTOL of that fails, 0.4x passes."""
+    big, small = np.linspace(5.0, 10.0, 4), np.linspace(1e-6, 1e-5, 4)
+    floor = PINNED["SCALE_FLOOR"] * 10.0
+    verdicts = {}
+    for k in (INSIDE, OUTSIDE):
+        delta = k * PINNED["TAPE_RTOL"]["float64"] * floor
+        model = Designed([Block(big, _W0[:4]), Block(small, _W0[2:])], error=offset_at(1, 1, delta))
+        verdicts[k] = _check(model).entries[1].status
+    assert verdicts == {INSIDE: Status.PASS, OUTSIDE: Status.FAIL}
+
+
+# --- what the rounding test may excuse: LOSS_ULPS, ROUNDING_ULPS, and what is erratic ---------
+
+
+def test_the_loss_resolution_bounds_what_is_excused_as_rounding():
+    """A difference from the tape that looks like rounding (erratic under 1e-6 nudges) and lies
+    below what the loss resolves (LOSS_ULPS ulps of a loss of 1e5 per unit parameter, far above
+    the gradient's own rounding) is excused at 0.4x that resolution, unverifiable at 2.5x."""
+    offset = 1e5
+    resolution = PINNED["LOSS_ULPS"] * EPS["float64"] * offset / max(1.0, np.max(np.abs(_W0)))
+    out = {}
+    for k in (INSIDE, OUTSIDE):
+        model = Designed([Block(_A, _W0)], offset=offset, error=erratic(k * resolution))
+        out[k] = _check(model).entries[0]
+    assert out[INSIDE].status == Status.NOTES, out[INSIDE].detail()
+    assert out[INSIDE].note(NoteCode.ROUNDING_EXCUSED), out[INSIDE].detail()
+    assert out[OUTSIDE].status == Status.UNVERIFIABLE, out[OUTSIDE].detail()
+
+
+def _wiggly_float32(error):
+    """float32, judged on its own tape: a large tensor (gradients ~10) and a small one whose
+    loss wiggles (sin(50 w)), so that finite differences in float32 cannot resolve 1e-2 of it
+    while the loss stays below 1 (what it resolves is far below the rounding bound)."""
+    rng = np.random.default_rng(0)
+    blocks = [
+        Block(rng.uniform(5.0, 10.0, 4), rng.normal(size=4)),
+        Block(rng.uniform(0.5, 1.0, 4), rng.normal(size=4), wiggle=(1e-3, 50.0)),
+    ]
+    model = Designed(blocks, dtype="float32")
+    largest = max(float(np.max(np.abs(g.numpy()))) for g in model.gradients(*NO_DATA))
+    model.error = error(largest)
+    return model
+
+
+def test_the_rounding_bound_from_both_sides():
+    """float32: an erratic difference from the tape (larger than the tape's tolerance, smaller
+    than finite differences resolve) is excused as rounding up to ROUNDING_ULPS ulps of the
+    model's largest gradient: 0.4x passes with a note, 2.5x is unverifiable."""
+    out = {}
+    for k in (INSIDE, OUTSIDE):
+
+        def error(largest, k=k):
+            return erratic(k * PINNED["ROUNDING_ULPS"] * EPS["float32"] * largest, where=1)
+
+        report = _check(_wiggly_float32(error))
+        assert report.fd_dtype == "float32", str(report)
+        out[k] = report.entries[1]
+    assert out[INSIDE].status == Status.NOTES and out[INSIDE].note(NoteCode.ROUNDING_EXCUSED)
+    assert out[OUTSIDE].status == Status.UNVERIFIABLE, out[OUTSIDE].detail()
+
+
+def _partly_erratic(amplitude, share):
+    """A systematic error of ``amplitude`` of which a ``share`` moves erratically."""
+    noise = erratic(amplitude * share, where=1)
+
+    def error(i, w):
+        return noise(i, w) + (amplitude if i == 1 else 0.0)
+
+    return error
+
+
+@pytest.mark.parametrize("share,excused", [(1.0 / 9.0, False), (None, True)])
+def test_what_is_erratic_from_both_sides(share, excused):
+    """A difference that moves by about a tenth of itself under 1e-6 nudges (2.5x below
+    _ERRATIC = 0.25) is systematic: it fails, small as it is. One that moves by about its own
+    size (a sine of a phase that turns many times) is erratic: excused."""
+    bound = PINNED["ROUNDING_ULPS"] * EPS["float32"]
+
+    def error(largest):
+        amplitude = INSIDE * bound * largest
+        if share is None:
+            return erratic(amplitude, where=1)
+        return _partly_erratic(amplitude, share)
+
+    entry = _check(_wiggly_float32(error)).entries[1]
+    if excused:
+        assert entry.status == Status.NOTES and entry.note(NoteCode.ROUNDING_EXCUSED)
+    else:
+        assert entry.status == Status.FAIL, entry.detail()
+
+
+def test_a_saturated_difference_steady_under_1e_6_is_excused_when_erratic_under_1e_3():
+    """Below what the loss resolves, a difference that a 1e-6 nudge leaves in place but a 1e-3
+    nudge draws anew (the rounding of a saturated unit) is excused: the tape's own gradient
+    moves 5% under that nudge, the difference by about its size (more than _SMOOTH_FACTOR
+    times as much). A difference that moves only 3x as much as the gradient is a bug."""
+    rng = np.random.default_rng(0)
+    a, w0 = rng.uniform(0.5, 1.0, 4), np.ones(4)
+    offset = 1e6  # what the loss resolves: 5.7e-8 per unit parameter
+    amplitude = 1e-8  # 100x the tape tolerance (1e-10 x 1), below that resolution
+
+    def steady_then_erratic(i, w):
+        # the phase turns by ~0.05 rad under a 1e-6 nudge, by tens of radians under 1e-3
+        return erratic(amplitude, frequency=1e4)(i, w)
+
+    def moves_with_the_gradient(i, w):
+        # d ~ w^150 moves 3x as much as the gradient a w^50 does: smooth, a bug
+        return amplitude * (w / w0) ** 150
+
+    out = {}
+    for name, error in (("erratic", steady_then_erratic), ("smooth", moves_with_the_gradient)):
+        model = Designed([Block(a, w0, power=50)], offset=offset, error=error)
+        out[name] = _check(model).entries[0]
+    assert out["erratic"].status == Status.NOTES, out["erratic"].detail()
+    assert out["erratic"].note(NoteCode.ROUNDING_EXCUSED)
+    assert out["smooth"].status == Status.FAIL, out["smooth"].detail()
+
+
+# --- the float64 twin: its tolerance, and when it is the same code ---------------------------
+
+
+def _twin_model(error=None, error32=None, shift=None):
+    rng = np.random.default_rng(0)
+    a, w0 = rng.uniform(0.5, 1.0, 6), rng.normal(size=6)
+    start = w0 + 0.5 * rng.normal(size=6)
+    block = Block(a, w0, start=start, shift=shift)
+    return Designed([block], dtype="float32", twin=True, error=error, error32=error32)
+
+
+def test_a_float32_model_judged_through_its_twin_is_held_to_float64s_tolerance():
+    """The twin is judged at TAPE_RTOL['float64']: a gradient 2.5x that off (in both dtypes;
+    float32 cannot even hold it) fails, 0.4x passes."""
+    scale = float(np.max(np.abs(_twin_model().gradients(*NO_DATA)[0].numpy())))
+    verdicts = {}
+    for k in (INSIDE, OUTSIDE):
+        delta = k * PINNED["TAPE_RTOL"]["float64"] * scale
+        report = _check(_twin_model(error=offset_at(0, 3, delta)))
+        assert report.fd_dtype == "float64", str(report)
+        verdicts[k] = report.entries[0].status
+    assert verdicts == {INSIDE: Status.PASS, OUTSIDE: Status.FAIL}
+
+
+def _tape_deviation(model):
+    """TensorFlow's own float32-vs-float64 tape difference on the model (largest, absolute)."""
+    from reference._core.adapter import Adapter
+    from reference._core.tape import tape_values
+
+    adapter = Adapter(model, *NO_DATA)
+    t32, t64 = tape_values(adapter)[0], tape_values(adapter.twin64())[0]
+    return float(np.max(np.abs(t32 - t64)))
+
+
+def test_the_twin_is_the_same_code_within_the_tapes_own_float32_rounding():
+    """The float32 gradients may differ from the float64 twin's by TAPE_DEVIATION_FACTOR (4)
+    times what TensorFlow's own tape shows between the two dtypes on this model (w read next to
+    1000: 3e-5): 0.4x that and the model is judged through its twin (no float32 note), 2.5x
+    and it is judged as it is, in float32, and says why."""
+    tdev = _tape_deviation(_twin_model(shift=1000.0))
+    assert tdev > 1e-5  # the tape's own rounding dominates the float32 tolerances
+    out = {}
+    for k in (INSIDE, OUTSIDE):
+        model = _twin_model(error32=offset_at(0, 1, k * 4.0 * tdev), shift=1000.0)
+        out[k] = _check(model)
+    assert out[INSIDE].fd_dtype == "float64" and out[INSIDE].ok, str(out[INSIDE])
+    assert not out[INSIDE].entries[0].note(NoteCode.FLOAT32_ROUNDING), str(out[INSIDE])
+    assert out[OUTSIDE].fd_dtype == "float32", str(out[OUTSIDE])
+    assert "not the same code" in " ".join(out[OUTSIDE].notes), str(out[OUTSIDE])
+
+
+def test_float32_rounding_beyond_the_tolerance_is_noted():
+    """Within the same code, a float32 gradient further from its twin than TAPE_RTOL['float32']
+    of its scale (and than 4x the tape's own difference) gets a float32-rounding note: 2.5x
+    noted, 0.4x not."""
+    scale = float(np.max(np.abs(_twin_model().gradients(*NO_DATA)[0].numpy())))
+    noted = {}
+    for k in (INSIDE, OUTSIDE):
+        delta = k * PINNED["TAPE_RTOL"]["float32"] * scale
+        report = _check(_twin_model(error32=offset_at(0, 1, delta)))
+        assert report.fd_dtype == "float64" and report.ok, str(report)
+        noted[k] = report.entries[0].note(NoteCode.FLOAT32_ROUNDING) is not None
+    assert noted == {INSIDE: False, OUTSIDE: True}
+
+
+# --- the independent forward ---------------------------------------------------------------
+
+
+def _scaled_loss(factor, dtype="float64", near_zero=False):
+    """The catalogue network [3, 4, 2] with its loss and every gradient times ``factor`` (a
+    forward bug the backward mirrors: only the independent forward can see it)."""
+    import tensorflow as tf
+    from mutants import HandBackprop
+
+    class ScaledLoss(HandBackprop):
+        def astype(self, dtype):
+            other = ScaledLoss(None, None, None, base=self.base.astype(dtype))
+            other.factor = self.factor
+            return other
+
+        def loss(self, X, y):
+            return tf.constant(self.factor, self.base.dtype) * self.base.loss(X, y)
+
+        def gradients(self, X, y):
+            f = tf.constant(self.factor, self.base.dtype)
+            return [f * g for g in super().gradients(X, y)]
+
+        def input_gradient(self, X, y):
+            return tf.constant(self.factor, self.base.dtype) * super().input_gradient(X, y)
+
+    model = ScaledLoss([3, 4, 2], ["tanh", "linear"], "mse", dtype=dtype, seed=0)
+    model.factor = factor
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5, 3))
+    if near_zero:  # outputs near 10, the loss near 1e-8: the ulps of the outputs dominate
+        W1, b1, W2, b2 = model.base.get_weights()
+        model.base.set_weights([W1, b1, W2, b2 + 10.0])
+        return model, X, model.base.forward(X).numpy().astype(np.float64) + 1e-4
+    return model, X, rng.normal(size=(5, 2))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_independent_forward_from_both_sides(dtype):
+    """The loss must equal the network rebuilt from primitives to FORWARD_RTOL (1e-9): a loss
+    2.5e-9 too large fails, 4e-10 passes; a float32 model judged through its float64 twin is
+    held to float64's tolerance (its float32 loss could not even show the difference)."""
+    ok = {}
+    for k in (INSIDE, OUTSIDE):
+        model, X, y = _scaled_loss(1.0 + k * 1e-9, dtype)
+        report = check_gradients(model, X, y)
+        assert report.fd_dtype == "float64" and report.forward is not None, str(report)
+        assert all(e.ok for e in report.entries), str(report)
+        ok[k] = report.forward.ok
+    assert ok == {INSIDE: True, OUTSIDE: False}
+
+
+def test_the_independent_forward_allows_ulps_of_the_outputs():
+    """A loss of 1e-8 computed from outputs near 10 carries rounding of 64 ulps of those
+    outputs (_FORWARD_ULPS): 1.5e-5 of itself. 0.4x that passes, 2.5x fails."""
+    model, X, y = _scaled_loss(1.0, near_zero=True)
+    report = check_gradients(model, X, y)
+    allowed = report.forward.tolerance
+    assert 1e-6 < allowed < 1e-4, str(report)  # the ulps of the outputs, not FORWARD_RTOL
+    ok = {}
+    for k in (INSIDE, OUTSIDE):
+        model, X, y = _scaled_loss(1.0 + k * allowed, near_zero=True)
+        ok[k] = check_gradients(model, X, y).forward.ok
+    assert ok == {INSIDE: True, OUTSIDE: False}
+
+
+# --- check_derivative: the scale it judges on, and where -------------------------------------
+
+
+def _cube_with_a_bump(height=3000.0):
+    """x^3 plus a bump of ``height`` in its derivative at x = 10 exactly (a Gaussian 0.1 wide):
+    the derivative's largest value over |x| <= 10 (_INNER) is 3300, at x = 10 only; over the
+    grid [-8, 8] 192; at the large sample points far more (2700 at 30, 3e60 at 1e30)."""
+    import tensorflow as tf
+
+    def fn(x):
+        width = tf.constant(0.1, x.dtype)
+        bump = height * 0.5 * np.sqrt(np.pi) * width * tf.math.erf((x - 10.0) / width)
+        return x**3 + bump
+
+    def derivative(x):
+        return 3.0 * x**2 + height * tf.exp(-tf.square((x - 10.0) / 0.1))
+
+    return fn, derivative
+
+
+def _off(derivative, delta, where):
+    import tensorflow as tf
+
+    def wrong(x):
+        return derivative(x) + tf.where(where(x), tf.constant(delta, x.dtype), tf.zeros_like(x))
+
+    return wrong
+
+
+def test_check_derivative_judges_on_the_derivatives_scale_over_ordinary_inputs():
+    """The claimed derivative is held to TAPE_RTOL of its largest value over |x| <= 10 (3300
+    here), not over every sample (3e60 at 1e30), nor only over the grid [-8, 8] (192): an error
+    at |x| <= 1 of 2.5x that tolerance fails, 0.4x passes."""
+    from reference import check_derivative
+
+    fn, derivative = _cube_with_a_bump()
+    tol = PINNED["TAPE_RTOL"]["float64"] * 3300.0
+    ok = {}
+    for k in (INSIDE, OUTSIDE):
+        report = check_derivative(fn, _off(derivative, k * tol, lambda x: abs(x) <= 1.0))
+        ok[k] = report.ok
+    assert ok == {INSIDE: True, OUTSIDE: False}
+
+
+def test_check_derivative_fails_a_derivative_wrong_only_far_out():
+    """Wrong only past x = 20 (by 2.5x the tolerance there): the failures are the points out
+    there. By 0.4x: a pass."""
+    from reference import check_derivative
+
+    fn, derivative = _cube_with_a_bump()
+    rtol = PINNED["TAPE_RTOL"]["float64"]
+    out = {}
+    for k in (INSIDE, OUTSIDE):
+        import tensorflow as tf
+
+        def wrong(x, k=k):
+            far = tf.cast(x > 20.0, x.dtype)
+            return derivative(x) * (1.0 + k * rtol * far)
+
+        out[k] = check_derivative(fn, wrong)
+    assert out[INSIDE].ok, str(out[INSIDE])
+    assert not out[OUTSIDE].ok, str(out[OUTSIDE])
+    assert {f["x"] for f in out[OUTSIDE].failures} >= {30.0, 100.0, 1000.0}, str(out[OUTSIDE])
+
+
+# --- regression snapshots: each tensor to its own scale, the loss to itself --------------------
+
+
+class _Changed:
+    """``model`` with tensor ``index``'s gradient moved by ``delta`` everywhere, or its loss
+    times ``1 + loss_delta``."""
+
+    def __init__(self, model, index=None, delta=0.0, loss_delta=0.0):
+        self.model, self.index, self.delta, self.loss_delta = model, index, delta, loss_delta
+        self.params, self.param_names = model.params, model.param_names
+
+    def loss(self, X, y):
+        return self.model.loss(X, y) * (1.0 + self.loss_delta)
+
+    def gradients(self, X, y):
+        grads = [g.numpy() for g in self.model.gradients(X, y)]
+        if self.index is not None:
+            grads[self.index] = grads[self.index] + self.delta
+        return grads
+
+
+def _snapshot_matches(gradcheck, path, monkeypatch, stored, current):
+    """Does ``current`` match the snapshot taken of ``stored`` (with the default tolerance)?"""
+    import _pytest.outcomes
+
+    from reference import _snapshots as snapshots
+
+    monkeypatch.setattr(type(gradcheck), "snapshot_path", lambda self, name: path)
+    snapshots.write(path, snapshots.take(stored, *NO_DATA))
+    try:
+        gradcheck.snapshot("s", current, *NO_DATA)
+    except _pytest.outcomes.Failed:
+        return False
+    return True
+
+
+def _small_and_large():
+    """A tensor of gradients near 10 and one of gradients near 1e-3; the loss 1e-3."""
+    large = Block(np.linspace(5.0, 10.0, 4), np.zeros(4), start=np.full(4, 1e-4))
+    small = Block(np.linspace(1e-3, 2e-3, 3), np.zeros(3), start=np.full(3, 1e-4))
+    return Designed([large, small])
+
+
+def test_a_snapshot_holds_each_tensor_to_its_own_largest_gradient(gradcheck, tmp_path, monkeypatch):
+    """The tensor of gradients near 1e-3, moved by 2.5x TAPE_RTOL of its own largest (2e-3),
+    fails the snapshot; by 0.4x it matches (judged on the model's largest, 10, both would)."""
+    model = _small_and_large()
+    tol = PINNED["TAPE_RTOL"]["float64"] * 2e-3
+    matches = {
+        k: _snapshot_matches(
+            gradcheck, tmp_path / f"{k}.npz", monkeypatch, model, _Changed(model, 1, k * tol)
+        )
+        for k in (INSIDE, OUTSIDE)
+    }
+    assert matches == {INSIDE: True, OUTSIDE: False}
+
+
+def test_a_snapshot_holds_the_loss_to_itself(gradcheck, tmp_path, monkeypatch):
+    """A loss of 1e-3 changed by 2.5x TAPE_RTOL of itself fails the snapshot (the forward
+    changed), by 0.4x it matches (held to TAPE_RTOL x 1, both would)."""
+    model = _small_and_large()
+    loss = float(model.loss(*NO_DATA))
+    assert 1e-4 < loss < 1e-2
+    rtol = PINNED["TAPE_RTOL"]["float64"]
+    matches = {
+        k: _snapshot_matches(
+            gradcheck,
+            tmp_path / f"{k}.npz",
+            monkeypatch,
+            model,
+            _Changed(model, loss_delta=k * rtol),
+        )
+        for k in (INSIDE, OUTSIDE)
+    }
+    assert matches == {INSIDE: True, OUTSIDE: False}
+
+
+# --- the command line: exit 1 on any report that is not ok ------------------------------------
+
+_CLI_MODELS = """
+import numpy as np
+import tensorflow as tf
+import sys
+sys.path.insert(0, {tests!r})
+from designed import NO_DATA, Block, Designed, erratic
+
+
+class Random(Designed):
+    def loss(self, X, y):
+        return super().loss(X, y) + tf.random.uniform((), 0.0, 1e-3, dtype=tf.float64)
+
+
+def impure():
+    return (Random([Block(np.ones(3), np.zeros(3))]), *NO_DATA)
+
+
+def unverifiable():
+    rng = np.random.default_rng(0)
+    blocks = [
+        Block(rng.uniform(5.0, 10.0, 4), rng.normal(size=4)),
+        Block(rng.uniform(0.5, 1.0, 4), rng.normal(size=4), wiggle=(1e-3, 50.0)),
+    ]
+    model = Designed(blocks, dtype="float32")
+    largest = max(float(np.max(np.abs(g.numpy()))) for g in model.gradients(*NO_DATA))
+    model.error = erratic(2.5 * 256 * float(np.finfo(np.float32).eps) * largest, where=1)
+    return (model, *NO_DATA)
+
+
+def right():
+    return (Designed([Block(np.ones(3), np.zeros(3))]), *NO_DATA)
+"""
+
+
+@pytest.mark.parametrize("factory,code", [("right", 0), ("impure", 1), ("unverifiable", 1)])
+def test_gradcheck_model_exits_1_on_any_report_that_is_not_ok(
+    factory, code, tmp_path, monkeypatch, capsys
+):
+    """Not only a failed tensor: a loss that is not deterministic (nothing judged) and a tensor
+    no witness could judge are not a pass either."""
+    from pathlib import Path
+
+    from reference._cli import main
+
+    tests = str(Path(__file__).resolve().parent)
+    (tmp_path / "cli_models.py").write_text(_CLI_MODELS.format(tests=tests))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["model", f"cli_models:{factory}"]) == code, capsys.readouterr().out
+
+
+# --- kinks: the accepted interval, and the region test's match -----------------------------
+
+
+def _abs_plus_a_cubic_side(c=1e3):
+    """|x| + c relu(tanh x)^3: at 0 the one-sided derivatives are -1 and 1, and the right side
+    bends like c x^3, so that finite differences' estimate of it (2F(h/2) - F(h)) falls short
+    of 1 by c h^2 / 2 (7.5e-6) while their stated error is 3 c h^2 / 4 (1.1e-5)."""
+    import tensorflow as tf
+
+    def fn(x):
+        return tf.abs(x) + c * tf.nn.relu(tf.tanh(x)) ** 3
+
+    def derivative_with(value_at_0):
+        def derivative(x):
+            t = tf.tanh(x)
+            d = tf.sign(x) + 3.0 * c * tf.nn.relu(t) ** 2 * (1.0 - t * t)
+            return tf.where(tf.equal(x, 0.0), tf.constant(value_at_0, x.dtype), d)
+
+        return derivative
+
+    return fn, derivative_with
+
+
+def test_a_kinks_interval_is_the_one_sided_derivatives_within_their_error():
+    """At 0 the subgradients are [-1, 1]. The right end, 1, passes although finite differences
+    put it 7.5e-6 outside their estimate (their error: 1.1e-5); 1 + 9.5e-6 (2.5x the margin
+    they leave, 3.7e-6) fails, as do 1.5 and -1.5; 0 and 0.5 pass."""
+    from reference import check_derivative
+
+    fn, derivative_with = _abs_plus_a_cubic_side()
+    h = 2.0**-13
+    margin = 0.75e3 * h**2 - 0.5e3 * h**2  # kink error minus the shortfall
+    verdicts = {
+        v: check_derivative(fn, derivative_with(v)).ok
+        for v in (0.0, 0.5, 1.0, 1.0 + OUTSIDE * margin, 1.5, -1.5)
+    }
+    assert verdicts == {
+        0.0: True,
+        0.5: True,
+        1.0: True,
+        1.0 + OUTSIDE * margin: False,
+        1.5: False,
+        -1.5: False,
+    }
+
+
+@pytest.mark.parametrize("mode", ["full", "directional"])
+@pytest.mark.parametrize(
+    "value,ok", [(0.0, True), (0.5, True), (1.0, True), (1.5, False), (-0.5, False)]
+)
+def test_relu_prime_at_0_must_be_a_subgradient(value, ok, mode):
+    """A ReLU network with units at their kinks (zero input rows): relu'(0) anywhere in [0, 1]
+    is a valid subgradient (TensorFlow's 0 among them); 1.5 and -0.5 are not."""
+    import tensorflow as tf
+    from mutants import HandBackprop
+
+    class ReluPrimeAtZero(HandBackprop):
+        def hidden_delta(self, l, z, a, g):
+            one = tf.ones_like(z)
+            d = tf.where(z > 0, one, tf.where(tf.equal(z, 0.0), value * one, 0.0 * one))
+            return g * d
+
+    model = ReluPrimeAtZero([3, 4, 2], ["relu", "linear"], "mse", dtype="float64", seed=0)
+    X = np.zeros((4, 3))
+    X[1] = [-1.0, 0.0, 1.0]
+    X[3] = 0.5
+    report = check_gradients(model, X, np.ones((4, 2)), mode=mode)
+    b1 = _entry(report, "b1")
+    assert b1.ok == ok, str(report)
+
+
+def test_the_region_test_matches_to_the_tapes_tolerance():
+    """Where several kinks meet and relu'(0) = 1 is the gradient of the region next to the
+    point, an element moved off that region's gradient by 2.5x the tape's tolerance fails; by
+    0.4x it is still the region's (noted)."""
+    from corpus import CASES
+
+    spec = next(
+        c for c in CASES if c.name == "zero_bias_relu" and c.bug is None and c.dtype == "float64"
+    )
+    model, X, y = spec.build()
+    report = check_gradients(model, X, y)
+    b1 = _entry(report, "b1")
+    assert report.ok and b1.note(NoteCode.KINK_REGION), str(report)
+    index = model.param_names.index("b1")
+    element = tuple(np.argwhere(b1.elements.kink_region)[0])
+    scale = float(np.max(np.abs(model.gradients(X, y)[index].numpy())))
+    verdicts = {}
+    for k in (INSIDE, OUTSIDE):
+        delta = k * PINNED["TAPE_RTOL"]["float64"] * scale
+        moved = _Changed(model)
+        moved.gradients = lambda X, y, d=delta: [
+            g.numpy() + (d * _unit(g.shape, element) if i == index else 0.0)
+            for i, g in enumerate(model.gradients(X, y))
+        ]
+        verdicts[k] = _entry(check_gradients(moved, X, y), "b1").status
+    assert verdicts == {INSIDE: Status.NOTES, OUTSIDE: Status.FAIL}
+
+
+def _unit(shape, index):
+    out = np.zeros(shape)
+    out[index] = 1.0
+    return out
