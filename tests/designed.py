@@ -12,6 +12,8 @@ chooses, so that a planted error can sit a known factor inside or outside a thre
 import numpy as np
 import tensorflow as tf
 
+_THIRD = 1000.0 / 3.0  # not dyadic: a power-of-two step times it is no multiple of an ulp
+
 
 class Block:
     """One parameter tensor of a designed model: the loss's centre ``w0`` and its gradient
@@ -20,8 +22,10 @@ class Block:
 
     def __init__(self, a, w0, b=1.0, power=None, start=None, wiggle=None, shift=None):
         self.wiggle = wiggle  # (amplitude, frequency): + amp sin(freq w), curving every line
-        # w is read as (w + shift) - shift: the loss, and the tape's gradient, keep the digits of
-        # w that survive next to shift (the tape's own rounding, measurable against float64).
+        # w is read as ((1000 w / 3 + shift) - shift) * 3 / 1000: the loss, and the tape's
+        # gradient, keep the digits of 1000 w / 3 that survive next to shift (the tape's own
+        # rounding, measurable against float64, and rounding noise along every line: 1000 / 3
+        # is not dyadic, so power-of-two steps do not slide along the grid of shift's ulps).
         self.shift = shift
         self.a = np.asarray(a, np.float64)
         self.w0 = np.asarray(w0, np.float64)
@@ -40,7 +44,7 @@ class Block:
             total = a * w0 / (p + 1) * (w / w0) ** (p + 1)
         else:
             if self.shift is not None:
-                w = (w + self.shift) - self.shift
+                w = ((_THIRD * w + self.shift) - self.shift) / _THIRD
             d = w - w0
             total = a * d + 0.5 * self.b * d * d
         if self.wiggle is not None:
@@ -64,10 +68,12 @@ class Designed:
     with ``numpy=True`` NumPy arrays and a NumPy loss (finite differences judge alone).
 
     ``offset`` is added to the loss; with ``cancel`` it is added and taken away again, so the
-    loss keeps its small value but is rounded on the offset's scale. ``error(i, w)`` returns
-    the error planted in block i's gradient at the weights ``w`` (float64); ``error32`` one
-    planted in float32 only. ``twin`` gives the model an ``astype`` (the same code in another
-    dtype)."""
+    loss keeps its small value but is rounded on the offset's scale. ``noise`` adds
+    ``sum(noise * w) - noise * sum(w)``, zero in exact arithmetic: rounding noise of about
+    ulps of ``noise * |w|`` that moves when any weight moves by an ulp (as a real loss's does).
+    ``error(i, w)`` returns the error planted in block i's gradient at the weights ``w``
+    (float64); ``error32`` one planted in float32 only. ``twin`` gives the model an ``astype``
+    (the same code in another dtype)."""
 
     def __init__(
         self,
@@ -81,9 +87,11 @@ class Designed:
         error32=None,
         twin=False,
         names=None,
+        noise=0.0,
     ):
         self.blocks, self.dtype, self.numpy = blocks, np.dtype(dtype), numpy
         self.offset, self.cancel, self.error, self.error32 = offset, cancel, error, error32
+        self.noise = noise
         values = [b.start.astype(self.dtype) for b in blocks]
         self.params = values if numpy else [tf.Variable(v) for v in values]
         self.param_names = names or [f"w{i}" for i in range(len(blocks))]
@@ -101,6 +109,7 @@ class Designed:
             error32=self.error32,
             twin=True,
             names=self.param_names,
+            noise=self.noise,
         )
         for mine, theirs in zip(self.params, other.params):
             value = np.asarray(mine if self.numpy else mine.numpy(), np.float64)
@@ -117,11 +126,19 @@ class Designed:
         module = np if self.numpy else tf
         if self.numpy:
             total = sum(b.loss(p, np) for b, p in zip(self.blocks, self.params))
+            if self.noise:  # zero in exact arithmetic, rounding noise of noise * |w| in floats
+                n = self.dtype.type(self.noise)
+                total = total + sum(np.sum(n * p) - n * np.sum(p) for p in self.params)
             c = self.dtype.type(self.offset)
             total = self.dtype.type(total)
             return float((c + total) - c) if self.cancel else float(total + c)
         c = tf.constant(self.offset, self.dtype)
         total = tf.add_n([b.loss(p, module) for b, p in zip(self.blocks, self.params)])
+        if self.noise:
+            n = tf.constant(self.noise, self.dtype)
+            total = total + tf.add_n(
+                [tf.reduce_sum(n * p) - n * tf.reduce_sum(p) for p in self.params]
+            )
         return (c + total) - c if self.cancel else total + c
 
     def gradients(self, X, y):
