@@ -720,3 +720,120 @@ def test_a_numpy_course_model_fails_an_element_2_5x_beyond_what_finite_differenc
         assert report.tape_blind, str(report)
         verdicts[k] = report.entries[0].status
     assert verdicts == {INSIDE: Status.PASS, OUTSIDE: Status.FAIL}
+
+
+# --- check_derivative: where it samples -----------------------------------------------------
+
+
+def _relu_at_3_wrong_where(where):
+    """relu(x - 3) with a derivative of 5 (no subgradient: those lie in [0, 1]) wherever
+    ``where(x)`` holds, and right elsewhere."""
+    import tensorflow as tf
+
+    def fn(x):
+        return tf.nn.relu(x - 3.0)
+
+    def derivative(x):
+        right = tf.cast(x > 3.0, x.dtype)
+        return tf.where(where(x), tf.constant(5.0, x.dtype), right)
+
+    return fn, derivative
+
+
+@pytest.mark.parametrize(
+    "window,what",
+    [
+        ((1e-8, 5e-8), "a kink's near neighbours (1e-8 of it, relative: 3e-8 at 3)"),
+        ((2e-5, 5e-4), "a kink's neighbours just outside a step (1e-4)"),
+    ],
+)
+def test_check_derivative_samples_beside_every_common_kink(window, what):
+    """A derivative wrong only at distances ``window`` from the kink at 3 (one of the kinks
+    every check samples with its neighbours) fails: the check samples {what}."""
+    import tensorflow as tf
+
+    from reference import check_derivative
+
+    lo, hi = window
+
+    def where(x):
+        d = tf.abs(x - 3.0)
+        return tf.logical_and(d > lo, d < hi)
+
+    report = check_derivative(*_relu_at_3_wrong_where(where))
+    assert not report.ok, str(report)
+    assert all(lo < abs(f["x"] - 3.0) < hi for f in report.failures), str(report)
+
+
+@pytest.mark.parametrize(
+    "centre,half,what",
+    [
+        (7.5, 0.002, "the ordinary grid (321 points over [-8, 8])"),
+        (-6.975127, 0.01, "the 13th of 64 random points of scale 3 (nearest grid point 0.025)"),
+    ],
+)
+def test_check_derivative_samples_the_grid_and_random_points(centre, half, what):
+    """A derivative wrong only within ``half`` of ``centre`` fails: there lies {what}."""
+    import tensorflow as tf
+
+    from reference import check_derivative
+
+    def fn(x):
+        return tf.sin(x)
+
+    def derivative(x):
+        bad = tf.abs(x - centre) < half
+        return tf.where(bad, 2.0 * tf.cos(x) + 1.0, tf.cos(x))
+
+    report = check_derivative(fn, derivative)
+    assert not report.ok, str(report)
+    assert all(abs(f["x"] - centre) < half for f in report.failures), str(report)
+
+
+def test_check_derivative_judges_tail_points_on_the_grids_scale():
+    """Checked at tail points only (x = 20, 25), a derivative that peaks at x = 5 (a bump 0.01
+    wide: the grid of 161 points over [-8, 8] meets its top) is judged on that peak: an error
+    of 0.4x TAPE_RTOL of it passes (rounding of a formula that cancels there), 2.5x fails."""
+    import tensorflow as tf
+
+    from reference import check_derivative
+
+    width = 0.01
+
+    def fn(x):
+        return 0.5 * np.sqrt(np.pi) * width * tf.math.erf((x - 5.0) / width) + 1e-3 * x
+
+    def derivative_off(delta):
+        def derivative(x):
+            return tf.exp(-tf.square((x - 5.0) / width)) + 1e-3 + delta
+
+        return derivative
+
+    rtol = PINNED["TAPE_RTOL"]["float64"]
+    ok = {
+        k: check_derivative(fn, derivative_off(k * rtol), points=[20.0, 25.0]).ok
+        for k in (INSIDE, OUTSIDE)
+    }
+    assert ok == {INSIDE: True, OUTSIDE: False}
+
+
+def test_check_derivative_alone_from_both_sides():
+    """A custom gradient judged by finite differences alone (no claimed derivative): the
+    identity's custom gradient 1 + d, where finite differences allow their error (the noise of
+    4 ulps of the values on the stencil, over the step: 8.3e-11 at |x| >= 1) plus the slack
+    (TAPE_RTOL x 1): d = 2.5x that fails, 0.4x passes."""
+    import tensorflow as tf
+
+    from reference import check_derivative
+
+    allowed = 8.3e-11 + PINNED["TAPE_RTOL"]["float64"]
+
+    def identity_with(d):
+        @tf.custom_gradient
+        def identity(x):
+            return tf.identity(x), lambda g: g * (1.0 + d)
+
+        return identity
+
+    ok = {k: check_derivative(identity_with(k * allowed)).ok for k in (INSIDE, OUTSIDE)}
+    assert ok == {INSIDE: True, OUTSIDE: False}
