@@ -20,8 +20,11 @@ class Block:
     there, ``a`` (``b`` is the curvature, ``power`` makes the gradient ``a (w / w0)^power``
     instead); the parameters start at ``start`` (default ``w0``)."""
 
-    def __init__(self, a, w0, b=1.0, power=None, start=None, wiggle=None, shift=None):
+    def __init__(self, a, w0, b=1.0, power=None, start=None, wiggle=None, shift=None, kink=0.0):
         self.wiggle = wiggle  # (amplitude, frequency): + amp sin(freq w), curving every line
+        # + kink |w - w0|: at w0 the one-sided derivatives are a -+ kink; the hand-written
+        # gradient takes the right one there (TensorFlow's tape takes a).
+        self.kink = kink
         # w is read as ((1000 w / 3 + shift) - shift) * 3 / 1000: the loss, and the tape's
         # gradient, keep the digits of 1000 w / 3 that survive next to shift (the tape's own
         # rounding, measurable against float64, and rounding noise along every line: 1000 / 3
@@ -50,6 +53,8 @@ class Block:
         if self.wiggle is not None:
             amp, freq = self.wiggle
             total = total + amp * module.sin(freq * w)
+        if self.kink:
+            total = total + self.kink * module.abs(w - w0)
         return tf.reduce_sum(total) if module is tf else np.sum(total)
 
     def gradient(self, w):
@@ -60,6 +65,8 @@ class Block:
         if self.wiggle is not None:
             amp, freq = self.wiggle
             g = g + amp * freq * np.cos(freq * w)
+        if self.kink:
+            g = g + self.kink * np.where(w >= self.w0, 1.0, -1.0)
         return g
 
 
@@ -72,8 +79,9 @@ class Designed:
     ``sum(noise * w) - noise * sum(w)``, zero in exact arithmetic: rounding noise of about
     ulps of ``noise * |w|`` that moves when any weight moves by an ulp (as a real loss's does).
     ``error(i, w)`` returns the error planted in block i's gradient at the weights ``w``
-    (float64); ``error32`` one planted in float32 only. ``twin`` gives the model an ``astype``
-    (the same code in another dtype)."""
+    (float64); ``error32`` one planted in float32 only; ``tape_error(i)`` makes the tape's
+    gradient of block i that much too large (a custom gradient in the forward). ``twin`` gives
+    the model an ``astype`` (the same code in another dtype)."""
 
     def __init__(
         self,
@@ -88,10 +96,12 @@ class Designed:
         twin=False,
         names=None,
         noise=0.0,
+        tape_error=None,
     ):
         self.blocks, self.dtype, self.numpy = blocks, np.dtype(dtype), numpy
         self.offset, self.cancel, self.error, self.error32 = offset, cancel, error, error32
         self.noise = noise
+        self.tape_error = tape_error
         values = [b.start.astype(self.dtype) for b in blocks]
         self.params = values if numpy else [tf.Variable(v) for v in values]
         self.param_names = names or [f"w{i}" for i in range(len(blocks))]
@@ -110,6 +120,7 @@ class Designed:
             twin=True,
             names=self.param_names,
             noise=self.noise,
+            tape_error=self.tape_error,
         )
         for mine, theirs in zip(self.params, other.params):
             value = np.asarray(mine if self.numpy else mine.numpy(), np.float64)
@@ -133,7 +144,10 @@ class Designed:
             total = self.dtype.type(total)
             return float((c + total) - c) if self.cancel else float(total + c)
         c = tf.constant(self.offset, self.dtype)
-        total = tf.add_n([b.loss(p, module) for b, p in zip(self.blocks, self.params)])
+        params = self.params
+        if self.tape_error is not None:
+            params = [_skewed(p, self.tape_error(i)) for i, p in enumerate(params)]
+        total = tf.add_n([b.loss(p, module) for b, p in zip(self.blocks, params)])
         if self.noise:
             n = tf.constant(self.noise, self.dtype)
             total = total + tf.add_n(
@@ -154,6 +168,17 @@ class Designed:
 
 
 NO_DATA = (np.zeros((1, 1)), np.zeros((1, 1)))
+
+
+def _skewed(w, error):
+    """w itself, whose gradient on the tape comes out ``error`` too large: a custom gradient in
+    the forward makes the tape an unfaithful witness, by a chosen amount."""
+
+    @tf.custom_gradient
+    def skewed(x):
+        return tf.identity(x), lambda dy: dy + tf.constant(error, x.dtype)
+
+    return skewed(w)
 
 
 def erratic(amplitude, frequency=1e9, where=None):

@@ -837,3 +837,145 @@ def test_check_derivative_alone_from_both_sides():
 
     ok = {k: check_derivative(identity_with(k * allowed)).ok for k in (INSIDE, OUTSIDE)}
     assert ok == {INSIDE: True, OUTSIDE: False}
+
+
+# --- finite differences against an unfaithful tape: their error estimate from both sides -----
+#
+# A custom gradient in the forward makes the tape's gradient of one element wrong by a chosen
+# amount while the hand-written one is right. Finite differences overrule the tape only where
+# they resolve the difference (beyond their error estimate): at 2.5x their estimate the tape is
+# noted unfaithful and the check passes; at 0.4x they cannot tell manual from tape, and the
+# element fails. Each scenario makes one part of the estimate dominate.
+
+_R_NOISE = np.sqrt(32.0 / 9.0 + 2.0 / 36.0)  # the noise of a Richardson value, in sigma_f / h
+
+
+def _step(w, dtype):
+    """The harness's power-of-two step at w (eps^(1/4) max(1, |w|), rounded to a power of 2)."""
+    eps = EPS[dtype]
+    return 2.0 ** np.round(np.log2(eps**0.25 * np.maximum(1.0, np.abs(w))))
+
+
+def _tape_overruled(model_at, error, element):
+    """{k: status} of the element's tensor with the tape wrong by k x ``error``."""
+    out = {}
+    for k in (INSIDE, OUTSIDE):
+        tape_error = np.zeros(8)
+        tape_error[element] = k * error
+        report = _check(model_at(lambda i, e=tape_error: e))
+        out[k] = report.entries[0]
+    return out
+
+
+def test_the_tape_is_overruled_beyond_the_noise_finite_differences_allow():
+    """float32, a loss of 2.2: the rounding noise of one evaluation is taken as 4 ulps of it
+    (_FLOOR_ULPS), and a Richardson value is allowed 6 sigma of it (ROUNDING_SIGMAS) over the
+    step (2^-6)."""
+    rng = np.random.default_rng(0)
+    a, w0 = rng.uniform(0.5, 1.0, 8), 0.5 * rng.normal(size=8)
+    start = w0 + 0.3
+
+    def model_at(tape_error):
+        return Designed([Block(a, w0, start=start)], dtype="float32", tape_error=tape_error)
+
+    f0 = float(model_at(None).loss(*NO_DATA))
+    sigma = 4.0 * EPS["float32"] * f0
+    error = 6.0 * _R_NOISE * sigma / _step(start[3], "float32")
+    out = _tape_overruled(model_at, error, 3)
+    assert out[OUTSIDE].status == Status.NOTES, out[OUTSIDE].detail()
+    assert out[OUTSIDE].note(NoteCode.TAPE_UNFAITHFUL), out[OUTSIDE].detail()
+    assert out[INSIDE].status == Status.FAIL, out[INSIDE].detail()
+
+
+def test_the_tape_is_overruled_beyond_the_truncation_finite_differences_allow():
+    """float64, a loss that curves (1e-3 sin(50 w)): the estimate's error is
+    TRUNCATION_SAFETY (4) times the change of the central difference from h to h/2."""
+    rng = np.random.default_rng(0)
+    a, w0 = rng.uniform(0.5, 1.0, 8), 0.5 * rng.normal(size=8)
+    start = w0 + 0.3
+    amp, freq = 1e-3, 50.0
+
+    def model_at(tape_error):
+        return Designed([Block(a, w0, start=start, wiggle=(amp, freq))], tape_error=tape_error)
+
+    w, h = start[3], _step(start[3], "float64")
+    sinc = lambda x: np.sin(x) / x  # noqa: E731
+    change = amp * freq * np.cos(freq * w) * (sinc(freq * h / 2) - sinc(freq * h))
+    out = _tape_overruled(model_at, 4.0 * abs(change), 3)
+    assert out[OUTSIDE].status == Status.NOTES, out[OUTSIDE].detail()
+    assert out[INSIDE].status == Status.FAIL, out[INSIDE].detail()
+
+
+# --- kinks: how large a jump is one --------------------------------------------------------
+
+
+def _kinked(c, *, numpy):
+    """Every element at a kink of c |w - w0| on a line with no curvature (b = 0), the loss near
+    1000 (its rounding noise: 4 ulps of 1000); the hand-written gradient takes the right side."""
+    rng = np.random.default_rng(0)
+    a, w0 = rng.uniform(0.5, 1.0, 8), 0.5 * rng.normal(size=8)
+    return Designed([Block(a, w0, b=0.0, kink=c)], offset=1e3, numpy=numpy)
+
+
+def test_finite_differences_alone_see_a_kink_3_sigma_out_of_the_noise():
+    """Finite differences alone (NumPy parameters): a jump of 2c between the one-sided
+    derivatives standing 2.5x ALONE_KINK_SIGMAS (3) out of their noise is a kink, and the right
+    one-sided derivative, further from the central estimate than its error, passes as a valid
+    subgradient."""
+    sigma = 4.0 * EPS["float64"] * 1e3  # 4 ulps of the loss
+    h = 2.0**-13  # |w0| < 1
+    threshold = 3.0 * 2.0 * np.sqrt(26.0) * sigma / h  # on the jump 2c
+    c = OUTSIDE * threshold / 2.0
+    assert c > 6.0 * _R_NOISE * sigma / h  # off the central estimate
+    report = _check(_kinked(c, numpy=True))
+    assert report.tape_blind and report.entries[0].ok, str(report)
+
+
+def test_check_derivative_sees_a_kink_10_sigma_out_of_the_noise():
+    """c |x| + 1000 at 0 (the noise of one evaluation: 4 ulps of 1000): a jump 2c standing 2.5x
+    KINK_SIGMAS (10) out of the one-sided derivatives' noise is a kink, and the right one-sided
+    derivative c passes; at 0.4x it is no kink, and c, further from the central estimate (0)
+    than its error, fails."""
+    import tensorflow as tf
+
+    from reference import check_derivative
+
+    sigma = 4.0 * EPS["float64"] * 1e3
+    h = 2.0**-13
+    threshold = 10.0 * 2.0 * np.sqrt(26.0) * sigma / h
+    ok = {}
+    for k in (INSIDE, OUTSIDE):
+        c = k * threshold / 2.0
+        assert c > 6.0 * _R_NOISE * sigma / h
+
+        def fn(x, c=c):
+            return c * tf.abs(x) + 1e3
+
+        def derivative(x, c=c):
+            return c * tf.where(x >= 0.0, tf.ones_like(x), -tf.ones_like(x))
+
+        ok[k] = check_derivative(fn, derivative, points=[0.0]).ok
+    assert ok == {INSIDE: False, OUTSIDE: True}
+
+
+def test_check_derivative_sees_a_small_kink_on_a_curved_line():
+    """c |x| + K x^2 at 0: each one-sided derivative changes by K h / 2 from step h to h/2 (its
+    spread); a jump 2c is a kink when it exceeds KINK_SPREAD (4) times the two spreads. At 2.5x
+    that the right one-sided derivative c passes; at 0.4x it fails."""
+    import tensorflow as tf
+
+    from reference import check_derivative
+
+    K, h = 1e3, 2.0**-13
+    ok = {}
+    for k in (INSIDE, OUTSIDE):
+        c = k * 4.0 * K * h / 2.0
+
+        def fn(x, c=c):
+            return c * tf.abs(x) + K * x * x
+
+        def derivative(x, c=c):
+            return c * tf.where(x >= 0.0, tf.ones_like(x), -tf.ones_like(x)) + 2.0 * K * x
+
+        ok[k] = check_derivative(fn, derivative, points=[0.0]).ok
+    assert ok == {INSIDE: False, OUTSIDE: True}
