@@ -979,3 +979,95 @@ def test_check_derivative_sees_a_small_kink_on_a_curved_line():
 
         ok[k] = check_derivative(fn, derivative, points=[0.0]).ok
     assert ok == {INSIDE: False, OUTSIDE: True}
+
+
+# --- check_function: what is checked, and how finely ---------------------------------------
+
+
+def test_check_function_tries_every_pair_of_kinked_coordinates_up_to_64():
+    """sum |x[:30]| at zeros (30 kinked coordinates, 29 pairs) beside the max of x[30:] with a
+    tie: the vjp gives the max's gradient to both tied elements (counted twice), which each
+    coordinate's own test accepts and only the joint direction along the tied pair, the 31st pair
+    of kinked coordinates (KINK_PAIRS = 64 are tried), rejects."""
+    import tensorflow as tf
+
+    from reference import check_function
+
+    x = np.zeros((1, 40))
+    x[0, 30:] = np.linspace(-1.0, 0.5, 10)
+    x[0, 35] = x[0, 38] = 1.0  # the tie
+
+    def fn(x):
+        return tf.reduce_sum(tf.abs(x[:, :30])) + tf.reduce_sum(tf.reduce_max(x[:, 30:], axis=1))
+
+    def vjp(dy, x):
+        tail = x[:, 30:]
+        at_max = tf.cast(tf.equal(tail, tf.reduce_max(tail, axis=1, keepdims=True)), x.dtype)
+        head = tf.sign(x[:, :30])  # 0 at the zeros: TensorFlow's own subgradient
+        return dy * tf.concat([head, at_max], axis=1)
+
+    report = check_function(fn, x, vjp=vjp)
+    assert not report.ok, str(report)
+    assert report.entries[0].note(NoteCode.PROBES_DISAGREE), str(report)
+
+
+@pytest.mark.parametrize(
+    "n_out,n_in,judged",
+    [
+        (64, 64, True),  # 4096 = JACOBIAN_MAX elements
+        (22, 22, True),  # 484
+        (65, 64, False),  # more than JACOBIAN_MAX
+        (256, 16, True),  # 256 = JACOBIAN_CALLS calls of the vjp, 4096 elements
+        (257, 15, False),  # more than JACOBIAN_CALLS calls of the vjp
+    ],
+)
+def test_check_function_judges_the_whole_jacobian_up_to_its_caps(n_out, n_in, judged):
+    """The whole Jacobian is judged when it has at most JACOBIAN_MAX (4096) elements and needs
+    at most JACOBIAN_CALLS (256) calls of the vjp, and not beyond (its cost)."""
+    import tensorflow as tf
+
+    from reference import check_function
+
+    rng = np.random.default_rng(0)
+    A = tf.constant(rng.normal(size=(n_in, n_out)))
+
+    def fn(x):
+        return tf.matmul(x, A)
+
+    def vjp(dy, x):
+        return tf.matmul(dy, A, transpose_b=True)
+
+    report = check_function(fn, rng.normal(size=(1, n_in)), vjp=vjp)
+    assert report.ok, str(report)
+    assert any(e.name.startswith("J[") for e in report.entries) == judged, report.judged
+
+
+def test_check_function_overrules_the_tape_only_beyond_what_finite_differences_resolve():
+    """x + 1000, whose tape is made wrong by a relative e (a custom gradient inside fn), with
+    the right vjp: finite differences, whose error is 6 sigma of the rounding of each output
+    (the floor: 4 ulps of 1000) over the step, overrule the tape at e 2.5x that error and
+    cannot at 0.4x (the element then fails: manual and tape disagree and nothing tells which is
+    right)."""
+    import tensorflow as tf
+
+    from reference import check_function
+
+    x = np.random.default_rng(0).uniform(0.2, 0.9, size=(1, 6))
+    error = 6.0 * _R_NOISE * 4.0 * EPS["float64"] * 1e3 / 2.0**-13
+
+    def fn_with(e):
+        @tf.custom_gradient
+        def shifted(x):
+            return x + 1e3, lambda dy: dy * (1.0 + e)
+
+        return shifted
+
+    def vjp(dy, x):
+        return dy
+
+    out = {k: check_function(fn_with(k * error), x, vjp=vjp) for k in (INSIDE, OUTSIDE)}
+    vjp_entry = {k: r.entries[0] for k, r in out.items()}
+    assert vjp_entry[OUTSIDE].ok and vjp_entry[OUTSIDE].note(NoteCode.TAPE_UNFAITHFUL), str(
+        out[OUTSIDE]
+    )
+    assert vjp_entry[INSIDE].status == Status.FAIL, str(out[INSIDE])
