@@ -1071,3 +1071,95 @@ def test_check_function_overrules_the_tape_only_beyond_what_finite_differences_r
         out[OUTSIDE]
     )
     assert vjp_entry[INSIDE].status == Status.FAIL, str(out[INSIDE])
+
+
+def test_check_function_trusts_its_batched_evaluation_to_64_ulps():
+    """A function that computes something else in a graph than eagerly (Python state read at
+    trace time), by d: finite differences evaluate it in a vectorized batch only when that
+    equals the eager value at the point to _VECTORIZED_ULPS (64) ulps of its largest output; at
+    2.5x that they evaluate it one point at a time and say so, at 0.4x they batch it."""
+    import tensorflow as tf
+
+    from reference import check_function
+
+    x = np.random.default_rng(0).uniform(0.5, 2.0, size=(3,))
+    scale = float(np.max(x**2))
+    bound = 64 * EPS["float64"] * scale
+
+    def fn_with(d):
+        def fn(x):
+            return x * x + (0.0 if tf.executing_eagerly() else d)
+
+        return fn
+
+    def vjp(dy, x):
+        return 2.0 * dy * x
+
+    notes = {}
+    for k in (INSIDE, OUTSIDE):
+        report = check_function(fn_with(k * bound), x, vjp=vjp)
+        notes[k] = any("one point at a time" in n for n in report.notes)
+    assert notes == {INSIDE: False, OUTSIDE: True}
+
+
+# --- what is deterministic: LOSS_REPEAT_ULPS ------------------------------------------------
+
+
+class _Flickering(Designed):
+    """A designed model whose loss (or gradients) alternate by +-``loss_by`` (``grads_by``),
+    relative, from one call to the next."""
+
+    def __init__(self, *args, loss_by=0.0, grads_by=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_by, self.grads_by, self.calls = loss_by, grads_by, {"loss": 0, "grads": 0}
+
+    def _sign(self, what):
+        self.calls[what] += 1
+        return 1.0 if self.calls[what] % 2 else -1.0
+
+    def loss(self, X, y):
+        return super().loss(X, y) * (1.0 + self.loss_by * self._sign("loss"))
+
+    def gradients(self, X, y):
+        sign = self._sign("grads")
+        return [g * (1.0 + self.grads_by * sign) for g in super().gradients(X, y)]
+
+
+@pytest.mark.parametrize("what", ["loss_by", "grads_by"])
+def test_a_loss_or_gradient_that_moves_by_16_ulps_is_not_deterministic(what):
+    """Evaluated twice at the same parameters, the loss (the gradients) may differ by
+    LOSS_REPEAT_ULPS (16) ulps of itself (of the tensor's largest gradient), a reduction split
+    differently across threads: at 0.4x that the model is judged, at 2.5x it is refused as not
+    deterministic."""
+    rng = np.random.default_rng(0)
+    block = Block(rng.uniform(0.5, 1.0, 4), rng.normal(size=4), start=rng.normal(size=4))
+    judged = {}
+    for k in (INSIDE, OUTSIDE):
+        half = k * 16 * EPS["float64"] / 2.0  # the two values are 2 x half apart
+        model = _Flickering([block], **{what: half})
+        report = _check(model)
+        judged[k] = report.impure is None
+        if judged[k]:
+            assert report.ok, str(report)
+        else:
+            assert "not deterministic" in report.impure, report.impure
+    assert judged == {INSIDE: True, OUTSIDE: False}
+
+
+def test_a_side_effect_is_located_at_its_first_changed_element():
+    """A loss that nudges one parameter (element 2) as a side effect is refused, naming it."""
+
+    class Nudging(Designed):
+        def loss(self, X, y):
+            out = super().loss(X, y)
+            self.params[0].assign_add(tf_unit(4, 2) * 1e-3)
+            return out
+
+    import tensorflow as tf
+
+    def tf_unit(n, i):
+        return tf.constant(np.eye(n)[i])
+
+    model = Nudging([Block(np.ones(4), np.zeros(4))])
+    report = _check(model)
+    assert report.impure and "first at (2,)" in report.impure, report.impure
