@@ -198,8 +198,9 @@ def test_what_is_erratic_from_both_sides(share, excused):
 def test_a_saturated_difference_steady_under_1e_6_is_excused_when_erratic_under_1e_3():
     """Below what the loss resolves, a difference that a 1e-6 nudge leaves in place but a 1e-3
     nudge draws anew (the rounding of a saturated unit) is excused: the tape's own gradient
-    moves 5% under that nudge, the difference by about its size (more than _SMOOTH_FACTOR
-    times as much). A difference that moves only 3x as much as the gradient is a bug."""
+    moves a few percent under that nudge, the difference by about its size (more than
+    _SMOOTH_FACTOR times as much). A difference that moves only 3x as much as the gradient (by
+    half of itself) is a bug."""
     rng = np.random.default_rng(0)
     a, w0 = rng.uniform(0.5, 1.0, 4), np.ones(4)
     offset = 1e6  # what the loss resolves: 5.7e-8 per unit parameter
@@ -210,12 +211,16 @@ def test_a_saturated_difference_steady_under_1e_6_is_excused_when_erratic_under_
         return erratic(amplitude, frequency=1e4)(i, w)
 
     def moves_with_the_gradient(i, w):
-        # d ~ w^150 moves 3x as much as the gradient a w^50 does: smooth, a bug
-        return amplitude * (w / w0) ** 150
+        # d ~ w^600 moves 3x as much as the gradient a w^200 does (about half of itself under
+        # a 1e-3 nudge): smooth, a bug
+        return amplitude * (w / w0) ** 600
 
     out = {}
-    for name, error in (("erratic", steady_then_erratic), ("smooth", moves_with_the_gradient)):
-        model = Designed([Block(a, w0, power=50)], offset=offset, error=error)
+    for name, error, power in (
+        ("erratic", steady_then_erratic, 50),
+        ("smooth", moves_with_the_gradient, 200),
+    ):
+        model = Designed([Block(a, w0, power=power)], offset=offset, error=error)
         out[name] = _check(model).entries[0]
     assert out["erratic"].status == Status.NOTES, out["erratic"].detail()
     assert out["erratic"].note(NoteCode.ROUNDING_EXCUSED)
@@ -1163,3 +1168,90 @@ def test_a_side_effect_is_located_at_its_first_changed_element():
     model = Nudging([Block(np.ones(4), np.zeros(4))])
     report = _check(model)
     assert report.impure and "first at (2,)" in report.impure, report.impure
+
+
+# --- what finite differences may evaluate instead of loss: BATCHED_ULPS and its spot checks -----
+
+
+class _Batched(Designed):
+    """A designed model with a ``batched_loss`` of its own: the loss ``off`` too large
+    everywhere, and without a term ``quartic * sum((w - w0)^4)`` of the loss (zero, with its
+    gradient, at the point)."""
+
+    def __init__(self, *args, off=0.0, quartic=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.off, self.quartic = off, quartic
+
+    def loss(self, X, y):
+        import tensorflow as tf
+
+        out = super().loss(X, y)
+        for b, p in zip(self.blocks, self.params):
+            out = out + self.quartic * tf.reduce_sum((p - tf.constant(b.w0)) ** 4)
+        return out
+
+    def batched_loss(self, X, y, replacements):
+        K = len(next(iter(replacements.values())))
+        rows = []
+        for r in range(K):
+            ws = [
+                replacements[i][r] if i in replacements else self._weights()[i]
+                for i in range(len(self.params))
+            ]
+            rows.append(sum(b.loss(np.asarray(w), np) for b, w in zip(self.blocks, ws)))
+        return np.asarray(rows) + self.off
+
+
+def _batched_note(report):
+    return any("batched_loss disagrees" in n for n in report.notes)
+
+
+def test_batched_loss_is_trusted_to_1024_ulps_of_the_loss():
+    """batched_loss must equal loss to BATCHED_ULPS (1024) ulps of max(|loss|, 1): off by 0.4x
+    that it is used, by 2.5x it is not (and the report says so)."""
+    block = Block(np.linspace(0.5, 1.0, 4), np.zeros(4), start=np.full(4, 0.1))
+    noted = {}
+    for k in (INSIDE, OUTSIDE):
+        report = _check(_Batched([block], off=k * 1024 * EPS["float64"]))
+        assert report.ok, str(report)
+        noted[k] = _batched_note(report)
+    assert noted == {INSIDE: False, OUTSIDE: True}
+
+
+def test_batched_loss_is_compared_at_points_around_the_point():
+    """A batched_loss without a quartic term of the loss agrees with it at the point (where the
+    term and its gradient vanish), not 1e-2 away (its value there, 4e-11, is 2e2 x the
+    tolerance; 1e-3 away it would be 4e-15, within it): it is compared at the point and at
+    _BATCHED_POINTS (2) points moved by _BATCHED_MOVE (1e-2), and not trusted."""
+    block = Block(np.linspace(0.5, 1.0, 4), np.zeros(4))
+    report = _check(_Batched([block], quartic=1e-3))
+    assert report.ok and _batched_note(report), str(report)
+    assert _batched_note(_check(_Batched([block], quartic=1e-3), mode="directional"))
+
+
+def _coordinate_model(off):
+    """manual_backprop's MLP (float64) whose coordinate_losses is ``off`` too large."""
+    import manual_backprop as mb
+
+    class Off(mb.MLP):
+        def coordinate_losses(self, X, y, moves):
+            return {k: v + off for k, v in super().coordinate_losses(X, y, moves).items()}
+
+    model = Off([3, 4, 2], ["tanh", "linear"], "mse", dtype="float64", seed=0)
+    rng = np.random.default_rng(0)
+    return model, rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+
+
+def test_coordinate_losses_are_spot_checked_to_1024_ulps():
+    """coordinate_losses must equal batched_loss at _COORDINATE_SAMPLES (8) random elements of
+    every parameter to 1024 ulps of max(|loss|, 1): off by 0.4x it is used, by 2.5x it is not
+    (and the report says so)."""
+    noted = {}
+    for k in (INSIDE, OUTSIDE):
+        model, X, y = _coordinate_model(k * 1024 * EPS["float64"] * 1.0)
+        loss = float(model.loss(X, y))
+        assert loss < 1.0
+        report = check_gradients(model, X, y)
+        assert report.ok, str(report)
+        noted[k] = any("coordinate_losses disagrees" in n for n in report.notes)
+    assert noted == {INSIDE: False, OUTSIDE: True}
