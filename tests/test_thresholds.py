@@ -197,22 +197,21 @@ def test_what_is_erratic_from_both_sides(share, excused):
 
 def test_a_saturated_difference_steady_under_1e_6_is_excused_when_erratic_under_1e_3():
     """Below what the loss resolves, a difference that a 1e-6 nudge leaves in place but a 1e-3
-    nudge draws anew (the rounding of a saturated unit) is excused: the tape's own gradient
-    moves a few percent under that nudge, the difference by about its size (more than
-    _SMOOTH_FACTOR times as much). A difference that moves only 3x as much as the gradient (by
-    half of itself) is a bug."""
+    nudge (_LARGE_NUDGE) draws anew (the rounding of a saturated unit) is excused: its phase
+    turns by about 1 rad under 1e-3 (by 0.1 under 1e-4: steady), while the tape's own gradient
+    (a w^50) moves by 4%, and the difference by about its size, more than _SMOOTH_FACTOR (8)
+    times as much but not 80 times. A difference that moves by half of itself but only 3x as
+    much as the gradient does (d ~ w^600 against a w^200) is a bug."""
     rng = np.random.default_rng(0)
-    a, w0 = rng.uniform(0.5, 1.0, 4), np.ones(4)
+    n = 16
+    a, w0 = rng.uniform(0.5, 1.0, n), np.ones(n)
     offset = 1e6  # what the loss resolves: 5.7e-8 per unit parameter
     amplitude = 1e-8  # 100x the tape tolerance (1e-10 x 1), below that resolution
 
     def steady_then_erratic(i, w):
-        # the phase turns by ~0.05 rad under a 1e-6 nudge, by tens of radians under 1e-3
-        return erratic(amplitude, frequency=1e4)(i, w)
+        return erratic(amplitude, frequency=30.0)(i, w)
 
     def moves_with_the_gradient(i, w):
-        # d ~ w^600 moves 3x as much as the gradient a w^200 does (about half of itself under
-        # a 1e-3 nudge): smooth, a bug
         return amplitude * (w / w0) ** 600
 
     out = {}
