@@ -1324,3 +1324,31 @@ def test_directional_mode_alone_differences_up_to_256_sampled_elements():
     report = _check(model, mode="directional")
     assert report.tape_blind and not report.ok, str(report)
     assert report.entries[0].worst_index == (77,), str(report)
+
+
+def _corpus_case(name, bug=None, **build):
+    from corpus import CASES
+
+    spec = next(c for c in CASES if c.name == name and c.bug == bug and c.dtype == "float64")
+    return spec.build(**build)
+
+
+@pytest.mark.parametrize("mode", ["full", "directional"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        {"seed": 0},
+        {"seed": 1, "hidden": 2, "n": 2},  # every pooled line crosses a kink
+        {"seed": 569},  # every probe line crosses kinks: pooled noise 4e7 x the direct one
+    ],
+)
+def test_steps_that_cross_other_kinks_are_refined_and_the_noise_is_bounded(build, mode):
+    """ReLU units at and 0.15 of a step beside their kinks: the estimate at the harness's step is
+    bent by the crossing, and steps REFINE_SHRINK (2^4) times smaller, up to REFINE_LEVELS (3)
+    times, agree; where every line pooled for the noise crosses a kink, the noise measured
+    directly a few ulps from the point (_JITTER_ULPS x _UNIFORM_SPAN, _JITTER_SAMPLES samples,
+    doubled by _JITTER_MARGIN) bounds it. relu'(0) = 1/2, a subgradient only finite differences
+    can accept (no region's gradient), passes."""
+    model, X, y = _corpus_case("near_kink_relu_half", **build)
+    report = check_gradients(model, X, y, mode=mode)
+    assert report.ok, str(report)
