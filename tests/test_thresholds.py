@@ -1352,3 +1352,43 @@ def test_steps_that_cross_other_kinks_are_refined_and_the_noise_is_bounded(build
     model, X, y = _corpus_case("near_kink_relu_half", **build)
     report = check_gradients(model, X, y, mode=mode)
     assert report.ok, str(report)
+
+
+# --- check_derivative: what it refuses as not elementwise ------------------------------------
+
+
+def test_check_derivative_refuses_a_coupling_that_shows_past_1_5():
+    """x + relu(max(x) - 1.5), not elementwise once an element passes 1.5: the probe draws its
+    inputs in [0.2, 0.9] (_PROBE_RANGE) and moves _PROBE_PICKS (4) of them, one at a time, by
+    +-1 (_PROBE_STEPS), past the others: the coupling shows, and the function is refused."""
+    import tensorflow as tf
+
+    from reference import check_derivative
+
+    def fn(x):
+        return x + tf.nn.relu(tf.reduce_max(x) - 1.5)
+
+    with pytest.raises(ValueError, match="not elementwise"):
+        check_derivative(fn, lambda x: tf.ones_like(x))
+
+
+# A loss of 0.06 computed as (1000 + q) - 1000, with a term that is zero in exact arithmetic and
+# rounding noise otherwise: its rounding noise, 1.1e-13, is far above 4 ulps of the loss, and
+# is what the noise measured a few ulps from the point gives (_JITTER_ULPS x _UNIFORM_SPAN,
+# _JITTER_SAMPLES samples, doubled by _JITTER_MARGIN) and what the fourth differences pooled
+# over the lines give (scaled by _SQRT70 and _Q25_ABS_NORMAL); the smaller of the two is taken.
+# Finite differences' error at element 0, measured on this code: 1.2029e-8.
+_MEASURED_NOISE_ERROR = 1.2029e-8
+
+
+def test_the_tape_is_overruled_beyond_the_measured_noise():
+    rng = np.random.default_rng(0)
+    a, w0 = rng.uniform(0.5, 1.0, 8), 0.5 * rng.normal(size=8)
+
+    def model_at(tape_error):
+        block = Block(a, w0, start=w0 + 0.01)
+        return Designed([block], offset=1e3, cancel=True, noise=1e2, tape_error=tape_error)
+
+    out = _tape_overruled(model_at, _MEASURED_NOISE_ERROR, 0)
+    assert out[OUTSIDE].status == Status.NOTES, out[OUTSIDE].detail()
+    assert out[INSIDE].status == Status.FAIL, out[INSIDE].detail()
