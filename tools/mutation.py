@@ -15,8 +15,11 @@ whole suite runs. A bug is killed when some test fails. The table and the kill r
 The threshold mutants (every named constant of the verdict x10 and /10, every comparison of
 the judging modules flipped at its boundary) are generated from the code by
 ``tools/thresholds.py`` and numbered after the hand-written bugs; ``tests/test_thresholds.py``
-runs first for each. A run of the suite that takes longer than ``--timeout`` seconds counts as
-a kill (a mutant that makes the checks run away), and is marked so in the table.
+runs first for each, then the tests of the judges' verdicts (``JUDGE_TESTS``; the whole suite
+with ``--whole-suite``). A survivor's line in the table carries the argument, from
+``thresholds.ARGUED``, that it is equivalent or no weakening. A run of the tests that takes
+longer than ``--timeout`` seconds counts as a kill (a mutant that makes the checks run away),
+and is marked so in the table.
 """
 
 from __future__ import annotations
@@ -776,12 +779,37 @@ def everything() -> List[Union[Bug, "thresholds.Planted"]]:
     return [*BUGS, *thresholds.generated()]
 
 
+# The tests of the judges' verdicts, run second for a threshold mutant that the boundary tests
+# did not kill (the property suites and the tests of manual_backprop alone come last, with
+# --whole-suite: a threshold mutant changes what the judges decide, which these tests pin).
+JUDGE_TESTS = [
+    THRESHOLDS,
+    GUARDS,
+    JUDGES,
+    FINDINGS,
+    NUMPY,
+    FAST,
+    FUNCTION_TESTS,
+    "tests/test_derivative.py",
+    CORPUS,
+    "tests/test_plugin.py",
+    "tests/test_cli.py",
+    "tests/test_bad_input.py",
+]
+
+
 def _targets(bug) -> Sequence[str]:
     return [THRESHOLDS] if isinstance(bug, thresholds.Planted) else bug.tests
 
 
+def _second(bug, whole_suite: bool) -> Sequence[str]:
+    if isinstance(bug, thresholds.Planted) and not whole_suite:
+        return JUDGE_TESTS
+    return ["tests"]
+
+
 def run(
-    selected: Sequence[int], timeout: float, quick: bool = False
+    selected: Sequence[int], timeout: float, quick: bool = False, whole_suite: bool = False
 ) -> List[Tuple[int, object, bool, str, float]]:
     planted = everything()
     results = []
@@ -796,7 +824,7 @@ def run(
             try:
                 killed, by = _pytest(copy, _targets(bug), timeout)
                 if not killed and not quick:
-                    killed, by = _pytest(copy, ["tests"], timeout)
+                    killed, by = _pytest(copy, _second(bug, whole_suite), timeout)
             finally:
                 for rel, text in originals.items():
                     (copy / rel).write_text(text)
@@ -843,6 +871,12 @@ def main(argv=None) -> int:
         "the whole suite): for working on those tests",
     )
     parser.add_argument(
+        "--whole-suite",
+        action="store_true",
+        help="run the whole suite (not only the judges' tests) on a threshold mutant that the "
+        "boundary tests did not kill",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=1800.0,
@@ -863,7 +897,7 @@ def main(argv=None) -> int:
     bad = [i for i in selected if not 1 <= i <= len(planted)]
     if bad:
         parser.error(f"no planted bug numbered {bad}; there are {len(planted)}")
-    results = run(selected, args.timeout, args.quick)
+    results = run(selected, args.timeout, args.quick, args.whole_suite)
     text = table(results)
     print("\n" + text)
     if args.markdown:

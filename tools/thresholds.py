@@ -301,9 +301,96 @@ def key(p: Planted) -> str:
     return f"{Path(p.site.rel).name} {p.site.label} {p.kind}"
 
 
-# The survivors argued equivalent, one line each: no test can tell them from the code as it is,
-# and why. Keyed by ``key``.
-ARGUED: Dict[str, str] = {}
+# The survivors argued equivalent (or no weakening), one line each: why no test can tell them
+# from the code as it is. Keyed by ``key``.
+_POSITIVE = (
+    "equal only at exact equality of a measured float with a bound that is strictly positive here"
+)
+ARGUED: Dict[str, str] = {
+    "fd.py jump > KINK_SPREAD * spread + noise flip": (
+        f"{_POSITIVE} (the noise term is 10 sigma over the step, sigma at least 4 ulps of the loss)"
+    ),
+    "fd.py values.size < 2 flip": (
+        "16 losses are drawn a few ulps from a point where the loss is finite; the two differ "
+        "only when exactly 2 of them are finite"
+    ),
+    "fd.py np.abs(candidate - self.value) <= self.error + slack flip": (
+        f"{_POSITIVE} (an error estimate holds 6 sigma of a noise of at least 4 ulps of the loss)"
+    ),
+    "fd.py candidate >= self.lower - self.kink_error - slack flip": (
+        f"{_POSITIVE} (a kink's error holds 6 sigma of the noise)"
+    ),
+    "fd.py candidate <= self.upper + self.kink_error + slack flip": (
+        f"{_POSITIVE} (a kink's error holds 6 sigma of the noise)"
+    ),
+    "fd.py np.abs(a.value - b.value) <= a.error + b.error flip": (
+        f"{_POSITIVE} (two error estimates, each with 6 sigma of the noise)"
+    ),
+    "fd.py np.abs(a.lower - b.lower) <= slack flip": f"{_POSITIVE} (two kinks' errors)",
+    "fd.py np.abs(a.upper - b.upper) <= slack flip": f"{_POSITIVE} (two kinks' errors)",
+    "fd.py np.abs(manual - tape) <= (slack if apart is None else apart) flip": (
+        "where manual equals the tape and the tolerance is 0 (every gradient 0), the line is "
+        "only differenced again at smaller steps, which agree: no verdict changes"
+    ),
+    "fd.py chosen < last flip": (
+        "chosen == last is exactly the unresolved case, which the same mask already leaves out"
+    ),
+    "function.py gap <= bound flip": f"{_POSITIVE} (64 ulps of the outputs, at least 1e-300)",
+    "function.py np.abs(at_point) <= max(bound, 1e-300) flip": (
+        f"{_POSITIVE} (at least 1e-300; a move by 0 changes nothing, exactly)"
+    ),
+    "report.py self.rel_error <= self.tolerance flip": (
+        f"{_POSITIVE} (64 ulps of 1 + the largest output, at least)"
+    ),
+    "passes.py gaps[k] <= evidence[k].resolution flip": f"{_POSITIVE} (256 ulps of the loss)",
+    "passes.py gaps[k] <= bounds[k] flip": f"{_POSITIVE} (256 ulps of the loss at least)",
+    "passes.py ev.scale > 0 flip": (
+        "a scale of 0 means every gradient 0, where manual and tape agree exactly and nothing is "
+        "undecided: the line is never reached"
+    ),
+    "passes.py moved >= _ERRATIC flip": f"{_POSITIVE} (0.25)",
+    "passes.py moved >= _SMOOTH_FACTOR * own flip": (
+        "equal only when both are 0 (then the other condition, moved >= 0.25, fails) or at "
+        "exact equality of two measured floats"
+    ),
+    "passes.py count > best_count flip": (
+        "two pushes that match as many failing elements: whichever is kept, the same number of "
+        "elements stays failing, and the tensor fails either way unless they match the same set"
+    ),
+    "passes.py np.abs(ev.manual - tiny[k]) <= ev.tape_tol flip": (
+        f"{_POSITIVE} (the region test runs only on failing elements, so some gradient is not 0)"
+    ),
+    "passes.py nd.error <= _FD_REGION_RESOLUTION * max(ev.scale, np.finfo(float).tiny) flip": (
+        f"{_POSITIVE}"
+    ),
+    "passes.py off <= evidence[k].tape_tol + _LADDER_SLACK * np.abs(d) / 4.0 flip": (
+        f"{_POSITIVE} (the tape tolerance of a tensor with a failing element)"
+    ),
+    "passes.py np.abs(ev.manual - tape[k]) <= ev.tape_tol flip": (
+        f"{_POSITIVE} (the tape tolerance of a tensor with a failing element)"
+    ),
+    "passes.py bend >= _HIDDEN_KINK_FRACTION * abs(flat_manual[i] - flat_fd[i]) flip": (
+        f"{_POSITIVE} (the element fails, so manual and finite differences differ)"
+    ),
+    "passes.py dev <= tol flip": f"{_POSITIVE} (the float32 tolerance, 1e-5 at least)",
+    "passes.py dev > tol flip": f"{_POSITIVE} (the float32 tolerance, 1e-5 at least)",
+    "trust.py self.deviation[k] <= self.tolerance[k] flip": (
+        f"{_POSITIVE} (256 ulps of the loss at least)"
+    ),
+    "trust.py np.abs(batched - eager) <= tol flip": f"{_POSITIVE} (1024 ulps of at least 1)",
+    "trust.py np.abs(got - dense) <= tol flip": f"{_POSITIVE} (1024 ulps of at least 1)",
+    "gradients.py resolution <= FD_COARSE flip": f"{_POSITIVE} (1e-3)",
+    "function.py gap > tol flip": f"{_POSITIVE} (at least 1e-300 x rtol)",
+    "purity.py spread > LOSS_REPEAT_ULPS * adapter.eps * max(abs(losses[0]), "
+    "np.finfo(float).tiny) flip": (
+        f"{_POSITIVE} (16 ulps of the loss, or of the smallest normal float)"
+    ),
+    '_snapshots.py diff <= limits[key]["atol"] flip': (
+        f"{_POSITIVE} (TAPE_RTOL of the stored tensor's largest gradient, or of 1)"
+    ),
+    "_snapshots.py abs(float(current[LOSS_KEY]) - float(stored[LOSS_KEY])) > "
+    'limits[LOSS_KEY]["atol"] flip': f"{_POSITIVE} (TAPE_RTOL of the loss, at least tiny)",
+}
 
 
 def generated(modules: Sequence[str] = JUDGING) -> List[Planted]:
@@ -343,7 +430,8 @@ def _scopes(tree: ast.Module) -> set:
 
 
 def stale() -> List[str]:
-    """Names in NOT_VERDICT, NOT_VERDICT_FUNCTIONS and NOT_JUDGING that no longer exist."""
+    """Names in NOT_VERDICT, NOT_VERDICT_FUNCTIONS, NOT_JUDGING and ARGUED that no longer
+    exist."""
     out = []
     for key in NOT_VERDICT_FUNCTIONS:
         rel, name = key.split(":")
@@ -360,6 +448,8 @@ def stale() -> List[str]:
         if name not in names:
             out.append(f"{key}: no such constant")
     out.extend(f"{rel}: no such module" for rel in NOT_JUDGING if not (ROOT / rel).exists())
+    keys = {key(p) for p in generated()}
+    out.extend(f"ARGUED: no mutant {k!r}" for k in ARGUED if k not in keys)
     return out
 
 

@@ -105,7 +105,8 @@ _NOTE_TEXT = {
     NoteCode.ROUNDING_EXCUSED: (
         "{count} element(s) where manual and tape differ by more than rounding of a "
         "well-conditioned formula, by less than finite differences resolve, and the "
-        "difference changes erratically when the weights move by 1e-6, as rounding does: "
+        "difference changes erratically when the weights move by 1e-6 (or, below what the "
+        "loss resolves, by 1e-3), as rounding does: "
         "cancellation in the hand-written formula (such as elu's a + alpha deep in "
         "saturation), not a bug"
     ),
