@@ -433,20 +433,20 @@ def stale() -> List[str]:
     """Names in NOT_VERDICT, NOT_VERDICT_FUNCTIONS, NOT_JUDGING and ARGUED that no longer
     exist."""
     out = []
-    for key in NOT_VERDICT_FUNCTIONS:
-        rel, name = key.split(":")
+    for where in NOT_VERDICT_FUNCTIONS:
+        rel, name = where.split(":")
         path = ROOT / rel
         if not path.exists() or name not in _scopes(ast.parse(path.read_text())):
-            out.append(f"{key}: no such function")
-    for key in NOT_VERDICT:
-        rel, name = key.split(":")
+            out.append(f"{where}: no such function")
+    for where in NOT_VERDICT:
+        rel, name = where.split(":")
         path = ROOT / rel
         if not path.exists():
-            out.append(f"{key}: no such module")
+            out.append(f"{where}: no such module")
             continue
         names = {n for n, _ in _assignments(ast.parse(path.read_text()))}
         if name not in names:
-            out.append(f"{key}: no such constant")
+            out.append(f"{where}: no such constant")
     out.extend(f"{rel}: no such module" for rel in NOT_JUDGING if not (ROOT / rel).exists())
     keys = {key(p) for p in generated()}
     out.extend(f"ARGUED: no mutant {k!r}" for k in ARGUED if k not in keys)
