@@ -207,3 +207,23 @@ def offset_at(block, index, delta):
         return out
 
     return error
+
+
+# The second block's weights of ``wiggly_float32``, as float32 holds them.
+_WIGGLY_START = np.random.default_rng(1).normal(size=4).astype(np.float32).astype(np.float64)
+
+
+def wiggly_float32(error):
+    """float32, judged on its own tape: a large tensor (gradients ~10) and a small one whose
+    loss wiggles (sin(50 w)), so that finite differences in float32 cannot resolve 1e-2 of it
+    while the loss stays below 1 (what it resolves is far below the rounding bound).
+    ``error(largest)`` (the model's largest gradient) returns the error to plant."""
+    rng = np.random.default_rng(0)
+    blocks = [
+        Block(rng.uniform(5.0, 10.0, 4), rng.normal(size=4)),
+        Block(rng.uniform(0.5, 1.0, 4), _WIGGLY_START, wiggle=(1e-3, 50.0)),
+    ]
+    model = Designed(blocks, dtype="float32")
+    largest = max(float(np.max(np.abs(g.numpy()))) for g in model.gradients(*NO_DATA))
+    model.error = error(largest)
+    return model

@@ -13,7 +13,7 @@ modules (tools/thresholds.py); this file runs first for every such mutant.
 
 import numpy as np
 import pytest
-from designed import NO_DATA, Block, Designed, erratic, offset_at
+from designed import NO_DATA, Block, Designed, erratic, offset_at, wiggly_float32
 
 from reference import NoteCode, Status, check_gradients
 
@@ -133,25 +133,6 @@ def test_the_loss_resolution_bounds_what_is_excused_as_rounding():
     assert out[OUTSIDE].status == Status.UNVERIFIABLE, out[OUTSIDE].detail()
 
 
-# The second block's weights, as float32 holds them.
-_WIGGLY_START = np.random.default_rng(1).normal(size=4).astype(np.float32).astype(np.float64)
-
-
-def _wiggly_float32(error):
-    """float32, judged on its own tape: a large tensor (gradients ~10) and a small one whose
-    loss wiggles (sin(50 w)), so that finite differences in float32 cannot resolve 1e-2 of it
-    while the loss stays below 1 (what it resolves is far below the rounding bound)."""
-    rng = np.random.default_rng(0)
-    blocks = [
-        Block(rng.uniform(5.0, 10.0, 4), rng.normal(size=4)),
-        Block(rng.uniform(0.5, 1.0, 4), _WIGGLY_START, wiggle=(1e-3, 50.0)),
-    ]
-    model = Designed(blocks, dtype="float32")
-    largest = max(float(np.max(np.abs(g.numpy()))) for g in model.gradients(*NO_DATA))
-    model.error = error(largest)
-    return model
-
-
 def test_the_rounding_bound_from_both_sides():
     """float32: an erratic difference from the tape (larger than the tape's tolerance, smaller
     than finite differences resolve) is excused as rounding up to ROUNDING_ULPS ulps of the
@@ -162,7 +143,7 @@ def test_the_rounding_bound_from_both_sides():
         def error(largest, k=k):
             return erratic(k * PINNED["ROUNDING_ULPS"] * EPS["float32"] * largest, where=1)
 
-        report = _check(_wiggly_float32(error))
+        report = _check(wiggly_float32(error))
         assert report.fd_dtype == "float32", str(report)
         out[k] = report.entries[1]
     assert out[INSIDE].status == Status.NOTES and out[INSIDE].note(NoteCode.ROUNDING_EXCUSED)
@@ -192,7 +173,7 @@ def test_what_is_erratic_from_both_sides(share, excused):
             return erratic(amplitude, where=1)
         return _partly_erratic(amplitude, share)
 
-    entry = _check(_wiggly_float32(error)).entries[1]
+    entry = _check(wiggly_float32(error)).entries[1]
     if excused:
         assert entry.status == Status.NOTES and entry.note(NoteCode.ROUNDING_EXCUSED)
     else:
@@ -510,7 +491,7 @@ import numpy as np
 import tensorflow as tf
 import sys
 sys.path.insert(0, {tests!r})
-from designed import NO_DATA, Block, Designed, erratic
+from designed import NO_DATA, Block, Designed, erratic, wiggly_float32
 
 
 class Random(Designed):
@@ -523,14 +504,8 @@ def impure():
 
 
 def unverifiable():
-    rng = np.random.default_rng(0)
-    blocks = [
-        Block(rng.uniform(5.0, 10.0, 4), rng.normal(size=4)),
-        Block(rng.uniform(0.5, 1.0, 4), _WIGGLY_START, wiggle=(1e-3, 50.0)),
-    ]
-    model = Designed(blocks, dtype="float32")
-    largest = max(float(np.max(np.abs(g.numpy()))) for g in model.gradients(*NO_DATA))
-    model.error = erratic(2.5 * 256 * float(np.finfo(np.float32).eps) * largest, where=1)
+    bound = 256 * float(np.finfo(np.float32).eps)
+    model = wiggly_float32(lambda largest: erratic(2.5 * bound * largest, where=1))
     return (model, *NO_DATA)
 
 
