@@ -15,8 +15,8 @@ whole suite runs. A bug is killed when some test fails. The table and the kill r
 The threshold mutants (every named constant of the verdict x10 and /10, every comparison of
 the judging modules flipped at its boundary) are generated from the code by
 ``tools/thresholds.py`` and numbered after the hand-written bugs; ``tests/test_thresholds.py``
-runs first for each, then the tests of the judges' verdicts (``JUDGE_TESTS``; the whole suite
-with ``--whole-suite``). A survivor's line in the table carries the argument, from
+runs first for each, then the tests of the judge its module belongs to (``MODULE_TESTS``; the
+whole suite with ``--whole-suite``). A survivor's line in the table carries the argument, from
 ``thresholds.ARGUED``, that it is equivalent or no weakening. A run of the tests that takes
 longer than ``--timeout`` seconds counts as a kill (a mutant that makes the checks run away),
 and is marked so in the table.
@@ -802,9 +802,29 @@ def _targets(bug) -> Sequence[str]:
     return [THRESHOLDS] if isinstance(bug, thresholds.Planted) else bug.tests
 
 
+# For a threshold mutant the boundary tests did not kill: the tests of the judge its module
+# belongs to (the whole suite with --whole-suite).
+_MODEL_JUDGE = [GUARDS, FINDINGS, NUMPY, FAST]
+MODULE_TESTS = {
+    POLICY: _MODEL_JUDGE,
+    FD: _MODEL_JUDGE,
+    MODES: _MODEL_JUDGE,
+    PASSES: _MODEL_JUDGE,
+    TRUST: _MODEL_JUDGE,
+    GRADIENTS: _MODEL_JUDGE,
+    "reference/_core/report.py": [JUDGES, GUARDS],
+    "reference/_core/function.py": [FUNCTION_TESTS],
+    FUNCTION: [FUNCTION_TESTS],
+    "reference/_checks/derivative.py": ["tests/test_derivative.py"],
+    PURITY: [FINDINGS, NUMPY],
+    "reference/_snapshots.py": ["tests/test_plugin.py"],
+    "reference/_cli.py": ["tests/test_cli.py"],
+}
+
+
 def _second(bug, whole_suite: bool) -> Sequence[str]:
     if isinstance(bug, thresholds.Planted) and not whole_suite:
-        return JUDGE_TESTS
+        return MODULE_TESTS.get(bug.site.rel, JUDGE_TESTS)
     return ["tests"]
 
 
@@ -873,7 +893,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--whole-suite",
         action="store_true",
-        help="run the whole suite (not only the judges' tests) on a threshold mutant that the "
+        help="run the whole suite (not only its judge's tests) on a threshold mutant that the "
         "boundary tests did not kill",
     )
     parser.add_argument(
