@@ -1371,3 +1371,49 @@ def test_the_tape_is_overruled_beyond_the_measured_noise():
     out = _tape_overruled(model_at, _MEASURED_NOISE_ERROR, 0)
     assert out[OUTSIDE].status == Status.NOTES, out[OUTSIDE].detail()
     assert out[INSIDE].status == Status.FAIL, out[INSIDE].detail()
+
+
+@pytest.mark.parametrize("n_in,judged", [(256, True), (257, False)])
+def test_check_function_judges_a_jvps_whole_jacobian_up_to_256_calls(n_in, judged):
+    """With a jvp only, the whole Jacobian takes one call per input element: judged up to
+    JACOBIAN_CALLS (256) of them."""
+    import tensorflow as tf
+
+    from reference import check_function
+
+    rng = np.random.default_rng(0)
+    A = tf.constant(rng.normal(size=(n_in, 4)))
+    report = check_function(
+        lambda x: tf.matmul(x, A),
+        rng.normal(size=(1, n_in)),
+        jvp=lambda t, x: tf.matmul(t, A),
+    )
+    assert report.ok, str(report)
+    assert any(e.name.startswith("J[") for e in report.entries) == judged, report.judged
+
+
+def test_the_region_test_pushes_eight_bias_tensors_by_tiny_steps():
+    """Eight ReLU layers, zero biases, an all-zero input row: every unit of every layer sits at
+    its kink there, and relu'(0) = 1 is the gradient of the all-active region. The region test
+    pushes the nine bias tensors by steps growing _REGION_RATIO (64) times per tensor up to
+    _REGION_LARGEST (2^-60) for the last: each unit at its kink is pushed off it further than
+    the layer below moves it, and no gradient moves measurably, so the region found is the
+    point's and the gradient passes (with the smallest push fixed at 2^-70, the last one, 2^-22,
+    moved the gradients by 1e-7 and this right network failed)."""
+    import tensorflow as tf
+    from mutants import HandBackprop
+
+    class ReluPrimeOne(HandBackprop):
+        def hidden_delta(self, l, z, a, g):
+            return g * tf.cast(z >= 0.0, z.dtype)
+
+    sizes = [4] + [5] * 8 + [2]
+    model = ReluPrimeOne(sizes, ["relu"] * 8 + ["linear"], "mse", dtype="float64", seed=3)
+    weights = model.base.get_weights()
+    model.base.set_weights([w if i % 2 == 0 else np.zeros_like(w) for i, w in enumerate(weights)])
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 4))
+    X[0] = 0.0
+    report = check_gradients(model, X, rng.normal(size=(6, 2)))
+    assert report.ok, str(report)
+    assert any(e.note(NoteCode.KINK_REGION) for e in report.entries), str(report)

@@ -147,13 +147,20 @@ def _erratic(twin: Adapter, suspects: Dict, manual: Dict, tape: Dict, nudge: flo
 
 # The region test moves the bias-like tensors (vectors, and (n, 1) or (1, n) matrices) by tiny
 # steps that grow by _REGION_RATIO from one such tensor to the next (a unit at a kink in layer
-# l + 1 is then pushed off it further than layer l's units move its input), starting at
-# _REGION_BASE: exactly representable next to a zero bias in float32 and float64, and far too
-# small to move any gradient by a measurable amount (the largest step, 2^-70 * 64^7 = 2^-28 for
-# eight such tensors, moves a bias that is not zero by nothing at all: it is below its ulp
-# unless the bias is below about 1e-8).
-_REGION_BASE = 2.0**-70
+# l + 1 is then pushed off it further than layer l's units move its input), up to
+# _REGION_LARGEST for the last: far too small to move any gradient by a measurable amount (a
+# push moves a gradient by about itself times the curvature: 1e-18 of it; with a fixed
+# smallest step of 2^-70, nine such tensors pushed the last by 2^-22, and a right ReLU network
+# of eight layers at a zero row failed), and it moves a bias that is not zero by nothing at all
+# unless the bias is below 2^-8. The steps are powers of two, exactly representable next to a
+# zero bias in float64, and in float32 down to 2^-149 (fifteen such tensors).
+_REGION_LARGEST = 2.0**-60
 _REGION_RATIO = 64.0
+
+
+def _region_base(n: int) -> float:
+    """The smallest push of ``n`` bias-like tensors (the last is pushed by _REGION_LARGEST)."""
+    return _REGION_LARGEST / _REGION_RATIO ** max(n - 1, 0)
 
 
 def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence: Dict) -> None:
@@ -198,7 +205,7 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
                 if without_tape:
                     matched, region = _fd_region(twin, original, sign, order, failing, evidence)
                 else:
-                    steps = _push(twin, original, sign, order, _REGION_BASE)
+                    steps = _push(twin, original, sign, order, _region_base(len(order)))
                     tape = tape_values(twin)
                     twin.restore(original)
                     matched = _matches(tape, failing, evidence)
@@ -243,7 +250,7 @@ def _fd_region(twin: Adapter, original, sign: float, order, failing: Dict, evide
     which resolve them (``_FD_REGION_RESOLUTION``). Then the manual value is the region's
     gradient at the point (the formula is right in the region, and it is what the model gave).
     Returns (matched elements, the values the note quotes)."""
-    _push(twin, original, sign, order, _REGION_BASE)
+    _push(twin, original, sign, order, _region_base(len(order)))
     tiny = twin.manual()
     twin.restore(original)
     same = {}
