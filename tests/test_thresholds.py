@@ -1410,7 +1410,7 @@ def test_the_region_test_pushes_eight_bias_tensors_by_tiny_steps():
     sizes = [4] + [5] * 8 + [2]
     model = ReluPrimeOne(sizes, ["relu"] * 8 + ["linear"], "mse", dtype="float64", seed=3)
     weights = model.base.get_weights()
-    model.base.set_weights([w if i % 2 == 0 else np.zeros_like(w) for i, w in enumerate(weights)])
+    model.base.set_weights([3.0 * w if i % 2 == 0 else 0.0 * w for i, w in enumerate(weights)])
     rng = np.random.default_rng(0)
     X = rng.normal(size=(6, 4))
     X[0] = 0.0
