@@ -1397,7 +1397,8 @@ def test_the_region_test_pushes_eight_bias_tensors_by_tiny_steps():
     its kink there, and relu'(0) = 1 is the gradient of the all-active region. The region test
     pushes the nine bias tensors by steps growing _REGION_RATIO (64) times per tensor up to
     _REGION_LARGEST (2^-60) for the last: each unit at its kink is pushed off it further than
-    the layer below moves it, and no gradient moves measurably, so the region found is the
+    the layer below moves it (its weights, tripled, sum to about 8 into a unit: a ratio of 6.4
+    would not do), and no gradient moves measurably, so the region found is the
     point's and the gradient passes (with the smallest push fixed at 2^-70, the last one, 2^-22,
     moved the gradients by 1e-7 and this right network failed)."""
     import tensorflow as tf
