@@ -804,13 +804,13 @@ def _targets(bug) -> Sequence[str]:
 
 # For a threshold mutant the boundary tests did not kill: the tests of the judge its module
 # belongs to (the whole suite with --whole-suite).
-_MODEL_JUDGE = [GUARDS, FINDINGS, NUMPY, FAST]
+_MODEL_JUDGE = [GUARDS, NUMPY, FINDINGS]
 MODULE_TESTS = {
     POLICY: _MODEL_JUDGE,
     FD: _MODEL_JUDGE,
     MODES: _MODEL_JUDGE,
     PASSES: _MODEL_JUDGE,
-    TRUST: _MODEL_JUDGE,
+    TRUST: [FAST, FINDINGS],
     GRADIENTS: _MODEL_JUDGE,
     "reference/_core/report.py": [JUDGES, GUARDS],
     "reference/_core/function.py": [FUNCTION_TESTS],
