@@ -390,6 +390,119 @@ ARGUED: Dict[str, str] = {
     ),
     "_snapshots.py abs(float(current[LOSS_KEY]) - float(stored[LOSS_KEY])) > "
     'limits[LOSS_KEY]["atol"] flip': f"{_POSITIVE} (TAPE_RTOL of the loss, at least tiny)",
+    "modes.py len(leaves) < self.MAX_ELEMENTS flip": (
+        "no weakening: at exactly 256 leaves bisection may add one more block, so more "
+        "elements are differenced one by one"
+    ),
+    "modes.py idx.size <= self.LEAF flip": (
+        "a block of exactly 16 elements is halved once more before its elements are "
+        "differenced: the elements of the halves that still disagree are differenced, as they "
+        "would have been"
+    ),
+    # Constants: a tenfold drift that moves no verdict, and why.
+    "fd.py ALONE_KINK_SIGMAS /10": (
+        "where finite differences judge alone a jump called a kink only widens what they accept "
+        "by the noise (the one-sided derivatives stay measured); no wrong element found that it "
+        "admits (16 elements off by 2.5x their error: the same fail)"
+    ),
+    "fd.py _SQRT70 /10": (
+        "raises the pooled noise tenfold; the smaller of it and the noise measured directly is "
+        "used, and the pooled one is the smaller only where it is inflated by no more than "
+        "that measure (no loss found whose lines are quieter than a tenth of its direct noise)"
+    ),
+    "fd.py _Q25_ABS_NORMAL /10": "as _SQRT70 /10: it divides the same pooled estimate",
+    "fd.py _JITTER_ULPS /10": (
+        "the direct noise is the spread of the loss a few ulps from the point, which is its "
+        "rounding: moving each parameter by 0.4 ulps (as a standard deviation; most move by one "
+        "ulp or more) measures the same spread"
+    ),
+    "fd.py _JITTER_ULPS x10": (
+        "moving each parameter by 40 ulps measures the same rounding spread; the gradient's own "
+        "share, |g| |theta| 40 eps, stays below it"
+    ),
+    "fd.py _UNIFORM_SPAN /10": "as _JITTER_ULPS /10: it scales the same move",
+    "fd.py _UNIFORM_SPAN x10": "as _JITTER_ULPS x10: it scales the same move",
+    "fd.py _JITTER_SAMPLES x10": (
+        "no weakening: 160 samples measure the same spread as 16, more precisely"
+    ),
+    "fd.py _JITTER_MARGIN x10": (
+        "the direct noise bounds the pooled one where lines crossing kinks inflate it (4e7 "
+        "times in the corpus case); at 20x instead of 2x it bounds every such case found"
+    ),
+    "modes.py COARSER /10": (
+        "the larger step where finite differences judge alone is the default step itself: the "
+        "values reported are those of the default step, and verdicts are unchanged (the larger "
+        "step is kept only where both accept the manual value)"
+    ),
+    "modes.py DirectionalMode.MAX_ELEMENTS x10": (
+        "no weakening: up to 2560 elements a tensor differenced one by one instead of 256"
+    ),
+    "modes.py DirectionalMode.LEAF /10": (
+        "bisection goes down to single elements instead of blocks of 16: more probe "
+        "evaluations, the same elements differenced"
+    ),
+    "modes.py DirectionalMode.LEAF x10": (
+        "no weakening: blocks of up to 160 elements are differenced whole instead of halved"
+    ),
+    "passes.py _NUDGE /10": (
+        "a systematic difference moves by about a tenth of a millionth of itself, rounding is "
+        "still drawn anew (the weights still move by an ulp or more in float64 and, mostly, in "
+        "float32): the same verdicts"
+    ),
+    "passes.py _NUDGE x10": (
+        "a systematic difference moves by about 1e-5 of itself, far below a quarter; rounding "
+        "is drawn anew as under 1e-6"
+    ),
+    "passes.py _NUDGES x10": (
+        "no weakening shown: 40 nudges instead of 4; a systematic difference moves by about "
+        "1e-6 of itself under every one of them"
+    ),
+    "passes.py _REGION_LARGEST /10": (
+        "pushes ten times smaller (the last 2^-63) still push each unit at its kink off it and "
+        "move no gradient measurably"
+    ),
+    "passes.py _REGION_LARGEST x10": (
+        "pushes ten times larger (the last 2^-57) still move no gradient measurably (1e-17 of "
+        "its curvature) and push each unit at its kink off it"
+    ),
+    "passes.py _REGION_RATIO x10": (
+        "pushes growing 640 times per tensor still end at 2^-60 and push each layer's units "
+        "off their kinks further than the layer below moves them"
+    ),
+    "trust.py _BATCHED_POINTS x10": (
+        "no weakening: batched_loss compared at 20 points around the point instead of 2"
+    ),
+    "trust.py _BATCHED_MOVE x10": (
+        "no weakening: the points compared lie 1e-1 away instead of 1e-2, where a term "
+        "batched_loss leaves out shows at least as much"
+    ),
+    "trust.py _COORDINATE_SAMPLES x10": (
+        "no weakening: coordinate_losses compared at 80 elements of each parameter instead of 8"
+    ),
+    "trust.py _COORDINATE_MOVE /10": (
+        "the moved elements move by 1e-2 instead of 1e-1: a coordinate_losses that differs from "
+        "batched_loss differs at either move, and every line that decides anything is "
+        "differenced again through batched_loss"
+    ),
+    "trust.py _COORDINATE_MOVE x10": "no weakening: the moves are larger, as _BATCHED_MOVE x10",
+    "derivative.py _RANDOM_POINTS x10": (
+        "no weakening: 640 random points instead of 64, the first 64 the same"
+    ),
+    "derivative.py _NOISE_ULPS /10": (
+        "0.4 ulps of the largest value on a stencil, times 6 sigmas, still bounds the rounding "
+        "of one elementwise evaluation (half an ulp)"
+    ),
+    "function.py COTANGENTS x10": "no weakening: 30 random cotangents and tangents instead of 3",
+    "function.py KINK_PAIRS x10": "no weakening: up to 640 pairs of kinked coordinates",
+    "function.py PROBES_FULL x10": "no weakening: 20 joint directions per input in full mode",
+    "function.py PROBES_FULL /10": (
+        "in full mode every element is differenced one by one, and a random joint direction "
+        "through a kink judges nothing (it crosses the kink); the pairs of kinked coordinates, "
+        "which do judge there, remain"
+    ),
+    "function.py MAX_ELEMENTS x10": (
+        "no weakening: up to 2560 elements an entry differenced one by one in directional mode"
+    ),
 }
 
 
