@@ -132,7 +132,7 @@ BUGS: List[Bug] = [
     Bug(
         "no scale floor (SCALE_FLOOR = 0)",
         [(POLICY, "SCALE_FLOOR = 1e-2", "SCALE_FLOOR = 0.0")],
-        [JUDGES, "tests/test_properties.py"],
+        [THRESHOLDS, JUDGES],
     ),
     Bug(
         "scale floor too high (SCALE_FLOOR = 1): small tensors judged on the largest gradient",
@@ -142,7 +142,7 @@ BUGS: List[Bug] = [
     Bug(
         "no loss-resolution floor (LOSS_ULPS = 0)",
         [(POLICY, "LOSS_ULPS = 256", "LOSS_ULPS = 0")],
-        [JUDGES, "tests/test_properties.py"],
+        [THRESHOLDS, GUARDS],
     ),
     Bug(
         "kinks never detected (KINK_SPREAD huge)",
