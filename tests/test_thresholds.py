@@ -1420,3 +1420,25 @@ def test_the_region_test_pushes_eight_bias_tensors_by_tiny_steps():
     report = check_gradients(model, X, rng.normal(size=(6, 2)))
     assert report.ok, str(report)
     assert any(e.note(NoteCode.KINK_REGION) for e in report.entries), str(report)
+
+
+def test_check_function_directional_alone_differences_up_to_256_sampled_elements():
+    """A custom gradient judged by finite differences alone in directional mode: up to
+    MAX_ELEMENTS (256) elements of an input are differenced one by one (here all 100) besides
+    the joint directions. The gradient of one element off by 1e-6 relative, far below what a
+    direction over 100 elements resolves, is found."""
+    import tensorflow as tf
+
+    from reference import check_function
+
+    bad = np.zeros(100)
+    bad[77] = 1e-6
+
+    @tf.custom_gradient
+    def scaled(x):
+        return 2.0 * x, lambda dy: dy * (2.0 + tf.constant(bad, dy.dtype))
+
+    x = np.random.default_rng(0).uniform(0.5, 1.5, 100)
+    report = check_function(scaled, x, mode="directional")
+    assert not report.ok, str(report)
+    assert report.entries[0].worst_index[-1] == 77, str(report)
