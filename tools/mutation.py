@@ -865,7 +865,7 @@ def table(results) -> str:
         if killed:
             cell = "**timed out** (counted as killed)" if by == "timeout" else by
         else:
-            why = thresholds.ARGUED.get(thresholds.key(bug)) if hasattr(bug, "site") else None
+            why = _argued(bug)
             cell = f"**survived**: {why}" if why else "**survived**"
             survivors.append(i)
         rows.append(f"| {i} | {bug.name.replace('|', '/')} | {cell.replace('|', '/')} |")
@@ -873,7 +873,18 @@ def table(results) -> str:
     rows.append(f"\nkilled {killed} of {len(results)} ({100.0 * killed / len(results):.0f}%)")
     if survivors:
         rows.append(f"survivors: {' '.join(map(str, survivors))}")
+        argued = [i for i, bug, k, _, _ in results if not k and _argued(bug)]
+        rest = len(results) - len(argued)
+        rows.append(
+            f"argued equivalent or no weakening: {len(argued)}; killed {killed} of the other "
+            f"{rest} ({100.0 * killed / max(rest, 1):.0f}%)"
+        )
     return "\n".join(rows)
+
+
+def _argued(bug) -> Optional[str]:
+    """Why a surviving generated mutant moves no verdict (``thresholds.ARGUED``), if argued."""
+    return thresholds.ARGUED.get(thresholds.key(bug)) if hasattr(bug, "site") else None
 
 
 def main(argv=None) -> int:
