@@ -332,9 +332,6 @@ ARGUED: Dict[str, str] = {
         "where manual equals the tape and the tolerance is 0 (every gradient 0), the line is "
         "only differenced again at smaller steps, which agree: no verdict changes"
     ),
-    "fd.py chosen < last flip": (
-        "chosen == last is exactly the unresolved case, which the same mask already leaves out"
-    ),
     "function.py gap <= bound flip": f"{_POSITIVE} (64 ulps of the outputs, at least 1e-300)",
     "function.py np.abs(at_point) <= max(bound, 1e-300) flip": (
         f"{_POSITIVE} (at least 1e-300; a move by 0 changes nothing, exactly)"
@@ -429,11 +426,6 @@ ARGUED: Dict[str, str] = {
         "the direct noise bounds the pooled one where lines crossing kinks inflate it (4e7 "
         "times in the corpus case); at 20x instead of 2x it bounds every such case found"
     ),
-    "modes.py COARSER /10": (
-        "the larger step where finite differences judge alone is the default step itself: the "
-        "values reported are those of the default step, and verdicts are unchanged (the larger "
-        "step is kept only where both accept the manual value)"
-    ),
     "modes.py DirectionalMode.MAX_ELEMENTS x10": (
         "no weakening: up to 2560 elements a tensor differenced one by one instead of 256"
     ),
@@ -464,6 +456,10 @@ ARGUED: Dict[str, str] = {
     "passes.py _REGION_LARGEST x10": (
         "pushes ten times larger (the last 2^-57) still move no gradient measurably (1e-17 of "
         "its curvature) and push each unit at its kink off it"
+    ),
+    "passes.py _LADDER x10": (
+        "no weakening: 126 more pushes below 2^-40, where the gradient's change from the tiny "
+        "push's is far below the tape tolerance: every one agrees, and the reach is the same"
     ),
     "passes.py _REGION_RATIO x10": (
         "pushes growing 640 times per tensor still end at 2^-60 and push each layer's units "
