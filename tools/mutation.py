@@ -860,7 +860,7 @@ def run(
 
 def table(results) -> str:
     rows = ["| # | planted harness bug | killed by |", "|---|---|---|"]
-    survivors = []
+    survivors, argued = [], []
     for i, bug, killed, by, _ in results:
         if killed:
             cell = "**timed out** (counted as killed)" if by == "timeout" else by
@@ -868,12 +868,13 @@ def table(results) -> str:
             why = _argued(bug)
             cell = f"**survived**: {why}" if why else "**survived**"
             survivors.append(i)
+            if why:
+                argued.append(i)
         rows.append(f"| {i} | {bug.name.replace('|', '/')} | {cell.replace('|', '/')} |")
     killed = sum(r[2] for r in results)
     rows.append(f"\nkilled {killed} of {len(results)} ({100.0 * killed / len(results):.0f}%)")
     if survivors:
         rows.append(f"survivors: {' '.join(map(str, survivors))}")
-        argued = [i for i, bug, k, _, _ in results if not k and _argued(bug)]
         rest = len(results) - len(argued)
         rows.append(
             f"argued equivalent or no weakening: {len(argued)}; killed {killed} of the other "
