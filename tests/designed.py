@@ -227,3 +227,55 @@ def wiggly_float32(error):
     largest = max(float(np.max(np.abs(g.numpy()))) for g in model.gradients(*NO_DATA))
     model.error = error(largest)
     return model
+
+
+class NestedKinks:
+    """A NumPy net (no tape) where kinks meet: two leaky ReLU layers (slope ``alpha`` below 0),
+    a linear output, mean squared error, zero biases and an all-zero input row, so that every
+    unit of both layers sits at its kink there, and the hand-written backward takes relu'(0) = 1
+    (the gradient of the region where those units are active). Unit 0 of layer 1 sits ``d``
+    below its kink at input row 1 and is active at every other row: pushing the biases into the
+    region moves it across its kink once the push passes ``d``. ``drop_alpha`` forgets alpha in
+    layer 1's backward, which is wrong only where that unit is inactive (at row 1: a bug the
+    region past ``d`` does not have). ``offset`` is added to the loss (its rounding grows with
+    it)."""
+
+    param_names = ["W1", "b1", "W2", "b2", "W3", "b3"]
+
+    def __init__(self, d, drop_alpha=False, alpha=0.1, offset=0.0):
+        rng = np.random.default_rng(0)
+        W1 = rng.uniform(0.5, 1.5, (3, 4))
+        W1[:, 0] = [1.0, -1.0, 0.0]
+        self.params = [
+            W1,
+            np.zeros(4),
+            rng.normal(size=(4, 3)),
+            np.zeros(3),
+            rng.normal(size=(3, 2)),
+            np.zeros(2),
+        ]
+        self.drop_alpha, self.alpha, self.offset = drop_alpha, alpha, offset
+        X = rng.uniform(0.5, 1.5, (6, 3))
+        X[0] = 0.0
+        X[1] = [1.0, 1.0 + d, 1.0]
+        X[2:, 0] = X[2:, 1] + 0.5
+        self.X, self.y = X, rng.normal(size=(6, 2))
+
+    def _leaky(self, z):
+        return np.where(z > 0, z, self.alpha * z)
+
+    def loss(self, X, y):
+        W1, b1, W2, b2, W3, b3 = self.params
+        out = self._leaky(self._leaky(X @ W1 + b1) @ W2 + b2) @ W3 + b3
+        return self.offset + 0.5 * np.mean(np.sum((out - y) ** 2, axis=1))
+
+    def gradients(self, X, y):
+        W1, b1, W2, b2, W3, b3 = self.params
+        Z1 = X @ W1 + b1
+        A1 = self._leaky(Z1)
+        Z2 = A1 @ W2 + b2
+        A2 = self._leaky(Z2)
+        dout = (A2 @ W3 + b3 - y) / len(X)
+        dZ2 = (dout @ W3.T) * np.where(Z2 >= 0, 1.0, self.alpha)
+        dZ1 = (dZ2 @ W2.T) * np.where(Z1 >= 0, 1.0, 0.0 if self.drop_alpha else self.alpha)
+        return [X.T @ dZ1, dZ1.sum(0), A1.T @ dZ2, dZ2.sum(0), A2.T @ dout, dout.sum(0)]

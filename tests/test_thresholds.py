@@ -634,6 +634,46 @@ def test_the_region_test_matches_to_the_tapes_tolerance():
     assert verdicts == {INSIDE: Status.NOTES, OUTSIDE: Status.FAIL}
 
 
+def _nested(model):
+    report = check_gradients(model, model.X, model.y)
+    return report, {e.name: e for e in report.entries}
+
+
+def test_the_region_without_a_tape_ends_before_another_units_kink():
+    """No tape, kinks meeting at a zero row, and a unit of layer 1 2e-5 below its kink at
+    another row. The biases are pushed by 2^-14 x 4^-j (_FD_REGION_BASE, _LADDER) and the
+    gradient must change 4 times less from one push to the next (to _LADDER_SLACK, a quarter,
+    of itself): the pushes past 2e-5 carry the unit across, and the region's finite differences
+    are taken at the largest push short of it (1.5e-5), with steps 2^-6 of it
+    (_FD_REGION_STEP; steps 2/3 of it would cross the kink). A right backward passes there; one
+    that forgets alpha where that unit is inactive (right past the kink, wrong at the point)
+    fails at W1, and no element of W1 is called a region's gradient."""
+    from designed import NestedKinks
+
+    right, entries = _nested(NestedKinks(2e-5))
+    assert right.ok and entries["b1"].note(NoteCode.KINK_REGION_FD), str(right)
+    wrong, entries = _nested(NestedKinks(2e-5, drop_alpha=True))
+    assert entries["W1"].status == Status.FAIL, str(wrong)
+    assert not np.any(entries["W1"].elements.kink_region), str(wrong)
+
+
+def test_the_regions_finite_differences_must_resolve_a_millionth():
+    """Inside the region, finite differences count only where they resolve an element to
+    _FD_REGION_RESOLUTION (1e-6) of its tensor's scale. A loss offset by 10 rounds so that they
+    resolve b1 to 0.4e-6 there: its kinked elements are the region's gradient (noted); offset by
+    64, to 2.4e-6 (2.5x beyond): they agree but cannot tell, and b1 is unverifiable (not failed,
+    not passed)."""
+    from designed import NestedKinks
+
+    report, entries = _nested(NestedKinks(2e-5, offset=10.0))
+    assert report.ok and entries["b1"].note(NoteCode.KINK_REGION_FD), str(report)
+    report, entries = _nested(NestedKinks(2e-5, offset=64.0))
+    b1 = entries["b1"]
+    assert b1.status == Status.UNVERIFIABLE, str(report)
+    note = b1.note(NoteCode.KINK_REGION_COARSE)
+    assert note is not None and 2e-6 < note.values["resolution"] < 3e-6, str(report)
+
+
 def _unit(shape, index):
     out = np.zeros(shape)
     out[index] = 1.0

@@ -197,7 +197,7 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
         pushed = [i for i in pushed if i in evidence and _kinks_seen({i: evidence[i]})]
     if not pushed:
         return
-    best, best_count, best_region = None, 0, {}
+    best, best_count, best_region, coarse = None, 0, {}, []
     original = twin.snapshot()
     try:
         for sign in (1.0, -1.0):
@@ -213,14 +213,29 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
                 count = sum(int(m.sum()) for m in matched.values())
                 if count > best_count:
                     best, best_count, best_region = matched, count, region
+                coarse.append(region.pop("coarse", None))
     finally:
         twin.restore(original)
-    if best is None:
-        return
+    if best is not None:
+        for k, v in verdicts.items():
+            if np.any(best[k]):
+                v.region = dict(best_region)
+                v.excuse_region(best[k])
+    _coarse_regions(verdicts, [c for c in coarse if c is not None])
+
+
+def _coarse_regions(verdicts: Dict[object, ElementVerdict], coarse) -> None:
+    """The elements that still fail where finite differences inside some region accept them
+    without resolving them (_FD_REGION_RESOLUTION): no witness can tell, so unverifiable."""
     for k, v in verdicts.items():
-        if np.any(best[k]):
-            v.region = dict(best_region)
-            v.excuse_region(best[k])
+        found = [(c["mask"][k], c) for c in coarse if np.any(c["mask"][k] & v.fail)]
+        if not found:
+            continue
+        v.region_unresolved(np.logical_or.reduce([m for m, _ in found]))
+        v.region_coarse_by = {
+            "resolution": max(c["resolution"][k] for _, c in found),
+            "reach": min(c["reach"] for _, c in found),
+        }
 
 
 def _push(twin: Adapter, original, sign: float, order, base: float) -> Dict:
@@ -265,6 +280,8 @@ def _fd_region(twin: Adapter, original, sign: float, order, failing: Dict, evide
     if reach is None:
         return matched, {}
     steps = _push(twin, original, sign, order, reach)
+    coarse = {k: np.zeros_like(m) for k, m in failing.items()}
+    resolution: Dict[object, float] = {}
     try:
         inside = twin.manual()
         f0 = twin.loss_value()
@@ -276,13 +293,20 @@ def _fd_region(twin: Adapter, original, sign: float, order, failing: Dict, evide
             idx = np.flatnonzero(mask.reshape(-1))
             st = fdm.coordinate_stencil(twin, k, f0, idx, exponent=exponent)
             nd = fdm.analyse(ev.name, st, ev.fd.noise if ev.fd is not None else 0.0)
-            resolved = nd.error <= _FD_REGION_RESOLUTION * max(ev.scale, np.finfo(float).tiny)
+            scale = max(ev.scale, np.finfo(float).tiny)
+            resolved = nd.error <= _FD_REGION_RESOLUTION * scale
             ok = nd.accepts(inside[k].reshape(-1)[idx], tolerance_at(ev.slack, idx)) & ~nd.kink
             matched[k].reshape(-1)[idx[ok & resolved]] = True
+            if np.any(ok & ~resolved):
+                coarse[k].reshape(-1)[idx[ok & ~resolved]] = True
+                resolution[k] = float(np.max(nd.error[ok & ~resolved])) / scale
     finally:
         twin.restore(original)
     displacement = max(abs(x) for x in steps.values())
-    return matched, {"displacement": displacement, "fd_push": displacement}
+    region = {"displacement": displacement, "fd_push": displacement}
+    if resolution:
+        region["coarse"] = {"mask": coarse, "resolution": resolution, "reach": displacement}
+    return matched, region
 
 
 # The pushes at which the model's gradient is asked between the tiny one and _FD_REGION_BASE:

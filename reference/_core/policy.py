@@ -435,6 +435,9 @@ def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
         notes.append(Note(code, int(np.count_nonzero(crowded)), {"step": step}))
     if np.any(v.kinks_hidden):
         notes.append(Note(NoteCode.KINKS_HIDDEN, int(v.kinks_hidden.sum())))
+    if np.any(v.region_coarse):
+        values = dict(v.region_coarse_by)
+        notes.append(Note(NoteCode.KINK_REGION_COARSE, int(v.region_coarse.sum()), values))
     if np.any(v.unverifiable) and v.unresolved_by:
         notes.append(Note(NoteCode.UNRESOLVED, int(v.unverifiable.sum()), dict(v.unresolved_by)))
     if kinks and ev.tape is not None and not np.any(v.kink_used):

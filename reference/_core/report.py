@@ -59,6 +59,7 @@ class NoteCode(_Code):
     KINK_CROWDED = "kink-crowded"
     KINK_CROWDED_FD = "kink-crowded-fd"
     KINKS_HIDDEN = "kinks-hidden"
+    KINK_REGION_COARSE = "kink-region-coarse"
     KINK_COMPOSED = "kink-composed"
     KINKS_MATCH_TAPE = "kinks-match-tape"
     TAPE_UNFAITHFUL = "tape-unfaithful"
@@ -127,6 +128,13 @@ _NOTE_TEXT = {
         "model's own gradient jumps within their step along the line (kinks closer together "
         "than any step resolves: pre-activations all near 0), and no tape witnesses: "
         "unverifiable; check on a batch with inputs and weights of ordinary size"
+    ),
+    NoteCode.KINK_REGION_COARSE: (
+        "{count} element(s) where several kinks meet and finite differences inside the region "
+        "next to the point agree with the manual value, but resolve it only to "
+        "{resolution:.2g} of the tensor's scale (the region reaches only {reach:.1g} from the "
+        "point, and their steps must stay inside it), and no tape witnesses: "
+        "unverifiable; check on another batch, or with inputs off the kinks"
     ),
     NoteCode.UNRESOLVED: (
         "{count} element(s) where manual and tape differ by up to {difference:.2g} (of the "
@@ -287,7 +295,9 @@ class ElementVerdict:
     ``fd_unresolved`` (manual == tape != FD), ``undecided`` (failing, but finite differences
     accept manual and tape alike: only the rounding test can tell), ``rounding`` (undecided
     elements excused as rounding),
-    ``unverifiable`` (no witness could judge the element). ``fd_ok_manual``/``fd_ok_tape``:
+    ``unverifiable`` (no witness could judge the element), ``region_coarse`` (unverifiable:
+    finite differences inside a region accept the element without resolving it).
+    ``fd_ok_manual``/``fd_ok_tape``:
     finite differences accept the manual/tape value; ``fd_kink``: a kink along the coordinate.
     Masks not given are all False.
     """
@@ -305,8 +315,10 @@ class ElementVerdict:
     fd_ok_manual: Optional[np.ndarray] = None
     fd_ok_tape: Optional[np.ndarray] = None
     kinks_hidden: Optional[np.ndarray] = None
+    region_coarse: Optional[np.ndarray] = None
     # The values the region and unresolved notes quote.
     region: Dict[str, float] = field(default_factory=dict)
+    region_coarse_by: Dict[str, float] = field(default_factory=dict)
     unresolved_by: Dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -332,6 +344,14 @@ class ElementVerdict:
         """These failing elements lie on lines with kinks hidden inside the step: unverifiable."""
         mask = mask & self.fail
         self.kinks_hidden = self.kinks_hidden | mask
+        self.unverifiable = self.unverifiable | mask
+        self.fail = self.fail & ~mask
+
+    def region_unresolved(self, mask: np.ndarray) -> None:
+        """These failing elements are accepted by finite differences inside a region that do
+        not resolve them: unverifiable, not failed."""
+        mask = mask & self.fail
+        self.region_coarse = self.region_coarse | mask
         self.unverifiable = self.unverifiable | mask
         self.fail = self.fail & ~mask
 
