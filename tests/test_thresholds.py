@@ -1381,16 +1381,20 @@ def test_steps_that_cross_other_kinks_are_refined_and_the_noise_is_bounded(build
 # --- check_derivative: what it refuses as not elementwise ------------------------------------
 
 
-def test_check_derivative_refuses_a_coupling_that_shows_past_1_5():
-    """x + relu(max(x) - 1.5), not elementwise once an element passes 1.5: the probe draws its
-    inputs in [0.2, 0.9] (_PROBE_RANGE) and moves _PROBE_PICKS (4) of them, one at a time, by
-    +-1 (_PROBE_STEPS), past the others: the coupling shows, and the function is refused."""
+@pytest.mark.parametrize("past", ["above 1.5", "below 0.1"])
+def test_check_derivative_refuses_a_coupling_that_shows_past_1_5(past):
+    """x + relu(max(x) - 1.5), not elementwise once an element passes 1.5 (or x + relu(0.1 -
+    min(x)), once one falls below 0.1): the probe draws its inputs in [0.2, 0.9] (_PROBE_RANGE)
+    and moves _PROBE_PICKS (4) of them, one at a time, by +-1 (_PROBE_STEPS), past the others:
+    the coupling shows, and the function is refused."""
     import tensorflow as tf
 
     from reference import check_derivative
 
     def fn(x):
-        return x + tf.nn.relu(tf.reduce_max(x) - 1.5)
+        if past == "above 1.5":
+            return x + tf.nn.relu(tf.reduce_max(x) - 1.5)
+        return x + tf.nn.relu(0.1 - tf.reduce_min(x))
 
     with pytest.raises(ValueError, match="not elementwise"):
         check_derivative(fn, lambda x: tf.ones_like(x))

@@ -461,6 +461,13 @@ ARGUED: Dict[str, str] = {
         "no weakening: 126 more pushes below 2^-40, where the gradient's change from the tiny "
         "push's is far below the tape tolerance: every one agrees, and the reach is the same"
     ),
+    "derivative.py _PROBE_PICKS x10": (
+        "no weakening: every element of the probe's inputs (20 and 8) is moved instead of 4 of them"
+    ),
+    "derivative.py _PROBE_STEPS x10": (
+        "moves of +-10 make the moved element the largest or the smallest of inputs in "
+        "[0.2, 0.9], as moves of +-1 do, and move its own output clearly: the same couplings show"
+    ),
     "passes.py _LADDER_SLACK /10": (
         "stricter only: a gradient bent by the loss's own curvature ends the ladder sooner, and "
         "the finite differences at the smaller reach must still resolve 1e-6 (a right model may "
