@@ -279,6 +279,20 @@ def test_float32_rounding_beyond_the_tolerance_is_noted():
     assert noted == {INSIDE: False, OUTSIDE: True}
 
 
+def test_the_twin_is_the_same_code_within_256_ulps_of_the_largest_gradient():
+    """The float32 gradients may differ from the float64 twin's by the rounding bound,
+    ROUNDING_ULPS (256) float32 ulps of the model's largest gradient (here above TAPE_RTOL x the
+    tensor's scale, what the loss resolves and 4x the tape's own difference): 0.4x that and the
+    model is judged through its twin; 2.5x and it is not the same code: judged as it is, in
+    float32, where the difference fails."""
+    scale = float(np.max(np.abs(_twin_model().gradients(*NO_DATA)[0].numpy())))
+    bound = PINNED["ROUNDING_ULPS"] * EPS["float32"] * scale
+    out = {k: _check(_twin_model(error32=offset_at(0, 1, k * bound))) for k in (INSIDE, OUTSIDE)}
+    assert out[INSIDE].fd_dtype == "float64" and out[INSIDE].ok, str(out[INSIDE])
+    assert out[OUTSIDE].fd_dtype == "float32" and not out[OUTSIDE].ok, str(out[OUTSIDE])
+    assert "not the same code" in " ".join(out[OUTSIDE].notes), str(out[OUTSIDE])
+
+
 # --- the independent forward ---------------------------------------------------------------
 
 
@@ -1420,6 +1434,29 @@ def test_the_tape_is_overruled_beyond_the_measured_noise():
     out = _tape_overruled(model_at, _MEASURED_NOISE_ERROR, 0)
     assert out[OUTSIDE].status == Status.NOTES, out[OUTSIDE].detail()
     assert out[INSIDE].status == Status.FAIL, out[INSIDE].detail()
+
+
+@pytest.mark.parametrize("mode", ["full", "directional"])
+def test_check_function_judges_a_small_input_on_the_scale_floor(mode):
+    """fn(a, b) = 1000 a + 0.001 sin b at b = 0: b's gradients are 1e-6 of a's, and are judged
+    on SCALE_FLOOR (1e-2) of the largest, a's: b's vjp off by 2.5x TAPE_RTOL x that (a factor
+    1 + 2.5e-6) fails, by 0.4x passes."""
+    import tensorflow as tf
+
+    from reference import check_function
+
+    def fn(a, b):
+        return 1000.0 * a + 0.001 * tf.sin(b)
+
+    def vjp_off(k):
+        factor = 1.0 + k * PINNED["TAPE_RTOL"]["float64"] * PINNED["SCALE_FLOOR"] * 1e6
+        return lambda ct, a, b: (1000.0 * ct, 0.001 * tf.cos(b) * ct * factor)
+
+    a, b = np.random.default_rng(0).normal(size=5), np.zeros(5)
+    verdicts = {
+        k: check_function(fn, a, b, vjp=vjp_off(k), mode=mode).ok for k in (INSIDE, OUTSIDE)
+    }
+    assert verdicts == {INSIDE: True, OUTSIDE: False}
 
 
 @pytest.mark.parametrize("n_in,judged", [(256, True), (257, False)])
