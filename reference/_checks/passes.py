@@ -197,13 +197,16 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
         pushed = [i for i in pushed if i in evidence and _kinks_seen({i: evidence[i]})]
     if not pushed:
         return
-    best, best_count, best_region, coarse = None, 0, {}, []
+    best, best_count, best_region, coarse_regions = None, 0, {}, []
     original = twin.snapshot()
     try:
         for sign in (1.0, -1.0):
             for order in (pushed, pushed[::-1]):
+                coarse = None
                 if without_tape:
-                    matched, region = _fd_region(twin, original, sign, order, failing, evidence)
+                    matched, region, coarse = _fd_region(
+                        twin, original, sign, order, failing, evidence
+                    )
                 else:
                     steps = _push(twin, original, sign, order, _region_base(len(order)))
                     tape = tape_values(twin)
@@ -213,7 +216,8 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
                 count = sum(int(m.sum()) for m in matched.values())
                 if count > best_count:
                     best, best_count, best_region = matched, count, region
-                coarse.append(region.pop("coarse", None))
+                if coarse is not None:
+                    coarse_regions.append(coarse)
     finally:
         twin.restore(original)
     if best is not None:
@@ -221,7 +225,7 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
             if np.any(best[k]):
                 v.region = dict(best_region)
                 v.excuse_region(best[k])
-    _coarse_regions(verdicts, [c for c in coarse if c is not None])
+    _coarse_regions(verdicts, coarse_regions)
 
 
 def _coarse_regions(verdicts: Dict[object, ElementVerdict], coarse) -> None:
@@ -264,7 +268,8 @@ def _fd_region(twin: Adapter, original, sign: float, order, failing: Dict, evide
     gradient agrees with finite differences of those elements, taken with steps 2^-10 of ``p``,
     which resolve them (``_FD_REGION_RESOLUTION``). Then the manual value is the region's
     gradient at the point (the formula is right in the region, and it is what the model gave).
-    Returns (matched elements, the values the note quotes)."""
+    Returns (matched elements, the values the note quotes, and None or the elements finite
+    differences there accept without resolving them, with what they resolve and the push)."""
     _push(twin, original, sign, order, _region_base(len(order)))
     tiny = twin.manual()
     twin.restore(original)
@@ -275,10 +280,10 @@ def _fd_region(twin: Adapter, original, sign: float, order, failing: Dict, evide
             same[k] = mask & (np.abs(ev.manual - tiny[k]) <= ev.tape_tol)
     matched = {k: np.zeros_like(m) for k, m in failing.items()}
     if not any(np.any(m) for m in same.values()):
-        return matched, {}
+        return matched, {}, None
     reach = _region_reach(twin, original, sign, order, tiny, evidence)
     if reach is None:
-        return matched, {}
+        return matched, {}, None
     steps = _push(twin, original, sign, order, reach)
     coarse = {k: np.zeros_like(m) for k, m in failing.items()}
     resolution: Dict[object, float] = {}
@@ -304,9 +309,8 @@ def _fd_region(twin: Adapter, original, sign: float, order, failing: Dict, evide
         twin.restore(original)
     displacement = max(abs(x) for x in steps.values())
     region = {"displacement": displacement, "fd_push": displacement}
-    if resolution:
-        region["coarse"] = {"mask": coarse, "resolution": resolution, "reach": displacement}
-    return matched, region
+    unresolved = {"mask": coarse, "resolution": resolution, "reach": displacement}
+    return matched, region, unresolved if resolution else None
 
 
 # The pushes at which the model's gradient is asked between the tiny one and _FD_REGION_BASE:

@@ -342,18 +342,18 @@ class ElementVerdict:
 
     def hidden_kinks(self, mask: np.ndarray) -> None:
         """These failing elements lie on lines with kinks hidden inside the step: unverifiable."""
-        mask = mask & self.fail
-        self.kinks_hidden = self.kinks_hidden | mask
-        self.unverifiable = self.unverifiable | mask
-        self.fail = self.fail & ~mask
+        self.kinks_hidden = self.kinks_hidden | self._failed_to_unverifiable(mask)
 
     def region_unresolved(self, mask: np.ndarray) -> None:
         """These failing elements are accepted by finite differences inside a region that do
         not resolve them: unverifiable, not failed."""
+        self.region_coarse = self.region_coarse | self._failed_to_unverifiable(mask)
+
+    def _failed_to_unverifiable(self, mask: np.ndarray) -> np.ndarray:
         mask = mask & self.fail
-        self.region_coarse = self.region_coarse | mask
         self.unverifiable = self.unverifiable | mask
         self.fail = self.fail & ~mask
+        return mask
 
     def unresolved(self, mask: np.ndarray) -> None:
         """These undecided elements cannot be judged: unverifiable, not failed."""
