@@ -400,8 +400,8 @@ BUGS: List[Bug] = [
         [
             (
                 FUNCTION,
-                "bad = ~nd.accepts(m, slack) & ~nd.unresolved & nd.measured & ~nd.kink",
-                "bad = ~nd.accepts(m, slack) & ~nd.unresolved & nd.measured & ~nd.kink & False",
+                "    return probe_failures(dataclasses.replace(ev, probes=probes))",
+                "    return probe_failures(dataclasses.replace(ev, probes=probes)) & False",
             )
         ],
         [FUNCTION_TESTS],
@@ -490,12 +490,11 @@ BUGS: List[Bug] = [
         [NUMPY],
     ),
     Bug(
-        "no tape: a disagreeing probe never fails the elements it alone saw",
+        "a disagreeing probe never fails the elements it alone saw",
         [
             (
                 POLICY,
-                "    return ev.tape is None and ev.probes is not None and "
-                "bool(np.any(_probes_against(ev)))",
+                "    return ev.probes is not None and bool(np.any(probe_failures(ev)))",
                 "    return False",
             )
         ],

@@ -28,6 +28,7 @@ coordinate's test and fails along a joint direction.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import warnings
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from .._core.policy import (
     assemble,
     classify,
     magnitude,
+    probe_failures,
 )
 from .._core.report import (
     Diagnosis,
@@ -108,6 +110,11 @@ class FunctionReport(GradientReport):
         ]
         if self.judged:
             lines.append("judged: " + "; ".join(self.judged))
+        if self.tape_blind:
+            lines.append(
+                f"tape: cannot witness ({self.tape_blind}); finite differences judge alone there"
+            )
+        lines.extend(self._dependence())
         return lines
 
 
@@ -212,6 +219,7 @@ class _Problem:
         self.out_names = ["y"] if n == 1 and not self.structured else [f"y{j}" for j in range(n)]
         self.f = VectorFunction(self.call, self.inputs, "fn")
         self.disconnected = set()  # inputs the tape gives no gradient for
+        self.unreached = set()  # outputs the forward accumulator gives no tangent for
 
     def call(self, *xs) -> List[tf.Tensor]:
         return flat_tensors(self.fn(*xs), "fn", _FN_FIX)
@@ -222,6 +230,7 @@ class _Problem:
         other.inputs = [x.astype(dtype) for x in self.inputs]
         other.dtype = np.dtype(dtype).name
         other.disconnected = set()
+        other.unreached = set()
         return other
 
     def tensors(self, dtype=None) -> List[tf.Tensor]:
@@ -309,9 +318,11 @@ def _tape_jvp(p: _Problem, tan: np.ndarray) -> List[np.ndarray]:
     tans = [tf.constant(t.astype(p.dtype)) for t in p.split_in(tan)]
     with tf.autodiff.ForwardAccumulator(xs, tans) as acc:
         ys = p.call(*xs)
+    jvps = [acc.jvp(y) for y in ys]
+    p.unreached.update(j for j, t in enumerate(jvps) if t is None)
     return [
         np.zeros(s) if j is None else j.numpy().astype(np.float64)
-        for j, s in zip((acc.jvp(y) for y in ys), p.out_shapes)
+        for j, s in zip(jvps, p.out_shapes)
     ]
 
 
@@ -464,12 +475,14 @@ def check_function(
     rng = np.random.default_rng(seed)
     check = _Check(p, report, mode, probes, rtol, rng)
     check.run(order)
-    for a in sorted(p.disconnected):
-        report.notes.append(
-            f"the tape has no gradient of fn with respect to {p.names[a]} (zeros are assumed): "
-            f"fn does not depend on it, or computes it outside TensorFlow (NumPy, .numpy()), "
-            f"where the tape cannot witness and finite differences judge"
-        )
+    report.tape_blind = check.blindness()
+    if vjp is None and jvp is None:
+        for a in sorted(p.disconnected):
+            report.notes.append(
+                f"the tape has no gradient of fn with respect to {p.names[a]} (zeros are "
+                f"assumed): fn does not depend on it, or computes it outside TensorFlow (NumPy, "
+                f".numpy()), where the tape cannot witness and finite differences judge"
+            )
     report.notes.extend(f.note for f in check.functions if f.note)
     return report
 
@@ -514,6 +527,8 @@ class _Check:
             rng,
         )
         self.entries: List[_Entry] = []
+        self.blind = set()  # inputs where the tape, as a witness, saw nothing
+        self.unreached = set()  # outputs where the forward accumulator saw nothing
         f = p.f
         self.functions = [f]  # what finite differences evaluate (their notes join the report)
         self.n_in = int(sum(f.in_sizes))
@@ -522,6 +537,18 @@ class _Check:
             self.n_in * self.n_out <= JACOBIAN_MAX
             and (p.vjp is None or self.n_out <= JACOBIAN_CALLS)
             and (p.jvp is None or self.n_in <= JACOBIAN_CALLS)
+        )
+
+    def blindness(self) -> Optional[str]:
+        """Where the tape, as a witness, saw nothing (its columns print n/a there), or None."""
+        p = self.p
+        where = [f"with respect to {p.names[a]}" for a in sorted(self.blind)]
+        where += [f"for output {p.out_names[j]}" for j in sorted(self.unreached)]
+        if not where:
+            return None
+        return (
+            f"no gradient on the tape {', '.join(where)}: fn computes it outside TensorFlow "
+            f"(NumPy, .numpy(), tf.constant of a computed value) or behind tf.stop_gradient"
         )
 
     def _resolution(self, e: _Entry) -> float:
@@ -568,19 +595,25 @@ class _Check:
         own = [_tape_vjp(p, c) for c in C]
         manual = [_manual_vjp(p, c) for c in C] if p.vjp is not None else own
         tape = own if p.vjp is not None else None
-        self._reverse_entries(p.f, C, manual, tape, "vjp", "vjp")
+        self._reverse_entries(p.f, C, manual, tape, "vjp", "vjp", blind=p.disconnected)
         rounding = _tape_rounding(p, _tape_vjp, C, own)
         for e in self.entries[-len(p.inputs) :]:
             e.rounding = TAPE_DEVIATION_FACTOR * float(np.max(rounding[e.input_index]))
 
-    def _reverse_entries(self, f: VectorFunction, C, manual, tape, kind, label) -> None:
-        """Entries (one per input) of gradients of <c_k, f(x)>: ``manual[k][a]``, ``tape``."""
+    def _reverse_entries(self, f: VectorFunction, C, manual, tape, kind, label, blind=()):
+        """Entries (one per input) of gradients of <c_k, f(x)>: ``manual[k][a]``, ``tape``
+        (None for the inputs in ``blind``, which nothing on the tape connects to the output:
+        its zeros there witness nothing)."""
         p = self.p
         floor = np.abs(C) @ np.abs(f.f0)
         for a in range(len(f.in_shapes)):
             size = f.in_sizes[a]
             m = np.stack([manual[k][a] for k in range(len(C))])
-            t = None if tape is None else np.stack([tape[k][a] for k in range(len(C))])
+            t = None
+            if tape is not None and a not in blind:
+                t = np.stack([tape[k][a] for k in range(len(C))])
+            elif tape is not None:
+                self.blind.add(a)
             entry = _Entry(f"{label}: {p.names[a]}", kind, m, t, input_index=a)
             entry.output_scale, entry.reach = float(np.max(floor)), _reach(f.inputs[a])
             measure = self._coordinates(f, a, C.T)
@@ -677,7 +710,8 @@ class _Check:
         for j, shape in enumerate(p.out_shapes):
             size = int(np.prod(shape, dtype=np.int64))
             m = np.stack([manual[k][j] for k in range(COTANGENTS)])
-            t = np.stack([tape[k][j] for k in range(COTANGENTS)])
+            t = None if j in p.unreached else np.stack([tape[k][j] for k in range(COTANGENTS)])
+            self.unreached |= {j} & p.unreached
             entry = _Entry(f"jvp: {p.out_names[j]}", "jvp", m, t, lines)
             entry.output_scale = float(np.max(np.abs(f.f0), initial=0.0))
             entry.rounding = TAPE_DEVIATION_FACTOR * float(np.max(rounding[j]))
@@ -739,13 +773,18 @@ class _Check:
                 shape = f.out_shapes[j] + f.in_shapes[a]
                 osl = slice(out_off[j], out_off[j + 1])
                 isl = slice(in_off[a], in_off[a + 1])
+                seen = witness is not None and a not in p.disconnected and j not in p.unreached
+                if witness is not None and not seen and axis == 0:
+                    self.blind.add(a)
+                elif witness is not None and not seen:
+                    self.unreached.add(j)
                 for label, J in rows_claimed:
                     suffix = f" ({label})" if len(rows_claimed) > 1 else ""
                     entry = _Entry(
                         f"J[{p.out_names[j]}, {p.names[a]}]{suffix}",
                         "jacobian",
                         J[osl, isl].reshape(shape),
-                        None if witness is None else witness[osl, isl].reshape(shape),
+                        witness[osl, isl].reshape(shape) if seen else None,
                         lines,
                         input_index=a,
                     )
@@ -792,11 +831,15 @@ class _Check:
             u, none = _second(p, first, w)
             manual.append(u)
             lost |= none
-        tape = None
+        tape, unseen = None, set()
         if p.vjp is not None:
-            tape = [_second(p, tape_first, w)[0] for w in W]
+            tape = []
+            for w in W:
+                u, none = _second(p, tape_first, w)
+                tape.append(u)
+                unseen |= none
         self.lost = lost
-        self._reverse_entries(g, W, manual, tape, "order2", "order 2")
+        self._reverse_entries(g, W, manual, tape, "order2", "order 2", blind=unseen)
 
     # --- judging -----------------------------------------------------------------------------
 
@@ -835,6 +878,7 @@ class _Check:
             # No tape: the elements not differenced one by one stand with the probes.
             v.unverifiable = v.unverifiable & nd.measured
         check = assemble(ev, v)
+        check.tape_missing = e.tape is None and (self.p.vjp is not None or self.p.jvp is not None)
         if not probes_ok:
             n_bad = int(np.count_nonzero(e.probe_fail))
             check.status = Status.FAIL
@@ -953,18 +997,9 @@ def _second(p: _Problem, first, w: np.ndarray):
 
 
 def _probe_failures(ev: TensorEvidence, probes: ProbeEvidence) -> np.ndarray:
-    """Probes along which the manual gradient is wrong: the loss is smooth along the probe,
-    finite differences reject the manual projection and accept the tape's (when there is a
-    tape). A probe that crosses a kink judges nothing: where kinks of opposite curvature meet
-    (a tie's max under a negative cotangent beside one under a positive), a valid subgradient's
-    projection may fall outside the one-sided derivatives of the joint line."""
-    dirs, nd = probes.directions, probes.fd
-    slack = ev.tape_tol * np.sum(np.abs(dirs), axis=1)
-    m = dirs @ ev.manual.reshape(-1)
-    bad = ~nd.accepts(m, slack) & ~nd.unresolved & nd.measured & ~nd.kink
-    if ev.tape is not None:
-        bad &= nd.accepts(dirs @ ev.tape.reshape(-1), slack)
-    return bad
+    """The probes along which the manual gradient is wrong (the policy's ``probe_failures``),
+    in full mode too, where the probes are judged beside the elements."""
+    return probe_failures(dataclasses.replace(ev, probes=probes))
 
 
 # --- diagnosis ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import numpy as np
+import tensorflow as tf
 
 from .._core import validate
 from .._core.adapter import INPUT, Adapter, ModelError, guarded
@@ -21,15 +22,23 @@ from .._core.policy import (
     assemble,
     classify,
     floors,
+    judge_probes,
     magnitude,
     resolutions,
 )
 from .._core.report import GradientMismatch, GradientReport, Note, NoteCode
-from .._core.tape import tape_values
+from .._core.tape import overrides, tape_values
 from .cost import MAX_SECONDS, evaluations, too_slow, worth_compiling
 from .diagnosis import diagnosis_pass, problem_sizes
 from .modes import DirectionalMode, FullMode, Gathered
-from .passes import float32_pass, forward_pass, hidden_kinks_pass, region_pass, rounding_pass
+from .passes import (
+    fd_against_pass,
+    float32_pass,
+    forward_pass,
+    hidden_kinks_pass,
+    region_pass,
+    rounding_pass,
+)
 from .purity import purity_problem
 from .trust import batched_problem, coordinate_problem, coordinate_samples, twin_agreement
 
@@ -215,6 +224,8 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget)
             evidence = gatherer.gather(gathered)
     verdicts = {k: classify(evidence[k]) for k in adapter.keys}
     region_pass(twin, verdicts, evidence)
+    tape_independent = _tape_independence(report, twin, verdicts, evidence)
+    fd_against_pass(twin, verdicts, evidence, seed, tape_independent)
     hidden_kinks_pass(twin, verdicts, evidence)
     rounding_pass(twin, verdicts, evidence, seed)
     report.entries.extend(assemble(evidence[k], verdicts[k]) for k in adapter.keys)
@@ -225,6 +236,31 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget)
     diagnosis_pass(report, evidence, adapter.keys, problem_sizes(adapter), values)
     if agreement is not None:
         float32_pass(report, adapter.keys, agreement)
+
+
+def _tape_independence(report, twin: Adapter, verdicts, evidence) -> bool:
+    """Is the tape an independent witness of the loss? Asked only where the tape and finite
+    differences disagree somewhere (elsewhere the tape is right, whatever computed it): the
+    loss is traced, and a ``tf.custom_gradient``, ``tf.py_function`` or ``tf.numpy_function``
+    in it makes the tape's gradient the user's own claim (``report.tape_dependent`` says so)."""
+    if twin.tape_blind is not None or not any(ev.tape is not None for ev in evidence.values()):
+        return True
+    suspicious = any(
+        np.any(v.fd_against | v.tape_unfaithful | v.fd_unresolved) for v in verdicts.values()
+    ) or any(
+        ev.probes is not None and ev.tape is not None and not np.all(judge_probes(ev).fd_ok_tape)
+        for ev in evidence.values()
+    )
+    if not suspicious:
+        return True
+    X = twin.X
+    if not isinstance(X, tf.Tensor) and np.issubdtype(np.asarray(X).dtype, np.floating):
+        X = tf.convert_to_tensor(np.asarray(X, dtype=twin.dtype.as_numpy_dtype))
+    found = overrides(lambda: twin.model.loss(X, twin.y))
+    if not found:
+        return True
+    report.tape_dependent = ", ".join(found)
+    return False
 
 
 def _compile(report, twin: Adapter, budget: "_Budget", seed: int) -> None:

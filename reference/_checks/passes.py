@@ -33,6 +33,7 @@ from .._core.tape import tape_values
 from .trust import TAPE_DEVIATION_FACTOR, TwinAgreement
 
 __all__ = [
+    "fd_against_pass",
     "rounding_pass",
     "region_pass",
     "hidden_kinks_pass",
@@ -179,8 +180,11 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
     tensor is blamed alone. Without a tape, finite differences witness the region instead
     (``_fd_region``).
     """
+    # Not the elements where manual and tape agree (finite differences against both): a region
+    # next to the point explains a manual value apart from the tape's, not one equal to it.
     failing = {
-        k: (v.fail | (v.unverifiable & ~v.tape_ok)) & np.isfinite(evidence[k].manual)
+        k: ((v.fail & ~v.fd_against) | (v.unverifiable & ~v.tape_ok))
+        & np.isfinite(evidence[k].manual)
         for k, v in verdicts.items()
     }
     if not any(np.any(m) for m in failing.values()) or not _kinks_seen(evidence):
@@ -421,6 +425,99 @@ def _kinks_along(twin: Adapter, key, lines, ev) -> np.ndarray:
                 twin.restore(original)
             bend = abs(sides[0] + sides[1] - 2.0 * flat_manual[i])
             out[n] = bend >= _HIDDEN_KINK_FRACTION * abs(flat_manual[i] - flat_fd[i])
+    finally:
+        twin.restore(original)
+    return out
+
+
+# --- finite differences against manual and tape alike -----------------------------------------
+
+# At most this many elements per tensor are looked at along their lines.
+_AGAINST_MAX = 64
+
+
+def fd_against_pass(
+    twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence, seed: int, independent: bool
+) -> None:
+    """Where manual and tape agree and finite differences resolve a different value (a smooth
+    line, every smaller step agreeing), the element fails unless the evidence shows finite
+    differences confounded there: the model's own gradient jumps within their step (kinks
+    hidden inside it, ``_kinks_along``), or their disagreement with the manual value moves by a
+    quarter of itself or more when every weight moves by a relative 1e-6 (``_ERRATIC``: a
+    wrong gradient's disagreement moves with the gradient, by about 1e-6 of itself). Excused,
+    the element is a note carrying that evidence; but where the tape is not an independent
+    witness (``independent`` False: the forward runs through a custom gradient or an op
+    outside TensorFlow), manual == tape proves nothing and the element is unverifiable."""
+    rng = np.random.default_rng(seed + 2)
+    for k, v in verdicts.items():
+        ev = evidence[k]
+        suspects = v.fd_against & v.fail
+        if k == INPUT or not np.any(suspects):
+            continue
+        lines = np.flatnonzero(suspects.reshape(-1))[:_AGAINST_MAX]
+        flat_m, flat_fd = ev.manual.reshape(-1), ev.fd.value.reshape(-1)
+        gap = np.abs(flat_m[lines] - flat_fd[lines])
+        bend = _bends_along(twin, k, lines, ev)
+        moved = _moved_under_nudge(twin, k, lines, ev, rng)
+        scale = ev.scale if ev.scale > 0 else 1.0
+        confounded = (bend >= _HIDDEN_KINK_FRACTION * gap) | (moved >= _ERRATIC)
+        if not np.any(confounded):
+            v.fd_against_by = {"difference": float(np.max(gap)) / scale}
+            continue
+        mask = np.zeros(ev.manual.size, bool)
+        mask[lines[confounded]] = True
+        mask = mask.reshape(ev.manual.shape)
+        v.fd_against_by = {
+            "bend": float(np.max(bend[confounded] / gap[confounded])),
+            "moved": float(np.max(moved[confounded])),
+        }
+        v.fail = v.fail & ~mask
+        v.fd_against = v.fd_against & ~mask
+        if independent:
+            v.fd_unresolved = v.fd_unresolved | mask
+        else:
+            v.unverifiable = v.unverifiable | mask
+
+
+def _bends_along(twin: Adapter, key, lines, ev) -> np.ndarray:
+    """Per line, |g(theta + h) + g(theta - h) - 2 g(theta)| of the model's own gradient g along
+    it (h the finite-difference step): about zero on a smooth line, the jump at a kink."""
+    original = twin.snapshot()
+    flat_manual, steps = ev.manual.reshape(-1), ev.fd.step.reshape(-1)
+    out = np.zeros(len(lines))
+    try:
+        for n, i in enumerate(lines):
+            sides = []
+            for sign in (1.0, -1.0):
+                moved = original[key].astype(np.float64).copy()
+                moved.reshape(-1)[i] += sign * steps[i]
+                twin.write(key, moved)
+                sides.append(twin.manual()[key].reshape(-1)[i])
+                twin.restore(original)
+            out[n] = abs(sides[0] + sides[1] - 2.0 * flat_manual[i])
+    finally:
+        twin.restore(original)
+    return out
+
+
+def _moved_under_nudge(twin: Adapter, key, lines, ev, rng) -> np.ndarray:
+    """Per line, how much finite differences' disagreement with the manual value moves, as a
+    fraction of itself, when every weight moves by a relative ``_NUDGE`` (the largest of
+    ``_NUDGES`` such moves)."""
+    d0 = ev.fd.value.reshape(-1)[lines] - ev.manual.reshape(-1)[lines]
+    tiny = np.finfo(float).tiny
+    out = np.zeros(len(lines))
+    original = twin.snapshot()
+    try:
+        for _ in range(_NUDGES):
+            for i, value in enumerate(original):
+                twin.write(i, value * (1.0 + _NUDGE * rng.standard_normal(value.shape)))
+            f0 = twin.loss_value()
+            st = fdm.coordinate_stencil(twin, key, f0, lines)
+            d1 = fdm.analyse("", st, ev.fd.noise).value - twin.manual()[key].reshape(-1)[lines]
+            twin.restore(original)
+            with np.errstate(invalid="ignore"):
+                out = np.fmax(out, np.abs(d1 - d0) / np.maximum(np.abs(d0), tiny))
     finally:
         twin.restore(original)
     return out

@@ -53,6 +53,7 @@ __all__ = [
     "assemble",
     "magnitude",
     "probes_fail",
+    "probe_failures",
     "tolerance_at",
 ]
 
@@ -152,6 +153,25 @@ class TensorEvidence:
         self.slack = np.maximum(self.tape_tol, self.resolution)
         self._probe_verdict = None
 
+    @property
+    def shown(self) -> float:
+        """The scale every printed relative error and tolerance is relative to: the tensor's
+        own largest gradient, as the witnesses know it (finite differences' where they measured
+        every element, else the tape's, else what finite differences measured, else the manual
+        one's; the judging scale when all are zero). A floor raises the
+        tolerance printed, never shrinks the error printed; a wrong manual value never
+        shrinks either."""
+        fd = self.fd
+        if fd is not None and np.all(fd.measured):
+            truth = magnitude(fd.value)
+        elif self.tape is not None:
+            truth = magnitude(self.tape)
+        elif fd is not None and np.any(fd.measured):
+            truth = magnitude(np.where(fd.measured, fd.value, np.nan))
+        else:
+            truth = magnitude(self.manual)
+        return truth if truth > 0 else (self.scale if self.scale > 0 else 1.0)
+
 
 @dataclass
 class ProbeVerdict:
@@ -207,11 +227,16 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
     fd_ok_t = np.isfinite(t) & fd.accepts(t, tol) & resolved
     kink = fd.kink & fd.measured & resolved
     kink_used = ~tape_ok & fd_ok_m & kink
+    # Manual and tape agree and finite differences reject both: where they resolve the line
+    # (no kink, every smaller step agreeing), they are the witness that saw the loss, and the
+    # element fails unless the evidence pass shows them confounded (``fd_against_pass``).
+    against = tape_ok & finite & fd.measured & ~fd_ok_m
+    fd_against = against & resolved & ~fd.kink
     tape_unfaithful = ~tape_ok & fd_ok_m & ~fd_ok_t & ~kink
     # Off the tape where finite differences resolve nothing (another kink closer than their
     # smallest step): no witness can judge the element.
     unverifiable = finite & ~tape_ok & fd.unresolved & fd.measured
-    fail = ~finite | (~tape_ok & ~(kink_used | tape_unfaithful | unverifiable))
+    fail = ~finite | (~tape_ok & ~(kink_used | tape_unfaithful | unverifiable)) | fd_against
     if ev.probes is not None:
         # Elements off the tape that were not differenced one by one (more than directional
         # mode differences) stand or fall with those that were, and with the probes, which see
@@ -233,7 +258,8 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
         unverifiable=unverifiable & ~fail,
         kink_used=kink_used,
         tape_unfaithful=tape_unfaithful,
-        fd_unresolved=tape_ok & fd.measured & ~fd_ok_m,
+        fd_unresolved=against & ~fd_against,
+        fd_against=fd_against,
         undecided=fail & finite & fd_ok_m & fd_ok_t & ~kink,
         fd_kink=kink,
         fd_ok_manual=fd_ok_m,
@@ -265,23 +291,21 @@ def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
     )
 
 
-def _probes_against(ev: TensorEvidence) -> np.ndarray:
-    """Without a tape: the probes whose rejection of the manual gradient is evidence against
-    it. None when every element was differenced one by one (the elements' own verdicts decide,
-    as the tape's do when it witnesses; a probe's longer step may cross a kink too close to flag,
-    as happens in float32). Nor a probe whose line crosses a kink: several kinks along one
-    line, some convex and some concave, have one-sided derivatives that need not bracket a valid
-    gradient's projection."""
-    probes = judge_probes(ev)
-    if ev.fd is not None and np.all(ev.fd.measured):
-        return np.zeros(probes.fd_ok_manual.shape, bool)
-    return ~probes.fd_ok_manual & ~ev.probes.fd.kink
+def probe_failures(ev: TensorEvidence) -> np.ndarray:
+    """The probes whose rejection of the manual gradient is evidence against it: finite
+    differences resolve them (a smooth line, every smaller step agreeing) and reject the manual
+    projection, whatever the tape says (a tape that agrees with the manual gradient there is
+    not the witness that saw the loss). A probe whose line crosses a kink judges nothing:
+    several kinks along one line, some convex and some concave, have one-sided derivatives that
+    need not bracket a valid gradient's projection. Along a pair of tied maxima (``e_i + e_j``)
+    the loss is smooth, and a tie's gradient counted twice is off by the whole of it."""
+    nd = ev.probes.fd
+    return ~judge_probes(ev).fd_ok_manual & nd.measured & ~nd.kink & ~nd.unresolved
 
 
 def probes_fail(ev: TensorEvidence) -> bool:
-    """Without a tape, a probe that can judge and disagrees with the manual gradient fails the
-    tensor (with a tape, the elements are judged against it and such a probe is a note)."""
-    return ev.tape is None and ev.probes is not None and bool(np.any(_probes_against(ev)))
+    """A probe that can judge and disagrees with the manual gradient fails the tensor."""
+    return ev.probes is not None and bool(np.any(probe_failures(ev)))
 
 
 def fd_comparison(
@@ -289,11 +313,11 @@ def fd_comparison(
 ) -> Comparison:
     """The worst disagreement of ``candidate`` with the FD estimate, relative to ``scale``."""
     dist = np.where(np.isfinite(candidate), fd.distance(candidate), np.inf)
-    dist = np.where(fd.measured, dist, 0.0)
-    tol = np.where(fd.kink, fd.kink_error, fd.error) + slack
+    dist = np.nan_to_num(np.where(fd.measured, dist, 0.0), nan=0.0)
+    tol = np.broadcast_to(np.where(fd.kink, fd.kink_error, fd.error) + slack, dist.shape)
     judged_wrong = ~(ok | ~fd.measured)
-    excess = np.where(judged_wrong, dist / np.maximum(tol, np.finfo(float).tiny), 0.0)
-    worst = int(np.argmax(excess)) if np.any(judged_wrong) else int(np.argmax(dist))
+    # The largest disagreement among the elements judged wrong (or among all, when none is).
+    worst = int(np.argmax(np.where(judged_wrong, dist, -1.0) if np.any(judged_wrong) else dist))
     denom = scale if scale > 0 else 1.0
     return Comparison(
         between,
@@ -304,8 +328,7 @@ def fd_comparison(
 
 
 def _comparisons(ev: TensorEvidence, v: ElementVerdict) -> List[Comparison]:
-    scale = ev.scale
-    denom = scale if scale > 0 else 1.0
+    scale = denom = ev.shown
     out = []
     if ev.tape is not None:
         with np.errstate(invalid="ignore"):
@@ -315,7 +338,7 @@ def _comparisons(ev: TensorEvidence, v: ElementVerdict) -> List[Comparison]:
             Comparison(
                 Between.MANUAL_TAPE,
                 float(np.max(err[counted], initial=0.0)) / denom,
-                ev.rtol,
+                float(np.max(ev.tape_tol)) / denom,
                 bool(np.all(v.tape_ok | ~counted)),
             )
         )
@@ -384,34 +407,42 @@ def assemble(ev: TensorEvidence, v: ElementVerdict) -> TensorCheck:
 
 
 def _fill_worst(check: TensorCheck, ev: TensorEvidence, v: ElementVerdict) -> None:
+    """The worst element (the largest error among the failing ones, else among all), each
+    witness's value there, and its error and tolerance relative to ``ev.shown``: against the
+    tape where the tape judged it, against finite differences where they did (no tape, or
+    finite differences resolving a value that manual and tape both miss)."""
     m, t, fd = ev.manual, ev.tape, ev.fd
     if m.size == 0:
         return
+    by_fd = np.ones(m.shape, bool) if t is None else np.asarray(v.fd_against, bool)
+    if fd is None:
+        by_fd = np.zeros(m.shape, bool)
     with np.errstate(invalid="ignore"):
-        if t is not None:
-            err = np.abs(m - t)
-        elif fd is not None:
-            err = np.where(fd.measured, fd.distance(m), 0.0)
-        else:
-            err = np.zeros(m.shape)
+        err = np.abs(m - t) if t is not None else np.zeros(m.shape)
+        if fd is not None:
+            err = np.where(by_fd, np.where(fd.measured, fd.distance(m), 0.0), err)
         err = np.where(np.isfinite(m), np.nan_to_num(err, nan=0.0), np.inf)
     worst = int(np.argmax(np.where(v.fail, err, -1.0) if np.any(v.fail) else err))
     idx = np.unravel_index(worst, m.shape)
-    scale = ev.scale
+    shown = ev.shown
     check.worst_index = tuple(int(i) for i in idx)
     check.manual = float(m[idx])
     check.tape = None if t is None else float(t[idx])
     check.abs_error = float(err[idx])
-    check.rel_error = check.abs_error / (scale if scale > 0 else 1.0)
+    check.rel_error = check.abs_error / shown
+    check.tolerance = (
+        float(tolerance_at(ev.tape_tol, [worst])[0] if np.ndim(ev.tape_tol) else ev.tape_tol)
+        / shown
+    )
     if fd is not None and fd.measured[idx] and np.isfinite(fd.value[idx]):
         check.fd, check.fd_error = float(fd.value[idx]), float(fd.error[idx])
         if fd.kink[idx]:
             check.fd_interval = (float(fd.lower[idx]), float(fd.upper[idx]))
-        if t is None:
-            # Finite differences judged alone: the tolerance is theirs at that element.
+        if by_fd[idx]:
+            # Judged by finite differences: the tolerance is theirs at that element.
             allowed = fd.kink_error[idx] if fd.kink[idx] else fd.error[idx]
             tol = ev.slack if np.ndim(ev.slack) == 0 else np.asarray(ev.slack)[idx]
-            check.tolerance = float(allowed + tol) / (scale if scale > 0 else 1.0)
+            check.tolerance = float(allowed + tol) / shown
 
 
 def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:

@@ -316,10 +316,12 @@ class ElementVerdict:
     fd_ok_tape: Optional[np.ndarray] = None
     kinks_hidden: Optional[np.ndarray] = None
     region_coarse: Optional[np.ndarray] = None
+    fd_against: Optional[np.ndarray] = None
     # The values the region and unresolved notes quote.
     region: Dict[str, float] = field(default_factory=dict)
     region_coarse_by: Dict[str, float] = field(default_factory=dict)
     unresolved_by: Dict[str, float] = field(default_factory=dict)
+    fd_against_by: Dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         for f in fields(self):
@@ -548,6 +550,10 @@ class GradientReport:
     model: str = ""
     # Why tf.GradientTape could not witness the model (finite differences judged alone), or None.
     tape_blind: Optional[str] = None
+    # What makes the tape's gradient the user's own claim rather than TensorFlow's derivative of
+    # the forward (tf.custom_gradient, tf.py_function), where it disagrees with finite
+    # differences; None when nothing does.
+    tape_dependent: Optional[str] = None
     # The exception the model's own code raised (``error``'s cause): not data, not compared.
     cause: Optional[BaseException] = field(default=None, repr=False, compare=False)
 
@@ -577,6 +583,7 @@ class GradientReport:
             "impure": self.impure,
             "notes": list(self.notes),
             "tape_blind": self.tape_blind,
+            "tape_dependent": self.tape_dependent,
             "forward": None if self.forward is None else self.forward.to_dict(),
             "forward_skipped": self.forward_skipped,
             "entries": [e.to_dict() for e in self.entries],
@@ -598,7 +605,17 @@ class GradientReport:
             lines.append(
                 f"tape: cannot witness ({self.tape_blind}); finite differences judge alone"
             )
+        lines.extend(self._dependence())
         return lines
+
+    def _dependence(self) -> List[str]:
+        if not self.tape_dependent:
+            return []
+        return [
+            f"tape: not an independent witness (the forward runs through "
+            f"{self.tape_dependent}, whose gradient is the user's own): manual == tape proves "
+            f"nothing; finite differences judge"
+        ]
 
     def __str__(self):
         lines = self.headline()

@@ -8,14 +8,14 @@ differences do).
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from .adapter import Adapter, _is_float, guarded
 
-__all__ = ["tape_gradients", "tape_values"]
+__all__ = ["tape_gradients", "tape_values", "overrides"]
 
 
 def tape_gradients(model, X, y, *, include_input: bool = False) -> List[tf.Tensor]:
@@ -104,3 +104,33 @@ def tape_values(adapter: Adapter) -> Dict:
         k: None if g is None else np.asarray(g.numpy(), dtype=np.float64)
         for k, g in zip(adapter.keys, grads)
     }
+
+
+# Ops whose gradient on the tape is not TensorFlow's own derivative of what they compute.
+_PY_OPS = {
+    "EagerPyFunc": "tf.py_function",
+    "PyFunc": "tf.numpy_function",
+    "PyFuncStateless": "tf.numpy_function",
+}
+
+
+def overrides(call) -> Optional[List[str]]:
+    """What in ``call()`` (a function of no arguments, TF ops) makes the tape's gradient other
+    than TensorFlow's derivative of the forward: ``tf.custom_gradient`` (and gradient override
+    maps, which mark ops the same way), ``tf.py_function``, ``tf.numpy_function``. Read from the
+    graph ``call`` traces into (nested functions included); None when it cannot be traced (NumPy
+    inside, ``.numpy()``): then nothing is known."""
+    try:
+        graph = tf.function(call).get_concrete_function().graph.as_graph_def()
+    except Exception:  # the user's code, traced: anything it raises means "cannot tell"
+        return None
+    nodes = list(graph.node)
+    for function in graph.library.function:
+        nodes.extend(function.node_def)
+    found = []
+    for node in nodes:
+        if "_gradient_op_type" in node.attr:
+            found.append("tf.custom_gradient")
+        elif node.op in _PY_OPS:
+            found.append(_PY_OPS[node.op])
+    return sorted(set(found))
