@@ -12,7 +12,7 @@ endif
 # pytest-xdist: on 2 cores the suite takes 104 s with -n auto against 197 s without (measured).
 PYTEST_ARGS ?= -n auto
 
-.PHONY: run test lint mutants corpus numpy examples bench clean
+.PHONY: run test lint mutants corpus numpy course examples bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ corpus: $(STAMP)
 # (the NumPy corpus, tests/numpy_corpus.py), by dtype.
 numpy: $(STAMP)
 	$(PY) tools/numpy_rates.py --markdown tools/numpy_results.md
+
+# The harness side by side with a course's own checker on course-assignment code
+# (tests/course_corpus.py): catch rate, false alarms and time, per kind, both modes.
+course: $(STAMP)
+	$(PY) tools/course_rates.py --markdown tools/course_results.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

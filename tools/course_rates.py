@@ -222,6 +222,14 @@ def tables(table):
     return "\n".join(lines), "\n".join(total_lines)
 
 
+def _shown(path: Path) -> str:
+    """The path as written in the results: relative to the repository, never a machine path."""
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return path.name
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
@@ -250,7 +258,7 @@ def main(argv=None) -> int:
         args.markdown.write_text(
             "# The harness and a course's own checker on course-assignment code\n\n"
             "Measured with `python tools/course_rates.py --markdown "
-            f"{args.markdown.as_posix()}`: every case of `tests/course_corpus.py` "
+            f"{_shown(args.markdown)}`: every case of `tests/course_corpus.py` "
             f"({len(CASES)}: {n_right} right, {len(CASES) - n_right} planted bugs) checked by "
             "the harness in both modes and by the course's checker (central differences, "
             f"h = {COURSE_H:g}, max relative error against a per-kind threshold: "

@@ -25,7 +25,8 @@ import tensorflow as tf
 from .._core import validate
 from .._core.fd import Stencil, analyse, power_of_two_step
 from .._core.policy import TAPE_RTOL, TensorEvidence, classify
-from .._core.report import ElementVerdict, Note, NoteCode, Status
+from .._core.report import Diagnosis, ElementVerdict, Finding, Note, NoteCode, Status
+from .diagnosis import diagnose_tensor
 
 __all__ = ["check_derivative", "DerivativeReport", "sample_points"]
 
@@ -108,6 +109,7 @@ class DerivativeReport:
     kinks_accepted: int = 0
     skipped: int = 0
     notes: List[Note] = field(default_factory=list)
+    diagnosis: List[Diagnosis] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -138,6 +140,7 @@ class DerivativeReport:
             "kinks_accepted": self.kinks_accepted,
             "skipped": self.skipped,
             "notes": [n.to_dict() for n in self.notes],
+            "diagnosis": [d.to_dict() for d in self.diagnosis],
         }
 
     def __str__(self):
@@ -163,6 +166,7 @@ class DerivativeReport:
             )
         if len(self.failures) > _LISTED:
             lines.append(f"  ... and {len(self.failures) - _LISTED} more failing points")
+        lines.extend(f"diagnosis: {d}" for d in self.diagnosis)
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -352,7 +356,8 @@ def _fill(report: DerivativeReport, x, ev: TensorEvidence, v: ElementVerdict, ke
         ref = fd.value if ev.tape is None else np.where(np.isfinite(ev.tape), ev.tape, fd.value)
         rel = np.abs(manual - ref) / np.maximum(np.abs(ref), ev.floor)
     rel = np.where(keep & ~(fd.kink & v.fd_ok_manual), np.nan_to_num(rel, nan=np.inf), 0.0)
-    worst = int(np.argmax(np.where(fail, np.inf, rel))) if np.any(fail) else int(np.argmax(rel))
+    # The worst point is the largest error among the failing points (among all, when none is).
+    worst = int(np.argmax(np.where(fail, rel, -1.0) if np.any(fail) else rel))
     report.worst_x, report.manual, report.tape = (
         float(x[worst]),
         float(manual[worst]),
@@ -370,12 +375,28 @@ def _fill(report: DerivativeReport, x, ev: TensorEvidence, v: ElementVerdict, ke
                 "fd": float(fd.value[i]),
             }
         )
+    if np.any(fail):
+        report.diagnosis.extend(_patterns(manual, ref, keep & ~fd.kink, ev.rtol))
     for code, mask in (
         (NoteCode.TAPE_UNFAITHFUL, v.tape_unfaithful),
         (NoteCode.FD_UNRESOLVED, v.fd_unresolved),
     ):
         if np.any(mask & keep):
             report.notes.append(Note(code, int((mask & keep).sum())))
+
+
+# The findings of the tensor diagnosis that speak of the derivative as a whole (a constant
+# factor, all zeros, non-finite values), not of element indices, which mean nothing here.
+_WHOLE = (Finding.CONSTANT_FACTOR, Finding.ALL_ZEROS, Finding.NON_FINITE)
+
+
+def _patterns(manual, truth, smooth, rtol: float) -> List[Diagnosis]:
+    """A pattern of the claimed derivative against the truth over the smooth points checked."""
+    pick = smooth & np.isfinite(truth)
+    if not np.any(pick):
+        return []
+    found = diagnose_tensor(manual[pick], truth[pick], rtol)
+    return [d for d in found if d.code in _WHOLE]
 
 
 def _grid_scale(fn, dtype) -> float:
