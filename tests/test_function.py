@@ -357,8 +357,7 @@ def test_a_numpy_forward_without_a_vjp_is_not_said_to_ignore_dy():
     report = check_function(lambda x: tf.constant(np.tanh(x.numpy())), np.ones((2, 3)))
     text = str(report)
     assert not report.ok and "ignores the upstream gradient" not in text
-    assert "tape: cannot witness (no gradient on the tape with respect to x" in text
-    assert "n/a" in text and "custom gradient" not in text
+    assert "the tape has no gradient of fn with respect to x" in text
     assert Finding.ALL_ZEROS in _findings(report)
 
 

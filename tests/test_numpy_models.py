@@ -486,7 +486,9 @@ def test_directional_mode_without_a_tape_finds_one_wrong_element(index):
 def test_a_disagreeing_probe_fails_the_elements_it_alone_saw():
     """The policy on its own: no tape, a probe that rejects the manual gradient, and the
     elements differenced one by one passing: the tensor fails (they cannot vouch for the rest);
-    with every element differenced, the elements decide."""
+    with every element differenced, a probe that rejects the manual projection by more than
+    PROBE_OVERRULE times its error bar still fails it, and one just beyond its error bar does
+    not (the elements are the finer evidence)."""
     from reference._core.fd import NumericalGradient
     from reference._core.policy import ProbeEvidence, TensorEvidence, assemble, classify
 
@@ -503,6 +505,10 @@ def test_a_disagreeing_probe_fails_the_elements_it_alone_saw():
     ev = evidence(measured)
     assert assemble(ev, classify(ev)).status.value == "fail"
     ev = evidence(np.ones(4, bool))
+    assert assemble(ev, classify(ev)).status.value == "fail"
+    # Off by 2x the probe's error bar (0.5 along the probe), every element differenced: a note.
+    ev = evidence(np.ones(4, bool))
+    ev.probes.fd.error[:] = 0.25
     check = assemble(ev, classify(ev))
     assert check.status.value == "pass-with-notes" and check.note(NoteCode.PROBES_DISAGREE)
 

@@ -65,6 +65,7 @@ FUNCTION, FUNCTION_TESTS = "reference/_checks/function.py", "tests/test_function
 NUMPY, PURITY = "tests/test_numpy_models.py", "reference/_checks/purity.py"
 FAST = "tests/test_fast_paths.py"
 THRESHOLDS = "tests/test_thresholds.py"
+WITNESSES, TAPE = "tests/test_witnesses.py", "reference/_core/tape.py"
 
 BUGS: List[Bug] = [
     Bug(
@@ -192,7 +193,7 @@ BUGS: List[Bug] = [
         [
             (
                 PASSES,
-                "                if moved >= _ERRATIC and moved >= _SMOOTH_FACTOR * own:",
+                "                if moved >= ERRATIC and moved >= _SMOOTH_FACTOR * own:",
                 "                if True:",
             )
         ],
@@ -411,8 +412,8 @@ BUGS: List[Bug] = [
         [
             (
                 FUNCTION,
-                "first, second = coords[:-1][:KINK_PAIRS], coords[1:][:KINK_PAIRS]",
-                "first, second = coords[:0], coords[:0]",
+                "    pairs = list(dict.fromkeys(pairs))[:KINK_PAIRS]  # the consecutive ones first",
+                "    pairs = []",
             )
         ],
         [FUNCTION_TESTS],
@@ -494,7 +495,7 @@ BUGS: List[Bug] = [
         [
             (
                 POLICY,
-                "    return ev.probes is not None and bool(np.any(probe_failures(ev)))",
+                "    return ev.probes is not None and bool(np.any(probe_failures(ev, v)))",
                 "    return False",
             )
         ],
@@ -552,7 +553,7 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "no tape: every failing element taken for hidden kinks",
-        [(PASSES, "_HIDDEN_KINK_FRACTION = 0.5", "_HIDDEN_KINK_FRACTION = 0.0")],
+        [(POLICY, "BEND_FRACTION = 0.5", "BEND_FRACTION = 0.0")],
         [NUMPY],
     ),
     Bug(
@@ -683,6 +684,71 @@ BUGS: List[Bug] = [
         "compiled path: a parameter used other than by its value fed anyway",
         [("reference/_core/compiled.py", "        if other:\n", "        if False:\n")],
         [FAST],
+    ),
+    Bug(
+        "a blind tape counted as a witness (check_function, a NumPy forward)",
+        [
+            (
+                FUNCTION,
+                "            if tape is not None and a not in blind:",
+                "            if tape is not None:",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "finite differences against manual and tape alike never fail",
+        [
+            (
+                POLICY,
+                "    fd_against = against & resolved & ~fd.kink",
+                "    fd_against = against & False",
+            )
+        ],
+        [WITNESSES, JUDGES],
+    ),
+    Bug(
+        "an unfaithful tape trusted: a custom gradient is never found in the traced loss",
+        [(TAPE, '            found.append("tf.custom_gradient")', "            pass")],
+        [WITNESSES, JUDGES],
+    ),
+    Bug(
+        "an excuse granted without its evidence: finite differences against both always confounded",
+        [(PASSES, "        excused = confounded(gap, bend, moved)", "        excused = gap >= 0")],
+        [WITNESSES, JUDGES],
+    ),
+    Bug(
+        "a tie's pair never probed: no partners of equal value",
+        [
+            (
+                FUNCTION,
+                "        partners = np.flatnonzero(values == values[i])",
+                "        partners = np.array([i])",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "check_derivative: the worst point is the first failing one",
+        [
+            (
+                "reference/_checks/derivative.py",
+                "    worst = int(np.argmax(np.where(fail, rel, -1.0) if np.any(fail) else rel))",
+                "    worst = int(np.argmax(fail)) if np.any(fail) else int(np.argmax(rel))",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "printed errors relative to the manual gradient's own largest value",
+        [
+            (
+                POLICY,
+                "        return truth if truth > 0 else (self.scale if self.scale > 0 else 1.0)",
+                "        return self.scale if self.scale > 0 else 1.0",
+            )
+        ],
+        [WITNESSES],
     ),
 ]
 

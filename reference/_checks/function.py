@@ -629,7 +629,7 @@ class _Check:
             if entry.lines is not None:
                 kinked = np.any(entry.lines.nd.kink, axis=0)
                 coords = np.arange(size) if entry.coords is None else entry.coords
-                pairs = _kink_pairs(coords[kinked], size)
+                pairs = _kink_pairs(coords[kinked], f.inputs[a].reshape(-1))
             entry.probes, entry.probe_lines = self._probes(f, a, C, n_probes, pairs)
             self.entries.append(entry)
 
@@ -959,15 +959,21 @@ def _reach(x) -> float:
     return max(1.0, float(np.max(np.abs(x), initial=0.0)))
 
 
-def _kink_pairs(coords: np.ndarray, size: int) -> np.ndarray:
-    """Directions e_i + e_j over pairs of coordinates with kinks (``coords``, flat, sorted),
-    consecutive in flat order (tied maxima of a row, zeros side by side), at most
+def _kink_pairs(coords: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Directions e_i + e_j over pairs of coordinates with kinks (``coords``, flat, sorted):
+    consecutive in flat order (tied maxima of a row, zeros side by side), and each with the
+    coordinates whose input ``values`` equal its own (the partners of a tie, wherever they lie,
+    and whether or not they were differenced: directional mode differences only some), at most
     ``KINK_PAIRS``: along them a derivative given in full to both (a tie's gradient counted
     twice) is no subgradient."""
-    first, second = coords[:-1][:KINK_PAIRS], coords[1:][:KINK_PAIRS]
-    dirs = np.zeros((first.size, size))
-    dirs[np.arange(first.size), first] = 1.0
-    dirs[np.arange(first.size), second] = 1.0
+    pairs = list(zip(coords[:-1].tolist(), coords[1:].tolist()))
+    for i in coords.tolist():
+        partners = np.flatnonzero(values == values[i])
+        pairs.extend((min(i, j), max(i, j)) for j in partners.tolist() if j != i)
+    pairs = list(dict.fromkeys(pairs))[:KINK_PAIRS]  # the consecutive ones first
+    dirs = np.zeros((len(pairs), values.size))
+    for row, (i, j) in enumerate(pairs):
+        dirs[row, i] = dirs[row, j] = 1.0
     return dirs
 
 

@@ -16,7 +16,14 @@ import numpy as np
 
 from .._core import fd as fdm
 from .._core.adapter import INPUT, Adapter, ModelError
-from .._core.policy import TensorEvidence, magnitude, rounding_bound, tolerance_at
+from .._core.policy import (
+    ERRATIC,
+    TensorEvidence,
+    confounded,
+    magnitude,
+    rounding_bound,
+    tolerance_at,
+)
 from .._core.report import (
     Between,
     Comparison,
@@ -47,10 +54,9 @@ __all__ = [
 # The weights move by this relative amount (about 1e-6), this many times...
 _NUDGE = 2.0**-20
 _NUDGES = 4
-# ... and a manual-minus-tape difference that changes by at least this fraction of itself under
-# one nudge is erratic: a bug moves it by about 1e-6 of itself, 250000 times less...
-_ERRATIC = 0.25
-# ... and by at least this many times the fraction by which the tape's gradient itself moves (a
+# ... and a manual-minus-tape difference that changes by at least ERRATIC (a quarter) of itself
+# under one nudge is erratic (a bug moves it by about 1e-6 of itself, 250000 times less), and by
+# at least this many times the fraction by which the tape's gradient itself moves (a
 # bug's difference moves with the gradient it is part of; rounding's does not).
 _SMOOTH_FACTOR = 8.0
 # Where the difference is steady under those nudges but below what the loss can resolve, the
@@ -137,7 +143,7 @@ def _erratic(twin: Adapter, suspects: Dict, manual: Dict, tape: Dict, nudge: flo
                 own = np.sum(np.abs(t[k][mask] - tape[k][mask])) / max(
                     np.sum(np.abs(tape[k][mask])), tiny
                 )
-                if moved >= _ERRATIC and moved >= _SMOOTH_FACTOR * own:
+                if moved >= ERRATIC and moved >= _SMOOTH_FACTOR * own:
                     out.add(k)
     finally:
         twin.restore(original)
@@ -377,12 +383,11 @@ def _matches(tape: Dict, failing: Dict, evidence: Dict) -> Dict:
 
 # --- kinks hidden inside the step, without a tape ---------------------------------------------
 
-# At most this many failing elements per tensor are looked at along their lines.
+# At most this many failing elements per tensor are looked at along their lines (the model's own
+# gradient jumps within the step when its bend along the line is at least BEND_FRACTION of the
+# manual value's distance from finite differences: kinks closer together than any step bias the
+# estimate by half their jumps while agreeing at every step).
 _HIDDEN_KINKS_MAX = 64
-# The model's own gradient jumps within the step when its second difference along the line is
-# at least this fraction of the manual value's distance from finite differences: kinks closer
-# together than any step bias the estimate by half their jumps while agreeing at every step.
-_HIDDEN_KINK_FRACTION = 0.5
 
 
 def hidden_kinks_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence) -> None:
@@ -410,24 +415,9 @@ def hidden_kinks_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evi
 
 def _kinks_along(twin: Adapter, key, lines, ev) -> np.ndarray:
     """Per line: does the model's own gradient jump within the step along it?"""
-    original = twin.snapshot()
     flat_manual, flat_fd = ev.manual.reshape(-1), ev.fd.value.reshape(-1)
-    steps = ev.fd.step.reshape(-1)
-    out = np.zeros(len(lines), bool)
-    try:
-        for n, i in enumerate(lines):
-            sides = []
-            for sign in (1.0, -1.0):
-                moved = original[key].astype(np.float64).copy()
-                moved.reshape(-1)[i] += sign * steps[i]
-                twin.write(key, moved)
-                sides.append(twin.manual()[key].reshape(-1)[i])
-                twin.restore(original)
-            bend = abs(sides[0] + sides[1] - 2.0 * flat_manual[i])
-            out[n] = bend >= _HIDDEN_KINK_FRACTION * abs(flat_manual[i] - flat_fd[i])
-    finally:
-        twin.restore(original)
-    return out
+    gap = np.abs(flat_manual[lines] - flat_fd[lines])
+    return confounded(gap, _bends_along(twin, key, lines, ev))
 
 
 # --- finite differences against manual and tape alike -----------------------------------------
@@ -443,7 +433,7 @@ def fd_against_pass(
     line, every smaller step agreeing), the element fails unless the evidence shows finite
     differences confounded there: the model's own gradient jumps within their step (kinks
     hidden inside it, ``_kinks_along``), or their disagreement with the manual value moves by a
-    quarter of itself or more when every weight moves by a relative 1e-6 (``_ERRATIC``: a
+    quarter of itself or more when every weight moves by a relative 1e-6 (``ERRATIC``: a
     wrong gradient's disagreement moves with the gradient, by about 1e-6 of itself). Excused,
     the element is a note carrying that evidence; but where the tape is not an independent
     witness (``independent`` False: the forward runs through a custom gradient or an op
@@ -460,16 +450,16 @@ def fd_against_pass(
         bend = _bends_along(twin, k, lines, ev)
         moved = _moved_under_nudge(twin, k, lines, ev, rng)
         scale = ev.scale if ev.scale > 0 else 1.0
-        confounded = (bend >= _HIDDEN_KINK_FRACTION * gap) | (moved >= _ERRATIC)
-        if not np.any(confounded):
+        excused = confounded(gap, bend, moved)
+        if not np.any(excused):
             v.fd_against_by = {"difference": float(np.max(gap)) / scale}
             continue
         mask = np.zeros(ev.manual.size, bool)
-        mask[lines[confounded]] = True
+        mask[lines[excused]] = True
         mask = mask.reshape(ev.manual.shape)
         v.fd_against_by = {
-            "bend": float(np.max(bend[confounded] / gap[confounded])),
-            "moved": float(np.max(moved[confounded])),
+            "bend": float(np.max(bend[excused] / gap[excused])),
+            "moved": float(np.max(moved[excused])),
         }
         v.fail = v.fail & ~mask
         v.fd_against = v.fd_against & ~mask

@@ -202,6 +202,29 @@ def _judge_probes(ev: TensorEvidence) -> ProbeVerdict:
     return ProbeVerdict(mp, tp, slack, ok_m, ok_t)
 
 
+# A gradient whose own second difference along a line, over the finite-difference step, is at
+# least this fraction of its distance from finite differences jumps within the step: kinks (or
+# a step wider than the function's scale of variation) bias the estimate by about half the
+# jumps while every step agrees.
+BEND_FRACTION = 0.5
+
+
+def confounded(gap, bend, moved=None) -> np.ndarray:
+    """Elementwise: is finite differences' disagreement ``gap`` with a gradient explained by
+    the gradient's own ``bend`` within the step (``BEND_FRACTION``), or, when ``moved`` is
+    given, by the disagreement moving erratically under a nudge of the point (by
+    ``ERRATIC`` of itself or more: a wrong gradient's moves with the gradient)?"""
+    out = np.asarray(bend) >= BEND_FRACTION * np.asarray(gap)
+    if moved is not None:
+        out = out | (np.asarray(moved) >= ERRATIC)
+    return out
+
+
+# A difference that changes by at least this fraction of itself under a relative nudge of 1e-6
+# is erratic: a bug's moves by about 1e-6 of itself, 250000 times less.
+ERRATIC = 0.25
+
+
 def tolerance_at(tol, lines):
     """A tolerance (a number, or an array of the tensor's shape) at the flat indices ``lines``."""
     return tol if np.ndim(tol) == 0 else np.asarray(tol).reshape(-1)[lines]
@@ -291,7 +314,15 @@ def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
     )
 
 
-def probe_failures(ev: TensorEvidence) -> np.ndarray:
+# Where every element was differenced one by one and judged on its own, a probe overrules them
+# only when it rejects the manual projection by this many times its error bar: the elements are
+# the finer evidence (a float32 probe's longer step crosses kinks too close to flag, and its error
+# estimate is then a little overconfident), while a tie's gradient counted twice is off along
+# the pair by thousands of error bars.
+PROBE_OVERRULE = 4.0
+
+
+def probe_failures(ev: TensorEvidence, v: Optional[ElementVerdict] = None) -> np.ndarray:
     """The probes whose rejection of the manual gradient is evidence against it: finite
     differences resolve them (a smooth line, every smaller step agreeing) and reject the manual
     projection, whatever the tape says (a tape that agrees with the manual gradient there is
@@ -300,12 +331,22 @@ def probe_failures(ev: TensorEvidence) -> np.ndarray:
     need not bracket a valid gradient's projection. Along a pair of tied maxima (``e_i + e_j``)
     the loss is smooth, and a tie's gradient counted twice is off by the whole of it."""
     nd = ev.probes.fd
-    return ~judge_probes(ev).fd_ok_manual & nd.measured & ~nd.kink & ~nd.unresolved
+    probes = judge_probes(ev)
+    bad = ~probes.fd_ok_manual & nd.measured & ~nd.kink & ~nd.unresolved
+    if v is not None and np.any(v.kink_region):
+        # Several kinks meet at the point and the manual gradient is shown to be a region's
+        # there: a line through the point has one-sided derivatives that need not bracket it.
+        return np.zeros_like(bad)
+    if ev.fd is not None and np.all(ev.fd.measured):
+        with np.errstate(invalid="ignore"):
+            far = np.abs(probes.manual - nd.value) > PROBE_OVERRULE * (nd.error + probes.slack)
+        bad &= far
+    return bad
 
 
-def probes_fail(ev: TensorEvidence) -> bool:
+def probes_fail(ev: TensorEvidence, v: Optional[ElementVerdict] = None) -> bool:
     """A probe that can judge and disagrees with the manual gradient fails the tensor."""
-    return ev.probes is not None and bool(np.any(probe_failures(ev)))
+    return ev.probes is not None and bool(np.any(probe_failures(ev, v)))
 
 
 def fd_comparison(
@@ -397,7 +438,7 @@ def assemble(ev: TensorEvidence, v: ElementVerdict) -> TensorCheck:
     )
     _fill_worst(check, ev, v)
     check.notes.extend(_notes(ev, v, kinks))
-    if np.any(v.fail) or probes_fail(ev):
+    if np.any(v.fail) or probes_fail(ev, v):
         check.status = Status.FAIL
     elif np.any(v.unverifiable):
         check.status = Status.UNVERIFIABLE
