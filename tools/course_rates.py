@@ -264,10 +264,25 @@ def main(argv=None) -> int:
             f"h = {COURSE_H:g}, max relative error against a per-kind threshold: "
             + ", ".join(f"{k} {v:g}" for k, v in COURSE_THRESHOLD.items())
             + ").\n\n"
+            + _WHY
+            + "\n\n"
             + text
             + "\n"
         )
     return 0
+
+
+# What the course checker's false alarms are, whatever the run: the reading of its rule, not a
+# figure of this run.
+_WHY = (
+    "The course checker flags right code of two kinds. Float32 cases: central differences with "
+    "h = 1e-5 on float32 outputs carry rounding errors of order 1e-7 / 1e-5 = 1e-2 per element, "
+    "which the largest relative error over the elements turns into tenths. Right code at a kink "
+    "(ReLU at exact zeros, an SVM margin of exactly 0, tied maxima): the central difference is "
+    "the mean of the one-sided derivatives, which a valid subgradient (relu'(0) of 0 or 1, the "
+    "argmax's one-hot) need not equal. An unfilled (None) gradient makes its cell raise a "
+    "TypeError, counted as caught and listed below."
+)
 
 
 if __name__ == "__main__":
