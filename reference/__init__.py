@@ -36,7 +36,7 @@ _EXPORTS = {
     "assert_function_gradients": "._checks.function",
     "FunctionReport": "._checks.function",
     "tape_gradients": "._core.tape",
-    "numerical_gradients": "._core.fd",
+    "numerical_gradients": "._core.stencils",
     "NumericalGradient": "._core.fd",
     "TAPE_RTOL": "._core.policy",
     "GradientModel": "._core.protocol",
@@ -73,7 +73,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._checks.derivative import DerivativeReport, check_derivative
     from ._checks.function import FunctionReport, assert_function_gradients, check_function
     from ._checks.gradients import MODES, assert_gradients_match, check_gradients
-    from ._core.fd import NumericalGradient, numerical_gradients
+    from ._core.fd import NumericalGradient
     from ._core.policy import TAPE_RTOL
     from ._core.protocol import GradientModel
     from ._core.report import (
@@ -90,4 +90,5 @@ if TYPE_CHECKING:  # pragma: no cover
         Status,
         TensorCheck,
     )
+    from ._core.stencils import numerical_gradients
     from ._core.tape import tape_gradients

@@ -347,7 +347,7 @@ def test_each_witness_leaves_the_model_bit_identical_on_its_own(wrap):
     safety net: finite differences element by element and along probes, and the rounding
     test's nudges."""
     from reference._checks.passes import rounding_pass
-    from reference._core import fd as fdm
+    from reference._core import stencils
     from reference._core.adapter import Adapter
     from reference._core.policy import TensorEvidence, classify
 
@@ -364,10 +364,10 @@ def test_each_witness_leaves_the_model_bit_identical_on_its_own(wrap):
     assert unchanged()
     adapter = Adapter(wrap(model), X, y)
     f0 = adapter.loss_value()
-    fdm.directional_stencil(
-        adapter, 2, f0, fdm.probe_directions((5, 2), 3, np.random.default_rng(0))
+    stencils.directional_stencil(
+        adapter, 2, f0, stencils.probe_directions((5, 2), 3, np.random.default_rng(0))
     )
-    fdm.coordinate_stencil(adapter, 0, f0, [0, 4])
+    stencils.coordinate_stencil(adapter, 0, f0, [0, 4])
     assert unchanged()
     manual, tape = adapter.manual(), {k: v.copy() for k, v in adapter.manual().items()}
     evidence = TensorEvidence("W1", manual[0], tape[0], None, 1e-10)

@@ -490,7 +490,8 @@ def test_a_disagreeing_probe_fails_the_elements_it_alone_saw():
     PROBE_OVERRULE times its error bar still fails it, and one just beyond its error bar does
     not (the elements are the finer evidence)."""
     from reference._core.fd import NumericalGradient
-    from reference._core.policy import ProbeEvidence, TensorEvidence, assemble, classify
+    from reference._core.policy import ProbeEvidence, TensorEvidence, classify
+    from reference._core.verdict import assemble
 
     manual = np.array([1.0, 2.0, 3.0, 4.0])
     measured = np.array([True, True, False, False])
@@ -519,7 +520,8 @@ def test_a_probe_across_a_kink_cannot_vouch_for_the_elements_it_alone_saw():
     valid gradient's projection), nor for the elements not differenced one by one, which are
     unverifiable; the differenced ones keep their own verdicts."""
     from reference._core.fd import NumericalGradient
-    from reference._core.policy import ProbeEvidence, TensorEvidence, assemble, classify
+    from reference._core.policy import ProbeEvidence, TensorEvidence, classify
+    from reference._core.verdict import assemble
 
     manual = np.array([1.0, 2.0, 3.0, 4.0])
     measured = np.array([True, True, False, False])

@@ -66,6 +66,7 @@ NUMPY, PURITY = "tests/test_numpy_models.py", "reference/_checks/purity.py"
 FAST = "tests/test_fast_paths.py"
 THRESHOLDS = "tests/test_thresholds.py"
 WITNESSES, TAPE = "tests/test_witnesses.py", "reference/_core/tape.py"
+STENCILS = "reference/_core/stencils.py"
 
 BUGS: List[Bug] = [
     Bug(
@@ -258,9 +259,8 @@ BUGS: List[Bug] = [
         [
             (
                 FD,
-                "return max(float(np.quantile(d4, 0.25)) / (_SQRT70 * _Q25_ABS_NORMAL), floor)",
-                "return 1e6 * max(float(np.quantile(d4, 0.25)) / (_SQRT70 * _Q25_ABS_NORMAL), "
-                "floor)",
+                "return max(float(np.quantile(d4, 0.25)) / QUARTILE_UNIT, floor)",
+                "return 1e6 * max(float(np.quantile(d4, 0.25)) / QUARTILE_UNIT, floor)",
             )
         ],
         [GUARDS, JUDGES],
@@ -367,7 +367,7 @@ BUGS: List[Bug] = [
         "finite differences trust the noise pooled over lines that cross kinks",
         [
             (
-                FD,
+                STENCILS,
                 "    return max(_JITTER_MARGIN * float(",
                 "    return 1e300 * max(_JITTER_MARGIN * float(",
             )
@@ -401,8 +401,9 @@ BUGS: List[Bug] = [
         [
             (
                 FUNCTION,
-                "    return probe_failures(dataclasses.replace(ev, probes=probes))",
-                "    return probe_failures(dataclasses.replace(ev, probes=probes)) & False",
+                "        ev = TensorEvidence(e.name, e.manual, e.tape, nd, self.rtol, floor, "
+                "e.probes)",
+                "        ev = TensorEvidence(e.name, e.manual, e.tape, nd, self.rtol, floor, None)",
             )
         ],
         [FUNCTION_TESTS],
@@ -515,7 +516,13 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "no tape: the noise of a small loss taken as ulps of itself",
-        [(MODES, "NOISE_FLOOR_ULPS = 4.0", "NOISE_FLOOR_ULPS = 0.0")],
+        [
+            (
+                MODES,
+                "        return fdm.FLOOR_ULPS * self.twin.eps * max(abs(self.f0), 1.0)",
+                "        return 0.0",
+            )
+        ],
         [NUMPY],
     ),
     Bug(
@@ -647,7 +654,7 @@ BUGS: List[Bug] = [
         "suspect lines refined through coordinate_losses (not through batched_loss)",
         [
             (
-                FD,
+                STENCILS,
                 "    base, idx, steps = _coordinate_plan("
                 "adapter, key, indices, exponent, shrink)\n",
                 "    base, idx, steps = _coordinate_plan("
@@ -871,13 +878,16 @@ def _targets(bug) -> Sequence[str]:
 # belongs to (the whole suite with --whole-suite).
 _MODEL_JUDGE = [GUARDS, NUMPY, FINDINGS]
 MODULE_TESTS = {
-    POLICY: _MODEL_JUDGE,
+    POLICY: _MODEL_JUDGE + [WITNESSES],
+    "reference/_core/verdict.py": _MODEL_JUDGE + [WITNESSES],
     FD: _MODEL_JUDGE,
+    STENCILS: _MODEL_JUDGE,
     MODES: _MODEL_JUDGE,
     PASSES: _MODEL_JUDGE,
     TRUST: [FAST, FINDINGS],
     GRADIENTS: _MODEL_JUDGE,
     "reference/_core/report.py": [JUDGES, GUARDS],
+    "reference/_core/render.py": [JUDGES, GUARDS],
     "reference/_core/function.py": [FUNCTION_TESTS],
     FUNCTION: [FUNCTION_TESTS],
     "reference/_checks/derivative.py": ["tests/test_derivative.py"],

@@ -31,15 +31,20 @@ ROOT = Path(__file__).resolve().parent.parent
 # exit code, a snapshot's comparison).
 JUDGING = (
     "reference/_core/policy.py",
+    "reference/_core/verdict.py",
     "reference/_core/fd.py",
+    "reference/_core/stencils.py",
     "reference/_core/function.py",
     "reference/_core/report.py",
+    "reference/_core/render.py",
     "reference/_checks/modes.py",
     "reference/_checks/passes.py",
     "reference/_checks/trust.py",
     "reference/_checks/gradients.py",
     "reference/_checks/derivative.py",
     "reference/_checks/function.py",
+    "reference/_checks/problem.py",
+    "reference/_core/lines.py",
     "reference/_checks/purity.py",
     "reference/_snapshots.py",
     "reference/_cli.py",
@@ -47,6 +52,9 @@ JUDGING = (
 # Modules whose constants are read here only to say why none of them is planted.
 NOT_JUDGING = {
     "reference/_checks/diagnosis.py": "names the bug in a failure; reads statuses, never sets one",
+    "reference/_checks/function_diagnosis.py": (
+        "names the bug in a failed function check; reads statuses, never sets one"
+    ),
     "reference/_checks/cost.py": (
         "the cost guard and the choice of evaluation path: refuses a check before it runs, or "
         "picks a path that is shown to compute the same loss (trust.py) before it is used"
@@ -59,11 +67,13 @@ NOT_JUDGING = {
 
 # Named constants of the judging modules that bear on no verdict, and why.
 NOT_VERDICT: Dict[str, str] = {
-    "reference/_core/fd.py:_BUDGET": "memory bound: the same evaluations in other chunks",
-    "reference/_core/fd.py:_MAX_LINES_PER_CALL": "memory bound: the same evaluations in other "
-    "chunks",
-    "reference/_core/fd.py:_MAX_ROWS_ONE_CALL": "memory bound: one call or one per tensor, the "
-    "same evaluations",
+    "reference/_core/stencils.py:_BUDGET": "memory bound: the same evaluations in other chunks",
+    "reference/_core/stencils.py:_MAX_LINES_PER_CALL": (
+        "memory bound: the same evaluations in other chunks"
+    ),
+    "reference/_core/stencils.py:_MAX_ROWS_ONE_CALL": (
+        "memory bound: one call or one per tensor, the same evaluations"
+    ),
     "reference/_core/function.py:_BUDGET": "memory bound: the same evaluations in other chunks",
     "reference/_checks/trust.py:_DENSE_BUDGET": "memory bound: one call or one per tensor, the "
     "same evaluations",
@@ -78,19 +88,14 @@ NOT_VERDICT: Dict[str, str] = {
     "reference/_cli.py:EXIT_INTERRUPTED": "an exit code's value, not a threshold",
     "reference/_cli.py:_WIDTHS": "column widths of the printed table",
     "reference/_cli.py:_PLOT_FLOOR": "the lowest value a plot of `gradcheck steps` draws",
-    "reference/_checks/function.py:_PATTERN": "the diagnosis's margin: names the bug, sets no "
-    "status",
 }
 # Functions of the judging modules whose comparisons bear on no verdict, and why (a comparison
 # that reads a constant of NOT_VERDICT is left out with it).
 NOT_VERDICT_FUNCTIONS: Dict[str, str] = {
-    "reference/_checks/function.py:_input_names": "names the inputs in the report",
-    "reference/_checks/function.py:_entry_diagnosis": "the diagnosis: names the bug",
-    "reference/_checks/function.py:_across_inputs": "the diagnosis: names the bug",
-    "reference/_checks/function.py:_sizes": "the diagnosis: names the bug",
+    "reference/_checks/problem.py:_input_names": "names the inputs in the report",
     "reference/_checks/derivative.py:DerivativeReport.__str__": "the printed report",
     "reference/_checks/gradients.py:_short": "the model's repr in the report",
-    "reference/_core/report.py:summary": "the one-line summary's wording",
+    "reference/_core/render.py:summary": "the one-line summary's wording",
 }
 
 _ALLOWED_CALLS = {"sqrt"}  # math.sqrt, np.sqrt of numbers
@@ -310,7 +315,7 @@ ARGUED: Dict[str, str] = {
     "fd.py jump > KINK_SPREAD * spread + noise flip": (
         f"{_POSITIVE} (the noise term is 10 sigma over the step, sigma at least 4 ulps of the loss)"
     ),
-    "fd.py values.size < 2 flip": (
+    "stencils.py values.size < 2 flip": (
         "16 losses are drawn a few ulps from a point where the loss is finite; the two differ "
         "only when exactly 2 of them are finite"
     ),
@@ -409,21 +414,21 @@ ARGUED: Dict[str, str] = {
         "that measure (no loss found whose lines are quieter than a tenth of its direct noise)"
     ),
     "fd.py _Q25_ABS_NORMAL /10": "as _SQRT70 /10: it divides the same pooled estimate",
-    "fd.py _JITTER_ULPS /10": (
+    "stencils.py _JITTER_ULPS /10": (
         "the direct noise is the spread of the loss a few ulps from the point, which is its "
         "rounding: moving each parameter by 0.4 ulps (as a standard deviation; most move by one "
         "ulp or more) measures the same spread"
     ),
-    "fd.py _JITTER_ULPS x10": (
+    "stencils.py _JITTER_ULPS x10": (
         "moving each parameter by 40 ulps measures the same rounding spread; the gradient's own "
         "share, |g| |theta| 40 eps, stays below it"
     ),
-    "fd.py _UNIFORM_SPAN /10": "as _JITTER_ULPS /10: it scales the same move",
-    "fd.py _UNIFORM_SPAN x10": "as _JITTER_ULPS x10: it scales the same move",
-    "fd.py _JITTER_SAMPLES x10": (
+    "stencils.py _UNIFORM_SPAN /10": "as _JITTER_ULPS /10: it scales the same move",
+    "stencils.py _UNIFORM_SPAN x10": "as _JITTER_ULPS x10: it scales the same move",
+    "stencils.py _JITTER_SAMPLES x10": (
         "no weakening: 160 samples measure the same spread as 16, more precisely"
     ),
-    "fd.py _JITTER_MARGIN x10": (
+    "stencils.py _JITTER_MARGIN x10": (
         "the direct noise bounds the pooled one where lines crossing kinks inflate it (4e7 "
         "times in the corpus case); at 20x instead of 2x it bounds every such case found"
     ),
@@ -504,10 +509,6 @@ ARGUED: Dict[str, str] = {
     "trust.py _COORDINATE_MOVE x10": "no weakening: the moves are larger, as _BATCHED_MOVE x10",
     "derivative.py _RANDOM_POINTS x10": (
         "no weakening: 640 random points instead of 64, the first 64 the same"
-    ),
-    "derivative.py _NOISE_ULPS /10": (
-        "0.4 ulps of the largest value on a stencil, times 6 sigmas, still bounds the rounding "
-        "of one elementwise evaluation (half an ulp)"
     ),
     "function.py COTANGENTS x10": "no weakening: 30 random cotangents and tangents instead of 3",
     "function.py KINK_PAIRS x10": "no weakening: up to 640 pairs of kinked coordinates",

@@ -23,9 +23,10 @@ import numpy as np
 import tensorflow as tf
 
 from .._core import validate
-from .._core.fd import Stencil, analyse, power_of_two_step
-from .._core.policy import TAPE_RTOL, TensorEvidence, classify, confounded
-from .._core.report import Diagnosis, ElementVerdict, Finding, Note, NoteCode, Status
+from .._core.fd import FLOOR_ULPS, Stencil, analyse, power_of_two_step
+from .._core.policy import TAPE_RTOL, TensorEvidence, classify, confounded, fd_confounded
+from .._core.report import Diagnosis, ElementVerdict, Finding, Note, Status
+from .._core.verdict import element_notes
 from .diagnosis import diagnose_tensor
 
 __all__ = ["check_derivative", "DerivativeReport", "sample_points"]
@@ -39,8 +40,6 @@ _NEAR, _BESIDE = 1e-8, 1e-4
 # The ordinary grid: 321 points over [-8, 8] (a step of 0.05) and 64 normal draws of scale 3.
 _GRID = (-8.0, 8.0, 321)
 _RANDOM_POINTS, _RANDOM_SCALE = 64, 3.0
-# Rounding of one elementwise evaluation, in ulps of the largest value on its stencil.
-_NOISE_ULPS = 4.0
 # The derivative's own scale is its largest magnitude where |x| <= 10, and at least its largest
 # on a 161-point grid over [-8, 8] (a step of 0.1).
 _INNER = 10.0
@@ -356,10 +355,12 @@ def _bends(v: ElementVerdict, derivative, fn, x: np.ndarray, ev: TensorEvidence)
         ]
         bend = np.max(np.nan_to_num(moves, nan=np.inf), axis=0)
         gap = np.abs(here - ev.fd.value[suspects])
-    excused = suspects[confounded(gap, bend)]
-    v.fail[excused] = False
-    v.fd_against[excused] = False
-    v.fd_unresolved[excused] = True
+    excused = confounded(gap, bend)
+    if np.any(excused):
+        mask = np.zeros(v.fail.shape, bool)
+        mask[suspects[excused]] = True
+        ratio = float(np.max(bend[excused] / np.maximum(gap[excused], np.finfo(float).tiny)))
+        fd_confounded(v, mask, {"bend": ratio, "moved": 0.0})
 
 
 def _claimed(derivative, fn, x: np.ndarray) -> np.ndarray:
@@ -406,12 +407,7 @@ def _fill(report: DerivativeReport, x, ev: TensorEvidence, v: ElementVerdict, ke
         )
     if np.any(fail):
         report.diagnosis.extend(_patterns(manual, ref, keep & ~fd.kink, ev.rtol))
-    for code, mask in (
-        (NoteCode.TAPE_UNFAITHFUL, v.tape_unfaithful),
-        (NoteCode.FD_UNRESOLVED, v.fd_unresolved),
-    ):
-        if np.any(mask & keep):
-            report.notes.append(Note(code, int((mask & keep).sum())))
+    report.notes.extend(element_notes(ev, v, keep))
 
 
 # The findings of the tensor diagnosis that speak of the derivative as a whole (a constant
@@ -457,6 +453,6 @@ def _finite_differences(fn, x: np.ndarray):
         eps = float(np.finfo(x.dtype).eps)
     s = pts.astype(np.float64) - x64[:, None]
     with np.errstate(invalid="ignore"):
-        sigma = _NOISE_ULPS * eps * np.max(np.abs(np.where(np.isfinite(f), f, 0.0)), axis=1)
+        sigma = FLOOR_ULPS * eps * np.max(np.abs(np.where(np.isfinite(f), f, 0.0)), axis=1)
     sigma = np.maximum(sigma, np.finfo(np.float64).tiny)
     return analyse("fn", Stencil(s, f), sigma)

@@ -19,7 +19,6 @@ from .._core.compiled import NotCompiled, cached, compiled_loss, forget
 from .._core.policy import (
     SCALE_FLOOR,
     TAPE_RTOL,
-    assemble,
     classify,
     floors,
     judge_probes,
@@ -28,6 +27,7 @@ from .._core.policy import (
 )
 from .._core.report import GradientMismatch, GradientReport, Note, NoteCode
 from .._core.tape import overrides, tape_values
+from .._core.verdict import assemble
 from .cost import MAX_SECONDS, evaluations, too_slow, worth_compiling
 from .diagnosis import diagnosis_pass, problem_sizes
 from .modes import DirectionalMode, FullMode, Gathered

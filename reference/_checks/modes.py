@@ -10,6 +10,7 @@ from typing import Dict
 import numpy as np
 
 from .._core import fd as fdm
+from .._core import stencils
 from .._core.adapter import Adapter, guarded
 from .._core.policy import (
     ProbeEvidence,
@@ -22,8 +23,6 @@ from .._core.policy import (
 __all__ = ["Gathered", "FullMode", "DirectionalMode"]
 
 _DURING_FD = "model.loss during finite differences"
-# See Gathered.noise_floor.
-NOISE_FLOOR_ULPS = 4.0
 # See Gathered.coarser_where_alone: the second step is 2^COARSER times the default.
 COARSER = 2
 
@@ -43,45 +42,40 @@ class Gathered:
 
     def noise_floor(self) -> float:
         """The least rounding noise of one loss evaluation assumed where finite differences
-        judge alone: ``NOISE_FLOOR_ULPS`` ulps of max(|loss|, 1). A batch-mean loss below 1 is
+        judge alone: ``fd.FLOOR_ULPS`` ulps of max(|loss|, 1). A batch-mean loss below 1 is
         the cancellation of O(1) terms (logsumexp(z) - z_y of a confident softmax) and is
         rounded on their scale, while its fourth differences and its values a few ulps away
         can all come out exact, measuring no noise at all. With a tape the manual gradient is
         judged against it, and the noise measured is kept."""
         if all(self.tape[k] is not None for k in self.keys):
             return 0.0
-        return NOISE_FLOOR_ULPS * self.twin.eps * max(abs(self.f0), 1.0)
+        return fdm.FLOOR_ULPS * self.twin.eps * max(abs(self.f0), 1.0)
 
     def analyse(self, key, name: str, st, sigma) -> fdm.NumericalGradient:
         """``fd.analyse``, with the looser kink test where finite differences judge alone."""
-        alone = self.tape[key] is None
-        return fdm.analyse(name, st, sigma, fdm.ALONE_KINK_SIGMAS if alone else fdm.KINK_SIGMAS)
+        return fdm.analyse(name, st, sigma, fdm.kink_sigmas(self.tape[key] is None))
 
     def refine_elements(self, ev: TensorEvidence, key, sigma: float, lines) -> np.ndarray:
         """Difference again, with smaller steps, the elements among ``lines`` whose estimate
-        is suspect (``fd.refine``); returns the others (flat indices), which it settled."""
-        nd = ev.fd
+        is suspect (``fd.refine_suspects``); returns the others (flat indices)."""
         lines = np.asarray(lines, dtype=np.int64)
-        flat = nd.take(lines)
-        bad = fdm.suspect(
-            flat,
+
+        def remeasure(idx, shrink):
+            st = guarded(
+                _DURING_FD, stencils.coordinate_stencil, self.twin, key, self.f0, idx, shrink=shrink
+            )
+            return self.analyse(key, ev.fd.name, st, sigma)
+
+        return fdm.refine_suspects(
+            ev.fd,
+            lines,
             ev.manual.reshape(-1)[lines],
             _tape_or_manual(ev).reshape(-1)[lines],
             tolerance_at(ev.slack, lines),
             tolerance_at(ev.tape_tol, lines),
+            remeasure,
+            alone=ev.tape is None,
         )
-        settled = np.delete(lines, bad)
-        if bad.size == 0:
-            return settled
-
-        def remeasure(idx, shrink):
-            st = guarded(
-                _DURING_FD, fdm.coordinate_stencil, self.twin, key, self.f0, idx, shrink=shrink
-            )
-            return self.analyse(key, nd.name, st, sigma)
-
-        fdm.refine(nd, lines[bad], remeasure, alone=ev.tape is None)
-        return settled
 
     def coarser_where_alone(self, ev: TensorEvidence, key, sigma: float, lines) -> None:
         """Where finite differences judge alone, the ``lines`` (flat indices) their first
@@ -97,7 +91,7 @@ class Gathered:
         if ev.tape is not None or nd is None or lines.size == 0:
             return
         st = guarded(
-            _DURING_FD, fdm.coordinate_stencil, self.twin, key, self.f0, lines, shrink=-COARSER
+            _DURING_FD, stencils.coordinate_stencil, self.twin, key, self.f0, lines, shrink=-COARSER
         )
         here = nd.take(lines)
         wide = fdm.coarser(here, self.analyse(key, nd.name, st, sigma), sigma)
@@ -132,16 +126,16 @@ class FullMode:
     name = "full"
 
     def gather(self, g: Gathered) -> Dict[object, TensorEvidence]:
-        stencils = guarded(_DURING_FD, fdm.coordinate_stencils, g.twin, g.keys, g.f0)
-        sigma = fdm.pooled_noise(list(stencils.values()), g.f0, g.twin.eps)
+        lines = guarded(_DURING_FD, stencils.coordinate_stencils, g.twin, g.keys, g.f0)
+        sigma = fdm.pooled_noise(list(lines.values()), g.f0, g.twin.eps)
         # Where most lines cross kinks the pooled estimate is inflated: the noise measured
         # directly a few ulps from the point bounds it.
-        direct = guarded(_DURING_FD, fdm.jitter_noise, g.twin, g.f0, np.random.default_rng(0))
+        direct = guarded(_DURING_FD, stencils.jitter_noise, g.twin, g.f0, np.random.default_rng(0))
         sigma = max(min(sigma, direct), g.noise_floor())
         out = {}
         for k in g.keys:
             name = g.twin.name(k)
-            ev = g.evidence(k, g.analyse(k, name, stencils[k], sigma).reshaped(g.twin.shape(k)))
+            ev = g.evidence(k, g.analyse(k, name, lines[k], sigma).reshaped(g.twin.shape(k)))
             settled = g.refine_elements(ev, k, sigma, np.arange(ev.manual.size))
             g.coarser_where_alone(ev, k, sigma, settled)
             out[k] = ev
@@ -167,25 +161,25 @@ class DirectionalMode:
 
     def gather(self, g: Gathered) -> Dict[object, TensorEvidence]:
         rng = np.random.default_rng(self.seed)
-        dirs = {k: fdm.probe_directions(g.twin.shape(k), self.probes, rng) for k in g.keys}
-        stencils = {
-            k: guarded(_DURING_FD, fdm.directional_stencil, g.twin, k, g.f0, dirs[k])
+        dirs = {k: stencils.probe_directions(g.twin.shape(k), self.probes, rng) for k in g.keys}
+        along = {
+            k: guarded(_DURING_FD, stencils.directional_stencil, g.twin, k, g.f0, dirs[k])
             for k in g.keys
         }
-        sigma = fdm.pooled_noise(list(stencils.values()), g.f0, g.twin.eps)
+        sigma = fdm.pooled_noise(list(along.values()), g.f0, g.twin.eps)
         # A few probe lines pool a poor estimate, inflated when they cross kinks: the noise
         # measured directly a few ulps from the point bounds it (as in full mode).
-        direct = guarded(_DURING_FD, fdm.jitter_noise, g.twin, g.f0, rng)
+        direct = guarded(_DURING_FD, stencils.jitter_noise, g.twin, g.f0, rng)
         sigma = max(min(sigma, direct), g.noise_floor())
         out = {}
         for k in g.keys:
             name, shape = g.twin.name(k), g.twin.shape(k)
-            probes = ProbeEvidence(dirs[k], g.analyse(k, name, stencils[k], sigma))
+            probes = ProbeEvidence(dirs[k], g.analyse(k, name, along[k], sigma))
             ev = g.evidence(k, fdm.NumericalGradient.unmeasured(name, shape, sigma), probes)
             self._refine_probes(g, k, ev, sigma)
             chosen = self._elements(g, k, ev, rng, sigma)
             if chosen.size:
-                st = guarded(_DURING_FD, fdm.coordinate_stencil, g.twin, k, g.f0, chosen)
+                st = guarded(_DURING_FD, stencils.coordinate_stencil, g.twin, k, g.f0, chosen)
                 ev.fd.fill(chosen, g.analyse(k, name, st, sigma))
                 g.refine_elements(ev, k, sigma, chosen)
             out[k] = ev
@@ -196,15 +190,11 @@ class DirectionalMode:
         """Difference again, with smaller steps, the probes whose estimate is suspect."""
         dirs, nd = ev.probes.directions, ev.probes.fd
         spans = np.sum(np.abs(dirs), axis=1)
-        flat_m, flat_t = ev.manual.reshape(-1), _tape_or_manual(ev).reshape(-1)
-        bad = fdm.suspect(nd, dirs @ flat_m, dirs @ flat_t, ev.slack * spans, ev.tape_tol * spans)
-        if bad.size == 0:
-            return
 
         def remeasure(idx, shrink):
             st = guarded(
                 _DURING_FD,
-                fdm.directional_stencil,
+                stencils.directional_stencil,
                 g.twin,
                 key,
                 g.f0,
@@ -213,7 +203,16 @@ class DirectionalMode:
             )
             return g.analyse(key, nd.name, st, sigma)
 
-        fdm.refine(nd, bad, remeasure, alone=ev.tape is None)
+        fdm.refine_suspects(
+            nd,
+            np.arange(len(dirs)),
+            dirs @ ev.manual.reshape(-1),
+            dirs @ _tape_or_manual(ev).reshape(-1),
+            ev.slack * spans,
+            ev.tape_tol * spans,
+            remeasure,
+            alone=ev.tape is None,
+        )
 
     def _elements(self, g: Gathered, key, ev: TensorEvidence, rng, sigma) -> np.ndarray:
         """The flat indices to difference one by one: where manual and tape disagree (largest
@@ -247,8 +246,8 @@ class DirectionalMode:
             for half in np.array_split(idx, 2):
                 mask = np.zeros(flat_m.size)
                 mask[half] = 1.0
-                d = fdm.probe_directions(ev.manual.shape, 1, rng, mask)
-                st = guarded(_DURING_FD, fdm.directional_stencil, g.twin, key, g.f0, d)
+                d = stencils.probe_directions(ev.manual.shape, 1, rng, mask)
+                st = guarded(_DURING_FD, stencils.directional_stencil, g.twin, key, g.f0, d)
                 estimate = g.analyse(key, "", st, sigma)
                 if not np.all(estimate.accepts(d @ flat_m, ev.slack * np.sum(np.abs(d), axis=1))):
                     pending.append(half)

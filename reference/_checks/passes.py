@@ -15,14 +15,21 @@ from typing import Dict
 import numpy as np
 
 from .._core import fd as fdm
+from .._core import stencils
 from .._core.adapter import INPUT, Adapter, ModelError
 from .._core.policy import (
     ERRATIC,
     TensorEvidence,
     confounded,
+    excuse_region,
+    excuse_rounding,
+    fd_confounded,
+    hidden_kinks,
     magnitude,
+    region_unresolved,
     rounding_bound,
     tolerance_at,
+    unresolved,
 )
 from .._core.report import (
     Between,
@@ -105,31 +112,44 @@ def rounding_pass(
         if k not in erratic and np.any(mask & (gaps[k] <= evidence[k].resolution))
     }
     if steady:
-        erratic |= _erratic(twin, steady, manual, tape, _LARGE_NUDGE, rng)
+        erratic.update(_erratic(twin, steady, manual, tape, _LARGE_NUDGE, rng))
     for k, mask in suspects.items():
         if k not in erratic:
             continue
+        verdict, ev = verdicts[k], evidence[k]
+        scale = ev.scale if ev.scale > 0 else 1.0
         small = mask & (gaps[k] <= bounds[k])
-        verdicts[k].excuse_rounding(small)
+        if np.any(small):
+            excuse_rounding(
+                verdict,
+                small,
+                {
+                    "difference": float(np.max(gaps[k][small])) / scale,
+                    "bound": bounds[k] / scale,
+                    "moved": erratic[k],
+                },
+            )
         large = mask & ~small
         if np.any(large):
-            verdict, ev = verdicts[k], evidence[k]
-            scale = ev.scale if ev.scale > 0 else 1.0
-            verdict.unresolved(large)
-            verdict.unresolved_by = {
-                "difference": float(np.max(gaps[k][large])) / scale,
-                "bound": bounds[k] / scale,
-                "resolution": float(np.nanmax(np.where(large, ev.fd.error, np.nan))) / scale,
-            }
+            unresolved(
+                verdict,
+                large,
+                {
+                    "difference": float(np.max(gaps[k][large])) / scale,
+                    "bound": bounds[k] / scale,
+                    "resolution": float(np.nanmax(np.where(large, ev.fd.error, np.nan))) / scale,
+                },
+            )
 
 
-def _erratic(twin: Adapter, suspects: Dict, manual: Dict, tape: Dict, nudge: float, rng) -> set:
-    """The tensors whose manual-minus-tape difference (over the ``suspects`` masks) moves
+def _erratic(twin: Adapter, suspects: Dict, manual: Dict, tape: Dict, nudge: float, rng) -> Dict:
+    """The tensors (with how far it moved, as a fraction of itself) whose manual-minus-tape
+    difference (over the ``suspects`` masks) moves
     erratically when every weight moves by a relative ``nudge``, ``_NUDGES`` times: by at least
     ``_ERRATIC`` of itself, and ``_SMOOTH_FACTOR`` times more than the tape's gradient there."""
     d0 = {k: (manual[k] - tape[k])[mask] for k, mask in suspects.items()}
     tiny = np.finfo(float).tiny
-    out = set()
+    out: Dict[object, float] = {}
     original = twin.snapshot()
     try:
         for _ in range(_NUDGES):
@@ -144,7 +164,7 @@ def _erratic(twin: Adapter, suspects: Dict, manual: Dict, tape: Dict, nudge: flo
                     np.sum(np.abs(tape[k][mask])), tiny
                 )
                 if moved >= ERRATIC and moved >= _SMOOTH_FACTOR * own:
-                    out.add(k)
+                    out[k] = max(out.get(k, 0.0), float(moved))
     finally:
         twin.restore(original)
     return out
@@ -231,10 +251,11 @@ def region_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence:
     finally:
         twin.restore(original)
     if best is not None:
+        code = NoteCode.KINK_REGION_FD if "fd_push" in best_region else NoteCode.KINK_REGION
+        shown = {"displacement": best_region["displacement"]}
         for k, v in verdicts.items():
             if np.any(best[k]):
-                v.region = dict(best_region)
-                v.excuse_region(best[k])
+                excuse_region(v, best[k], shown, code)
     _coarse_regions(verdicts, coarse_regions)
 
 
@@ -245,11 +266,14 @@ def _coarse_regions(verdicts: Dict[object, ElementVerdict], coarse) -> None:
         found = [(c["mask"][k], c) for c in coarse if np.any(c["mask"][k] & v.fail)]
         if not found:
             continue
-        v.region_unresolved(np.logical_or.reduce([m for m, _ in found]))
-        v.region_coarse_by = {
-            "resolution": max(c["resolution"][k] for _, c in found),
-            "reach": min(c["reach"] for _, c in found),
-        }
+        region_unresolved(
+            v,
+            np.logical_or.reduce([m for m, _ in found]),
+            {
+                "resolution": max(c["resolution"][k] for _, c in found),
+                "reach": min(c["reach"] for _, c in found),
+            },
+        )
 
 
 def _push(twin: Adapter, original, sign: float, order, base: float) -> Dict:
@@ -306,7 +330,7 @@ def _fd_region(twin: Adapter, original, sign: float, order, failing: Dict, evide
                 continue
             ev = evidence[k]
             idx = np.flatnonzero(mask.reshape(-1))
-            st = fdm.coordinate_stencil(twin, k, f0, idx, exponent=exponent)
+            st = stencils.coordinate_stencil(twin, k, f0, idx, exponent=exponent)
             nd = fdm.analyse(ev.name, st, ev.fd.noise if ev.fd is not None else 0.0)
             scale = max(ev.scale, np.finfo(float).tiny)
             resolved = nd.error <= _FD_REGION_RESOLUTION * scale
@@ -406,18 +430,14 @@ def hidden_kinks_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evi
         smooth = ev.fd.measured & ~ev.fd.kink & np.isfinite(ev.fd.value)
         finite = np.isfinite(ev.manual) & smooth
         lines = np.flatnonzero((v.fail & finite).reshape(-1))[:_HIDDEN_KINKS_MAX]
-        hidden = _kinks_along(twin, k, lines, ev)
+        gap = np.abs(ev.manual.reshape(-1)[lines] - ev.fd.value.reshape(-1)[lines])
+        bend = _bends_along(twin, k, lines, ev)
+        hidden = confounded(gap, bend)
         if np.any(hidden):
             mask = np.zeros(ev.manual.size, bool)
             mask[lines[hidden]] = True
-            v.hidden_kinks(mask.reshape(ev.manual.shape))
-
-
-def _kinks_along(twin: Adapter, key, lines, ev) -> np.ndarray:
-    """Per line: does the model's own gradient jump within the step along it?"""
-    flat_manual, flat_fd = ev.manual.reshape(-1), ev.fd.value.reshape(-1)
-    gap = np.abs(flat_manual[lines] - flat_fd[lines])
-    return confounded(gap, _bends_along(twin, key, lines, ev))
+            ratio = float(np.min(bend[hidden] / np.maximum(gap[hidden], np.finfo(float).tiny)))
+            hidden_kinks(v, mask.reshape(ev.manual.shape), {"bend": ratio})
 
 
 # --- finite differences against manual and tape alike -----------------------------------------
@@ -449,24 +469,17 @@ def fd_against_pass(
         gap = np.abs(flat_m[lines] - flat_fd[lines])
         bend = _bends_along(twin, k, lines, ev)
         moved = _moved_under_nudge(twin, k, lines, ev, rng)
-        scale = ev.scale if ev.scale > 0 else 1.0
         excused = confounded(gap, bend, moved)
         if not np.any(excused):
-            v.fd_against_by = {"difference": float(np.max(gap)) / scale}
             continue
         mask = np.zeros(ev.manual.size, bool)
         mask[lines[excused]] = True
-        mask = mask.reshape(ev.manual.shape)
-        v.fd_against_by = {
-            "bend": float(np.max(bend[excused] / gap[excused])),
+        tiny = np.finfo(float).tiny
+        shown = {
+            "bend": float(np.max(bend[excused] / np.maximum(gap[excused], tiny))),
             "moved": float(np.max(moved[excused])),
         }
-        v.fail = v.fail & ~mask
-        v.fd_against = v.fd_against & ~mask
-        if independent:
-            v.fd_unresolved = v.fd_unresolved | mask
-        else:
-            v.unverifiable = v.unverifiable | mask
+        fd_confounded(v, mask.reshape(ev.manual.shape), shown, independent)
 
 
 def _bends_along(twin: Adapter, key, lines, ev) -> np.ndarray:
@@ -503,7 +516,7 @@ def _moved_under_nudge(twin: Adapter, key, lines, ev, rng) -> np.ndarray:
             for i, value in enumerate(original):
                 twin.write(i, value * (1.0 + _NUDGE * rng.standard_normal(value.shape)))
             f0 = twin.loss_value()
-            st = fdm.coordinate_stencil(twin, key, f0, lines)
+            st = stencils.coordinate_stencil(twin, key, f0, lines)
             d1 = fdm.analyse("", st, ev.fd.noise).value - twin.manual()[key].reshape(-1)[lines]
             twin.restore(original)
             with np.errstate(invalid="ignore"):

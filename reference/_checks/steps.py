@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._core import fd as fdm
+from .._core import stencils
 from .._core.adapter import Adapter
 from .._core.tape import tape_gradients
 
@@ -45,7 +46,7 @@ def step_sweep(model, X, y, exponents, *, max_elements=_MAX_ELEMENTS, seed=0):
         for k_exp in exponents:
             worst = 0.0
             for key, idx in picks.items():
-                st = fdm.coordinate_stencil(adapter, key, f0, idx, exponent=k_exp)
+                st = stencils.coordinate_stencil(adapter, key, f0, idx, exponent=k_exp)
                 est = fdm.analyse("", st, 0.0).value
                 truth = exact[key].reshape(-1)
                 scale = float(np.max(np.abs(truth))) or 1.0

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from .adapter import INPUT
-from .fd import _BUDGET
+from .stencils import _BUDGET
 
 __all__ = ["NotCompiled", "CompiledLoss", "compiled_loss", "cached", "forget"]
 

@@ -26,32 +26,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from .adapter import INPUT, Adapter
-
 __all__ = [
     "NumericalGradient",
-    "numerical_gradients",
     "Stencil",
     "analyse",
     "pooled_noise",
-    "coordinate_stencil",
-    "coordinate_stencils",
-    "directional_stencil",
-    "probe_directions",
     "power_of_two_step",
     "ROUNDING_SIGMAS",
     "KINK_SIGMAS",
     "ALONE_KINK_SIGMAS",
     "KINK_SPREAD",
     "STEP_EXPONENT",
+    "FLOOR_ULPS",
+    "QUARTILE_UNIT",
     "refine",
+    "refine_suspects",
+    "kink_sigmas",
     "coarser",
     "consistent",
-    "jitter_noise",
     "suspect",
 ]
 
@@ -86,19 +82,17 @@ TRUNCATION_SAFETY = 4.0
 # (2^-25 at |theta| <= 1 in float64) still leaves rounding noise near 1e-7 of the loss's scale.
 REFINE_SHRINK = 4
 REFINE_LEVELS = 3
-_FLOOR_ULPS = 4.0  # the least noise assumed: 4 ulps of the loss
+# The least rounding noise of one evaluation any check assumes: this many ulps of the value it is
+# evaluated around (the loss; an output projected on a cotangent; max(|loss|, 1) where finite
+# differences judge alone, ``modes``; the largest value on an elementwise stencil, ``derivative``).
+FLOOR_ULPS = 4.0
 _SQRT70 = math.sqrt(70.0)  # noise of the fourth difference, in units of sigma_f
 _Q25_ABS_NORMAL = 0.31863936396437  # 25th percentile of |N(0, 1)|
+# The 25th percentile of |fourth difference| on a smooth line, in units of sigma_f: the noise is
+# estimated from that quantile (robust to the kinks among the lines).
+QUARTILE_UNIT = _SQRT70 * _Q25_ABS_NORMAL
 _R_NOISE = math.sqrt(32.0 / 9.0 + 2.0 / 36.0)  # noise of R, in units of sigma_f / h
 _ONE_SIDED_NOISE = math.sqrt(26.0)  # noise of F or B, in units of sigma_f / h
-# Memory bounds of a batched evaluation: at most 2^22 float64 values (32 MB) of perturbed
-# parameters per call, and at most 1024 lines (4096 rows) per call, whose intermediate
-# activations (rows x batch x width) are the larger cost; every tensor in one call only while
-# the stack has at most 8192 rows (2048 coordinates), past which one call per tensor is cheaper
-# than carrying every other tensor's unperturbed copies.
-_BUDGET = 1 << 22
-_MAX_LINES_PER_CALL = 1024
-_MAX_ROWS_ONE_CALL = 8192
 
 
 def power_of_two_step(theta: np.ndarray, eps: float) -> np.ndarray:
@@ -154,66 +148,13 @@ def local_kinks(st: Stencil, sigma_f, kink_sigmas: float = KINK_SIGMAS) -> np.nd
 def pooled_noise(stencils: Sequence[Stencil], f0: float, eps: float) -> float:
     """sigma_f, the rounding noise of one loss evaluation, pooled over every line checked that
     is live (the loss changes along it) and has no kink."""
-    floor = _FLOOR_ULPS * eps * max(abs(f0), np.finfo(np.float64).tiny)
+    floor = FLOOR_ULPS * eps * max(abs(f0), np.finfo(np.float64).tiny)
     d4 = [np.abs(st.fourth_difference()[st.live() & ~local_kinks(st, floor)]) for st in stencils]
     d4 = np.concatenate(d4) if d4 else np.empty(0)
     d4 = d4[np.isfinite(d4)]
     if d4.size == 0:
         return floor
-    return max(float(np.quantile(d4, 0.25)) / (_SQRT70 * _Q25_ABS_NORMAL), floor)
-
-
-# The direct noise estimate moves every checked value by this many ulps (relative, as a
-# standard deviation)...
-_JITTER_ULPS = 4.0
-# ... times a uniform draw on [-sqrt(3), sqrt(3)), of unit variance (a quarter of the cost of a
-# Gaussian draw, which a million parameters moved 16 times made a fifth of a check)...
-_UNIFORM_SPAN = 2.0 * np.sqrt(3.0)
-# ... this many times; the standard deviation of the losses is the noise of one evaluation (the
-# gradient's own share of the change, |g| |theta| 4 eps, is itself of the order of rounding).
-_JITTER_SAMPLES = 16
-# The direct estimate is one sample of 16: it is doubled before it bounds the pooled one (its
-# chance of falling below half the true noise is 0.2%).
-_JITTER_MARGIN = 2.0
-
-
-def jitter_noise(adapter: Adapter, f0: float, rng: np.random.Generator) -> float:
-    """The rounding noise of one loss evaluation measured directly: the loss at points a few
-    ulps from the point, where no kink is crossed. Fourth differences pooled over lines that
-    cross kinks (a handful of probes, or a small ReLU network where every line has one) are
-    inflated; this is not."""
-    base = {k: adapter.value(k) for k in adapter.keys}
-    rel = _JITTER_ULPS * adapter.eps
-    # The samples are drawn point by point, tensor by tensor, into stacks of as many points as
-    # fit finite differences' memory bound per call (a million parameters make 4 at a time), and
-    # the stacks are reused: 16 copies of every parameter at once made a million-parameter
-    # check vary from 0.4 s to 0.7 s from run to run, as fresh memory was mapped for them.
-    size = max(1, sum(v.size for v in base.values()))
-    per_call = max(1, min(_JITTER_SAMPLES, _BUDGET // size))
-    stacks = {k: np.empty((per_call,) + v.shape) for k, v in base.items()}
-    values = np.empty(_JITTER_SAMPLES)
-    for start in range(0, _JITTER_SAMPLES, per_call):
-        count = min(per_call, _JITTER_SAMPLES - start)
-        for i in range(count):
-            for k, v in base.items():
-                row = stacks[k][i, ...]  # a view, also of a 0-d tensor's row
-                rng.random(out=row)
-                row -= 0.5
-                row *= _UNIFORM_SPAN * rel
-                row += 1.0
-                row *= v
-                if adapter.dtype != np.float64:
-                    row[...] = adapter.cast(row)
-        if adapter.batched:
-            got = adapter.evaluate_many({k: stack[:count] for k, stack in stacks.items()})
-        else:
-            got = adapter.evaluate_points([{k: stacks[k][i] for k in base} for i in range(count)])
-        values[start : start + count] = got
-    values = values[np.isfinite(values)]
-    floor = _FLOOR_ULPS * adapter.eps * max(abs(f0), np.finfo(np.float64).tiny)
-    if values.size < 2:
-        return floor
-    return max(_JITTER_MARGIN * float(np.std(values - f0, ddof=1)), floor)
+    return max(float(np.quantile(d4, 0.25)) / QUARTILE_UNIT, floor)
 
 
 @dataclass
@@ -367,6 +308,29 @@ def suspect(nd: NumericalGradient, manual, tape, slack, apart=None) -> np.ndarra
     return np.flatnonzero((bad & nd.measured).reshape(-1))
 
 
+def refine_suspects(
+    nd: NumericalGradient, lines, manual, tape, slack, apart, remeasure, alone: bool
+) -> np.ndarray:
+    """The one refinement every check runs: of the flat ``lines`` of ``nd`` (elements or
+    probes), those whose estimate is suspect (``suspect``, with the candidates ``manual`` and
+    ``tape`` at those lines: the tape, or the manual values again where no tape witnesses) are
+    differenced again with smaller steps (``refine``): even one that accepts the tape and not
+    the manual value, since a step across another kink can accept anything within its wide
+    error. ``remeasure(flat_lines, shrink)`` measures lines of ``nd``. Returns the lines it did
+    not refine."""
+    lines = np.asarray(lines, dtype=np.int64)
+    bad = suspect(nd.take(lines), manual, tape, slack, apart)
+    if bad.size:
+        refine(nd, lines[bad], remeasure, alone=alone)
+    return np.delete(lines, bad)
+
+
+def kink_sigmas(alone: bool) -> float:
+    """How far a jump must stand out of the noise to be a kink: ``ALONE_KINK_SIGMAS`` where
+    finite differences judge alone, ``KINK_SIGMAS`` where a tape witnesses."""
+    return ALONE_KINK_SIGMAS if alone else KINK_SIGMAS
+
+
 def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = False) -> None:
     """Difference the suspect ``lines`` (flat indices) again with smaller steps (see
     ``REFINE_SHRINK``) and keep, per line, the estimate at the largest step that agrees with
@@ -451,197 +415,3 @@ def _widen_by_the_next_step(nd, lines, levels, chosen, unresolved) -> None:
             nd.error.reshape(-1)[flat] = max(nd.error.reshape(-1)[flat], gap)
         if np.isfinite(ends):
             nd.kink_error.reshape(-1)[flat] = max(nd.kink_error.reshape(-1)[flat], ends)
-
-
-# --- gathering the evaluations -------------------------------------------------------------
-
-_OFFSETS = np.array([-1.0, -0.5, 0.5, 1.0])  # the four perturbed points; f0 is shared
-
-
-def _run(adapter: Adapter, key, base: np.ndarray, n: int, make_chunk, f0: float) -> Stencil:
-    """Evaluate the loss on n lines through ``base``, a chunk of lines per batched call.
-
-    ``make_chunk(start, stop)`` returns the perturbed values, shape (c * 4, size) ordered line by
-    line and then by _OFFSETS, and the displacements applied, shape (c, 4).
-    """
-    f = np.empty((n, 5))
-    s = np.empty((n, 5))
-    f[:, 2], s[:, 2] = f0, 0.0
-    per_chunk = max(1, min(_MAX_LINES_PER_CALL, _BUDGET // (4 * max(1, base.size))))
-    for start in range(0, n, per_chunk):
-        stop = min(n, start + per_chunk)
-        stack, disp = make_chunk(start, stop)
-        values = adapter.evaluate(key, stack.reshape((-1,) + base.shape))
-        f[start:stop][:, [0, 1, 3, 4]] = values.reshape(stop - start, 4)
-        s[start:stop][:, [0, 1, 3, 4]] = disp
-    return Stencil(s, f)
-
-
-def _coordinate_plan(
-    adapter: Adapter, key, indices=None, exponent: Optional[int] = None, shrink: int = 0
-):
-    """(base, indices, steps) of the coordinates to difference in tensor ``key``."""
-    base = adapter.value(key)
-    flat = base.reshape(-1)
-    idx = np.arange(flat.size) if indices is None else np.asarray(indices, dtype=np.int64)
-    if exponent is None:
-        eps = np.finfo(adapter.dtype.as_numpy_dtype).eps
-        steps = power_of_two_step(flat[idx], eps) * 2.0**-shrink
-    else:
-        steps = np.exp2(exponent + np.round(np.log2(np.maximum(1.0, np.abs(flat[idx])))))
-    return base, idx, steps
-
-
-def _perturbed(adapter: Adapter, flat, idx, steps):
-    """Rows ``flat`` with one coordinate moved per row (4 rows per coordinate, by _OFFSETS), and
-    the displacements actually applied after rounding to the model's dtype, shape (n, 4)."""
-    cols = np.repeat(idx, 4)
-    stack = np.tile(flat, (cols.size, 1))
-    moved = adapter.cast(flat[cols] + (steps[:, None] * _OFFSETS).reshape(-1))
-    stack[np.arange(cols.size), cols] = moved
-    return stack, (moved - flat[cols]).reshape(idx.size, 4)
-
-
-def coordinate_stencils(adapter: Adapter, keys, f0: float):
-    """Stencils along every coordinate of every tensor in ``keys``, as a dict.
-
-    A model with ``batched_loss`` gets every perturbation of every tensor in one batched call
-    when they fit in memory together (each row moves one coordinate of one tensor and keeps the
-    rest at its value); otherwise one tensor at a time.
-    """
-    plans = {k: _coordinate_plan(adapter, k) for k in keys}
-    if adapter.has_coordinates:
-        return _by_coordinates(adapter, plans, f0)
-    rows = sum(4 * plan[1].size for plan in plans.values())
-    width = sum(plan[0].size for plan in plans.values())
-    if not (adapter.batched and rows * width <= _BUDGET and rows <= _MAX_ROWS_ONE_CALL):
-        return {k: coordinate_stencil(adapter, k, f0) for k in keys}
-    stacks, disps, offset = {}, {}, 0
-    for k, (base, idx, steps) in plans.items():
-        flat = base.reshape(-1)
-        block, disps[k] = _perturbed(adapter, flat, idx, steps)
-        full = np.tile(flat, (rows, 1))
-        full[offset : offset + block.shape[0]] = block
-        stacks[k] = full.reshape((rows,) + base.shape)
-        offset += block.shape[0]
-    values = adapter.evaluate_many(stacks)
-    out, offset = {}, 0
-    for k, (_base, idx, _steps) in plans.items():
-        n = idx.size
-        f = np.empty((n, 5))
-        s = np.empty((n, 5))
-        f[:, 2], s[:, 2] = f0, 0.0
-        f[:, [0, 1, 3, 4]] = values[offset : offset + 4 * n].reshape(n, 4)
-        s[:, [0, 1, 3, 4]] = disps[k]
-        out[k] = Stencil(s, f)
-        offset += 4 * n
-    return out
-
-
-def _by_coordinates(adapter: Adapter, plans, f0: float):
-    """Stencils of the parameters by the model's ``coordinate_losses`` (one call for all), and
-    of dL/dX by whole stacks."""
-    moves, disps = {}, {}
-    for k, (base, idx, steps) in plans.items():
-        if k == INPUT:
-            continue
-        flat = base.reshape(-1)
-        cols = np.repeat(idx, 4)
-        moved = adapter.cast(flat[cols] + (steps[:, None] * _OFFSETS).reshape(-1))
-        disps[k] = (moved - flat[cols]).reshape(idx.size, 4)
-        moves[k] = (cols, disps[k].reshape(-1))
-    samples = adapter.coordinate_samples or {}
-    asked = {
-        k: (
-            np.concatenate([moves[k][0], samples[k][0]]),
-            np.concatenate([moves[k][1], samples[k][1]]),
-        )
-        if k in samples
-        else moves[k]
-        for k in moves
-    }
-    values = adapter.evaluate_coordinates(asked) if asked else {}
-    adapter.sample_values = {k: values[k][len(moves[k][0]) :] for k in samples if k in moves}
-    out = {}
-    for k in plans:
-        if k == INPUT:
-            out[k] = coordinate_stencil(adapter, k, f0)
-            continue
-        n = plans[k][1].size
-        f = np.empty((n, 5))
-        s = np.empty((n, 5))
-        f[:, 2], s[:, 2] = f0, 0.0
-        f[:, [0, 1, 3, 4]] = values[k][: 4 * n].reshape(n, 4)
-        s[:, [0, 1, 3, 4]] = disps[k]
-        out[k] = Stencil(s, f)
-    return out
-
-
-def coordinate_stencil(
-    adapter: Adapter,
-    key,
-    f0: float,
-    indices=None,
-    exponent: Optional[int] = None,
-    shrink: int = 0,
-) -> Stencil:
-    """Stencils along the coordinates ``indices`` (flat; default all) of tensor ``key``.
-
-    The step is the harness's own (``power_of_two_step``, divided by ``2^shrink``) unless
-    ``exponent`` fixes it at ``2^exponent * max(1, |theta|)`` (for studying the step-size
-    trade-off). The displacements recorded are the ones actually applied after rounding to the
-    model's dtype.
-    """
-    base, idx, steps = _coordinate_plan(adapter, key, indices, exponent, shrink)
-    flat = base.reshape(-1)
-
-    def make_chunk(start, stop):
-        return _perturbed(adapter, flat, idx[start:stop], steps[start:stop])
-
-    return _run(adapter, key, base, idx.size, make_chunk, f0)
-
-
-def probe_directions(shape, probes: int, rng: np.random.Generator, mask=None) -> np.ndarray:
-    """``probes`` Gaussian directions over the tensor (or its masked part), scaled so their
-    largest entry is 1: every tensor, large or small, is perturbed on its own scale."""
-    size = int(np.prod(shape))
-    v = rng.normal(size=(probes, size))
-    if mask is not None:
-        v = v * np.asarray(mask, dtype=np.float64).reshape(1, -1)
-    return v / np.max(np.abs(v), axis=1, keepdims=True)
-
-
-def directional_stencil(
-    adapter: Adapter, key, f0: float, directions: np.ndarray, shrink: int = 0
-) -> Stencil:
-    """Stencils along probe directions of tensor ``key`` (rows of ``directions``), with one
-    power-of-two step for the tensor, relative to its largest entry (divided by ``2^shrink``)."""
-    base = adapter.value(key)
-    flat = base.reshape(-1)
-    eps = np.finfo(adapter.dtype.as_numpy_dtype).eps
-    step = float(power_of_two_step(np.max(np.abs(flat)) if flat.size else 0.0, eps))
-    step *= 2.0**-shrink
-
-    def make_chunk(start, stop):
-        disp = np.tile(step * _OFFSETS, (stop - start, 1))
-        stack = flat[None, None, :] + disp[:, :, None] * directions[start:stop, None, :]
-        return stack.reshape(-1, flat.size), disp
-
-    return _run(adapter, key, base, len(directions), make_chunk, f0)
-
-
-def numerical_gradients(model, X, y, *, include_input: bool = False) -> List[NumericalGradient]:
-    """Finite-difference gradients of every tensor in ``model.params`` (and ``dL/dX`` with
-    ``include_input``), element by element, in float64 when the model has ``astype``.
-
-    Each result carries the value, its error estimate and the kinks found; ``value`` has the
-    tensor's shape. The model is left exactly as it was.
-    """
-    adapter = Adapter(model, X, y, include_input=include_input).twin64()
-    f0 = adapter.loss_value()
-    stencils = coordinate_stencils(adapter, adapter.keys, f0)
-    sigma = pooled_noise(list(stencils.values()), f0, adapter.eps)
-    return [
-        analyse(adapter.name(key), stencils[key], sigma).reshaped(adapter.shape(key))
-        for key in adapter.keys
-    ]

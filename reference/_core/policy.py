@@ -29,12 +29,13 @@ The verdict is data: a :class:`Status` and :class:`Note` codes; no decision read
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 
+from .codes import NoteCode
 from .fd import NumericalGradient
-from .report import Between, Comparison, ElementVerdict, Note, NoteCode, Status, TensorCheck
+from .report import ElementVerdict
 
 __all__ = [
     "TAPE_RTOL",
@@ -50,7 +51,12 @@ __all__ = [
     "classify",
     "within_tape",
     "judge_probes",
-    "assemble",
+    "excuse_rounding",
+    "unresolved",
+    "excuse_region",
+    "hidden_kinks",
+    "region_unresolved",
+    "fd_confounded",
     "magnitude",
     "probes_fail",
     "probe_failures",
@@ -349,179 +355,80 @@ def probes_fail(ev: TensorEvidence, v: Optional[ElementVerdict] = None) -> bool:
     return ev.probes is not None and bool(np.any(probe_failures(ev, v)))
 
 
-def fd_comparison(
-    between: Between, candidate, fd: NumericalGradient, ok, slack, scale: float
-) -> Comparison:
-    """The worst disagreement of ``candidate`` with the FD estimate, relative to ``scale``."""
-    dist = np.where(np.isfinite(candidate), fd.distance(candidate), np.inf)
-    dist = np.nan_to_num(np.where(fd.measured, dist, 0.0), nan=0.0)
-    tol = np.broadcast_to(np.where(fd.kink, fd.kink_error, fd.error) + slack, dist.shape)
-    judged_wrong = ~(ok | ~fd.measured)
-    # The largest disagreement among the elements judged wrong (or among all, when none is).
-    worst = int(np.argmax(np.where(judged_wrong, dist, -1.0) if np.any(judged_wrong) else dist))
-    denom = scale if scale > 0 else 1.0
-    return Comparison(
-        between,
-        float(dist.flat[worst]) / denom,
-        float(tol.flat[worst]) / denom,
-        bool(np.all(ok | ~fd.measured)),
-    )
+# --- the transitions of a verdict: what the passes decide, each with its evidence ------------
 
 
-def _comparisons(ev: TensorEvidence, v: ElementVerdict) -> List[Comparison]:
-    scale = denom = ev.shown
-    out = []
-    if ev.tape is not None:
-        with np.errstate(invalid="ignore"):
-            err = np.where(np.isfinite(ev.manual), np.abs(ev.manual - ev.tape), np.inf)
-        counted = ~v.excused()
-        out.append(
-            Comparison(
-                Between.MANUAL_TAPE,
-                float(np.max(err[counted], initial=0.0)) / denom,
-                float(np.max(ev.tape_tol)) / denom,
-                bool(np.all(v.tape_ok | ~counted)),
-            )
-        )
-    # Without a tape, elements differenced one by one that fail are what the column shows
-    # (the probes may all agree while one element is off).
-    elements_fail = ev.tape is None and ev.fd is not None and bool(np.any(v.fail & ev.fd.measured))
-    if ev.probes is not None and not elements_fail:
-        probes = judge_probes(ev)
-        span = scale * float(np.max(np.sum(np.abs(ev.probes.directions), axis=1)))
-        out.append(
-            fd_comparison(
-                Between.MANUAL_FD,
-                probes.manual,
-                ev.probes.fd,
-                probes.fd_ok_manual,
-                probes.slack,
-                span,
-            )
-        )
-        if probes.tape is not None:
-            out.append(
-                fd_comparison(
-                    Between.TAPE_FD,
-                    probes.tape,
-                    ev.probes.fd,
-                    probes.fd_ok_tape,
-                    probes.slack,
-                    span,
-                )
-            )
-    elif ev.fd is not None:
-        tol = ev.slack
-        out.append(fd_comparison(Between.MANUAL_FD, ev.manual, ev.fd, v.fd_ok_manual, tol, scale))
-        if ev.tape is not None:
-            out.append(fd_comparison(Between.TAPE_FD, ev.tape, ev.fd, v.fd_ok_tape, tol, scale))
-    return out
-
-
-def assemble(ev: TensorEvidence, v: ElementVerdict) -> TensorCheck:
-    """The verdict on the tensor from its elements' verdicts ``v``: status, comparisons, notes
-    and the values of every witness at the worst element."""
-    kinks = 0 if ev.fd is None else ev.fd.n_kinks
-    if ev.probes is not None:
-        kinks += ev.probes.fd.n_kinks
-    check = TensorCheck(
-        ev.name,
-        tuple(ev.manual.shape),
-        Status.PASS,
-        _comparisons(ev, v),
-        tolerance=ev.rtol,
-        kinks=kinks,
-        kinks_accepted=int(np.count_nonzero(v.kink_used)),
-        n_failing=int(np.count_nonzero(v.fail)),
-        elements=v,
-        probes=None if ev.probes is None else len(ev.probes.directions),
-    )
-    _fill_worst(check, ev, v)
-    check.notes.extend(_notes(ev, v, kinks))
-    if np.any(v.fail) or probes_fail(ev, v):
-        check.status = Status.FAIL
-    elif np.any(v.unverifiable):
-        check.status = Status.UNVERIFIABLE
-    elif check.notes:
-        check.status = Status.NOTES
-    return check
-
-
-def _fill_worst(check: TensorCheck, ev: TensorEvidence, v: ElementVerdict) -> None:
-    """The worst element (the largest error among the failing ones, else among all), each
-    witness's value there, and its error and tolerance relative to ``ev.shown``: against the
-    tape where the tape judged it, against finite differences where they did (no tape, or
-    finite differences resolving a value that manual and tape both miss)."""
-    m, t, fd = ev.manual, ev.tape, ev.fd
-    if m.size == 0:
+def excuse_rounding(v: ElementVerdict, mask: np.ndarray, evidence: dict) -> None:
+    """The rounding test's decision: these undecided elements are rounding, not bugs
+    (``evidence``: the largest difference, the bound it is within, how far it moved)."""
+    if not _granted(v, NoteCode.ROUNDING_EXCUSED, evidence):
         return
-    by_fd = np.ones(m.shape, bool) if t is None else np.asarray(v.fd_against, bool)
-    if fd is None:
-        by_fd = np.zeros(m.shape, bool)
-    with np.errstate(invalid="ignore"):
-        err = np.abs(m - t) if t is not None else np.zeros(m.shape)
-        if fd is not None:
-            err = np.where(by_fd, np.where(fd.measured, fd.distance(m), 0.0), err)
-        err = np.where(np.isfinite(m), np.nan_to_num(err, nan=0.0), np.inf)
-    worst = int(np.argmax(np.where(v.fail, err, -1.0) if np.any(v.fail) else err))
-    idx = np.unravel_index(worst, m.shape)
-    shown = ev.shown
-    check.worst_index = tuple(int(i) for i in idx)
-    check.manual = float(m[idx])
-    check.tape = None if t is None else float(t[idx])
-    check.abs_error = float(err[idx])
-    check.rel_error = check.abs_error / shown
-    check.tolerance = (
-        float(tolerance_at(ev.tape_tol, [worst])[0] if np.ndim(ev.tape_tol) else ev.tape_tol)
-        / shown
-    )
-    if fd is not None and fd.measured[idx] and np.isfinite(fd.value[idx]):
-        check.fd, check.fd_error = float(fd.value[idx]), float(fd.error[idx])
-        if fd.kink[idx]:
-            check.fd_interval = (float(fd.lower[idx]), float(fd.upper[idx]))
-        if by_fd[idx]:
-            # Judged by finite differences: the tolerance is theirs at that element.
-            allowed = fd.kink_error[idx] if fd.kink[idx] else fd.error[idx]
-            tol = ev.slack if np.ndim(ev.slack) == 0 else np.asarray(ev.slack)[idx]
-            check.tolerance = float(allowed + tol) / shown
+    v.rounding = v.rounding | (mask & v.undecided)
+    v.fail = v.fail & ~v.rounding
+    v.undecided = v.undecided & ~v.rounding
 
 
-def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
-    at_kink = v.fd_unresolved & v.fd_kink
-    counts = [
-        (NoteCode.KINK_SUBGRADIENT, v.kink_used),
-        (NoteCode.ROUNDING_EXCUSED, v.rounding),
-        (NoteCode.TAPE_UNFAITHFUL, v.tape_unfaithful),
-        (NoteCode.KINK_COMPOSED, at_kink),
-        (NoteCode.FD_UNRESOLVED, v.fd_unresolved & ~at_kink),
-    ]
-    notes = [Note(code, int(mask.sum())) for code, mask in counts if np.any(mask)]
-    if np.any(v.kink_region):
-        code = NoteCode.KINK_REGION_FD if "fd_push" in v.region else NoteCode.KINK_REGION
-        values = {k: x for k, x in v.region.items() if k != "fd_push"}
-        notes.append(Note(code, int(v.kink_region.sum()), values))
-    crowded = v.unverifiable & (ev.fd.unresolved if ev.fd is not None else False)
-    if np.any(crowded):
-        step = float(np.nanmin(np.where(crowded, ev.fd.step, np.nan)))
-        code = NoteCode.KINK_CROWDED if ev.tape is not None else NoteCode.KINK_CROWDED_FD
-        notes.append(Note(code, int(np.count_nonzero(crowded)), {"step": step}))
-    if np.any(v.kinks_hidden):
-        notes.append(Note(NoteCode.KINKS_HIDDEN, int(v.kinks_hidden.sum())))
-    if np.any(v.region_coarse):
-        values = dict(v.region_coarse_by)
-        notes.append(Note(NoteCode.KINK_REGION_COARSE, int(v.region_coarse.sum()), values))
-    if np.any(v.unverifiable) and v.unresolved_by:
-        notes.append(Note(NoteCode.UNRESOLVED, int(v.unverifiable.sum()), dict(v.unresolved_by)))
-    if kinks and ev.tape is not None and not np.any(v.kink_used):
-        notes.append(Note(NoteCode.KINKS_MATCH_TAPE, kinks))
-    if ev.probes is not None and not np.any(v.fail):
-        probes = judge_probes(ev)
-        if not np.all(probes.fd_ok_manual):
-            notes.append(
-                Note(
-                    NoteCode.PROBES_DISAGREE,
-                    int((~probes.fd_ok_manual).sum()),
-                    {"probes": len(probes.manual)},
-                )
-            )
-    return notes
+def unresolved(v: ElementVerdict, mask: np.ndarray, evidence: dict) -> None:
+    """These undecided elements cannot be judged (erratic beyond rounding): unverifiable."""
+    if not _granted(v, NoteCode.UNRESOLVED, evidence):
+        return
+    mask = mask & v.undecided
+    v.unverifiable = v.unverifiable | mask
+    v.fail = v.fail & ~mask
+    v.undecided = v.undecided & ~mask
+
+
+def excuse_region(v: ElementVerdict, mask: np.ndarray, evidence: dict, code: NoteCode) -> None:
+    """The region test's decision: these failing (or unverifiable) elements are a region's
+    gradient (``evidence``: how far from the point the region was witnessed)."""
+    if not _granted(v, code, evidence):
+        return
+    v.kink_region = v.kink_region | (mask & (v.fail | v.unverifiable))
+    v.fail = v.fail & ~v.kink_region
+    v.unverifiable = v.unverifiable & ~v.kink_region
+    v.undecided = v.undecided & ~v.kink_region
+
+
+def hidden_kinks(v: ElementVerdict, mask: np.ndarray, evidence: dict) -> None:
+    """These failing elements lie on lines with kinks hidden inside the step: unverifiable
+    (``evidence``: how far the gradient bends within the step, against the disagreement)."""
+    if _granted(v, NoteCode.KINKS_HIDDEN, evidence):
+        v.kinks_hidden = v.kinks_hidden | _failed_to_unverifiable(v, mask)
+
+
+def region_unresolved(v: ElementVerdict, mask: np.ndarray, evidence: dict) -> None:
+    """These failing elements are accepted by finite differences inside a region that do not
+    resolve them: unverifiable, not failed (``evidence``: what they resolve, how far the region
+    reaches)."""
+    if _granted(v, NoteCode.KINK_REGION_COARSE, evidence):
+        v.region_coarse = v.region_coarse | _failed_to_unverifiable(v, mask)
+
+
+def fd_confounded(v: ElementVerdict, mask: np.ndarray, evidence: dict, independent=True) -> None:
+    """These elements, where finite differences resolved a value manual and tape both miss,
+    are shown confounded (``evidence``: the gradient's bend within the step, or how far the
+    disagreement moved under a nudge): a note where the tape is an independent witness,
+    unverifiable where it is not."""
+    if not _granted(v, NoteCode.FD_CONFOUNDED, evidence):
+        return
+    mask = mask & v.fd_against & v.fail
+    v.fail = v.fail & ~mask
+    v.fd_against = v.fd_against & ~mask
+    v.confounded = v.confounded | mask
+    if not independent:
+        v.unverifiable = v.unverifiable | mask
+
+
+def _granted(v: ElementVerdict, code: NoteCode, evidence: dict) -> bool:
+    """An excuse is granted only with its evidence, which the verdict keeps for its note."""
+    if not evidence:
+        return False
+    v.evidence[code] = dict(evidence)
+    return True
+
+
+def _failed_to_unverifiable(v: ElementVerdict, mask: np.ndarray) -> np.ndarray:
+    mask = mask & v.fail
+    v.unverifiable = v.unverifiable | mask
+    v.fail = v.fail & ~mask
+    return mask
