@@ -34,7 +34,7 @@ _EXPORTS = {
     "DerivativeReport": "._checks.derivative",
     "check_function": "._checks.function",
     "assert_function_gradients": "._checks.function",
-    "FunctionReport": "._checks.function",
+    "FunctionReport": "._core.report",
     "tape_gradients": "._core.tape",
     "numerical_gradients": "._core.stencils",
     "NumericalGradient": "._core.fd",
@@ -71,7 +71,7 @@ def __dir__():
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._checks.derivative import DerivativeReport, check_derivative
-    from ._checks.function import FunctionReport, assert_function_gradients, check_function
+    from ._checks.function import assert_function_gradients, check_function
     from ._checks.gradients import MODES, assert_gradients_match, check_gradients
     from ._core.fd import NumericalGradient
     from ._core.policy import TAPE_RTOL
@@ -83,6 +83,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ElementVerdict,
         Finding,
         ForwardCheck,
+        FunctionReport,
         GradientMismatch,
         GradientReport,
         Note,

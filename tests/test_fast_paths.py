@@ -539,7 +539,7 @@ def test_the_direct_noise_measurement_is_the_same_in_chunks(monkeypatch, batched
     """A large model's direct noise measurement evaluates its 16 points a few at a time, in
     reused stacks (memory stays bounded): the same draws and the same losses as in one call,
     with the last, shorter chunk too (3 + 3 + 3 + 3 + 3 + 1)."""
-    from reference._core import fd
+    from reference._core import stencils
     from reference._core.adapter import Adapter
 
     model = mb.MLP(
@@ -560,11 +560,11 @@ def test_the_direct_noise_measurement_is_the_same_in_chunks(monkeypatch, batched
     else:
         real = adapter.evaluate_points
         monkeypatch.setattr(adapter, "evaluate_points", lambda p: calls.append(p) or real(p))
-    whole = fd.jitter_noise(adapter, f0, np.random.default_rng(5))
+    whole = stencils.jitter_noise(adapter, f0, np.random.default_rng(5))
     assert len(calls) == 1
     calls.clear()
-    monkeypatch.setattr(fd, "_BUDGET", 3 * model.n_params)
-    chunked = fd.jitter_noise(adapter, f0, np.random.default_rng(5))
+    monkeypatch.setattr(stencils, "_BUDGET", 3 * model.n_params)
+    chunked = stencils.jitter_noise(adapter, f0, np.random.default_rng(5))
     counts = [len(next(iter(c.values()))) if batched else len(c) for c in calls]
     assert counts == [3, 3, 3, 3, 3, 1]
     assert chunked == whole > 0

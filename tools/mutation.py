@@ -120,10 +120,9 @@ BUGS: List[Bug] = [
         [
             (
                 FD,
-                "error = TRUNCATION_SAFETY * np.abs(d2 - d1) + ROUNDING_SIGMAS * _R_NOISE * "
-                "sigma_f / h",
-                "error = 1000.0 * (TRUNCATION_SAFETY * np.abs(d2 - d1) + ROUNDING_SIGMAS "
-                "* _R_NOISE * sigma_f / h)",
+                "error = TRUNCATION_SAFETY * np.abs(d2 - d1) + rounding_error(sigma_f, h)",
+                "error = 1000.0 * (TRUNCATION_SAFETY * np.abs(d2 - d1) + "
+                "rounding_error(sigma_f, h))",
             )
         ],
         [GUARDS],
@@ -304,7 +303,13 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "a random loss or a side effect is judged anyway (no purity check)",
-        [(GRADIENTS, "report.impure = purity_problem(adapter)", "report.impure = None")],
+        [
+            (
+                GRADIENTS,
+                "report.impure = found if isinstance(found, str) else None",
+                "report.impure = None",
+            )
+        ],
         [FINDINGS, CORPUS],
     ),
     Bug(
@@ -319,7 +324,7 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "batched_loss trusted without the spot check",
-        [(GRADIENTS, "problem = batched_problem(twin, seed)", "problem = None")],
+        [(GRADIENTS, "problem = batched_problem(twin, seed, f0)", "problem = None")],
         [FINDINGS, CORPUS],
     ),
     Bug(
@@ -412,8 +417,8 @@ BUGS: List[Bug] = [
         "check_function: no pairs of kinked coordinates",
         [
             (
-                FUNCTION,
-                "    pairs = list(dict.fromkeys(pairs))[:KINK_PAIRS]  # the consecutive ones first",
+                STENCILS,
+                "    pairs = list(dict.fromkeys(pairs))[:most]  # the consecutive ones first",
                 "    pairs = []",
             )
         ],
@@ -456,9 +461,8 @@ BUGS: List[Bug] = [
         [
             (
                 "reference/_core/tape.py",
-                "    elif all(g is None for g in grads):\n"
-                "        adapter.tape_blind = _DISCONNECTED",
-                "    elif False:\n        adapter.tape_blind = _DISCONNECTED",
+                "    elif all(g is None for g in grads):\n        blind = _DISCONNECTED",
+                "    elif False:\n        blind = _DISCONNECTED",
             ),
             (
                 "reference/_core/tape.py",
@@ -636,7 +640,7 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "the compiled loss trusted without the spot check",
-        [(GRADIENTS, "mismatch = batched_problem(twin, seed)", "mismatch = None")],
+        [(GRADIENTS, "mismatch = batched_problem(twin, seed, f0)", "mismatch = None")],
         [FAST],
     ),
     Bug(
@@ -644,7 +648,7 @@ BUGS: List[Bug] = [
         [
             (
                 GRADIENTS,
-                "problem = coordinate_problem(twin, twin.coordinate_samples, twin.sample_values)",
+                "problem = coordinate_problem(twin, gathered.samples, gatherer.sampled)",
                 "problem = None",
             )
         ],
@@ -728,7 +732,7 @@ BUGS: List[Bug] = [
         "a tie's pair never probed: no partners of equal value",
         [
             (
-                FUNCTION,
+                STENCILS,
                 "        partners = np.flatnonzero(values == values[i])",
                 "        partners = np.array([i])",
             )

@@ -27,14 +27,14 @@ coordinate's test and fails along a joint direction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from .._core import fd as fdm
-from .._core import render, stencils, validate
+from .._core import stencils, validate
 from .._core.function import VectorFunction, changed_scale
 from .._core.lines import Lines
 from .._core.policy import (
@@ -48,28 +48,17 @@ from .._core.policy import (
     probe_failures,
 )
 from .._core.report import (
+    FunctionReport,
     GradientMismatch,
-    GradientReport,
 )
 from .._core.verdict import assemble
+from . import problem as pb
 from .function_diagnosis import diagnose
-from .problem import (
-    Problem,
-    manual_jvp,
-    manual_vjp,
-    purity,
-    reach,
-    second,
-    tape_first,
-    tape_jvp,
-    tape_rounding,
-    tape_vjp,
-)
+from .modes import MODES
 from .trust import TAPE_DEVIATION_FACTOR
 
 __all__ = ["check_function", "assert_function_gradients", "FunctionReport"]
 
-MODES = ("full", "directional")
 # Random cotangents (VJP) and tangents (JVP) per check, and random w at order 2.
 COTANGENTS = 3
 # Joint directions per input in full mode (directional mode uses ``probes``), and at most this
@@ -84,28 +73,6 @@ JACOBIAN_CALLS = 256
 # largest manual-vs-tape disagreements first; a random sample where no tape witnesses).
 MAX_ELEMENTS = 256
 _FN_FIX = "fn must return a tensor or a tuple/list of tensors, computed with TF ops."
-
-
-@dataclass
-class FunctionReport(GradientReport):
-    """The verdict of ``check_function``: one entry per thing judged (``vjp: x`` for each input,
-    ``jvp: y`` for each output, ``J[y, x]`` for the whole Jacobian, ``order 2: x``), with the
-    table, the notes and the diagnosis of a :class:`GradientReport`."""
-
-    function: str = ""
-    order: int = 1
-    judged: List[str] = field(default_factory=list)
-
-    def to_dict(self):
-        return {
-            **super().to_dict(),
-            "function": self.function,
-            "order": self.order,
-            "judged": list(self.judged),
-        }
-
-    def headline(self) -> List[str]:
-        return render.function_headline(self)
 
 
 # --- finite-difference lines -----------------------------------------------------------------
@@ -185,11 +152,11 @@ def check_function(
     seed = validate.seed(seed)
     if order not in (1, 2) or isinstance(order, bool):
         raise ValueError(f"order must be 1 or 2; got {order!r}.")
-    p = Problem(fn, inputs, vjp, jvp)
+    p = pb.Problem(fn, inputs, vjp, jvp)
     rtol = TAPE_RTOL[p.dtype] if rtol is None else validate.rtol(rtol)
     name = name or getattr(fn, "__name__", None) or type(fn).__name__
     report = FunctionReport(mode, p.dtype, p.f.fd_dtype.name, function=name, order=order)
-    impure = purity(p)
+    impure = pb.purity(p)
     if impure:
         report.impure = impure
         return report
@@ -221,7 +188,7 @@ class _Check:
     """The pipeline of one check: the witnesses asked, the evidence gathered per entry, judged,
     and the diagnosis."""
 
-    def __init__(self, p: Problem, report: FunctionReport, mode, probes, rtol, rng):
+    def __init__(self, p: pb.Problem, report: FunctionReport, mode, probes, rtol, rng):
         self.p, self.report, self.mode, self.probes, self.rtol, self.rng = (
             p,
             report,
@@ -296,11 +263,11 @@ class _Check:
 
     def _vjp_entries(self, C: np.ndarray) -> None:
         p = self.p
-        own = [tape_vjp(p, c) for c in C]
-        manual = [manual_vjp(p, c) for c in C] if p.vjp is not None else own
+        own = [pb.tape_vjp(p, c) for c in C]
+        manual = [pb.manual_vjp(p, c) for c in C] if p.vjp is not None else own
         tape = own if p.vjp is not None else None
         self._reverse_entries(p.f, C, manual, tape, "vjp", "vjp", blind=p.disconnected)
-        rounding = tape_rounding(p, tape_vjp, C, own)
+        rounding = pb.tape_rounding(p, pb.tape_vjp, C, own)
         for e in self.entries[-len(p.inputs) :]:
             e.rounding = TAPE_DEVIATION_FACTOR * float(np.max(rounding[e.input_index]))
 
@@ -319,7 +286,7 @@ class _Check:
             elif tape is not None:
                 self.blind.add(a)
             entry = _Entry(f"{label}: {p.names[a]}", kind, m, t, input_index=a)
-            entry.output_scale, entry.reach = float(np.max(floor)), reach(f.inputs[a])
+            entry.output_scale, entry.reach = float(np.max(floor)), pb.reach(f.inputs[a])
             measure = self._coordinates(f, a, C.T)
             if self.mode == "full":
                 entry.lines = Lines(entry.name, measure, size, f.eps, alone=t is None)
@@ -333,7 +300,9 @@ class _Check:
             if entry.lines is not None:
                 kinked = np.any(entry.lines.nd.kink, axis=0)
                 coords = np.arange(size) if entry.coords is None else entry.coords
-                pairs = _kink_pairs(coords[kinked], f.inputs[a].reshape(-1))
+                pairs = stencils.pair_directions(
+                    coords[kinked], f.inputs[a].reshape(-1), KINK_PAIRS
+                )
             entry.probes, entry.probe_lines = self._probes(f, a, C, n_probes, pairs, t is None)
             self.entries.append(entry)
 
@@ -400,9 +369,9 @@ class _Check:
     def _jvp_entries(self) -> None:
         p, f = self.p, self.p.f
         T = self._cotangents(self.n_in, p.dtype)
-        manual = [manual_jvp(p, t) for t in T]
-        tape = [tape_jvp(p, t) for t in T]
-        rounding = tape_rounding(p, tape_jvp, T, tape)
+        manual = [pb.manual_jvp(p, t) for t in T]
+        tape = [pb.tape_jvp(p, t) for t in T]
+        rounding = pb.tape_rounding(p, pb.tape_jvp, T, tape)
         tangents = [p.split_in(row) for row in T]
 
         def measure(rows, shrink):
@@ -434,28 +403,20 @@ class _Check:
         by_vjp = p.vjp is not None or p.jvp is None
         rows_claimed = []  # J as (n_out, n_in) from each claimed source
         if p.vjp is not None:
-            rows_claimed.append(
-                (
-                    "vjp",
-                    np.stack(
-                        [np.concatenate([g.reshape(-1) for g in manual_vjp(p, e)]) for e in eye_out]
-                    ),
-                )
-            )
+            rows = [_flat(pb.manual_vjp(p, e)) for e in eye_out]
+            rows_claimed.append(("vjp", np.stack(rows)))
         if p.jvp is not None:
-            cols = [
-                np.concatenate([o.reshape(-1) for o in manual_jvp(p, e)]) for e in np.eye(self.n_in)
-            ]
+            cols = [_flat(pb.manual_jvp(p, e)) for e in np.eye(self.n_in)]
             rows_claimed.append(("jvp", np.stack(cols, axis=1)))
         # The tape's Jacobian (the witness, or what is judged when there is no vjp or jvp),
         # by rows (unit cotangents) unless only a jvp is given, and the rounding it carries.
         if by_vjp or p.vjp is not None:
-            units, tape_fn, axis = eye_out, tape_vjp, 0
+            units, tape_fn, axis = eye_out, pb.tape_vjp, 0
         else:
-            units, tape_fn, axis = np.eye(self.n_in), tape_jvp, 1
+            units, tape_fn, axis = np.eye(self.n_in), pb.tape_jvp, 1
         own = [tape_fn(p, e) for e in units]
-        tape_J = np.stack([np.concatenate([g.reshape(-1) for g in t]) for t in own], axis=axis)
-        gaps = tape_rounding(p, tape_fn, units, own)
+        tape_J = np.stack([_flat(t) for t in own], axis=axis)
+        gaps = pb.tape_rounding(p, tape_fn, units, own)
         gap_J = np.concatenate([g.reshape(len(units), -1) for g in gaps], axis=1)
         gap_J = gap_J if axis == 0 else gap_J.T
         witness = tape_J if (p.vjp is not None or p.jvp is not None) else None
@@ -492,7 +453,7 @@ class _Check:
                         input_index=a,
                     )
                     entry.output_scale = float(np.max(np.abs(f.f0[osl]), initial=0.0))
-                    entry.reach = reach(f.inputs[a])
+                    entry.reach = pb.reach(f.inputs[a])
                     entry.rounding = TAPE_DEVIATION_FACTOR * float(
                         np.max(gap_J[osl, isl], initial=0.0)
                     )
@@ -516,7 +477,7 @@ class _Check:
                 structure = p.out_structure(cot, xs[0].dtype)
                 grads = p.vjp(structure, *xs)
             else:
-                grads = tape_first(p, cot, xs)
+                grads = pb.tape_first(p, cot, xs)
             items = list(grads) if isinstance(grads, (tuple, list)) else [grads]
             return [
                 tf.zeros_like(x) if g is None else tf.convert_to_tensor(g)
@@ -524,21 +485,21 @@ class _Check:
             ]
 
         def witness_first(*xs):
-            return tape_first(p, cot, xs)
+            return pb.tape_first(p, cot, xs)
 
         g = VectorFunction(first, p.inputs, "the first-order gradient")
         self.functions.append(g)
         W = self._cotangents(self.n_in, p.dtype)
         manual, lost = [], set()
         for w in W:
-            u, none = second(p, first, w)
+            u, none = pb.second(p, first, w)
             manual.append(u)
             lost |= none
         tape, unseen = None, set()
         if p.vjp is not None:
             tape = []
             for w in W:
-                u, none = second(p, witness_first, w)
+                u, none = pb.second(p, witness_first, w)
                 tape.append(u)
                 unseen |= none
         self.lost = lost
@@ -569,6 +530,8 @@ class _Check:
         e.evidence = ev
         if e.lines is not None:
             self._refine(e, ev)
+            rounded = fdm.FLOOR_ULPS * self.p.f.eps * e.output_scale
+            ev.fd_floor = np.nan_to_num(fdm.rounding_error(rounded, nd.step), nan=0.0)
         if e.probes is not None:
             self._refine_probes(e, ev)
         v = classify(ev)
@@ -622,19 +585,6 @@ class _Check:
         )
 
 
-def _kink_pairs(coords: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Directions e_i + e_j over pairs of coordinates with kinks (``coords``, flat, sorted):
-    consecutive in flat order (tied maxima of a row, zeros side by side), and each with the
-    coordinates whose input ``values`` equal its own (the partners of a tie, wherever they lie,
-    and whether or not they were differenced: directional mode differences only some), at most
-    ``KINK_PAIRS``: along them a derivative given in full to both (a tie's gradient counted
-    twice) is no subgradient."""
-    pairs = list(zip(coords[:-1].tolist(), coords[1:].tolist()))
-    for i in coords.tolist():
-        partners = np.flatnonzero(values == values[i])
-        pairs.extend((min(i, j), max(i, j)) for j in partners.tolist() if j != i)
-    pairs = list(dict.fromkeys(pairs))[:KINK_PAIRS]  # the consecutive ones first
-    dirs = np.zeros((len(pairs), values.size))
-    for row, (i, j) in enumerate(pairs):
-        dirs[row, i] = dirs[row, j] = 1.0
-    return dirs
+def _flat(parts) -> np.ndarray:
+    """Arrays (one per input or output) as one flat vector."""
+    return np.concatenate([part.reshape(-1) for part in parts])

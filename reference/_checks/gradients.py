@@ -26,11 +26,11 @@ from .._core.policy import (
     resolutions,
 )
 from .._core.report import GradientMismatch, GradientReport, Note, NoteCode
-from .._core.tape import overrides, tape_values
+from .._core.tape import overrides, tape_witness
 from .._core.verdict import assemble
 from .cost import MAX_SECONDS, evaluations, too_slow, worth_compiling
 from .diagnosis import diagnosis_pass, problem_sizes
-from .modes import DirectionalMode, FullMode, Gathered
+from .modes import MODES, DirectionalMode, FullMode, Gathered
 from .passes import (
     fd_against_pass,
     float32_pass,
@@ -39,12 +39,11 @@ from .passes import (
     region_pass,
     rounding_pass,
 )
-from .purity import purity_problem
+from .purity import Point, purity_problem
 from .trust import batched_problem, coordinate_problem, coordinate_samples, twin_agreement
 
 __all__ = ["check_gradients", "assert_gradients_match", "MODES"]
 
-MODES = ("full", "directional")
 # The longest model repr a report carries.
 _MAX_REPR = 300
 
@@ -138,9 +137,11 @@ def check_gradients(
         )
     before = adapter.snapshot()
     try:
-        report.impure = purity_problem(adapter)
+        found = purity_problem(adapter)
+        report.impure = found if isinstance(found, str) else None
         if report.impure is None:
-            _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget)
+            point = found if isinstance(found, Point) else None
+            _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget, point)
             budget.finish()
     except ModelError as exc:
         report.error = str(exc)
@@ -194,9 +195,13 @@ class _Budget:
             self.progress(self.done, self.done)
 
 
-def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget) -> None:
-    """The verdict on the model, through its float64 twin when the twin is the same code."""
+def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget, point) -> None:
+    """The verdict on the model, through its float64 twin when the twin is the same code; the
+    purity pass's ``point`` (the loss and manual gradients there) is reused when the model is
+    judged as it is."""
     twin, agreement, asked = _twin(report, adapter, own_rtol)
+    point = point if twin is adapter else None
+    f0 = None if point is None else point.loss
     report.fd_dtype = twin.dtype.name
     judge_rtol = (
         own_rtol
@@ -204,32 +209,32 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget)
         else _rtol_for(twin.dtype.name, rtol if isinstance(rtol, dict) else None)
     )
     if twin.batched:
-        problem = batched_problem(twin, seed)
+        problem = batched_problem(twin, seed, f0)
         if problem is not None:
             twin.use_batched = False
             report.notes.append(problem)
-    if twin.has_coordinates and budget.mode == "full":  # only full mode differences elements
-        twin.coordinate_samples = coordinate_samples(twin, seed)
     if not twin.batched:
-        _compile(report, twin, budget, seed)
+        _compile(report, twin, budget, seed, f0)
     budget.apply(twin)
-    gathered = _ask_the_witnesses(twin, judge_rtol, asked)
+    gathered = _ask_the_witnesses(twin, judge_rtol, asked, point)
+    if twin.has_coordinates and budget.mode == "full":  # only full mode differences elements
+        gathered.samples = coordinate_samples(twin, seed)
     evidence = gatherer.gather(gathered)
-    if twin.coordinate_samples is not None and twin.sample_values is not None:
-        problem = coordinate_problem(twin, twin.coordinate_samples, twin.sample_values)
-        twin.coordinate_samples = None
+    if gatherer.sampled:
+        problem = coordinate_problem(twin, gathered.samples, gatherer.sampled)
+        gathered.samples = None
         if problem is not None:  # gathered again, by whole stacks
             twin.use_coordinates = False
             report.notes.append(problem)
             evidence = gatherer.gather(gathered)
     verdicts = {k: classify(evidence[k]) for k in adapter.keys}
     region_pass(twin, verdicts, evidence)
-    tape_independent = _tape_independence(report, twin, verdicts, evidence)
+    tape_independent = _tape_independence(report, twin, verdicts, evidence, gathered.blind)
     fd_against_pass(twin, verdicts, evidence, seed, tape_independent)
     hidden_kinks_pass(twin, verdicts, evidence)
     rounding_pass(twin, verdicts, evidence, seed)
     report.entries.extend(assemble(evidence[k], verdicts[k]) for k in adapter.keys)
-    _record_the_tape(report, twin, evidence)
+    _record_the_tape(report, twin, evidence, gathered.blind)
     if independent:
         forward_pass(report, adapter, twin, gathered.f0)
     values = {k: twin.value(k) for k in twin.keys if k != INPUT}
@@ -238,12 +243,12 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget)
         float32_pass(report, adapter.keys, agreement)
 
 
-def _tape_independence(report, twin: Adapter, verdicts, evidence) -> bool:
+def _tape_independence(report, twin: Adapter, verdicts, evidence, blind) -> bool:
     """Is the tape an independent witness of the loss? Asked only where the tape and finite
     differences disagree somewhere (elsewhere the tape is right, whatever computed it): the
     loss is traced, and a ``tf.custom_gradient``, ``tf.py_function`` or ``tf.numpy_function``
     in it makes the tape's gradient the user's own claim (``report.tape_dependent`` says so)."""
-    if twin.tape_blind is not None or not any(ev.tape is not None for ev in evidence.values()):
+    if blind is not None or not any(ev.tape is not None for ev in evidence.values()):
         return True
     suspicious = any(
         np.any(v.fd_against | v.tape_unfaithful | v.fd_unresolved) for v in verdicts.values()
@@ -263,7 +268,7 @@ def _tape_independence(report, twin: Adapter, verdicts, evidence) -> bool:
     return False
 
 
-def _compile(report, twin: Adapter, budget: "_Budget", seed: int) -> None:
+def _compile(report, twin: Adapter, budget: "_Budget", seed: int, f0=None) -> None:
     """The model's loss compiled into a batched graph for finite differences, when that pays
     for itself and the graph is shown to compute the loss; otherwise a note says why the
     evaluations ran eagerly (where compiling was worth trying)."""
@@ -278,7 +283,7 @@ def _compile(report, twin: Adapter, budget: "_Budget", seed: int) -> None:
             f"it could not be compiled into a graph ({exc})"
         )
         return
-    mismatch = batched_problem(twin, seed)
+    mismatch = batched_problem(twin, seed, f0)
     if mismatch is not None:
         forget(twin.model, twin.compiled)
         twin.compiled = None
@@ -291,17 +296,17 @@ def _compile(report, twin: Adapter, budget: "_Budget", seed: int) -> None:
         )
 
 
-def _record_the_tape(report, twin: Adapter, evidence) -> None:
+def _record_the_tape(report, twin: Adapter, evidence, blind) -> None:
     """Say where the tape could not witness: in the header when it saw nothing (NumPy
     parameters, a loss that is not a tensor or not connected on the tape), as a note on each
     tensor it alone could not see; those tensors' tape columns show n/a."""
-    report.tape_blind = twin.tape_blind
+    report.tape_blind = blind
     model_largest = max(magnitude(evidence[k].manual) for k in twin.keys)
     for entry, k in zip(report.entries, twin.keys):
         ev = evidence[k]
         if ev.tape is None:
             entry.tape_missing = True
-            if twin.tape_blind is None:
+            if blind is None:
                 entry.add_note(Note(NoteCode.NO_TAPE, 1))
             _note_coarse(entry, ev, model_largest, twin.dtype.name)
 
@@ -355,7 +360,7 @@ def _twin(report, adapter: Adapter, rtol32: float):
             f"differences in {adapter.dtype.name}, which resolve less)"
         )
         return adapter, None, None
-    asked = (twin.manual(), tape_values(twin))
+    asked = (twin.manual(), *tape_witness(twin))
     agreement = twin_agreement(adapter, twin, rtol32, *asked)
     if not agreement.same_code:
         k = agreement.worst()
@@ -369,12 +374,14 @@ def _twin(report, adapter: Adapter, rtol32: float):
     return twin, agreement, asked
 
 
-def _ask_the_witnesses(twin: Adapter, rtol: float, asked=None) -> Gathered:
-    """The manual and tape gradients, the loss, and the scale each tensor is judged on."""
+def _ask_the_witnesses(twin: Adapter, rtol: float, asked=None, point=None) -> Gathered:
+    """The manual and tape gradients (``asked`` already: manual, tape, why the tape is blind),
+    the loss (the purity pass's ``point``, when it is the model judged), and the scale each
+    tensor is judged on."""
     if asked is None:
-        asked = (twin.point_manual or twin.manual(), tape_values(twin))
-    manual, tape = asked
-    f0 = twin.point_loss
+        asked = (twin.manual() if point is None else point.manual, *tape_witness(twin))
+    manual, tape, blind = asked
+    f0 = None if point is None else point.loss
     if f0 is None:
         f0 = guarded("model.loss(X, y)", twin.loss_value)
     if not np.isfinite(f0):
@@ -388,6 +395,7 @@ def _ask_the_witnesses(twin: Adapter, rtol: float, asked=None) -> Gathered:
         rtol,
         floors(twin.keys, manual, tape),
         resolutions(twin, twin.keys, f0),
+        blind,
     )
 
 

@@ -5,7 +5,7 @@ the policy's job."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -20,7 +20,11 @@ from .._core.policy import (
     within_tape,
 )
 
-__all__ = ["Gathered", "FullMode", "DirectionalMode"]
+__all__ = ["Gathered", "FullMode", "DirectionalMode", "MODES"]
+
+# Every element differenced, or random probes (and elements where something disagrees): the
+# same two modes for every check.
+MODES = ("full", "directional")
 
 _DURING_FD = "model.loss during finite differences"
 # See Gathered.coarser_where_alone: the second step is 2^COARSER times the default.
@@ -39,6 +43,10 @@ class Gathered:
     rtol: float
     floors: Dict  # the least scale each tensor is judged on
     resolutions: Dict  # the finest absolute error the loss can show, per tensor
+    blind: Optional[str] = None  # why the tape witnesses no tensor, or None
+    # Moves of single elements whose losses finite differences evaluate in their own call of
+    # the model's coordinate_losses, for its spot check (``trust.coordinate_samples``).
+    samples: Optional[Dict] = None
 
     def noise_floor(self) -> float:
         """The least rounding noise of one loss evaluation assumed where finite differences
@@ -125,8 +133,14 @@ class FullMode:
 
     name = "full"
 
+    def __init__(self):
+        # The losses at ``Gathered.samples``, evaluated by the last gathering (empty without).
+        self.sampled: Dict = {}
+
     def gather(self, g: Gathered) -> Dict[object, TensorEvidence]:
-        lines = guarded(_DURING_FD, stencils.coordinate_stencils, g.twin, g.keys, g.f0)
+        lines, self.sampled = guarded(
+            _DURING_FD, stencils.coordinate_stencils, g.twin, g.keys, g.f0, g.samples
+        )
         sigma = fdm.pooled_noise(list(lines.values()), g.f0, g.twin.eps)
         # Where most lines cross kinks the pooled estimate is inflated: the noise measured
         # directly a few ulps from the point bounds it.
@@ -158,6 +172,7 @@ class DirectionalMode:
     def __init__(self, probes: int, seed: int):
         self.probes = probes
         self.seed = seed
+        self.sampled: Dict = {}  # directional mode differences no coordinate samples
 
     def gather(self, g: Gathered) -> Dict[object, TensorEvidence]:
         rng = np.random.default_rng(self.seed)

@@ -9,7 +9,7 @@ changed and the fix.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -76,9 +76,18 @@ def _rebound(adapter: Adapter) -> Optional[str]:
     )
 
 
-def purity_problem(adapter: Adapter) -> Optional[str]:
-    """None when the loss and gradients are deterministic and leave the parameters unchanged;
-    otherwise what changed, and the fix. The parameters are put back by the caller."""
+class Point(NamedTuple):
+    """The loss and the manual gradients at the point, shown deterministic and free of side
+    effects (asking again would give the same)."""
+
+    loss: float
+    manual: Dict
+
+
+def purity_problem(adapter: Adapter) -> Union[str, Point, None]:
+    """What changed, and the fix, when the loss or the gradients are not deterministic or
+    change the parameters; otherwise the :class:`Point` they gave (None when the loss is not
+    finite, which the check reports itself). The parameters are put back by the caller."""
     before = adapter.snapshot()
     losses = [guarded("model.loss(X, y)", adapter.loss_value)]
     changed = _changes(adapter, before) or _rebound(adapter)
@@ -116,5 +125,4 @@ def purity_problem(adapter: Adapter) -> Optional[str]:
                 f"gave {adapter.name(key)} differing by up to {float(np.max(moved)):.3g}; "
                 f"{_FIX_RANDOM}."
             )
-    adapter.point_loss, adapter.point_manual = losses[-1], second
-    return None
+    return Point(losses[-1], second)

@@ -108,10 +108,11 @@ def twin_agreement(adapter: Adapter, twin: Adapter, rtol32: float, manual64, tap
     return out
 
 
-def batched_problem(adapter: Adapter, seed: int) -> Optional[str]:
+def batched_problem(adapter: Adapter, seed: int, f0: Optional[float] = None) -> Optional[str]:
     """None when the batched path finite differences will use (the model's ``batched_loss``,
     or its loss compiled into a graph) computes the model's ``loss``; otherwise where it does
-    not. The parameters are left bit-identical."""
+    not. ``f0``: the loss at the point, when it is known. The parameters are left
+    bit-identical."""
     rng = np.random.default_rng(seed + 2)
     base = {k: adapter.value(k) for k in adapter.keys}
 
@@ -133,11 +134,11 @@ def batched_problem(adapter: Adapter, seed: int) -> Optional[str]:
                 f"model.loss compiled into a graph raised {type(exc).__name__} when evaluated: "
                 f"finite differences evaluated loss() eagerly, one point at a time (slower)"
             )
-    if adapter.point_loss is None:
+    if f0 is None:
         eager = guarded("model.loss(X, y)", adapter.evaluate_points, points)
     else:  # the loss at the point is known (the purity pass): only the points around it
         eager = np.concatenate(
-            [[adapter.point_loss], guarded("model.loss(X, y)", adapter.evaluate_points, points[1:])]
+            [[f0], guarded("model.loss(X, y)", adapter.evaluate_points, points[1:])]
         )
     tol = BATCHED_ULPS * adapter.eps * np.maximum(np.abs(eager), 1.0)
     bad = ~(np.abs(batched - eager) <= tol)

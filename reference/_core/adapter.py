@@ -145,26 +145,16 @@ class Adapter:
         self.include_input = include_input and has_input
         self.keys: List = list(range(len(self.params))) + ([INPUT] if self.include_input else [])
         self._twin = None
-        # Why tf.GradientTape cannot witness any tensor of this model (set by tape_values).
-        self.tape_blind: Optional[str] = None
         # Finite differences use batched_loss only while it is trusted (see reference._checks).
         self.use_batched = True
         # The model's own loss compiled into a batched graph (reference._core.compiled), used
         # where the model has no trusted batched_loss, once it is shown to equal the loss.
         self.compiled = None
-        # The model's coordinate_losses (one element moved per row), used only while trusted;
-        # the spot check's moves, evaluated within finite differences' own call, and their
-        # losses (see reference._checks.trust.coordinate_samples).
+        # The model's coordinate_losses (one element moved per row), used only while trusted.
         self.use_coordinates = True
-        self.coordinate_samples: Optional[Dict] = None
-        self.sample_values: Optional[Dict] = None
         # Called with the number of loss evaluations each call made (a check's progress).
         self.on_evaluated = None
-        # The loss and the manual gradients at the point, once the purity pass has shown them
-        # deterministic and free of side effects (so asking again would give the same), and
-        # the seconds the latest loss() call took (what one eager evaluation costs).
-        self.point_loss: Optional[float] = None
-        self.point_manual: Optional[Dict] = None
+        # The seconds the latest loss() call took (what one eager evaluation costs).
         self.loss_seconds: Optional[float] = None
 
     # --- what is checked ---------------------------------------------------------------------

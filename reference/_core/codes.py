@@ -142,8 +142,9 @@ _NOTE_TEXT = {
     ),
     NoteCode.FD_UNRESOLVED: (
         "{count} element(s) where finite differences disagree with both manual and tape, "
-        "which agree, and do not resolve the line (their smallest step, {step:.2g}, disagrees "
-        "with the next larger)"
+        "which agree, but do not resolve the line (at the largest: manual {manual:.6g}, FD "
+        "{fd:.6g} +- {error:.2g} at step {step:.2g}, where the outputs' rounding alone reaches "
+        "{floor:.2g}; smaller steps disagree, or the difference is within that rounding)"
     ),
     NoteCode.FD_CONFOUNDED: (
         "{count} element(s) where finite differences resolve a value that manual and tape "

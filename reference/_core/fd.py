@@ -46,6 +46,7 @@ __all__ = [
     "refine",
     "refine_suspects",
     "kink_sigmas",
+    "rounding_error",
     "coarser",
     "consistent",
     "suspect",
@@ -271,7 +272,7 @@ def analyse(name: str, st: Stencil, sigma_f, kink_sigmas: float = KINK_SIGMAS) -
         h = s[:, 4]
         fwd1, fwd2, bwd1, bwd2 = one_sided(st)
         forward, backward = 2.0 * fwd2 - fwd1, 2.0 * bwd2 - bwd1
-        error = TRUNCATION_SAFETY * np.abs(d2 - d1) + ROUNDING_SIGMAS * _R_NOISE * sigma_f / h
+        error = TRUNCATION_SAFETY * np.abs(d2 - d1) + rounding_error(sigma_f, h)
         kink_error = (
             np.abs(fwd2 - fwd1)
             + np.abs(bwd2 - bwd1)
@@ -323,6 +324,13 @@ def refine_suspects(
     if bad.size:
         refine(nd, lines[bad], remeasure, alone=alone)
     return np.delete(lines, bad)
+
+
+def rounding_error(sigma, step) -> np.ndarray:
+    """The rounding error allowed in a Richardson value at ``step`` when one evaluation carries
+    noise ``sigma`` (``ROUNDING_SIGMAS`` standard deviations)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return ROUNDING_SIGMAS * _R_NOISE * np.asarray(sigma) / np.abs(step)
 
 
 def kink_sigmas(alone: bool) -> float:
@@ -388,8 +396,8 @@ def coarser(nd: NumericalGradient, wide: NumericalGradient, sigma) -> NumericalG
     them), the default step's estimate stays."""
     here = nd.take(np.arange(nd.value.size))
     with np.errstate(divide="ignore", invalid="ignore"):
-        noise_h = ROUNDING_SIGMAS * _R_NOISE * sigma / np.abs(here.step)
-        noise_wide = ROUNDING_SIGMAS * _R_NOISE * sigma / np.abs(wide.step)
+        noise_h = rounding_error(sigma, here.step)
+        noise_wide = rounding_error(sigma, wide.step)
         gap = np.abs(wide.value - here.value)
         share = 1.0 / ((np.abs(wide.step) / np.abs(here.step)) ** 4 - 1.0)
         error = np.minimum(gap + noise_h + share * (gap + noise_h + noise_wide), gap + here.error)

@@ -151,6 +151,11 @@ class TensorEvidence:
     probes: Optional[ProbeEvidence] = None
     tolerance: Optional[np.ndarray] = None
     resolution: float = 0.0
+    # The rounding of everything the function outputs, carried into a derivative at each
+    # element's step (absolute): finite differences resolve a value against both manual and
+    # tape only beyond it (check_function: an output near 1 that moves by less than its ulp
+    # rounds every evaluation, while the outputs that visibly change are tiny).
+    fd_floor: Optional[np.ndarray] = None
 
     def __post_init__(self):
         # Computed once: the values judged do not change after the evidence is gathered.
@@ -260,7 +265,8 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
     # (no kink, every smaller step agreeing), they are the witness that saw the loss, and the
     # element fails unless the evidence pass shows them confounded (``fd_against_pass``).
     against = tape_ok & finite & fd.measured & ~fd_ok_m
-    fd_against = against & resolved & ~fd.kink
+    beyond = True if ev.fd_floor is None else ~fd.accepts(m, tol + ev.fd_floor)
+    fd_against = against & resolved & ~fd.kink & beyond
     tape_unfaithful = ~tape_ok & fd_ok_m & ~fd_ok_t & ~kink
     # Off the tape where finite differences resolve nothing (another kink closer than their
     # smallest step): no witness can judge the element.

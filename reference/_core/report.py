@@ -25,6 +25,7 @@ __all__ = [
     "TensorCheck",
     "ForwardCheck",
     "GradientReport",
+    "FunctionReport",
     "GradientMismatch",
     "summary",
 ]
@@ -291,6 +292,28 @@ class GradientReport:
 
     def __str__(self):
         return render.text(self)
+
+
+@dataclass
+class FunctionReport(GradientReport):
+    """The verdict of ``check_function``: one entry per thing judged (``vjp: x`` for each input,
+    ``jvp: y`` for each output, ``J[y, x]`` for the whole Jacobian, ``order 2: x``), with the
+    table, the notes and the diagnosis of a :class:`GradientReport`."""
+
+    function: str = ""
+    order: int = 1
+    judged: List[str] = field(default_factory=list)
+
+    def to_dict(self):
+        return {
+            **super().to_dict(),
+            "function": self.function,
+            "order": self.order,
+            "judged": list(self.judged),
+        }
+
+    def headline(self) -> List[str]:
+        return render.function_headline(self)
 
 
 class GradientMismatch(AssertionError):

@@ -5,7 +5,7 @@ the point. What the values mean is ``fd``'s business; this module only asks the 
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -24,6 +24,7 @@ __all__ = [
     "coordinate_stencils",
     "directional_stencil",
     "probe_directions",
+    "pair_directions",
     "jitter_noise",
     "numerical_gradients",
 ]
@@ -138,8 +139,10 @@ def _perturbed(adapter: Adapter, flat, idx, steps):
     return stack, (moved - flat[cols]).reshape(idx.size, 4)
 
 
-def coordinate_stencils(adapter: Adapter, keys, f0: float):
-    """Stencils along every coordinate of every tensor in ``keys``, as a dict.
+def coordinate_stencils(adapter: Adapter, keys, f0: float, samples: Optional[Dict] = None):
+    """Stencils along every coordinate of every tensor in ``keys``, as a dict; and the losses
+    at ``samples`` (moves of single elements, ``trust.coordinate_samples``), evaluated in the
+    same call of the model's ``coordinate_losses`` (an empty dict without one).
 
     A model with ``batched_loss`` gets every perturbation of every tensor in one batched call
     when they fit in memory together (each row moves one coordinate of one tensor and keeps the
@@ -147,7 +150,13 @@ def coordinate_stencils(adapter: Adapter, keys, f0: float):
     """
     plans = {k: _coordinate_plan(adapter, k) for k in keys}
     if adapter.has_coordinates:
-        return _by_coordinates(adapter, plans, f0)
+        return _by_coordinates(adapter, plans, f0, samples or {})
+    return _by_stacks(adapter, plans, keys, f0), {}
+
+
+def _by_stacks(adapter: Adapter, plans, keys, f0: float):
+    """Stencils by whole stacks of parameters (one batched call for every tensor while they fit
+    in memory together), or one tensor at a time."""
     rows = sum(4 * plan[1].size for plan in plans.values())
     width = sum(plan[0].size for plan in plans.values())
     if not (adapter.batched and rows * width <= _BUDGET and rows <= _MAX_ROWS_ONE_CALL):
@@ -174,9 +183,9 @@ def coordinate_stencils(adapter: Adapter, keys, f0: float):
     return out
 
 
-def _by_coordinates(adapter: Adapter, plans, f0: float):
-    """Stencils of the parameters by the model's ``coordinate_losses`` (one call for all), and
-    of dL/dX by whole stacks."""
+def _by_coordinates(adapter: Adapter, plans, f0: float, samples: Dict):
+    """Stencils of the parameters by the model's ``coordinate_losses`` (one call for all, with
+    the ``samples`` of the spot check), and of dL/dX by whole stacks; and the samples' losses."""
     moves, disps = {}, {}
     for k, (base, idx, steps) in plans.items():
         if k == INPUT:
@@ -186,7 +195,6 @@ def _by_coordinates(adapter: Adapter, plans, f0: float):
         moved = adapter.cast(flat[cols] + (steps[:, None] * _OFFSETS).reshape(-1))
         disps[k] = (moved - flat[cols]).reshape(idx.size, 4)
         moves[k] = (cols, disps[k].reshape(-1))
-    samples = adapter.coordinate_samples or {}
     asked = {
         k: (
             np.concatenate([moves[k][0], samples[k][0]]),
@@ -197,7 +205,7 @@ def _by_coordinates(adapter: Adapter, plans, f0: float):
         for k in moves
     }
     values = adapter.evaluate_coordinates(asked) if asked else {}
-    adapter.sample_values = {k: values[k][len(moves[k][0]) :] for k in samples if k in moves}
+    sampled = {k: values[k][len(moves[k][0]) :] for k in samples if k in moves}
     out = {}
     for k in plans:
         if k == INPUT:
@@ -210,7 +218,7 @@ def _by_coordinates(adapter: Adapter, plans, f0: float):
         f[:, [0, 1, 3, 4]] = values[k][: 4 * n].reshape(n, 4)
         s[:, [0, 1, 3, 4]] = disps[k]
         out[k] = Stencil(s, f)
-    return out
+    return out, sampled
 
 
 def coordinate_stencil(
@@ -247,6 +255,24 @@ def probe_directions(shape, probes: int, rng: np.random.Generator, mask=None) ->
     return v / np.max(np.abs(v), axis=1, keepdims=True)
 
 
+def pair_directions(coords: np.ndarray, values: np.ndarray, most: int) -> np.ndarray:
+    """Directions e_i + e_j over pairs of coordinates with kinks (``coords``, flat, sorted):
+    consecutive in flat order (tied maxima of a row, zeros side by side), and each with the
+    coordinates whose input ``values`` equal its own (the partners of a tie, wherever they lie,
+    and whether or not they were differenced: directional mode differences only some), at most
+    ``most``: along them a derivative given in full to both (a tie's gradient counted
+    twice) is no subgradient."""
+    pairs = list(zip(coords[:-1].tolist(), coords[1:].tolist()))
+    for i in coords.tolist():
+        partners = np.flatnonzero(values == values[i])
+        pairs.extend((min(i, j), max(i, j)) for j in partners.tolist() if j != i)
+    pairs = list(dict.fromkeys(pairs))[:most]  # the consecutive ones first
+    dirs = np.zeros((len(pairs), values.size))
+    for row, (i, j) in enumerate(pairs):
+        dirs[row, i] = dirs[row, j] = 1.0
+    return dirs
+
+
 def directional_stencil(
     adapter: Adapter, key, f0: float, directions: np.ndarray, shrink: int = 0
 ) -> Stencil:
@@ -275,7 +301,7 @@ def numerical_gradients(model, X, y, *, include_input: bool = False) -> List[Num
     """
     adapter = Adapter(model, X, y, include_input=include_input).twin64()
     f0 = adapter.loss_value()
-    stencils = coordinate_stencils(adapter, adapter.keys, f0)
+    stencils, _ = coordinate_stencils(adapter, adapter.keys, f0)
     sigma = pooled_noise(list(stencils.values()), f0, adapter.eps)
     return [
         analyse(adapter.name(key), stencils[key], sigma).reshaped(adapter.shape(key))

@@ -8,14 +8,14 @@ differences do).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from .adapter import Adapter, _is_float, guarded
 
-__all__ = ["tape_gradients", "tape_values", "overrides"]
+__all__ = ["tape_gradients", "tape_witness", "tape_values", "overrides"]
 
 
 def tape_gradients(model, X, y, *, include_input: bool = False) -> List[tf.Tensor]:
@@ -77,15 +77,13 @@ def _taped(model, X, y, include_input: bool):
     return sources, grads, loss
 
 
-def tape_values(adapter: Adapter) -> Dict:
+def tape_witness(adapter: Adapter) -> Tuple[Dict, Optional[str]]:
     """The tape's gradients keyed like ``adapter.keys``, as float64 arrays, or None for a tensor
-    the tape cannot witness (NumPy parameters, a loss that is not a tensor, a loss not connected
-    to that tensor on the tape). Sets ``adapter.tape_blind`` to why the tape cannot witness any
-    tensor, or None. ModelError when the model's loss raises or is not a scalar."""
-    adapter.tape_blind = None
+    the tape cannot witness (a loss not connected to that tensor on the tape); and why it can
+    witness no tensor at all (NumPy parameters, a loss that is not a tensor, a loss connected
+    to none of them), or None. ModelError when the model's loss raises or is not a scalar."""
     if adapter.numpy_params:
-        adapter.tape_blind = _NUMPY_PARAMS
-        return {k: None for k in adapter.keys}
+        return {k: None for k in adapter.keys}, _NUMPY_PARAMS
     _, grads, loss = guarded(
         "tf.GradientTape over model.loss(X, y)",
         _taped,
@@ -94,16 +92,23 @@ def tape_values(adapter: Adapter) -> Dict:
         adapter.y,
         adapter.include_input,
     )
+    blind = None
     if grads is None:
-        adapter.tape_blind = _NOT_A_TENSOR.format(kind=type(loss).__name__)
+        blind = _NOT_A_TENSOR.format(kind=type(loss).__name__)
     elif all(g is None for g in grads):
-        adapter.tape_blind = _DISCONNECTED
-    if adapter.tape_blind is not None:
-        return {k: None for k in adapter.keys}
-    return {
+        blind = _DISCONNECTED
+    if blind is not None:
+        return {k: None for k in adapter.keys}, blind
+    values = {
         k: None if g is None else np.asarray(g.numpy(), dtype=np.float64)
         for k, g in zip(adapter.keys, grads)
     }
+    return values, None
+
+
+def tape_values(adapter: Adapter) -> Dict:
+    """``tape_witness``'s gradients alone (None where the tape cannot witness)."""
+    return tape_witness(adapter)[0]
 
 
 # Ops whose gradient on the tape is not TensorFlow's own derivative of what they compute.

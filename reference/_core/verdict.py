@@ -203,6 +203,7 @@ def _largest(ev: TensorEvidence, mask) -> dict:
         "lower": float(fd.lower[i]),
         "upper": float(fd.upper[i]),
         "step": float(fd.step[i]),
+        "floor": 0.0 if ev.fd_floor is None else float(np.asarray(ev.fd_floor)[i]),
     }
 
 
