@@ -892,3 +892,52 @@ def test_finite_differences_alone_resolve_1e_10_of_every_tensor():
     assert report.ok and report.tape_blind, str(report)
     worst = max(e.comparison(Between.MANUAL_FD).relative for e in report.entries)
     assert worst <= 1e-10, str(report)
+
+
+# --- the float64 twin of a float32 NumPy model -------------------------------------------------
+
+
+class Float32Layer:
+    """A float32 NumPy layer, tutorial style: weights in a dict and a tuple, an MSE loss; no
+    astype. ``narrow`` rounds dW through float16 in the backward: a float32-only loss of
+    precision, which its float64 twin does not share (not the same code)."""
+
+    param_names = ["W", "b"]
+
+    def __init__(self, narrow=False):
+        rng = np.random.default_rng(0)
+        self.weights = {"W": rng.normal(size=(4, 3)).astype(np.float32)}
+        self.extra = (rng.normal(size=3).astype(np.float32),)
+        self.narrow = narrow
+
+    @property
+    def params(self):
+        return [self.weights["W"], self.extra[0]]
+
+    def loss(self, X, y):
+        W, b = self.params
+        return np.mean((X @ W + b - y) ** 2)
+
+    def gradients(self, X, y):
+        W, b = self.params
+        d = 2.0 * (X @ W + b - y) / y.size
+        dW = X.T @ d
+        if self.narrow and W.dtype == np.float32:
+            dW = dW.astype(np.float16).astype(np.float32)
+        return [dW, d.sum(axis=0)]
+
+
+def test_a_float32_numpy_model_is_judged_through_a_float64_copy_of_itself():
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=(5, 3)).astype(np.float32)
+    model = Float32Layer()
+    before = [p.copy() for p in model.params]
+    report = check_gradients(model, X, y)
+    assert report.ok and report.fd_dtype == "float64", str(report)
+    twin_note = "a copy of the model with its NumPy parameters in float64"
+    assert any(twin_note in n for n in report.notes), str(report)
+    assert all(np.array_equal(a, b) and b.dtype == np.float32 for a, b in zip(before, model.params))
+    # float32-only rounding in the backward: not the same code, judged as it is in float32.
+    narrow = check_gradients(Float32Layer(narrow=True), X, y)
+    assert narrow.fd_dtype == "float32", str(narrow)
+    assert any("not the same code" in n for n in narrow.notes), str(narrow)

@@ -135,7 +135,7 @@ def _pool(x):
     return tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
 
 
-def _pool_vjp(every_tied):
+def _pool_vjp(every_tied, last=False):
     def vjp(dy, x):
         x, dy = x.numpy(), dy.numpy()
         dx = np.zeros_like(x)
@@ -145,10 +145,11 @@ def _pool_vjp(every_tied):
                     for c in range(x.shape[3]):
                         window = x[n, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2, c]
                         top = window == window.max()
-                        if not every_tied:
-                            first = np.zeros_like(top)
-                            first.flat[np.argmax(window)] = True
-                            top = first
+                        if not every_tied:  # the first maximum only (or the last)
+                            one = np.zeros_like(top)
+                            at = np.flatnonzero(top)[-1] if last else np.argmax(window)
+                            one.flat[at] = True
+                            top = one
                         dx[n, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2, c] += top * dy[n, i, j, c]
         return dx
 
@@ -219,3 +220,58 @@ def test_check_derivatives_worst_point_is_the_worst_and_a_constant_factor_is_nam
     assert [d.code.value for d in report.diagnosis] == ["constant-factor"], str(report)
     assert "101/100 x truth" in str(report)
     assert check_derivative(tf.math.softplus, tf.math.sigmoid).ok
+
+
+# --- every excuse carries its evidence ---------------------------------------------------------
+
+
+def _undecided_and_failing():
+    from reference._core.report import ElementVerdict
+
+    fail = np.array([True, True, False])
+    v = ElementVerdict(fail.copy(), undecided=fail.copy(), fd_against=fail.copy())
+    return v, fail
+
+
+@pytest.mark.parametrize(
+    "transition,code",
+    [
+        ("excuse_rounding", "rounding-excused"),
+        ("unresolved", "unresolved"),
+        ("hidden_kinks", "kinks-hidden"),
+        ("region_unresolved", "kink-region-coarse"),
+        ("fd_confounded", "fd-confounded"),
+    ],
+)
+def test_an_excuse_without_its_evidence_is_not_granted(transition, code):
+    from reference._core import policy
+
+    excuse = getattr(policy, transition)
+    v, fail = _undecided_and_failing()
+    excuse(v, fail, {})
+    assert np.array_equal(v.fail, fail) and not v.evidence
+    excuse(v, fail, {"figure": 0.5})
+    assert not np.any(v.fail) and v.evidence[policy.NoteCode(code)] == {"figure": 0.5}
+
+
+def test_the_region_excuse_needs_its_evidence_too():
+    from reference._core import policy
+
+    v, fail = _undecided_and_failing()
+    policy.excuse_region(v, fail, {}, policy.NoteCode.KINK_REGION)
+    assert np.array_equal(v.fail, fail)
+    policy.excuse_region(v, fail, {"displacement": 1e-18}, policy.NoteCode.KINK_REGION)
+    assert not np.any(v.fail) and np.array_equal(v.kink_region, fail)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_subgradient_at_a_tie_prints_its_one_sided_derivatives(mode):
+    x = np.random.default_rng(2).normal(size=(1, 4, 4, 1))
+    x[0, 0, 0, 0] = x[0, 1, 1, 0] = 3.0
+    # The last tied maximum, where TensorFlow routes to the first: as valid, and off the tape.
+    report = check_function(_pool, x, vjp=_pool_vjp(False, last=True), mode=mode)
+    assert report.ok, str(report)
+    note = next(n for e in report.entries for n in e.notes if n.code.value == "kink-subgradient")
+    assert {"manual", "tape", "lower", "upper"} <= set(note.values)
+    assert note.values["lower"] <= note.values["manual"] <= note.values["upper"]
+    assert "one-sided [" in str(note)

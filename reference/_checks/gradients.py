@@ -16,6 +16,7 @@ import tensorflow as tf
 from .._core import validate
 from .._core.adapter import INPUT, Adapter, ModelError, guarded
 from .._core.compiled import NotCompiled, cached, compiled_loss, forget
+from .._core.numpy_twin import HOW as NUMPY_TWIN
 from .._core.policy import (
     SCALE_FLOOR,
     TAPE_RTOL,
@@ -361,7 +362,7 @@ def _twin(report, adapter: Adapter, rtol32: float):
         )
         return adapter, None, None
     asked = (twin.manual(), *tape_witness(twin))
-    agreement = twin_agreement(adapter, twin, rtol32, *asked)
+    agreement = twin_agreement(adapter, twin, rtol32, asked[0], asked[1])
     if not agreement.same_code:
         k = agreement.worst()
         report.notes.append(
@@ -371,6 +372,8 @@ def _twin(report, adapter: Adapter, rtol32: float):
             f"is, in {adapter.dtype.name}"
         )
         return adapter, None, None
+    if not callable(getattr(adapter.model, "astype", None)):
+        report.notes.append(NUMPY_TWIN)
     return twin, agreement, asked
 
 

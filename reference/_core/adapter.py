@@ -13,6 +13,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from .numpy_twin import numpy_twin64
+
 __all__ = ["Adapter", "ModelError", "INPUT", "INPUT_NAME", "guarded"]
 
 INPUT = "X"  # the key of dL/dX among the checked tensors (batched_loss uses it too)
@@ -237,13 +239,18 @@ class Adapter:
     # --- the float64 twin --------------------------------------------------------------------
 
     def twin64(self) -> "Adapter":
-        """This model in float64 by its ``astype`` (itself when it already is float64, or has no
-        ``astype``). Whether the twin runs the same code is the caller's to establish."""
+        """This model in float64 by its ``astype``, or for NumPy parameters without one by a copy
+        with its arrays in float64 (``numpy_twin``); itself when it already is float64 or has no
+        twin. Whether the twin runs the same code is the caller's to establish."""
         if self._twin is None:
             self._twin = self
             if self.dtype != tf.float64 and callable(getattr(self.model, "astype", None)):
                 twin = guarded("model.astype('float64')", self.model.astype, "float64")
                 self._twin = Adapter(twin, self.X, self.y, include_input=self.include_input)
+            elif self.dtype != tf.float64 and self.numpy_params:
+                twin = numpy_twin64(self.model, self.params)
+                if twin is not None:
+                    self._twin = Adapter(twin, self.X, self.y, include_input=self.include_input)
         return self._twin
 
     # --- loss evaluations for finite differences ----------------------------------------------
