@@ -673,9 +673,18 @@ def test_a_float32_step_that_crosses_a_kink_too_close_to_flag_does_not_fail(mode
     assert report.ok, str(report)
 
 
+class Uncopyable(ReluSoftmaxNet):
+    """The same net holding something that cannot be copied (a lock, a file): no float64 twin,
+    so a float32 one is judged as it is, by float32 finite differences alone."""
+
+    def __deepcopy__(self, memo):
+        raise TypeError("cannot copy a model that holds a lock")
+
+
 def test_float32_without_a_tape_says_how_coarse_it_is():
     X, y = _user_batch(12, 0, np.float32)
-    report = check_gradients(ReluSoftmaxNet(seed=0, dtype=np.float32), X, y)
+    report = check_gradients(Uncopyable(seed=0, dtype=np.float32), X, y)
+    assert report.fd_dtype == "float32", str(report)
     coarse = [e.note(NoteCode.FD_COARSE) for e in report.entries]
     assert report.ok and all(coarse), str(report)
     assert all(n.values["resolution"] > 1e-3 for n in coarse)

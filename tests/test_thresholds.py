@@ -1297,11 +1297,17 @@ def test_coordinate_losses_are_spot_checked_to_1024_ulps():
 
 @pytest.mark.parametrize("size,noted", [(0.01, True), (5.0, False)])
 def test_a_tensor_finite_differences_alone_resolve_coarsely_is_noted(size, noted):
-    """float32 NumPy parameters: finite differences alone resolve a tensor of gradients near
-    ``size`` to 3.2e-3 of it (0.01; noted, FD_COARSE being 1e-3) or to 1.6e-4 (5; not noted)."""
+    """float32 NumPy parameters (a model that cannot be copied: no float64 twin): finite
+    differences alone resolve a tensor of gradients near ``size`` to 3.2e-3 of it (0.01; noted,
+    FD_COARSE being 1e-3) or to 1.6e-4 (5; not noted)."""
+
+    class Uncopyable(Designed):
+        def __deepcopy__(self, memo):
+            raise TypeError("cannot copy")
+
     rng = np.random.default_rng(0)
     a, w0 = size * rng.uniform(0.5, 1.0, 6), 0.5 * rng.normal(size=6)
-    model = Designed([Block(a, w0, start=w0 + 0.1)], dtype="float32", numpy=True)
+    model = Uncopyable([Block(a, w0, start=w0 + 0.1)], dtype="float32", numpy=True)
     entry = _check(model).entries[0]
     assert entry.ok and (entry.note(NoteCode.FD_COARSE) is not None) == noted, entry.detail()
 

@@ -63,6 +63,10 @@ NOT_JUDGING = {
     "reference/_catalogue/matrix.py": "what the CLI matrix draws, not how it is judged",
     "reference/_catalogue/strategies.py": "what the strategies draw, not how it is judged",
     "reference/_core/compiled.py": "a cache size",
+    "reference/_core/numpy_twin.py": (
+        "how deep the float64 copy of a NumPy model is searched for its arrays; whether the "
+        "copy is used is judged by trust.twin_agreement"
+    ),
 }
 
 # Named constants of the judging modules that bear on no verdict, and why.
