@@ -199,17 +199,18 @@ class TwoLayer:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_every_printed_relative_error_is_relative_to_the_tensors_own_largest_gradient(dtype):
+@pytest.mark.parametrize("mode", MODES)
+def test_every_printed_relative_error_is_relative_to_the_tensors_own_largest_gradient(mode, dtype):
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(6, 4)).astype(dtype), rng.normal(size=(6, 3)).astype(dtype)
-    report = check_gradients(TwoLayer(dtype, bug=True), X, y)
+    report = check_gradients(TwoLayer(dtype, bug=True), X, y, mode=mode)
     b1 = next(e for e in report.entries if e.name == "b1")
     assert b1.rel_error == pytest.approx(0.5, rel=1e-3), str(report)
     for between in ("manual~tape", "manual~FD"):
         c = next(c for c in b1.comparisons if c.between.column == between)
         assert c.relative == pytest.approx(0.5, rel=1e-3), (between, str(report))
     assert "rel err 0.5 >" in str(report)
-    assert check_gradients(TwoLayer(dtype, bug=False), X, y).ok
+    assert check_gradients(TwoLayer(dtype, bug=False), X, y, mode=mode).ok
 
 
 def test_check_derivatives_worst_point_is_the_worst_and_a_constant_factor_is_named():

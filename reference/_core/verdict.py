@@ -50,9 +50,9 @@ def _comparisons(ev: TensorEvidence, v: ElementVerdict) -> List[Comparison]:
                 bool(np.all(v.tape_ok | ~counted)),
             )
         )
-    # Without a tape, elements differenced one by one that fail are what the column shows
-    # (the probes may all agree while one element is off).
-    elements_fail = ev.tape is None and ev.fd is not None and bool(np.any(v.fail & ev.fd.measured))
+    # Elements differenced one by one that fail are what the column shows (the probes may all
+    # agree while one element is off), each relative to the tensor's own largest gradient.
+    elements_fail = ev.fd is not None and bool(np.any(v.fail & ev.fd.measured))
     # Where every element was differenced, they are what the column shows (the probes beside
     # them, as check_function's pairs of tied elements are, count in the verdict and the notes).
     every = ev.fd is not None and bool(np.all(ev.fd.measured))
