@@ -276,3 +276,25 @@ def test_a_subgradient_at_a_tie_prints_its_one_sided_derivatives(mode):
     assert {"manual", "tape", "lower", "upper"} <= set(note.values)
     assert note.values["lower"] <= note.values["manual"] <= note.values["upper"]
     assert "one-sided [" in str(note)
+
+
+def test_a_probe_across_hidden_kinks_is_no_evidence_against_a_right_gradient():
+    """Inputs of 1e-3 put every ReLU unit near its kink: finite differences along a probe agree
+    at every step and still miss the manual projection, because kinks inside the step bias
+    them; the model's own gradient bends within the step by more than the disagreement."""
+    import manual_backprop as mb
+    from reference._catalogue.strategies import batch_for
+
+    model = mb.MLP(
+        [6, 6, 6, 1],
+        ["linear", "relu", "linear"],
+        "mse",
+        dtype="float32",
+        seed=0,
+        weight_scale=0.1,
+    )
+    X, y = batch_for(model, n=3, input_scale=0.001, seed=2)
+    report = check_gradients(model, X, y, mode="directional")
+    assert report.ok, str(report)
+    notes = [n for e in report.entries for n in e.notes if n.code.value == "probes-confounded"]
+    assert notes and all(n.values["bend"] >= 0.5 for n in notes), str(report)

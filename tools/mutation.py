@@ -57,6 +57,7 @@ POLICY, FD, MODES = (
     "reference/_checks/modes.py",
 )
 PASSES, GRADIENTS = "reference/_checks/passes.py", "reference/_checks/gradients.py"
+TWINS = "reference/_checks/twins.py"
 TRUST = "reference/_checks/trust.py"
 GUARDS, JUDGES = "tests/test_judge_guards.py", "tests/test_judges.py"
 FINDINGS, CORPUS = "tests/test_findings.py", "tests/test_corpus.py"
@@ -99,8 +100,8 @@ BUGS: List[Bug] = [
     Bug(
         "float32 overflow and rounding comparison always passing",
         [
-            (PASSES, "        if overflow.any():", "        if False:"),
-            (PASSES, "        elif dev > tol:", "        elif False:"),
+            (TWINS, "        if overflow.any():", "        if False:"),
+            (TWINS, "        elif dev > tol:", "        elif False:"),
         ],
         [GUARDS],
     ),
@@ -201,12 +202,12 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "the independent forward never runs",
-        [(PASSES, "reason = why_not(adapter.model)", 'reason = "skipped"')],
+        [(TWINS, "reason = why_not(adapter.model)", 'reason = "skipped"')],
         [JUDGES],
     ),
     Bug(
         "independent forward tolerance x1e10",
-        [(PASSES, "FORWARD_RTOL = 1e-9", "FORWARD_RTOL = 10.0")],
+        [(TWINS, "FORWARD_RTOL = 1e-9", "FORWARD_RTOL = 10.0")],
         [JUDGES],
     ),
     Bug(
@@ -761,6 +762,11 @@ BUGS: List[Bug] = [
         ],
         [WITNESSES],
     ),
+    Bug(
+        "a probe across hidden kinks taken as evidence (the probes' bend never looked at)",
+        [(GRADIENTS, "    probe_bends_pass(twin, verdicts, evidence)\n", "")],
+        [WITNESSES],
+    ),
 ]
 
 
@@ -888,6 +894,7 @@ MODULE_TESTS = {
     STENCILS: _MODEL_JUDGE,
     MODES: _MODEL_JUDGE,
     PASSES: _MODEL_JUDGE,
+    TWINS: _MODEL_JUDGE,
     TRUST: [FAST, FINDINGS],
     GRADIENTS: _MODEL_JUDGE,
     "reference/_core/report.py": [JUDGES, GUARDS],

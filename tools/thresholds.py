@@ -39,6 +39,7 @@ JUDGING = (
     "reference/_core/render.py",
     "reference/_checks/modes.py",
     "reference/_checks/passes.py",
+    "reference/_checks/twins.py",
     "reference/_checks/trust.py",
     "reference/_checks/gradients.py",
     "reference/_checks/derivative.py",
@@ -379,8 +380,8 @@ ARGUED: Dict[str, str] = {
     "policy.py np.asarray(bend) >= BEND_FRACTION * np.asarray(gap) flip": (
         f"{_POSITIVE} (the element fails, so manual and finite differences differ)"
     ),
-    "passes.py dev <= tol flip": f"{_POSITIVE} (the float32 tolerance, 1e-5 at least)",
-    "passes.py dev > tol flip": f"{_POSITIVE} (the float32 tolerance, 1e-5 at least)",
+    "twins.py dev <= tol flip": f"{_POSITIVE} (the float32 tolerance, 1e-5 at least)",
+    "twins.py dev > tol flip": f"{_POSITIVE} (the float32 tolerance, 1e-5 at least)",
     "trust.py self.deviation[k] <= self.tolerance[k] flip": (
         f"{_POSITIVE} (256 ulps of the loss at least)"
     ),

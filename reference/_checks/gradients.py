@@ -34,14 +34,14 @@ from .diagnosis import diagnosis_pass, problem_sizes
 from .modes import MODES, DirectionalMode, FullMode, Gathered
 from .passes import (
     fd_against_pass,
-    float32_pass,
-    forward_pass,
     hidden_kinks_pass,
+    probe_bends_pass,
     region_pass,
     rounding_pass,
 )
 from .purity import Point, purity_problem
 from .trust import batched_problem, coordinate_problem, coordinate_samples, twin_agreement
+from .twins import float32_pass, forward_pass
 
 __all__ = ["check_gradients", "assert_gradients_match", "MODES"]
 
@@ -232,6 +232,7 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget,
     region_pass(twin, verdicts, evidence)
     tape_independent = _tape_independence(report, twin, verdicts, evidence, gathered.blind)
     fd_against_pass(twin, verdicts, evidence, seed, tape_independent)
+    probe_bends_pass(twin, verdicts, evidence)
     hidden_kinks_pass(twin, verdicts, evidence)
     rounding_pass(twin, verdicts, evidence, seed)
     report.entries.extend(assemble(evidence[k], verdicts[k]) for k in adapter.keys)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._core import fd as fdm
 from .._core import stencils
-from .._core.adapter import INPUT, Adapter, ModelError
+from .._core.adapter import INPUT, Adapter
 from .._core.policy import (
     ERRATIC,
     TensorEvidence,
@@ -26,34 +26,24 @@ from .._core.policy import (
     fd_confounded,
     hidden_kinks,
     magnitude,
+    probe_failures,
     region_unresolved,
     rounding_bound,
     tolerance_at,
     unresolved,
 )
 from .._core.report import (
-    Between,
-    Comparison,
-    Diagnosis,
     ElementVerdict,
-    Finding,
-    ForwardCheck,
-    GradientReport,
-    Note,
     NoteCode,
-    Status,
 )
 from .._core.tape import tape_values
-from .trust import TAPE_DEVIATION_FACTOR, TwinAgreement
 
 __all__ = [
     "fd_against_pass",
+    "probe_bends_pass",
     "rounding_pass",
     "region_pass",
     "hidden_kinks_pass",
-    "forward_pass",
-    "float32_pass",
-    "FORWARD_RTOL",
 ]
 
 # --- the rounding test -----------------------------------------------------------------------
@@ -119,27 +109,14 @@ def rounding_pass(
         verdict, ev = verdicts[k], evidence[k]
         scale = ev.scale if ev.scale > 0 else 1.0
         small = mask & (gaps[k] <= bounds[k])
-        if np.any(small):
-            excuse_rounding(
-                verdict,
-                small,
-                {
-                    "difference": float(np.max(gaps[k][small])) / scale,
-                    "bound": bounds[k] / scale,
-                    "moved": erratic[k],
-                },
-            )
-        large = mask & ~small
-        if np.any(large):
-            unresolved(
-                verdict,
-                large,
-                {
-                    "difference": float(np.max(gaps[k][large])) / scale,
-                    "bound": bounds[k] / scale,
-                    "resolution": float(np.nanmax(np.where(large, ev.fd.error, np.nan))) / scale,
-                },
-            )
+        for part, decide in ((small, excuse_rounding), (mask & ~small, unresolved)):
+            if not np.any(part):
+                continue
+            figures = {"difference": float(np.max(gaps[k][part])) / scale}
+            figures["bound"] = bounds[k] / scale
+            figures["moved"] = erratic[k]
+            figures["resolution"] = float(np.nanmax(np.where(part, ev.fd.error, np.nan))) / scale
+            decide(verdict, part, figures)
 
 
 def _erratic(twin: Adapter, suspects: Dict, manual: Dict, tape: Dict, nudge: float, rng) -> Dict:
@@ -526,75 +503,49 @@ def _moved_under_nudge(twin: Adapter, key, lines, ev, rng) -> np.ndarray:
     return out
 
 
-# --- the independent forward -----------------------------------------------------------------
-
-# The model's loss (float64, or float32 for a model judged as it is) must match the rebuilt one
-# (float64) to this relative tolerance, plus _FORWARD_ULPS ulps (of the model's dtype) of the
-# values it is computed from: two forwards written differently agree to a few ulps of their
-# largest intermediate, far inside both; a forward bug (a missing mean, a wrong constant) is off
-# by far more.
-FORWARD_RTOL = 1e-9
-_FORWARD_ULPS = 64
+# At most this many failing probes per tensor are looked at along their lines.
+_PROBE_BENDS_MAX = 8
 
 
-def forward_pass(report: GradientReport, adapter: Adapter, twin: Adapter, f0: float) -> None:
-    """Set ``report.forward`` (or ``report.forward_skipped`` with the reason it cannot run)."""
-    from .._catalogue.independent import independent_loss, why_not
+def probe_bends_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence) -> None:
+    """A probe along which finite differences resolve a projection the manual gradient misses
+    is evidence against it, unless the model's own gradient, projected on the probe, bends
+    within the step by half the disagreement or more (``confounded``): kinks inside the step
+    (inputs so small that every pre-activation sits near its kink) bias the estimate by half
+    their jumps while every step agrees, as they do for an element (``fd_against_pass``)."""
+    for k, v in verdicts.items():
+        ev = evidence[k]
+        if k == INPUT or ev.probes is None:
+            continue
+        failing = np.flatnonzero(probe_failures(ev, v))[:_PROBE_BENDS_MAX]
+        if failing.size == 0:
+            continue
+        dirs, nd = ev.probes.directions, ev.probes.fd
+        gap = np.abs(dirs[failing] @ ev.manual.reshape(-1) - nd.value[failing])
+        bend = np.array([_bend_along(twin, k, dirs[p], nd.step[p], ev) for p in failing])
+        excused = confounded(gap, bend)
+        if not np.any(excused):
+            continue
+        ev.probes.confounded = np.zeros(len(dirs), bool)
+        ev.probes.confounded[failing[excused]] = True
+        ev._probe_verdict = None
+        tiny = np.finfo(float).tiny
+        ratio = float(np.min(bend[excused] / np.maximum(gap[excused], tiny)))
+        v.evidence[NoteCode.PROBES_CONFOUNDED] = {"bend": ratio, "count": int(excused.sum())}
 
-    reason = why_not(adapter.model)
-    if reason is not None:
-        report.forward_skipped = reason
-        return
+
+def _bend_along(twin: Adapter, key, direction, step: float, ev) -> float:
+    """|(g(theta + h d) + g(theta - h d) - 2 g(theta)) . d| of the model's own gradient g."""
+    original = twin.snapshot()
+    sides = []
     try:
-        ref, scale = independent_loss(twin.model, adapter.X, adapter.y)
-    except Exception as exc:  # a model that describes itself wrongly is the model's problem
-        raise ModelError(
-            f"rebuilding the model from primitives failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    eps = twin.eps  # the loss compared is the twin's: float32 when the model is judged as it is
-    tiny = np.finfo(float).tiny
-    tol_abs = FORWARD_RTOL * abs(ref) + _FORWARD_ULPS * eps * scale
-    report.forward = ForwardCheck(
-        f0,
-        ref,
-        abs(f0 - ref) / max(abs(ref), tiny),
-        tol_abs / max(abs(ref), tiny),
-        "the same network from tf.nn/tf.math primitives, float64",
-    )
-
-
-# --- float32 against the float64 twin --------------------------------------------------------
-
-
-def float32_pass(report: GradientReport, keys, agreement: TwinAgreement) -> None:
-    """The model's own float32 gradients against its float64 twin, which was accepted as the
-    same code (``twin_agreement``): values that overflow in float32 only fail; a difference
-    beyond what TensorFlow's own tape shows in float32, within the rounding the values can
-    carry, is the formula's rounding (noted)."""
-    for entry, k in zip(report.entries, keys):
-        scale = agreement.scale[k] or 1.0
-        dev = agreement.deviation[k] / scale
-        tol = max(agreement.rtol, TAPE_DEVIATION_FACTOR * agreement.tape_deviation[k] / scale)
-        overflow = agreement.overflow[k]
-        entry.comparisons.append(
-            Comparison(Between.FLOAT32_FLOAT64, dev, tol, dev <= tol and not overflow.any())
-        )
-        if overflow.any():
-            first = tuple(int(i) for i in np.argwhere(overflow)[0])
-            entry.status = Status.FAIL
-            entry.n_failing += int(overflow.sum())
-            entry.diagnosis.append(
-                Diagnosis(
-                    Finding.FLOAT32_OVERFLOW,
-                    f"{int(overflow.sum())} value(s) are not finite in float32 but finite in "
-                    f"float64 (first at {first}): an overflow in the float32 backward",
-                )
+        for sign in (1.0, -1.0):
+            moved = original[key].astype(np.float64) + sign * step * direction.reshape(
+                original[key].shape
             )
-        elif dev > tol:
-            entry.add_note(
-                Note(
-                    NoteCode.FLOAT32_ROUNDING,
-                    0,
-                    {"deviation": dev, "tape_deviation": agreement.tape_deviation[k] / scale},
-                )
-            )
+            twin.write(key, moved)
+            sides.append(twin.manual()[key].reshape(-1) @ direction)
+            twin.restore(original)
+    finally:
+        twin.restore(original)
+    return abs(sides[0] + sides[1] - 2.0 * (ev.manual.reshape(-1) @ direction))

@@ -62,6 +62,7 @@ class NoteCode(_Code):
     FD_CONFOUNDED = "fd-confounded"
     FLOAT32_ROUNDING = "float32-rounding"
     PROBES_DISAGREE = "probes-disagree"
+    PROBES_CONFOUNDED = "probes-confounded"
     NO_TAPE = "no-tape"
     FD_COARSE = "fd-coarse"
 
@@ -157,6 +158,11 @@ _NOTE_TEXT = {
         "tensor's largest gradient) from the same code in float64, TensorFlow's tape "
         "{tape_deviation:.2g}; the math is right in float64, the formula loses precision in "
         "float32"
+    ),
+    NoteCode.PROBES_CONFOUNDED: (
+        "{count} probe(s) where finite differences resolve a projection the manual gradient "
+        "misses, but the model's own gradient bends within their step by {bend:.2g} of the "
+        "disagreement (kinks inside the step): no evidence against it"
     ),
     NoteCode.PROBES_DISAGREE: (
         "{count} of {probes} probe(s) disagree with finite differences along the manual gradient"

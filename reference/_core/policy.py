@@ -127,6 +127,9 @@ class ProbeEvidence:
 
     directions: np.ndarray
     fd: NumericalGradient
+    # Probes along which the model's own gradient was shown to bend within the step (kinks
+    # inside it, ``passes.probe_bends_pass``): no evidence against the manual gradient.
+    confounded: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -345,6 +348,8 @@ def probe_failures(ev: TensorEvidence, v: Optional[ElementVerdict] = None) -> np
     nd = ev.probes.fd
     probes = judge_probes(ev)
     bad = ~probes.fd_ok_manual & nd.measured & ~nd.kink & ~nd.unresolved
+    if ev.probes.confounded is not None:
+        bad &= ~ev.probes.confounded
     if v is not None and np.any(v.kink_region):
         # Several kinks meet at the point and the manual gradient is shown to be a region's
         # there: a line through the point has one-sided derivatives that need not bracket it.

@@ -219,6 +219,10 @@ def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
         notes.append(Note(NoteCode.UNRESOLVED, int(v.unverifiable.sum()), values))
     if kinks and ev.tape is not None and not np.any(v.kink_used):
         notes.append(Note(NoteCode.KINKS_MATCH_TAPE, kinks))
+    confounded = v.evidence.get(NoteCode.PROBES_CONFOUNDED)
+    if confounded:
+        values = {"bend": confounded["bend"]}
+        notes.append(Note(NoteCode.PROBES_CONFOUNDED, int(confounded["count"]), values))
     if ev.probes is not None and not np.any(v.fail):
         probes = judge_probes(ev)
         if not np.all(probes.fd_ok_manual):
