@@ -115,7 +115,8 @@ def rounding_pass(
             figures = {"difference": float(np.max(gaps[k][part])) / scale}
             figures["bound"] = bounds[k] / scale
             figures["moved"] = erratic[k]
-            figures["resolution"] = float(np.nanmax(np.where(part, ev.fd.error, np.nan))) / scale
+            error = np.empty(0) if ev.fd is None else ev.fd.error[part]
+            figures["resolution"] = float(np.max(error[np.isfinite(error)], initial=0.0)) / scale
             decide(verdict, part, figures)
 
 
