@@ -461,24 +461,10 @@ def fd_against_pass(
 
 
 def _bends_along(twin: Adapter, key, lines, ev) -> np.ndarray:
-    """Per line, |g(theta + h) + g(theta - h) - 2 g(theta)| of the model's own gradient g along
-    it (h the finite-difference step): about zero on a smooth line, the jump at a kink."""
-    original = twin.snapshot()
-    flat_manual, steps = ev.manual.reshape(-1), ev.fd.step.reshape(-1)
-    out = np.zeros(len(lines))
-    try:
-        for n, i in enumerate(lines):
-            sides = []
-            for sign in (1.0, -1.0):
-                moved = original[key].astype(np.float64).copy()
-                moved.reshape(-1)[i] += sign * steps[i]
-                twin.write(key, moved)
-                sides.append(twin.manual()[key].reshape(-1)[i])
-                twin.restore(original)
-            out[n] = abs(sides[0] + sides[1] - 2.0 * flat_manual[i])
-    finally:
-        twin.restore(original)
-    return out
+    """Per coordinate line (flat indices ``lines``), the model's own gradient's bend within
+    the finite-difference step (``_bend_along`` the unit direction)."""
+    size, steps = ev.manual.size, ev.fd.step.reshape(-1)
+    return np.array([_bend_along(twin, key, np.eye(1, size, i)[0], steps[i], ev) for i in lines])
 
 
 def _moved_under_nudge(twin: Adapter, key, lines, ev, rng) -> np.ndarray:
@@ -536,7 +522,9 @@ def probe_bends_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evid
 
 
 def _bend_along(twin: Adapter, key, direction, step: float, ev) -> float:
-    """|(g(theta + h d) + g(theta - h d) - 2 g(theta)) . d| of the model's own gradient g."""
+    """|(g(theta + h d) + g(theta - h d) - 2 g(theta)) . d| of the model's own gradient g along
+    the line theta + s d (h the finite-difference step): about zero on a smooth line, the jump
+    at a kink."""
     original = twin.snapshot()
     sides = []
     try:
