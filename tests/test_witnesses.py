@@ -298,3 +298,64 @@ def test_a_probe_across_hidden_kinks_is_no_evidence_against_a_right_gradient():
     assert report.ok, str(report)
     notes = [n for e in report.entries for n in e.notes if n.code.value == "probes-confounded"]
     assert notes and all(n.values["bend"] >= 0.5 for n in notes), str(report)
+
+
+# --- check_function: a custom gradient on the tape, kinks inside every step ---------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+def test_check_function_names_the_custom_gradient_its_tape_runs_through(mode, dtype):
+    """A vjp copied from the custom gradient it checks agrees with the tape, which is that same
+    claim: finite differences judge, and the header says the tape is not independent."""
+    x = np.array([0.5, -1.2, 2.0], dtype=dtype)
+    for factor, ok in ((2.0, True), (3.0, False)):
+
+        def vjp(dy, x, factor=factor):
+            return dy * factor * x
+
+        report = check_function(_square(factor), x, vjp=vjp, mode=mode)
+        assert report.ok is ok, str(report)
+        if ok:
+            assert report.tape_dependent is None, str(report)
+        else:
+            assert report.tape_dependent == "tf.custom_gradient", str(report)
+            assert "not an independent witness" in str(report)
+
+
+def _relu_layer(x, w):
+    return tf.nn.relu(x @ w)
+
+
+def _relu_layer_numpy(x, w):
+    return tf.constant(np.maximum(x.numpy() @ w.numpy(), 0.0))
+
+
+def _relu_vjp(masked):
+    def vjp(dy, x, w):
+        dy, x, w = dy.numpy(), x.numpy(), w.numpy()
+        g = dy * (x @ w > 0) if masked else dy
+        return g @ w.T, x.T @ g
+
+    return vjp
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fn", [_relu_layer, _relu_layer_numpy], ids=["tf", "numpy"])
+def test_kinks_inside_every_step_do_not_fail_a_right_vjp(fn, mode, dtype):
+    """Inputs of 1e-9 put a kink of every unit inside any step along x: finite differences
+    resolve a biased value there, and the vjp's own bend along the line shows it (the same bend
+    ``check_gradients`` measures). The right vjp is not failed (a note with the tape, and
+    unverifiable without one). The mask forgotten is never ok: the tape fails it where it
+    witnesses; without a tape, finite differences cannot judge x, and nothing passes it."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((4, 5)) * 1e-9).astype(dtype)
+    w = rng.standard_normal((5, 6)).astype(dtype)
+    right = check_function(fn, x, w, vjp=_relu_vjp(True), mode=mode)
+    assert all(e.status != "fail" for e in right.entries), str(right)
+    assert right.ok is (fn is _relu_layer), str(right)
+    wrong = check_function(fn, x, w, vjp=_relu_vjp(False), mode=mode)
+    assert not wrong.ok, str(wrong)
+    if fn is _relu_layer:
+        assert any(e.name == "vjp: x" and e.status == "fail" for e in wrong.entries), str(wrong)

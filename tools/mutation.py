@@ -259,11 +259,11 @@ BUGS: List[Bug] = [
         [
             (
                 FD,
-                "return max(float(np.quantile(d4, 0.25)) / QUARTILE_UNIT, floor)",
-                "return 1e6 * max(float(np.quantile(d4, 0.25)) / QUARTILE_UNIT, floor)",
+                "sigma = np.nan_to_num(np.asarray(q) / QUARTILE_UNIT, nan=0.0)",
+                "sigma = 1e6 * np.nan_to_num(np.asarray(q) / QUARTILE_UNIT, nan=0.0)",
             )
         ],
-        [GUARDS, JUDGES],
+        [GUARDS, JUDGES, FUNCTION_TESTS],
     ),
     Bug(
         "the diagnosis forgets the batch size N",
@@ -570,8 +570,14 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "no tape: hidden kinks never looked for",
-        [(GRADIENTS, "    hidden_kinks_pass(twin, verdicts, evidence)\n", "")],
-        [NUMPY],
+        [
+            (
+                PASSES,
+                "        hidden = confounded(gap, bend)\n",
+                "        hidden = np.zeros(len(lines), bool)\n",
+            )
+        ],
+        [NUMPY, WITNESSES],
     ),
     Bug(
         "NumPy models: the hand-written gradients kept without a copy",
@@ -764,7 +770,13 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "a probe across hidden kinks taken as evidence (the probes' bend never looked at)",
-        [(GRADIENTS, "    probe_bends_pass(twin, verdicts, evidence)\n", "")],
+        [
+            (
+                PASSES,
+                "        excused = confounded(gap, bend)\n",
+                "        excused = np.zeros(len(failing), bool)\n",
+            )
+        ],
         [WITNESSES],
     ),
 ]
@@ -893,14 +905,15 @@ MODULE_TESTS = {
     FD: _MODEL_JUDGE,
     STENCILS: _MODEL_JUDGE,
     MODES: _MODEL_JUDGE,
-    PASSES: _MODEL_JUDGE,
+    PASSES: _MODEL_JUDGE + [WITNESSES],
+    "reference/_checks/moves.py": _MODEL_JUDGE + [WITNESSES],
     TWINS: _MODEL_JUDGE,
     TRUST: [FAST, FINDINGS],
     GRADIENTS: _MODEL_JUDGE,
     "reference/_core/report.py": [JUDGES, GUARDS],
     "reference/_core/render.py": [JUDGES, GUARDS],
     "reference/_core/function.py": [FUNCTION_TESTS],
-    FUNCTION: [FUNCTION_TESTS],
+    FUNCTION: [FUNCTION_TESTS, WITNESSES],
     "reference/_checks/derivative.py": ["tests/test_derivative.py"],
     PURITY: [FINDINGS, NUMPY],
     "reference/_snapshots.py": ["tests/test_plugin.py"],

@@ -39,6 +39,7 @@ JUDGING = (
     "reference/_core/render.py",
     "reference/_checks/modes.py",
     "reference/_checks/passes.py",
+    "reference/_checks/moves.py",
     "reference/_checks/twins.py",
     "reference/_checks/trust.py",
     "reference/_checks/gradients.py",
@@ -447,16 +448,16 @@ ARGUED: Dict[str, str] = {
     "modes.py DirectionalMode.LEAF x10": (
         "no weakening: blocks of up to 160 elements are differenced whole instead of halved"
     ),
-    "passes.py _NUDGE /10": (
+    "passes.py NUDGE /10": (
         "a systematic difference moves by about a tenth of a millionth of itself, rounding is "
         "still drawn anew (the weights still move by an ulp or more in float64 and, mostly, in "
         "float32): the same verdicts"
     ),
-    "passes.py _NUDGE x10": (
+    "passes.py NUDGE x10": (
         "a systematic difference moves by about 1e-5 of itself, far below a quarter; rounding "
         "is drawn anew as under 1e-6"
     ),
-    "passes.py _NUDGES x10": (
+    "passes.py NUDGES x10": (
         "no weakening shown: 40 nudges instead of 4; a systematic difference moves by about "
         "1e-6 of itself under every one of them"
     ),

@@ -46,6 +46,8 @@ from .._core.policy import (
     classify,
     magnitude,
     probe_failures,
+    refine_elements,
+    refine_probes,
 )
 from .._core.report import (
     FunctionReport,
@@ -55,6 +57,8 @@ from .._core.verdict import assemble
 from . import problem as pb
 from .function_diagnosis import diagnose
 from .modes import MODES
+from .moves import FunctionMoves, forward_line, jacobian_line, reverse_line
+from .passes import fd_against_pass, hidden_kinks_pass, probe_bends_pass, tape_independence
 from .trust import TAPE_DEVIATION_FACTOR
 
 __all__ = ["check_function", "assert_function_gradients", "FunctionReport"]
@@ -101,6 +105,11 @@ class _Entry:
     flat: Optional[np.ndarray] = None  # directional mode: the elements ``lines`` measure
     coords: Optional[np.ndarray] = None  # ... and the input's coordinates they lie along
     evidence: Optional[TensorEvidence] = None
+    # For the evidence passes (``moves.FunctionMoves``): the moves of the inputs along the line
+    # a direction of the entry stands for (None when it is not one line), and the judged
+    # derivative's projection on that direction at moved inputs.
+    line: Optional[Callable] = None
+    claim: Optional[Callable] = None
 
     def fd(self) -> fdm.NumericalGradient:
         nd = self.lines.nd
@@ -266,15 +275,17 @@ class _Check:
         own = [pb.tape_vjp(p, c) for c in C]
         manual = [pb.manual_vjp(p, c) for c in C] if p.vjp is not None else own
         tape = own if p.vjp is not None else None
-        self._reverse_entries(p.f, C, manual, tape, "vjp", "vjp", blind=p.disconnected)
+        claimer = pb.manual_vjp if p.vjp is not None else pb.tape_vjp
+        self._reverse_entries(p.f, C, manual, tape, "vjp", "vjp", claimer, p.disconnected)
         rounding = pb.tape_rounding(p, pb.tape_vjp, C, own)
         for e in self.entries[-len(p.inputs) :]:
             e.rounding = TAPE_DEVIATION_FACTOR * float(np.max(rounding[e.input_index]))
 
-    def _reverse_entries(self, f: VectorFunction, C, manual, tape, kind, label, blind=()):
+    def _reverse_entries(self, f: VectorFunction, C, manual, tape, kind, label, claimer, blind):
         """Entries (one per input) of gradients of <c_k, f(x)>: ``manual[k][a]``, ``tape``
         (None for the inputs in ``blind``, which nothing on the tape connects to the output:
-        its zeros there witness nothing)."""
+        its zeros there witness nothing); ``claimer(problem, c_k)`` gives the judged gradients
+        at other inputs."""
         p = self.p
         floor = np.abs(C) @ np.abs(f.f0)
         for a in range(len(f.in_shapes)):
@@ -287,6 +298,7 @@ class _Check:
                 self.blind.add(a)
             entry = _Entry(f"{label}: {p.names[a]}", kind, m, t, input_index=a)
             entry.output_scale, entry.reach = float(np.max(floor)), pb.reach(f.inputs[a])
+            entry.line, entry.claim = reverse_line(C, a, f.in_shapes, claimer)
             measure = self._coordinates(f, a, C.T)
             if self.mode == "full":
                 entry.lines = Lines(entry.name, measure, size, f.eps, alone=t is None)
@@ -387,6 +399,7 @@ class _Check:
             t = None if j in p.unreached else np.stack([tape[k][j] for k in range(COTANGENTS)])
             self.unreached |= {j} & p.unreached
             entry = _Entry(f"jvp: {p.out_names[j]}", "jvp", m, t, lines)
+            entry.line, entry.claim = forward_line(p, T, j, size)
             entry.output_scale = float(np.max(np.abs(f.f0), initial=0.0))
             entry.rounding = TAPE_DEVIATION_FACTOR * float(np.max(rounding[j]))
             entry.cols = np.tile(np.arange(offset, offset + size), COTANGENTS)
@@ -463,6 +476,7 @@ class _Check:
                         indexing="ij",
                     )
                     entry.cols, entry.rows = oo.reshape(-1), ii.reshape(-1)
+                    entry.line, entry.claim = jacobian_line(p, label, a, j)
                     self.entries.append(entry)
 
     def _order2_entries(self, c: np.ndarray) -> None:
@@ -503,20 +517,43 @@ class _Check:
                 tape.append(u)
                 unseen |= none
         self.lost = lost
-        self._reverse_entries(g, W, manual, tape, "order2", "order 2", blind=unseen)
+
+        def claimer(q, w):
+            return pb.second(q, first, w)[0]
+
+        self._reverse_entries(g, W, manual, tape, "order2", "order 2", claimer, unseen)
 
     # --- judging -----------------------------------------------------------------------------
 
     def _judge(self) -> None:
+        """The evidence of every entry; the policy's first verdict; the evidence passes every
+        check runs (``passes``, through ``FunctionMoves``); each entry's verdict assembled."""
         largest = {}
         for e in self.entries:
             largest[e.kind] = max(largest.get(e.kind, 0.0), magnitude(e.manual, e.tape))
-        for e in self.entries:
-            resolution = self._resolution(e)
-            self._judge_entry(e, max(SCALE_FLOOR * largest[e.kind], resolution / self.rtol))
+        evidence = {}
+        for i, e in enumerate(self.entries):
+            floor = max(SCALE_FLOOR * largest[e.kind], self._resolution(e) / self.rtol)
+            evidence[i] = e.evidence = self._evidence(e, floor)
+        verdicts = {i: classify(ev) for i, ev in evidence.items()}
+        p = self.p
+        dependent = tape_independence(verdicts, evidence, lambda: p.call(*p.tensors()))
+        self.report.tape_dependent = dependent
+        moves = FunctionMoves(p, self.entries)
+        fd_against_pass(moves, verdicts, evidence, 0, dependent is None)
+        probe_bends_pass(moves, verdicts, evidence)
+        hidden_kinks_pass(moves, verdicts, evidence)
+        witnessed = p.vjp is not None or p.jvp is not None
+        for i, e in enumerate(self.entries):
+            ev, v = evidence[i], verdicts[i]
+            e.probe_fail = None if e.probes is None else probe_failures(ev, v)
+            check = assemble(ev, v)
+            check.tape_missing = e.tape is None and witnessed
+            self.report.entries.append(check)
         diagnose(self)
 
-    def _judge_entry(self, e: _Entry, floor: float) -> None:
+    def _evidence(self, e: _Entry, floor: float) -> TensorEvidence:
+        """The entry's evidence: its elements' and probes' finite differences, refined."""
         shape = e.manual.shape
         if e.flat is not None:
             nd = fdm.NumericalGradient.unmeasured(e.name, shape, 0.0)
@@ -527,18 +564,13 @@ class _Check:
         else:
             nd = None
         ev = TensorEvidence(e.name, e.manual, e.tape, nd, self.rtol, floor, e.probes)
-        e.evidence = ev
         if e.lines is not None:
             self._refine(e, ev)
             rounded = fdm.FLOOR_ULPS * self.p.f.eps * e.output_scale
             ev.fd_floor = np.nan_to_num(fdm.rounding_error(rounded, nd.step), nan=0.0)
         if e.probes is not None:
             self._refine_probes(e, ev)
-        v = classify(ev)
-        e.probe_fail = None if e.probes is None else probe_failures(ev, v)
-        check = assemble(ev, v)
-        check.tape_missing = e.tape is None and (self.p.vjp is not None or self.p.jvp is not None)
-        self.report.entries.append(check)
+        return ev
 
     def _refine(self, e: _Entry, ev: TensorEvidence) -> None:
         """The suspect elements differenced again with smaller steps (the engine's rule)."""
@@ -550,39 +582,17 @@ class _Check:
             pick = np.searchsorted(measured, idx)
             return e.lines.remeasure(cols[pick], rows[pick], shrink)
 
-        witness = ev.manual if ev.tape is None else ev.tape
-        fdm.refine_suspects(
-            ev.fd,
-            measured,
-            ev.manual.reshape(-1)[measured],
-            witness.reshape(-1)[measured],
-            ev.tape_tol,
-            ev.tape_tol,
-            remeasure,
-            alone=ev.tape is None,
-        )
+        refine_elements(ev, measured, remeasure)
 
     def _refine_probes(self, e: _Entry, ev: TensorEvidence) -> None:
         """The suspect probes differenced again with smaller steps (the engine's rule)."""
-        dirs, nd = e.probes.directions, e.probes.fd
-        slack = ev.tape_tol * np.sum(np.abs(dirs), axis=1)
-        witness = ev.manual if ev.tape is None else ev.tape
         n_probes = e.probe_lines.n_rows
 
         def remeasure(idx, shrink):
             idx = np.asarray(idx)
             return e.probe_lines.remeasure(idx // n_probes, idx % n_probes, shrink)
 
-        fdm.refine_suspects(
-            nd,
-            np.arange(len(dirs)),
-            dirs @ ev.manual.reshape(-1),
-            dirs @ witness.reshape(-1),
-            slack,
-            slack,
-            remeasure,
-            alone=ev.tape is None,
-        )
+        refine_probes(ev, remeasure)
 
 
 def _flat(parts) -> np.ndarray:

@@ -22,22 +22,23 @@ from .._core.policy import (
     TAPE_RTOL,
     classify,
     floors,
-    judge_probes,
     magnitude,
     resolutions,
 )
 from .._core.report import GradientMismatch, GradientReport, Note, NoteCode
-from .._core.tape import overrides, tape_witness
+from .._core.tape import tape_witness
 from .._core.verdict import assemble
 from .cost import MAX_SECONDS, evaluations, too_slow, worth_compiling
 from .diagnosis import diagnosis_pass, problem_sizes
 from .modes import MODES, DirectionalMode, FullMode, Gathered
+from .moves import ModelMoves
 from .passes import (
     fd_against_pass,
     hidden_kinks_pass,
     probe_bends_pass,
     region_pass,
     rounding_pass,
+    tape_independence,
 )
 from .purity import Point, purity_problem
 from .trust import batched_problem, coordinate_problem, coordinate_samples, twin_agreement
@@ -231,9 +232,10 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget,
     verdicts = {k: classify(evidence[k]) for k in adapter.keys}
     region_pass(twin, verdicts, evidence)
     tape_independent = _tape_independence(report, twin, verdicts, evidence, gathered.blind)
-    fd_against_pass(twin, verdicts, evidence, seed, tape_independent)
-    probe_bends_pass(twin, verdicts, evidence)
-    hidden_kinks_pass(twin, verdicts, evidence)
+    moves = ModelMoves(twin)
+    fd_against_pass(moves, verdicts, evidence, seed, tape_independent)
+    probe_bends_pass(moves, verdicts, evidence)
+    hidden_kinks_pass(moves, verdicts, evidence)
     rounding_pass(twin, verdicts, evidence, seed)
     report.entries.extend(assemble(evidence[k], verdicts[k]) for k in adapter.keys)
     _record_the_tape(report, twin, evidence, gathered.blind)
@@ -246,28 +248,17 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget,
 
 
 def _tape_independence(report, twin: Adapter, verdicts, evidence, blind) -> bool:
-    """Is the tape an independent witness of the loss? Asked only where the tape and finite
-    differences disagree somewhere (elsewhere the tape is right, whatever computed it): the
-    loss is traced, and a ``tf.custom_gradient``, ``tf.py_function`` or ``tf.numpy_function``
-    in it makes the tape's gradient the user's own claim (``report.tape_dependent`` says so)."""
-    if blind is not None or not any(ev.tape is not None for ev in evidence.values()):
-        return True
-    suspicious = any(
-        np.any(v.fd_against | v.tape_unfaithful | v.fd_unresolved) for v in verdicts.values()
-    ) or any(
-        ev.probes is not None and ev.tape is not None and not np.all(judge_probes(ev).fd_ok_tape)
-        for ev in evidence.values()
-    )
-    if not suspicious:
+    """Is the tape an independent witness of the loss (``passes.tape_independence``)? Where it
+    is not, ``report.tape_dependent`` names what makes its gradient the user's own claim."""
+    if blind is not None:
         return True
     X = twin.X
     if not isinstance(X, tf.Tensor) and np.issubdtype(np.asarray(X).dtype, np.floating):
         X = tf.convert_to_tensor(np.asarray(X, dtype=twin.dtype.as_numpy_dtype))
-    found = overrides(lambda: twin.model.loss(X, twin.y))
-    if not found:
-        return True
-    report.tape_dependent = ", ".join(found)
-    return False
+    report.tape_dependent = tape_independence(
+        verdicts, evidence, lambda: twin.model.loss(X, twin.y)
+    )
+    return report.tape_dependent is None
 
 
 def _compile(report, twin: Adapter, budget: "_Budget", seed: int, f0=None) -> None:

@@ -16,6 +16,8 @@ from .._core.policy import (
     ProbeEvidence,
     TensorEvidence,
     judge_probes,
+    refine_elements,
+    refine_probes,
     tolerance_at,
     within_tape,
 )
@@ -74,16 +76,7 @@ class Gathered:
             )
             return self.analyse(key, ev.fd.name, st, sigma)
 
-        return fdm.refine_suspects(
-            ev.fd,
-            lines,
-            ev.manual.reshape(-1)[lines],
-            _tape_or_manual(ev).reshape(-1)[lines],
-            tolerance_at(ev.slack, lines),
-            tolerance_at(ev.tape_tol, lines),
-            remeasure,
-            alone=ev.tape is None,
-        )
+        return refine_elements(ev, lines, remeasure)
 
     def coarser_where_alone(self, ev: TensorEvidence, key, sigma: float, lines) -> None:
         """Where finite differences judge alone, the ``lines`` (flat indices) their first
@@ -120,12 +113,6 @@ class Gathered:
             probes,
             resolution=self.resolutions[key],
         )
-
-
-def _tape_or_manual(ev: TensorEvidence) -> np.ndarray:
-    """The tape's values, or the manual ones where no tape witnesses (a line is then suspect
-    for what it says of the manual value alone)."""
-    return ev.manual if ev.tape is None else ev.tape
 
 
 class FullMode:
@@ -204,7 +191,6 @@ class DirectionalMode:
     def _refine_probes(g: Gathered, key, ev: TensorEvidence, sigma) -> None:
         """Difference again, with smaller steps, the probes whose estimate is suspect."""
         dirs, nd = ev.probes.directions, ev.probes.fd
-        spans = np.sum(np.abs(dirs), axis=1)
 
         def remeasure(idx, shrink):
             st = guarded(
@@ -218,16 +204,7 @@ class DirectionalMode:
             )
             return g.analyse(key, nd.name, st, sigma)
 
-        fdm.refine_suspects(
-            nd,
-            np.arange(len(dirs)),
-            dirs @ ev.manual.reshape(-1),
-            dirs @ _tape_or_manual(ev).reshape(-1),
-            ev.slack * spans,
-            ev.tape_tol * spans,
-            remeasure,
-            alone=ev.tape is None,
-        )
+        refine_probes(ev, remeasure)
 
     def _elements(self, g: Gathered, key, ev: TensorEvidence, rng, sigma) -> np.ndarray:
         """The flat indices to difference one by one: where manual and tape disagree (largest

@@ -1,22 +1,28 @@
-"""The passes of ``check_gradients``' pipeline that run after the policy's first verdict.
+"""The evidence passes that run after the policy's first verdict.
 
-- ``rounding_pass``: decides the undecided elements (only the tape separates manual from truth);
-- ``forward_pass``: the loss against the same network rebuilt from primitives;
-- ``float32_pass``: a float32 model's own gradients against its float64 twin.
+- ``tape_independence``: is the tape the user's own claim (a custom gradient in the forward)?
+- ``region_pass``, ``hidden_kinks_pass``: failing elements next to several kinks, or with kinks
+  hidden inside the step;
+- ``fd_against_pass``, ``probe_bends_pass``: finite differences against manual and tape alike,
+  or against a probe, unless shown confounded;
+- ``rounding_pass``: decides the undecided elements (only the tape separates manual from truth).
 
-Each reads the evidence and the verdict as data and changes the verdict only through the
-policy's types (an element excused, a note, a failure).
+``check_gradients`` and ``check_function`` run the bend and nudge passes alike, through what
+they can move (``ModelMoves``, ``function_moves.FunctionMoves``); the region and rounding passes
+move a model's weights and run for models only. Each reads the evidence and the verdict as data
+and changes the verdict only through the policy's transitions (an element excused, with its
+evidence).
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
 from .._core import fd as fdm
 from .._core import stencils
-from .._core.adapter import INPUT, Adapter
+from .._core.adapter import Adapter
 from .._core.policy import (
     ERRATIC,
     TensorEvidence,
@@ -25,6 +31,7 @@ from .._core.policy import (
     excuse_rounding,
     fd_confounded,
     hidden_kinks,
+    judge_probes,
     magnitude,
     probe_failures,
     region_unresolved,
@@ -36,9 +43,10 @@ from .._core.report import (
     ElementVerdict,
     NoteCode,
 )
-from .._core.tape import tape_values
+from .._core.tape import overrides, tape_values
 
 __all__ = [
+    "tape_independence",
     "fd_against_pass",
     "probe_bends_pass",
     "rounding_pass",
@@ -46,11 +54,34 @@ __all__ = [
     "hidden_kinks_pass",
 ]
 
+# --- is the tape an independent witness? ------------------------------------------------------
+
+
+def tape_independence(verdicts, evidence, call) -> Optional[str]:
+    """What makes the tape the user's own claim rather than TensorFlow's derivative of the
+    forward, or None. Asked only where the tape and finite differences disagree somewhere
+    (elsewhere the tape is right, whatever computed it): ``call`` (the forward, no arguments) is
+    traced, and a ``tf.custom_gradient``, ``tf.py_function`` or ``tf.numpy_function`` in it is
+    named (``tape.overrides``)."""
+    if not any(ev.tape is not None for ev in evidence.values()):
+        return None
+    suspicious = any(
+        np.any(v.fd_against | v.tape_unfaithful | v.fd_unresolved) for v in verdicts.values()
+    ) or any(
+        ev.probes is not None and ev.tape is not None and not np.all(judge_probes(ev).fd_ok_tape)
+        for ev in evidence.values()
+    )
+    if not suspicious:
+        return None
+    found = overrides(call)
+    return ", ".join(found) if found else None
+
+
 # --- the rounding test -----------------------------------------------------------------------
 
 # The weights move by this relative amount (about 1e-6), this many times...
-_NUDGE = 2.0**-20
-_NUDGES = 4
+NUDGE = 2.0**-20
+NUDGES = 4
 # ... and a manual-minus-tape difference that changes by at least ERRATIC (a quarter) of itself
 # under one nudge is erratic (a bug moves it by about 1e-6 of itself, 250000 times less), and by
 # at least this many times the fraction by which the tape's gradient itself moves (a
@@ -59,7 +90,7 @@ _SMOOTH_FACTOR = 8.0
 # Where the difference is steady under those nudges but below what the loss can resolve, the
 # weights move again by this larger amount (about 1e-3): a saturated unit's output moves by a
 # few ulps under 1e-6 and keeps its rounding, while under 1e-3 its rounding is drawn anew.
-_LARGE_NUDGE = 2.0**-10
+_LARGENUDGE = 2.0**-10
 
 
 def rounding_pass(
@@ -95,14 +126,14 @@ def rounding_pass(
             # Rounding of the gradient, or below anything the loss can show (LOSS_ULPS).
             bounds[k] = max(rounding_bound(twin.eps, largest), evidence[k].resolution)
     rng = np.random.default_rng(seed + 1)
-    erratic = _erratic(twin, suspects, manual, tape, _NUDGE, rng)
+    erratic = _erratic(twin, suspects, manual, tape, NUDGE, rng)
     steady = {
         k: mask
         for k, mask in suspects.items()
         if k not in erratic and np.any(mask & (gaps[k] <= evidence[k].resolution))
     }
     if steady:
-        erratic.update(_erratic(twin, steady, manual, tape, _LARGE_NUDGE, rng))
+        erratic.update(_erratic(twin, steady, manual, tape, _LARGENUDGE, rng))
     for k, mask in suspects.items():
         if k not in erratic:
             continue
@@ -123,14 +154,14 @@ def rounding_pass(
 def _erratic(twin: Adapter, suspects: Dict, manual: Dict, tape: Dict, nudge: float, rng) -> Dict:
     """The tensors (with how far it moved, as a fraction of itself) whose manual-minus-tape
     difference (over the ``suspects`` masks) moves
-    erratically when every weight moves by a relative ``nudge``, ``_NUDGES`` times: by at least
+    erratically when every weight moves by a relative ``nudge``, ``NUDGES`` times: by at least
     ``_ERRATIC`` of itself, and ``_SMOOTH_FACTOR`` times more than the tape's gradient there."""
     d0 = {k: (manual[k] - tape[k])[mask] for k, mask in suspects.items()}
     tiny = np.finfo(float).tiny
     out: Dict[object, float] = {}
     original = twin.snapshot()
     try:
-        for _ in range(_NUDGES):
+        for _ in range(NUDGES):
             for i, value in enumerate(original):
                 twin.write(i, value * (1.0 + nudge * rng.standard_normal(value.shape)))
             m, t = twin.manual(), tape_values(twin)
@@ -392,7 +423,7 @@ def _matches(tape: Dict, failing: Dict, evidence: Dict) -> Dict:
 _HIDDEN_KINKS_MAX = 64
 
 
-def hidden_kinks_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence) -> None:
+def hidden_kinks_pass(subject, verdicts: Dict[object, ElementVerdict], evidence) -> None:
     """Without a tape: a failing element whose line the model's own gradient shows to cross
     kinks within the finite-difference step (its value at theta +- h differs from a straight
     line through theta by about the disagreement) is unverifiable, not failed. Inputs and
@@ -401,7 +432,7 @@ def hidden_kinks_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evi
     of agreement cannot see them. The manual gradient can: its formula follows the regions."""
     for k, v in verdicts.items():
         ev = evidence[k]
-        if ev.tape is not None or ev.fd is None or k == INPUT or not np.any(v.fail):
+        if ev.tape is not None or ev.fd is None or subject.skip(k) or not np.any(v.fail):
             continue
         # A kink finite differences saw is judged by its one-sided derivatives; only the lines
         # they found smooth can hide kinks.
@@ -409,7 +440,7 @@ def hidden_kinks_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evi
         finite = np.isfinite(ev.manual) & smooth
         lines = np.flatnonzero((v.fail & finite).reshape(-1))[:_HIDDEN_KINKS_MAX]
         gap = np.abs(ev.manual.reshape(-1)[lines] - ev.fd.value.reshape(-1)[lines])
-        bend = _bends_along(twin, k, lines, ev)
+        bend = _bends_along(subject, k, lines, ev)
         hidden = confounded(gap, bend)
         if np.any(hidden):
             mask = np.zeros(ev.manual.size, bool)
@@ -425,7 +456,7 @@ _AGAINST_MAX = 64
 
 
 def fd_against_pass(
-    twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence, seed: int, independent: bool
+    subject, verdicts: Dict[object, ElementVerdict], evidence, seed: int, independent: bool
 ) -> None:
     """Where manual and tape agree and finite differences resolve a different value (a smooth
     line, every smaller step agreeing), the element fails unless the evidence shows finite
@@ -440,61 +471,37 @@ def fd_against_pass(
     for k, v in verdicts.items():
         ev = evidence[k]
         suspects = v.fd_against & v.fail
-        if k == INPUT or not np.any(suspects):
+        if subject.skip(k) or not np.any(suspects):
             continue
         lines = np.flatnonzero(suspects.reshape(-1))[:_AGAINST_MAX]
         flat_m, flat_fd = ev.manual.reshape(-1), ev.fd.value.reshape(-1)
         gap = np.abs(flat_m[lines] - flat_fd[lines])
-        bend = _bends_along(twin, k, lines, ev)
-        moved = _moved_under_nudge(twin, k, lines, ev, rng)
+        bend = _bends_along(subject, k, lines, ev)
+        moved = subject.moved(k, lines, ev, rng)
         excused = confounded(gap, bend, moved)
         if not np.any(excused):
             continue
         mask = np.zeros(ev.manual.size, bool)
         mask[lines[excused]] = True
         tiny = np.finfo(float).tiny
-        shown = {
-            "bend": float(np.max(bend[excused] / np.maximum(gap[excused], tiny))),
-            "moved": float(np.max(moved[excused])),
-        }
+        shown = {"bend": float(np.max(bend[excused] / np.maximum(gap[excused], tiny)))}
+        if moved is not None:
+            shown["moved"] = float(np.max(moved[excused]))
         fd_confounded(v, mask.reshape(ev.manual.shape), shown, independent)
 
 
-def _bends_along(twin: Adapter, key, lines, ev) -> np.ndarray:
-    """Per coordinate line (flat indices ``lines``), the model's own gradient's bend within
-    the finite-difference step (``_bend_along`` the unit direction)."""
+def _bends_along(subject, key, lines, ev) -> np.ndarray:
+    """Per coordinate line (flat indices ``lines``), the gradient's own bend within the
+    finite-difference step (``subject.bend`` along the unit direction)."""
     size, steps = ev.manual.size, ev.fd.step.reshape(-1)
-    return np.array([_bend_along(twin, key, np.eye(1, size, i)[0], steps[i], ev) for i in lines])
-
-
-def _moved_under_nudge(twin: Adapter, key, lines, ev, rng) -> np.ndarray:
-    """Per line, how much finite differences' disagreement with the manual value moves, as a
-    fraction of itself, when every weight moves by a relative ``_NUDGE`` (the largest of
-    ``_NUDGES`` such moves)."""
-    d0 = ev.fd.value.reshape(-1)[lines] - ev.manual.reshape(-1)[lines]
-    tiny = np.finfo(float).tiny
-    out = np.zeros(len(lines))
-    original = twin.snapshot()
-    try:
-        for _ in range(_NUDGES):
-            for i, value in enumerate(original):
-                twin.write(i, value * (1.0 + _NUDGE * rng.standard_normal(value.shape)))
-            f0 = twin.loss_value()
-            st = stencils.coordinate_stencil(twin, key, f0, lines)
-            d1 = fdm.analyse("", st, ev.fd.noise).value - twin.manual()[key].reshape(-1)[lines]
-            twin.restore(original)
-            with np.errstate(invalid="ignore"):
-                out = np.fmax(out, np.abs(d1 - d0) / np.maximum(np.abs(d0), tiny))
-    finally:
-        twin.restore(original)
-    return out
+    return np.array([subject.bend(key, np.eye(1, size, i)[0], steps[i], ev) for i in lines])
 
 
 # At most this many failing probes per tensor are looked at along their lines.
 _PROBE_BENDS_MAX = 8
 
 
-def probe_bends_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evidence) -> None:
+def probe_bends_pass(subject, verdicts: Dict[object, ElementVerdict], evidence) -> None:
     """A probe along which finite differences resolve a projection the manual gradient misses
     is evidence against it, unless the model's own gradient, projected on the probe, bends
     within the step by half the disagreement or more (``confounded``): kinks inside the step
@@ -502,14 +509,14 @@ def probe_bends_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evid
     their jumps while every step agrees, as they do for an element (``fd_against_pass``)."""
     for k, v in verdicts.items():
         ev = evidence[k]
-        if k == INPUT or ev.probes is None:
+        if subject.skip(k) or ev.probes is None:
             continue
         failing = np.flatnonzero(probe_failures(ev, v))[:_PROBE_BENDS_MAX]
         if failing.size == 0:
             continue
         dirs, nd = ev.probes.directions, ev.probes.fd
         gap = np.abs(dirs[failing] @ ev.manual.reshape(-1) - nd.value[failing])
-        bend = np.array([_bend_along(twin, k, dirs[p], nd.step[p], ev) for p in failing])
+        bend = np.array([subject.bend(k, dirs[p], nd.step[p], ev) for p in failing])
         excused = confounded(gap, bend)
         if not np.any(excused):
             continue
@@ -519,22 +526,3 @@ def probe_bends_pass(twin: Adapter, verdicts: Dict[object, ElementVerdict], evid
         tiny = np.finfo(float).tiny
         ratio = float(np.min(bend[excused] / np.maximum(gap[excused], tiny)))
         v.evidence[NoteCode.PROBES_CONFOUNDED] = {"bend": ratio, "count": int(excused.sum())}
-
-
-def _bend_along(twin: Adapter, key, direction, step: float, ev) -> float:
-    """|(g(theta + h d) + g(theta - h d) - 2 g(theta)) . d| of the model's own gradient g along
-    the line theta + s d (h the finite-difference step): about zero on a smooth line, the jump
-    at a kink."""
-    original = twin.snapshot()
-    sides = []
-    try:
-        for sign in (1.0, -1.0):
-            moved = original[key].astype(np.float64) + sign * step * direction.reshape(
-                original[key].shape
-            )
-            twin.write(key, moved)
-            sides.append(twin.manual()[key].reshape(-1) @ direction)
-            twin.restore(original)
-    finally:
-        twin.restore(original)
-    return abs(sides[0] + sides[1] - 2.0 * (ev.manual.reshape(-1) @ direction))

@@ -144,6 +144,16 @@ class Problem:
         other.unreached = set()
         return other
 
+    def moved(self, deltas: Sequence[np.ndarray], scale: float) -> "Problem":
+        """The same problem at the inputs moved by ``scale * deltas`` (one per input)."""
+        other = copy.copy(self)
+        other.inputs = [
+            (x.astype(np.float64) + scale * d).astype(x.dtype) for x, d in zip(self.inputs, deltas)
+        ]
+        other.disconnected = set()
+        other.unreached = set()
+        return other
+
     def tensors(self, dtype=None) -> List[tf.Tensor]:
         return [tf.constant(x if dtype is None else x.astype(dtype)) for x in self.inputs]
 

@@ -123,7 +123,7 @@ _NOTE_TEXT = {
     ),
     NoteCode.KINKS_HIDDEN: (
         "{count} element(s) where finite differences disagree with the manual value, but the "
-        "model's own gradient jumps within their step along the line (kinks closer together "
+        "gradient checked jumps within their step along the line (kinks closer together "
         "than any step resolves: pre-activations all near 0; it bends by {bend:.2g} of the "
         "disagreement), and no tape witnesses: unverifiable; check on a batch with inputs and "
         "weights of ordinary size"
@@ -149,9 +149,8 @@ _NOTE_TEXT = {
     ),
     NoteCode.FD_CONFOUNDED: (
         "{count} element(s) where finite differences resolve a value that manual and tape "
-        "both miss, but are confounded there: the gradient moves within their step by "
-        "{bend:.2g} of the disagreement (kinks inside the step), or the disagreement moved by "
-        "{moved:.2g} of itself when the weights moved by 1e-6 (rounding)"
+        "both miss, but are confounded there: the gradient checked moves within their step by "
+        "{bend:.2g} of the disagreement (kinks inside the step){moved?}"
     ),
     NoteCode.FLOAT32_ROUNDING: (
         "float32 rounding: the hand-written gradient in float32 is {deviation:.2g} (of the "
@@ -161,7 +160,7 @@ _NOTE_TEXT = {
     ),
     NoteCode.PROBES_CONFOUNDED: (
         "{count} probe(s) where finite differences resolve a projection the manual gradient "
-        "misses, but the model's own gradient bends within their step by {bend:.2g} of the "
+        "misses, but the gradient checked bends within their step by {bend:.2g} of the "
         "disagreement (kinks inside the step): no evidence against it"
     ),
     NoteCode.PROBES_DISAGREE: (
@@ -178,6 +177,18 @@ _NOTE_TEXT = {
 }
 
 
+# Clauses of a note's text (``{key?}`` in it) said only when the evidence carries their figure:
+# a function's check moves no weights, so its confounded elements carry no nudge.
+_OPTIONAL_TEXT = {
+    NoteCode.FD_CONFOUNDED: {
+        "moved": (
+            ", or the disagreement moved by {moved:.2g} of itself when the weights moved by "
+            "1e-6 (rounding)"
+        )
+    },
+}
+
+
 @dataclass
 class Note:
     """A structured note: its code, how many elements (or kinks, probes) it concerns, and the
@@ -189,7 +200,10 @@ class Note:
 
     @property
     def text(self) -> str:
-        return _NOTE_TEXT[self.code].format(count=self.count, **self.values)
+        text = _NOTE_TEXT[self.code]
+        for key, clause in _OPTIONAL_TEXT.get(self.code, {}).items():
+            text = text.replace("{" + key + "?}", clause if key in self.values else "")
+        return text.format(count=self.count, **self.values)
 
     def __str__(self):
         return self.text

@@ -25,6 +25,7 @@ evaluations themselves.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -43,6 +44,8 @@ __all__ = [
     "STEP_EXPONENT",
     "FLOOR_ULPS",
     "QUARTILE_UNIT",
+    "noise_samples",
+    "quartile_noise",
     "refine",
     "refine_suspects",
     "kink_sigmas",
@@ -148,14 +151,34 @@ def local_kinks(st: Stencil, sigma_f, kink_sigmas: float = KINK_SIGMAS) -> np.nd
 
 def pooled_noise(stencils: Sequence[Stencil], f0: float, eps: float) -> float:
     """sigma_f, the rounding noise of one loss evaluation, pooled over every line checked that
-    is live (the loss changes along it) and has no kink."""
+    is live (the loss changes along it) and has no kink; at least ``FLOOR_ULPS`` ulps of
+    ``f0``."""
     floor = FLOOR_ULPS * eps * max(abs(f0), np.finfo(np.float64).tiny)
-    d4 = [np.abs(st.fourth_difference()[st.live() & ~local_kinks(st, floor)]) for st in stencils]
-    d4 = np.concatenate(d4) if d4 else np.empty(0)
-    d4 = d4[np.isfinite(d4)]
-    if d4.size == 0:
-        return floor
-    return max(float(np.quantile(d4, 0.25)) / QUARTILE_UNIT, floor)
+    d4 = [noise_samples(st, floor) for st in stencils]
+    return max(quartile_noise(np.concatenate(d4) if d4 else np.empty(0)), floor)
+
+
+def noise_samples(st: Stencil, floor) -> np.ndarray:
+    """Per line of ``st``, the fourth difference that samples the rounding noise (|d4|), or NaN
+    where the line cannot: not live, a kink within the step (against the noise ``floor``), or
+    not finite. Every check pools its noise from these (``quartile_noise``)."""
+    d4 = np.abs(st.fourth_difference())
+    usable = st.live() & ~local_kinks(st, floor) & np.isfinite(d4)
+    return np.where(usable, d4, np.nan)
+
+
+def quartile_noise(samples: np.ndarray, axis=None):
+    """sigma from ``noise_samples`` (NaN ignored): their lower quartile over
+    ``QUARTILE_UNIT``, robust to the lines that cross kinks unseen; 0 where there is none."""
+    samples = np.asarray(samples, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no line samples the noise
+        if samples.size == 0:
+            q = np.full(() if axis is None else samples.shape[1 - axis], np.nan)
+        else:
+            q = np.nanquantile(samples, 0.25, axis=axis)
+    sigma = np.nan_to_num(np.asarray(q) / QUARTILE_UNIT, nan=0.0)
+    return float(sigma) if axis is None else sigma
 
 
 @dataclass

@@ -4,7 +4,6 @@ estimate per (column, line), with the rounding noise pooled per column (or over 
 
 from __future__ import annotations
 
-import warnings
 from typing import Callable
 
 import numpy as np
@@ -48,18 +47,10 @@ class Lines:
         where it is analysed."""
         n, _, m = f.shape
         lines = fdm.Stencil(np.repeat(s, m, axis=0), f.transpose(0, 2, 1).reshape(n * m, 5))
-        d4 = np.abs(lines.fourth_difference())
-        floor = self._floor(scale.reshape(-1))
-        usable = lines.live() & ~fdm.local_kinks(lines, floor) & np.isfinite(d4)
-        d4 = np.where(usable, d4, np.nan).reshape(n, m)
-        unit = fdm.QUARTILE_UNIT
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no live line
-            if self.pool == "column":
-                q = np.nanquantile(d4, 0.25, axis=0) / unit if n else np.full(m, np.nan)
-            else:
-                q = np.full(m, np.nanquantile(d4, 0.25) / unit if np.any(usable) else np.nan)
-        return np.nan_to_num(q, nan=0.0)
+        d4 = fdm.noise_samples(lines, self._floor(scale.reshape(-1))).reshape(n, m)
+        if self.pool == "column":
+            return fdm.quartile_noise(d4, axis=0)
+        return np.full(m, fdm.quartile_noise(d4))
 
     def _analyse(self, s, f, scale, rows, cols) -> fdm.NumericalGradient:
         """Estimates of (col, row) pairs: every column of ``rows`` when ``cols`` is None (shape

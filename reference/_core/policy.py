@@ -34,7 +34,7 @@ from typing import Optional
 import numpy as np
 
 from .codes import NoteCode
-from .fd import NumericalGradient
+from .fd import NumericalGradient, refine_suspects
 from .report import ElementVerdict
 
 __all__ = [
@@ -242,6 +242,47 @@ ERRATIC = 0.25
 def tolerance_at(tol, lines):
     """A tolerance (a number, or an array of the tensor's shape) at the flat indices ``lines``."""
     return tol if np.ndim(tol) == 0 else np.asarray(tol).reshape(-1)[lines]
+
+
+def refine_elements(ev: TensorEvidence, lines, remeasure) -> np.ndarray:
+    """The engine's refinement of a tensor's elements ``lines`` (flat indices), for every
+    check: those whose estimate is suspect, for the manual value or the tape (the manual value
+    again where no tape witnesses), are differenced again with smaller steps
+    (``fd.refine_suspects``; ``remeasure(flat_lines, shrink)``). Returns the others."""
+    lines = np.asarray(lines, dtype=np.int64)
+    return refine_suspects(
+        ev.fd,
+        lines,
+        ev.manual.reshape(-1)[lines],
+        _witness(ev).reshape(-1)[lines],
+        tolerance_at(ev.slack, lines),
+        tolerance_at(ev.tape_tol, lines),
+        remeasure,
+        alone=ev.tape is None,
+    )
+
+
+def refine_probes(ev: TensorEvidence, remeasure) -> None:
+    """The same refinement of a tensor's probes (``remeasure(probes, shrink)``), their
+    tolerances summed along each direction."""
+    dirs, nd = ev.probes.directions, ev.probes.fd
+    spans = np.sum(np.abs(dirs), axis=1)
+    refine_suspects(
+        nd,
+        np.arange(len(dirs)),
+        dirs @ ev.manual.reshape(-1),
+        dirs @ _witness(ev).reshape(-1),
+        ev.slack * spans,
+        ev.tape_tol * spans,
+        remeasure,
+        alone=ev.tape is None,
+    )
+
+
+def _witness(ev: TensorEvidence) -> np.ndarray:
+    """The tape's values, or the manual ones where no tape witnesses (a line is then suspect
+    for what it says of the manual value alone)."""
+    return ev.manual if ev.tape is None else ev.tape
 
 
 def within_tape(ev: TensorEvidence) -> np.ndarray:

@@ -1,0 +1,208 @@
+"""What the evidence passes (``passes``) move, per check: a model's weights (``ModelMoves``), a
+function's inputs (``FunctionMoves``). Two questions, asked alike of both:
+
+- ``bend(key, d, h, ev)``: the checked gradient's own projection on the line through the point in
+  direction ``d``, at +h and -h (``bend_of``): about zero on a smooth line, the jump where kinks
+  sit inside the finite-difference step;
+- ``moved(key, lines, ev, rng)``: how far finite differences' disagreement with the manual value
+  moves, as a fraction of itself, when the point moves by a relative 1e-6 (``passes.NUDGE``);
+  None where the check cannot ask it (``FunctionMoves``: a function's outputs carry their own
+  rounding bound instead, ``TensorEvidence.fd_floor``).
+
+``skip(key)``: the tensors these passes leave alone.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+
+from .._core import fd as fdm
+from .._core import stencils
+from .._core.adapter import INPUT, Adapter
+from . import problem as pb
+from .passes import NUDGE, NUDGES
+
+__all__ = [
+    "ModelMoves",
+    "FunctionMoves",
+    "bend_of",
+    "reverse_line",
+    "forward_line",
+    "jacobian_line",
+]
+
+
+class ModelMoves:
+    """What the evidence passes ask of a model (``check_function`` asks the same of a function,
+    ``function_moves.FunctionMoves``): its own gradient at points moved along a line (``bend``),
+    and finite differences again at points where every weight moved by a relative 1e-6
+    (``moved``). The input ``dL/dX`` is not moved (``skip``): it is not a weight the adapter
+    writes."""
+
+    def __init__(self, twin: Adapter):
+        self.twin = twin
+
+    def skip(self, key) -> bool:
+        return key == INPUT
+
+    def bend(self, key, direction, step: float, ev) -> float:
+        return _bend_along(self.twin, key, direction, step, ev)
+
+    def moved(self, key, lines, ev, rng) -> np.ndarray:
+        return _moved_under_nudge(self.twin, key, lines, ev, rng)
+
+
+def bend_of(sides, direction, ev) -> float:
+    """|(g(+h) + g(-h) - 2 g(0)) . d|, the bend of a gradient g along the line through the
+    point in direction d, from ``sides``, its projections at +h and -h: about zero on a smooth
+    line, the jump at a kink."""
+    return abs(sides[0] + sides[1] - 2.0 * (ev.manual.reshape(-1) @ direction))
+
+
+def _bend_along(twin: Adapter, key, direction, step: float, ev) -> float:
+    """|(g(theta + h d) + g(theta - h d) - 2 g(theta)) . d| of the model's own gradient g along
+    the line theta + s d (h the finite-difference step): about zero on a smooth line, the jump
+    at a kink."""
+    original = twin.snapshot()
+    sides = []
+    try:
+        for sign in (1.0, -1.0):
+            moved = original[key].astype(np.float64) + sign * step * direction.reshape(
+                original[key].shape
+            )
+            twin.write(key, moved)
+            sides.append(twin.manual()[key].reshape(-1) @ direction)
+            twin.restore(original)
+    finally:
+        twin.restore(original)
+    return bend_of(sides, direction, ev)
+
+
+def _moved_under_nudge(twin: Adapter, key, lines, ev, rng) -> np.ndarray:
+    """Per line, how much finite differences' disagreement with the manual value moves, as a
+    fraction of itself, when every weight moves by a relative ``NUDGE`` (the largest of
+    ``NUDGES`` such moves)."""
+    d0 = ev.fd.value.reshape(-1)[lines] - ev.manual.reshape(-1)[lines]
+    tiny = np.finfo(float).tiny
+    out = np.zeros(len(lines))
+    original = twin.snapshot()
+    try:
+        for _ in range(NUDGES):
+            for i, value in enumerate(original):
+                twin.write(i, value * (1.0 + NUDGE * rng.standard_normal(value.shape)))
+            f0 = twin.loss_value()
+            st = stencils.coordinate_stencil(twin, key, f0, lines)
+            d1 = fdm.analyse("", st, ev.fd.noise).value - twin.manual()[key].reshape(-1)[lines]
+            twin.restore(original)
+            with np.errstate(invalid="ignore"):
+                out = np.fmax(out, np.abs(d1 - d0) / np.maximum(np.abs(d0), tiny))
+    finally:
+        twin.restore(original)
+    return out
+
+
+class FunctionMoves:
+    """What the evidence passes ask of a function: each entry (keyed by its place in
+    ``entries``) knows the line through the inputs its direction stands for (``entry.line``)
+    and the hand-written derivative's projection on it at moved inputs (``entry.claim``). No
+    nudge (``moved`` is None): the outputs' own rounding at the step bounds what finite
+    differences can resolve there (``TensorEvidence.fd_floor``)."""
+
+    def __init__(self, problem, entries: List):
+        self.problem, self.entries = problem, entries
+
+    def skip(self, key) -> bool:
+        return self.entries[key].line is None
+
+    def bend(self, key, direction, step: float, ev) -> float:
+        entry = self.entries[key]
+        deltas = entry.line(direction)
+        if deltas is None:  # not one line through the inputs: no evidence of a bend
+            return 0.0
+        sides = [
+            entry.claim(self.problem.moved(deltas, sign * step), direction) for sign in (1, -1)
+        ]
+        return bend_of(sides, direction, ev)
+
+    def moved(self, key, lines, ev, rng) -> Optional[np.ndarray]:
+        return None
+
+
+# --- the lines behind an entry's directions (for ``moves.FunctionMoves``) ----------------------
+
+
+def _block(D: np.ndarray, rows: int):
+    """The one row of ``D`` (reshaped to ``rows`` rows) that is not zero, and that row; None
+    when there is not exactly one."""
+    blocks = D.reshape(rows, -1)
+    live = np.flatnonzero(np.any(blocks != 0, axis=1))
+    return (int(live[0]), blocks[live[0]]) if live.size == 1 else (None, None)
+
+
+def reverse_line(C, a: int, shapes, claimer):
+    """A VJP entry's direction d in row k moves input a along d; the claim is the gradient of
+    <c_k, f> there, projected on d."""
+
+    def line(D):
+        k, d = _block(D, len(C))
+        if k is None:
+            return None
+        return [d.reshape(s) if b == a else np.zeros(s) for b, s in enumerate(shapes)]
+
+    def claim(q, D):
+        k, d = _block(D, len(C))
+        return float(claimer(q, C[k])[a].reshape(-1) @ d)
+
+    return line, claim
+
+
+def forward_line(p: pb.Problem, T, j: int, size: int):
+    """A JVP entry's element (k, o) lies along the tangent t_k; the claim is output j's
+    tangent there, projected."""
+
+    def line(D):
+        k, _ = _block(D, len(T))
+        return None if k is None else p.split_in(T[k])
+
+    def claim(q, D):
+        k, d = _block(D, len(T))
+        return float(pb.manual_jvp(q, T[k])[j].reshape(-1) @ d)
+
+    return line, claim
+
+
+def jacobian_line(p: pb.Problem, label: str, a: int, j: int):
+    """A Jacobian entry's element (o, i) lies along input a's coordinate i; the claim is that
+    element of the claimed Jacobian there (one unit cotangent, or tangent, at a time)."""
+    shapes = [x.shape for x in p.inputs]
+    n_out = sum(int(np.prod(s, dtype=np.int64)) for s in p.out_shapes)
+    out_off = sum(int(np.prod(s, dtype=np.int64)) for s in p.out_shapes[:j])
+    in_off = sum(x.size for x in p.inputs[:a])
+    n_in = sum(x.size for x in p.inputs)
+    size = p.inputs[a].size
+
+    def unit(D):
+        live = np.flatnonzero(D)
+        return None if live.size != 1 else divmod(int(live[0]), size)
+
+    def line(D):
+        at = unit(D)
+        if at is None:
+            return None
+        return [
+            np.eye(1, size, at[1])[0].reshape(s) if b == a else np.zeros(s)
+            for b, s in enumerate(shapes)
+        ]
+
+    def claim(q, D):
+        o, i = unit(D)
+        if label == "jvp":
+            value = pb.manual_jvp(q, np.eye(1, n_in, in_off + i)[0])[j].reshape(-1)[o]
+        else:
+            vjp = pb.manual_vjp if label == "vjp" else pb.tape_vjp
+            value = vjp(q, np.eye(1, n_out, out_off + o)[0])[a].reshape(-1)[i]
+        return float(value) * D[o * size + i]
+
+    return line, claim
