@@ -359,3 +359,17 @@ def test_kinks_inside_every_step_do_not_fail_a_right_vjp(fn, mode, dtype):
     assert not wrong.ok, str(wrong)
     if fn is _relu_layer:
         assert any(e.name == "vjp: x" and e.status == "fail" for e in wrong.entries), str(wrong)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_check_derivative_names_the_custom_gradient_its_tape_runs_through(dtype):
+    """A derivative copied from the custom gradient it checks: finite differences judge, the
+    error and the diagnosis are against them, and the header says why."""
+    right = check_derivative(_square(2.0), lambda x: 2.0 * x, dtype=dtype)
+    assert right.ok and right.tape_dependent is None, str(right)
+    wrong = check_derivative(_square(3.0), lambda x: 3.0 * x, dtype=dtype)
+    assert not wrong.ok, str(wrong)
+    assert wrong.tape_dependent == "tf.custom_gradient"
+    assert "not an independent witness" in str(wrong)
+    assert wrong.rel_error == pytest.approx(0.5, rel=1e-3), str(wrong)
+    assert "3/2 x truth" in str(wrong)

@@ -22,12 +22,14 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from .._core import validate
+from .._core import render, validate
 from .._core.fd import FLOOR_ULPS, Stencil, analyse, power_of_two_step
-from .._core.policy import TAPE_RTOL, TensorEvidence, classify, confounded, fd_confounded
+from .._core.policy import TAPE_RTOL, TensorEvidence, classify
 from .._core.report import Diagnosis, ElementVerdict, Finding, Note, Status
 from .._core.verdict import element_notes
 from .diagnosis import diagnose_tensor
+from .moves import DerivativeMoves
+from .passes import fd_against_pass, tape_independence
 
 __all__ = ["check_derivative", "DerivativeReport", "sample_points"]
 
@@ -109,6 +111,9 @@ class DerivativeReport:
     skipped: int = 0
     notes: List[Note] = field(default_factory=list)
     diagnosis: List[Diagnosis] = field(default_factory=list)
+    # What makes the tape the user's own claim (a tf.custom_gradient in fn), where it
+    # disagrees with finite differences; None when nothing does.
+    tape_dependent: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -140,6 +145,7 @@ class DerivativeReport:
             "skipped": self.skipped,
             "notes": [n.to_dict() for n in self.notes],
             "diagnosis": [d.to_dict() for d in self.diagnosis],
+            "tape_dependent": self.tape_dependent,
         }
 
     def __str__(self):
@@ -149,6 +155,7 @@ class DerivativeReport:
             f"{self.kinks_accepted} accepted as subgradients; {self.skipped} skipped where "
             f"fn is not finite)"
         ]
+        lines.extend(render.dependence(self))
         if self.worst_x is not None:
             fd = f"{self.fd:.10g}" if self.fd is not None else "-"
             if self.fd_interval is not None:
@@ -247,7 +254,9 @@ def check_derivative(
         name, manual, None if derivative is None else tape_d, fd, rtol, floor, tolerance=tol
     )
     v = classify(ev)
-    _bends(v, derivative or (lambda t: _tape(fn, t.numpy())[1]), fn, x, ev)
+    dependent = tape_independence({0: v}, {0: ev}, lambda: fn(tf.constant(x)))
+    moves = DerivativeMoves(lambda at: _claimed(derivative, fn, at), x)
+    fd_against_pass(moves, {0: v}, {0: ev}, 0, dependent is None)
     report = DerivativeReport(
         name,
         dtype,
@@ -258,6 +267,7 @@ def check_derivative(
         kinks_accepted=int(np.count_nonzero(v.kink_used & keep)),
         skipped=int(np.count_nonzero(~np.isfinite(fx))),
     )
+    report.tape_dependent = dependent
     _fill(report, x, ev, v, keep, tape_d)
     return report
 
@@ -333,36 +343,6 @@ def _tape(fn, x: np.ndarray):
     return fx, tape_d
 
 
-# Where the claimed derivative is looked at within the step, in units of the step.
-_WITHIN = (-1.0, -0.75, -0.5, -0.25, 0.25, 0.5, 0.75, 1.0)
-
-
-def _bends(v: ElementVerdict, derivative, fn, x: np.ndarray, ev: TensorEvidence) -> None:
-    """Where finite differences resolve a value that derivative and tape both miss, the point
-    fails unless the derivative itself moves within their step by half the disagreement or more
-    (``confounded``; at ``_WITHIN`` offsets each way: a step wider than the function's own scale
-    of variation, sin at 1e6 or 1e30, measures no derivative, and a kink inside the step biases
-    the estimate by about half its jump)."""
-    suspects = np.flatnonzero(v.fd_against & v.fail)
-    if suspects.size == 0:
-        return
-    h = ev.fd.step[suspects]
-    at = x[suspects].astype(np.float64)
-    here = ev.manual[suspects]
-    with np.errstate(invalid="ignore"):
-        moves = [
-            np.abs(_claimed(derivative, fn, (at + t * h).astype(x.dtype)) - here) for t in _WITHIN
-        ]
-        bend = np.max(np.nan_to_num(moves, nan=np.inf), axis=0)
-        gap = np.abs(here - ev.fd.value[suspects])
-    excused = confounded(gap, bend)
-    if np.any(excused):
-        mask = np.zeros(v.fail.shape, bool)
-        mask[suspects[excused]] = True
-        ratio = float(np.max(bend[excused] / np.maximum(gap[excused], np.finfo(float).tiny)))
-        fd_confounded(v, mask, {"bend": ratio, "moved": 0.0})
-
-
 def _claimed(derivative, fn, x: np.ndarray) -> np.ndarray:
     """The claimed derivative at x, called as derivative(x) or derivative(x, fn(x))."""
     xt = tf.constant(x)
@@ -383,7 +363,10 @@ def _fill(report: DerivativeReport, x, ev: TensorEvidence, v: ElementVerdict, ke
     manual, fd = ev.manual, ev.fd
     fail = v.fail & keep
     with np.errstate(invalid="ignore"):
-        ref = fd.value if ev.tape is None else np.where(np.isfinite(ev.tape), ev.tape, fd.value)
+        # The truth: the tape, except where finite differences judged against it (their value
+        # resolved apart from manual and tape alike) or where it has none.
+        by_fd = True if ev.tape is None else v.fd_against | ~np.isfinite(ev.tape)
+        ref = np.where(by_fd, fd.value, ev.tape)
         rel = np.abs(manual - ref) / np.maximum(np.abs(ref), ev.floor)
     rel = np.where(keep & ~(fd.kink & v.fd_ok_manual), np.nan_to_num(rel, nan=np.inf), 0.0)
     # The worst point is the largest error among the failing points (among all, when none is).

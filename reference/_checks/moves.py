@@ -1,13 +1,16 @@
 """What the evidence passes (``passes``) move, per check: a model's weights (``ModelMoves``), a
-function's inputs (``FunctionMoves``). Two questions, asked alike of both:
+function's inputs (``FunctionMoves``), an elementwise function's points (``DerivativeMoves``).
+Two questions, asked alike of each:
 
-- ``bend(key, d, h, ev)``: the checked gradient's own projection on the line through the point in
-  direction ``d``, at +h and -h (``bend_of``): about zero on a smooth line, the jump where kinks
-  sit inside the finite-difference step;
+- ``bend(key, d, h, ev)``: how far the checked gradient's own projection on the line through the
+  point in direction ``d`` bends within the finite-difference step (``bend_of``, at the points
+  finite differences evaluate): about zero on a smooth line, the jump where kinks sit inside the
+  step;
 - ``moved(key, lines, ev, rng)``: how far finite differences' disagreement with the manual value
   moves, as a fraction of itself, when the point moves by a relative 1e-6 (``passes.NUDGE``);
-  None where the check cannot ask it (``FunctionMoves``: a function's outputs carry their own
-  rounding bound instead, ``TensorEvidence.fd_floor``).
+  None where the check cannot ask it. Only a model's weights are nudged: a function's outputs
+  (and an elementwise function's) carry their own rounding bound instead
+  (``TensorEvidence.fd_floor``, the derivative's tolerance).
 
 ``skip(key)``: the tensors these passes leave alone.
 """
@@ -27,6 +30,7 @@ from .passes import NUDGE, NUDGES
 __all__ = [
     "ModelMoves",
     "FunctionMoves",
+    "DerivativeMoves",
     "bend_of",
     "reverse_line",
     "forward_line",
@@ -35,11 +39,10 @@ __all__ = [
 
 
 class ModelMoves:
-    """What the evidence passes ask of a model (``check_function`` asks the same of a function,
-    ``function_moves.FunctionMoves``): its own gradient at points moved along a line (``bend``),
-    and finite differences again at points where every weight moved by a relative 1e-6
-    (``moved``). The input ``dL/dX`` is not moved (``skip``): it is not a weight the adapter
-    writes."""
+    """What the evidence passes ask of a model: its own gradient at points moved along a line
+    (``bend``), and finite differences again at points where every weight moved by a relative
+    1e-6 (``moved``). The input ``dL/dX`` is not moved (``skip``): it is not a weight the
+    adapter writes."""
 
     def __init__(self, twin: Adapter):
         self.twin = twin
@@ -54,30 +57,42 @@ class ModelMoves:
         return _moved_under_nudge(self.twin, key, lines, ev, rng)
 
 
-def bend_of(sides, direction, ev) -> float:
-    """|(g(+h) + g(-h) - 2 g(0)) . d|, the bend of a gradient g along the line through the
-    point in direction d, from ``sides``, its projections at +h and -h: about zero on a smooth
-    line, the jump at a kink."""
-    return abs(sides[0] + sides[1] - 2.0 * (ev.manual.reshape(-1) @ direction))
+# Where the bend is measured along a line, in steps: the points finite differences evaluate
+# (``stencils._OFFSETS``), each way.
+BEND_AT = (0.5, 1.0)
+
+
+def bend_of(along, direction, ev) -> float:
+    """max over t in ``BEND_AT`` of |(g(+t h) + g(-t h) - 2 g(0)) . d|, the bend of a gradient g
+    along the line through the point in direction d, where ``along(t)`` is its projection on d
+    at t steps: about zero on a smooth line (linear change cancels), the jump of a kink inside
+    the step at the point's side of it."""
+    here = project(ev.manual, direction)
+    return max(abs(along(t) + along(-t) - 2.0 * here) for t in BEND_AT)
+
+
+def project(values: np.ndarray, direction: np.ndarray) -> float:
+    """values . d over the elements d moves (a non-finite value elsewhere is not on the line)."""
+    on = np.flatnonzero(direction)
+    return float(values.reshape(-1)[on] @ direction[on])
 
 
 def _bend_along(twin: Adapter, key, direction, step: float, ev) -> float:
-    """|(g(theta + h d) + g(theta - h d) - 2 g(theta)) . d| of the model's own gradient g along
-    the line theta + s d (h the finite-difference step): about zero on a smooth line, the jump
-    at a kink."""
+    """``bend_of`` the model's own gradient along the line theta + s d (h the step)."""
     original = twin.snapshot()
-    sides = []
-    try:
-        for sign in (1.0, -1.0):
-            moved = original[key].astype(np.float64) + sign * step * direction.reshape(
-                original[key].shape
-            )
-            twin.write(key, moved)
-            sides.append(twin.manual()[key].reshape(-1) @ direction)
+
+    def along(t):
+        moved = original[key].astype(np.float64) + t * step * direction.reshape(original[key].shape)
+        twin.write(key, moved)
+        try:
+            return project(twin.manual()[key], direction)
+        finally:
             twin.restore(original)
+
+    try:
+        return bend_of(along, direction, ev)
     finally:
         twin.restore(original)
-    return bend_of(sides, direction, ev)
 
 
 def _moved_under_nudge(twin: Adapter, key, lines, ev, rng) -> np.ndarray:
@@ -121,12 +136,37 @@ class FunctionMoves:
         deltas = entry.line(direction)
         if deltas is None:  # not one line through the inputs: no evidence of a bend
             return 0.0
-        sides = [
-            entry.claim(self.problem.moved(deltas, sign * step), direction) for sign in (1, -1)
-        ]
-        return bend_of(sides, direction, ev)
+        problem = self.problem
+
+        def along(t):
+            return entry.claim(problem.moved(deltas, t * step), direction)
+
+        return bend_of(along, direction, ev)
 
     def moved(self, key, lines, ev, rng) -> Optional[np.ndarray]:
+        return None
+
+
+class DerivativeMoves:
+    """What the evidence passes ask of an elementwise function: the claimed derivative at the
+    point moved along its own line (``claimed(points)``, elementwise). No nudge: its tolerance
+    already carries its rounding."""
+
+    def __init__(self, claimed, x: np.ndarray):
+        self.claimed, self.x = claimed, x
+
+    def skip(self, key) -> bool:
+        return False
+
+    def bend(self, key, direction, step: float, ev) -> float:
+        i = int(np.argmax(np.abs(direction)))
+        ts = [t * sign for t in BEND_AT for sign in (1.0, -1.0)]
+        at = (float(self.x[i]) + step * np.array(ts)).astype(self.x.dtype)
+        with np.errstate(invalid="ignore"):
+            values = dict(zip(ts, self.claimed(at) * direction[i]))
+        return bend_of(values.get, direction, ev)
+
+    def moved(self, key, lines, ev, rng) -> None:
         return None
 
 
@@ -153,7 +193,7 @@ def reverse_line(C, a: int, shapes, claimer):
 
     def claim(q, D):
         k, d = _block(D, len(C))
-        return float(claimer(q, C[k])[a].reshape(-1) @ d)
+        return project(claimer(q, C[k])[a], d)
 
     return line, claim
 
@@ -168,7 +208,7 @@ def forward_line(p: pb.Problem, T, j: int, size: int):
 
     def claim(q, D):
         k, d = _block(D, len(T))
-        return float(pb.manual_jvp(q, T[k])[j].reshape(-1) @ d)
+        return project(pb.manual_jvp(q, T[k])[j], d)
 
     return line, claim
 
