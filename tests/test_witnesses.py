@@ -373,3 +373,27 @@ def test_check_derivative_names_the_custom_gradient_its_tape_runs_through(dtype)
     assert "not an independent witness" in str(wrong)
     assert wrong.rel_error == pytest.approx(0.5, rel=1e-3), str(wrong)
     assert "3/2 x truth" in str(wrong)
+
+
+def _square_without_dy():
+    @tf.custom_gradient
+    def square(x):  # right at dy = 1 only
+        return x * x, lambda dy: 2.0 * x
+
+    return square
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_check_derivative_asks_the_tape_with_an_upstream_gradient_other_than_ones(dtype):
+    """Judging fn's own tape gradient: one that ignores its dy is right at dy = 1 only, and
+    fails; a wrong one is reported, with its factor, not raised."""
+    assert check_derivative(_square(2.0), dtype=dtype).ok
+    ignores = check_derivative(_square_without_dy(), dtype=dtype)
+    assert not ignores.ok, str(ignores)
+    halved = check_derivative(_square(1.0), dtype=dtype)
+    assert not halved.ok and "1/2 x truth" in str(halved), str(halved)
+    # Given the right derivative, the tape that ignores dy is a witness unfaithful to finite
+    # differences: noted, and the error printed is against finite differences.
+    witnessed = check_derivative(_square_without_dy(), lambda x: 2.0 * x, dtype=dtype)
+    assert witnessed.ok and witnessed.rel_error < 1e-3, str(witnessed)
+    assert any(n.code.value == "tape-unfaithful" for n in witnessed.notes), str(witnessed)

@@ -779,6 +779,39 @@ BUGS: List[Bug] = [
         ],
         [WITNESSES],
     ),
+    Bug(
+        "check_function: a function's own bend never measured (kinks inside the step fail it)",
+        [
+            (
+                "reference/_checks/moves.py",
+                "        if deltas is None:  # not one line through the inputs: no evidence of a bend\n",
+                "        if True:\n",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "check_function: a custom gradient in the forward never named (manual == tape trusted)",
+        [
+            (
+                FUNCTION,
+                "        dependent = tape_independence(verdicts, evidence, lambda: p.call(*p.tensors()))\n",
+                "        dependent = None\n",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "check_derivative: the derivative's own bend never measured",
+        [
+            (
+                "reference/_checks/moves.py",
+                "        return bend_of(values.get, direction, ev)\n",
+                "        return 0.0\n",
+            )
+        ],
+        ["tests/test_derivative.py", WITNESSES],
+    ),
 ]
 
 

@@ -327,20 +327,27 @@ def _at(array: str, index) -> str:
     return f"{array}[{', '.join(str(int(k)) for k in index)}]"
 
 
+# The upstream gradients the tape is asked with, one drawn per point: never ones, so that a
+# custom gradient that ignores its dy (or its sign) does not pass; powers of two no larger than
+# 1, so that dividing them out again is exact and overflows nothing.
+_COTANGENTS = (-1.0, -0.5, 0.5)
+
+
 def _tape(fn, x: np.ndarray):
-    """fn(x) and its tape derivative, as float64 arrays; fn must keep x's shape."""
+    """fn(x) and its tape derivative (the gradient for an upstream dy drawn from
+    ``_COTANGENTS``, divided by it), as float64 arrays; fn must keep x's shape."""
     xt = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(xt)
         fx = fn(xt)
-    tape_d = tape.gradient(fx, xt)
-    tape_d = np.zeros_like(x, np.float64) if tape_d is None else tape_d.numpy().astype(np.float64)
-    fx = np.asarray(fx.numpy(), np.float64)
-    if fx.shape != x.shape:
+    if tuple(fx.shape) != x.shape:
         raise ValueError(
-            f"fn must be elementwise: fn(x) has shape {fx.shape} for x of shape {x.shape}."
+            f"fn must be elementwise: fn(x) has shape {tuple(fx.shape)} for x of shape {x.shape}."
         )
-    return fx, tape_d
+    dy = np.random.default_rng(0).choice(_COTANGENTS, size=x.shape)
+    tape_d = tape.gradient(fx, xt, output_gradients=tf.constant(dy, fx.dtype))
+    tape_d = np.zeros_like(x, np.float64) if tape_d is None else tape_d.numpy().astype(np.float64)
+    return np.asarray(fx.numpy(), np.float64), tape_d / dy
 
 
 def _claimed(derivative, fn, x: np.ndarray) -> np.ndarray:
@@ -364,9 +371,13 @@ def _fill(report: DerivativeReport, x, ev: TensorEvidence, v: ElementVerdict, ke
     fail = v.fail & keep
     with np.errstate(invalid="ignore"):
         # The truth: the tape, except where finite differences judged against it (their value
-        # resolved apart from manual and tape alike) or where it has none.
-        by_fd = True if ev.tape is None else v.fd_against | ~np.isfinite(ev.tape)
-        ref = np.where(by_fd, fd.value, ev.tape)
+        # resolved apart from manual and tape alike, or the tape unfaithful to them) or where
+        # it has none.
+        if ev.tape is None:
+            ref = fd.value
+        else:
+            by_fd = v.fd_against | v.tape_unfaithful | ~np.isfinite(ev.tape)
+            ref = np.where(by_fd, fd.value, ev.tape)
         rel = np.abs(manual - ref) / np.maximum(np.abs(ref), ev.floor)
     rel = np.where(keep & ~(fd.kink & v.fd_ok_manual), np.nan_to_num(rel, nan=np.inf), 0.0)
     # The worst point is the largest error among the failing points (among all, when none is).

@@ -7,11 +7,13 @@
   or against a probe, unless shown confounded;
 - ``rounding_pass``: decides the undecided elements (only the tape separates manual from truth).
 
-``check_gradients`` and ``check_function`` run the bend and nudge passes alike, through what
-they can move (``ModelMoves``, ``function_moves.FunctionMoves``); the region and rounding passes
-move a model's weights and run for models only. Each reads the evidence and the verdict as data
-and changes the verdict only through the policy's transitions (an element excused, with its
-evidence).
+Every check runs ``tape_independence`` and ``fd_against_pass``; ``check_gradients`` and
+``check_function`` the probe and hidden-kink passes too, each through what it can move
+(``moves``). The region and rounding passes move a model's weights and run for models only: a
+function's tolerance already carries the rounding of its tape, measured by running it in the
+other float dtype (``problem.tape_rounding``), and its inputs have no biases to push. Each pass
+reads the evidence and the verdict as data and changes the verdict only through the policy's
+transitions (an element excused, with its evidence).
 """
 
 from __future__ import annotations
