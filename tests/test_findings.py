@@ -175,7 +175,7 @@ def test_the_layer_diagnosis_agrees_with_the_verdicts(mode):
     assert [e.name for e in report.failing] == ["b1", "W2"], str(report)
     text = str(report)
     assert "only b1, W2 are wrong while W1, b2, W3, b3 are right" in text, text
-    assert "layers 3..3" not in text and "layers 1..2 are wrong" not in text
+    assert "layer 3 is right" not in text and "layers 1..2 are wrong" not in text
 
 
 def test_the_layer_diagnosis_still_names_where_an_error_flows_down():

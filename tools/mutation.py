@@ -784,8 +784,8 @@ BUGS: List[Bug] = [
         [
             (
                 "reference/_checks/moves.py",
-                "        if deltas is None:  # not one line through the inputs: no evidence of a bend\n",
-                "        if True:\n",
+                "        if deltas is None:  # not one line through the inputs: no evidence",
+                "        if True:  # not one line through the inputs: no evidence",
             )
         ],
         [WITNESSES],
@@ -795,8 +795,8 @@ BUGS: List[Bug] = [
         [
             (
                 FUNCTION,
-                "        dependent = tape_independence(verdicts, evidence, lambda: p.call(*p.tensors()))\n",
-                "        dependent = None\n",
+                "        self.report.tape_dependent = dependent\n",
+                "        self.report.tape_dependent = dependent = None\n",
             )
         ],
         [WITNESSES],

@@ -314,10 +314,15 @@ def _where_it_starts(k: int, depth: int) -> str:
             f"output, in the loss gradient or the output activation's derivative"
         )
     return (
-        f"layers {k + 1}..{depth} are right and layers 1..{k} are wrong: the bug is in layer "
+        f"{_layers(k + 1, depth)} right and {_layers(1, k)} wrong: the bug is in layer "
         f"{k}'s backward, in the derivative of activation {k} or the propagation through "
         f"W{k + 1} (dz{k + 1} @ W{k + 1}^T)"
     )
+
+
+def _layers(first: int, last: int) -> str:
+    """'layer 2 is' or 'layers 1..3 are'."""
+    return f"layer {first} is" if first == last else f"layers {first}..{last} are"
 
 
 def diagnose_forward(check: ForwardCheck, sizes: Sizes = _NO_SIZES) -> List[Diagnosis]:

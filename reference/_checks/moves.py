@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 import numpy as np
+import tensorflow as tf
 
 from .._core import fd as fdm
 from .._core import stencils
@@ -41,16 +42,18 @@ __all__ = [
 class ModelMoves:
     """What the evidence passes ask of a model: its own gradient at points moved along a line
     (``bend``), and finite differences again at points where every weight moved by a relative
-    1e-6 (``moved``). The input ``dL/dX`` is not moved (``skip``): it is not a weight the
-    adapter writes."""
+    1e-6 (``moved``). ``dL/dX`` bends along X, and is differenced again at the nudged
+    weights."""
 
     def __init__(self, twin: Adapter):
         self.twin = twin
 
     def skip(self, key) -> bool:
-        return key == INPUT
+        return False
 
     def bend(self, key, direction, step: float, ev) -> float:
+        if key == INPUT:
+            return _bend_along_input(self.twin, direction, step, ev)
         return _bend_along(self.twin, key, direction, step, ev)
 
     def moved(self, key, lines, ev, rng) -> np.ndarray:
@@ -93,6 +96,24 @@ def _bend_along(twin: Adapter, key, direction, step: float, ev) -> float:
         return bend_of(along, direction, ev)
     finally:
         twin.restore(original)
+
+
+def _bend_along_input(twin: Adapter, direction, step: float, ev) -> float:
+    """``bend_of`` the model's own dL/dX along the line X + s d."""
+    X, base = twin.X, twin.value(INPUT)
+
+    def along(t):
+        moved = base + t * step * direction.reshape(base.shape)
+        if isinstance(X, tf.Tensor):
+            twin.X = tf.constant(moved, dtype=X.dtype)
+        else:
+            twin.X = moved.astype(np.asarray(X).dtype)
+        try:
+            return project(twin.manual()[INPUT], direction)
+        finally:
+            twin.X = X
+
+    return bend_of(along, direction, ev)
 
 
 def _moved_under_nudge(twin: Adapter, key, lines, ev, rng) -> np.ndarray:
