@@ -392,6 +392,7 @@ def test_check_derivative_asks_the_tape_with_an_upstream_gradient_other_than_one
     assert not ignores.ok, str(ignores)
     halved = check_derivative(_square(1.0), dtype=dtype)
     assert not halved.ok and "1/2 x truth" in str(halved), str(halved)
+    assert f"(+- {halved.fd_error:.2g})" in str(halved)  # the worst point's error bar
     # Given the right derivative, the tape that ignores dy is a witness unfaithful to finite
     # differences: noted, and the error printed is against finite differences.
     witnessed = check_derivative(_square_without_dy(), lambda x: 2.0 * x, dtype=dtype)

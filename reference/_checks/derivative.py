@@ -104,6 +104,7 @@ class DerivativeReport:
     tape: Optional[float] = None
     fd: Optional[float] = None
     fd_interval: Optional[tuple] = None
+    fd_error: Optional[float] = None  # finite differences' error bar at the worst point
     rel_error: Optional[float] = None
     failures: List[dict] = field(default_factory=list)
     n_kinks: int = 0
@@ -138,6 +139,7 @@ class DerivativeReport:
             "tape": num(self.tape),
             "fd": num(self.fd),
             "fd_interval": None if self.fd_interval is None else list(map(num, self.fd_interval)),
+            "fd_error": num(self.fd_error),
             "rel_error": num(self.rel_error),
             "failures": self.failures,
             "n_kinks": self.n_kinks,
@@ -158,6 +160,8 @@ class DerivativeReport:
         lines.extend(render.dependence(self))
         if self.worst_x is not None:
             fd = f"{self.fd:.10g}" if self.fd is not None else "-"
+            if self.fd is not None and self.fd_error is not None:
+                fd += f" (+- {self.fd_error:.2g})"
             if self.fd_interval is not None:
                 fd = f"kink, one-sided [{self.fd_interval[0]:.10g}, {self.fd_interval[1]:.10g}]"
             lines.append(
@@ -388,6 +392,7 @@ def _fill(report: DerivativeReport, x, ev: TensorEvidence, v: ElementVerdict, ke
         float(tape_d[worst]),
     )
     report.fd, report.rel_error = float(fd.value[worst]), float(rel[worst])
+    report.fd_error = float(fd.kink_error[worst] if fd.kink[worst] else fd.error[worst])
     if fd.kink[worst]:
         report.fd_interval = (float(fd.lower[worst]), float(fd.upper[worst]))
     for i in np.flatnonzero(fail):
