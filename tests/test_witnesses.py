@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import manual_backprop as mb
 from reference import MODES, check_derivative, check_function, check_gradients
+from reference.strategies import batch_for
 
 DTYPES = ("float64", "float32")
 
@@ -398,3 +400,56 @@ def test_check_derivative_asks_the_tape_with_an_upstream_gradient_other_than_one
     witnessed = check_derivative(_square_without_dy(), lambda x: 2.0 * x, dtype=dtype)
     assert witnessed.ok and witnessed.rel_error < 1e-3, str(witnessed)
     assert any(n.code.value == "tape-unfaithful" for n in witnessed.notes), str(witnessed)
+
+
+# --- a probe finite differences cannot resolve for rounding --------------------------------------
+
+
+class _B1Scaled(mb.MLP):
+    """An MLP whose db1 is scaled by ``factor`` (1: right), with a float64 twin of its own type."""
+
+    factor = 1.0
+
+    def gradients(self, X, y):
+        grads = list(super().gradients(X, y))
+        grads[1] = grads[1] * self.factor
+        return grads
+
+    def astype(self, dtype):
+        twin = type(self)(
+            self.layer_sizes,
+            self.activations,
+            self.loss_function,
+            dtype=dtype,
+            seed=self.seed,
+            initializer=self.initializer,
+            weight_scale=self.weight_scale,
+        )
+        twin.factor = self.factor
+        twin.set_weights([p.numpy() for p in self.params])
+        return twin
+
+
+@pytest.mark.parametrize("factor, ok", [(1.0, True), (1.001, False)])
+def test_a_probe_whose_disagreement_is_erratic_under_a_nudge_is_no_evidence(factor, ok):
+    """A saturated softmax (inputs x10, weights x3): finite differences along a probe of b1
+    resolve a projection the right gradient misses by 4e-7, and the disagreement moves by
+    itself and more when the weights move by 1e-6 (rounding), as an element's may: no
+    evidence against it, and said so. A gradient 1e-3 off moves with the gradient, and fails."""
+    model = _B1Scaled(
+        [2, 3],
+        ["softmax"],
+        "binary_crossentropy",
+        dtype="float32",
+        seed=2,
+        initializer="glorot_uniform",
+        weight_scale=3.0,
+    )
+    model.factor = factor
+    X, y = batch_for(model, n=4, input_scale=10.0, seed=1)
+    report = check_gradients(model, X, y, mode="directional")
+    assert report.ok is ok, str(report)
+    if ok:
+        assert "probe(s) where finite differences resolve a projection" in str(report)
+    else:
+        assert [e.name for e in report.failing] == ["b1"], str(report)

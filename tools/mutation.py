@@ -732,7 +732,14 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "an excuse granted without its evidence: finite differences against both always confounded",
-        [(PASSES, "        excused = confounded(gap, bend, moved)", "        excused = gap >= 0")],
+        [
+            (
+                PASSES,
+                "        moved = subject.moved(k, lines, ev, rng)\n        excused = confounded(",
+                "        moved = subject.moved(k, lines, ev, rng)\n"
+                "        excused = (gap >= 0) | confounded(",
+            )
+        ],
         [WITNESSES, JUDGES],
     ),
     Bug(
@@ -773,8 +780,9 @@ BUGS: List[Bug] = [
         [
             (
                 PASSES,
-                "        excused = confounded(gap, bend)\n",
-                "        excused = np.zeros(len(failing), bool)\n",
+                "        bend = np.array([subject.bend(k, dirs[p], nd.step[p], ev) for p in "
+                "failing])\n",
+                "        bend = np.zeros(len(failing))\n",
             )
         ],
         [WITNESSES],
@@ -811,6 +819,17 @@ BUGS: List[Bug] = [
             )
         ],
         ["tests/test_derivative.py", WITNESSES],
+    ),
+    Bug(
+        "a probe's rounding never looked at (no nudge along the probes)",
+        [
+            (
+                PASSES,
+                "        moved = subject.moved_probes(k, failing, ev, rng)\n",
+                "        moved = None\n",
+            )
+        ],
+        [WITNESSES],
     ),
 ]
 

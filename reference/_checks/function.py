@@ -541,7 +541,7 @@ class _Check:
         self.report.tape_dependent = dependent
         moves = FunctionMoves(p, self.entries)
         fd_against_pass(moves, verdicts, evidence, 0, dependent is None)
-        probe_bends_pass(moves, verdicts, evidence)
+        probe_bends_pass(moves, verdicts, evidence, 0)
         hidden_kinks_pass(moves, verdicts, evidence)
         witnessed = p.vjp is not None or p.jvp is not None
         for i, e in enumerate(self.entries):

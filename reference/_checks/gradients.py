@@ -234,7 +234,7 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget,
     tape_independent = _tape_independence(report, twin, verdicts, evidence, gathered.blind)
     moves = ModelMoves(twin)
     fd_against_pass(moves, verdicts, evidence, seed, tape_independent)
-    probe_bends_pass(moves, verdicts, evidence)
+    probe_bends_pass(moves, verdicts, evidence, seed)
     hidden_kinks_pass(moves, verdicts, evidence)
     rounding_pass(twin, verdicts, evidence, seed)
     report.entries.extend(assemble(evidence[k], verdicts[k]) for k in adapter.keys)

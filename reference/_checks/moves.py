@@ -6,8 +6,9 @@ Two questions, asked alike of each:
   point in direction ``d`` bends within the finite-difference step (``bend_of``, at the points
   finite differences evaluate): about zero on a smooth line, the jump where kinks sit inside the
   step;
-- ``moved(key, lines, ev, rng)``: how far finite differences' disagreement with the manual value
-  moves, as a fraction of itself, when the point moves by a relative 1e-6 (``passes.NUDGE``);
+- ``moved(key, lines, ev, rng)`` and ``moved_probes(key, probes, ev, rng)``: how far finite
+  differences' disagreement with the manual value, along elements or probes, moves, as a
+  fraction of itself, when the point moves by a relative 1e-6 (``passes.NUDGE``);
   None where the check cannot ask it. Only a model's weights are nudged: a function's outputs
   (and an elementwise function's) carry their own rounding bound instead
   (``TensorEvidence.fd_floor``, the derivative's tolerance).
@@ -57,7 +58,33 @@ class ModelMoves:
         return _bend_along(self.twin, key, direction, step, ev)
 
     def moved(self, key, lines, ev, rng) -> np.ndarray:
-        return _moved_under_nudge(self.twin, key, lines, ev, rng)
+        twin = self.twin
+        d0 = ev.fd.value.reshape(-1)[lines] - ev.manual.reshape(-1)[lines]
+        return _moved_under_nudge(
+            twin,
+            key,
+            d0,
+            lambda f0: stencils.coordinate_stencil(twin, key, f0, lines),
+            lambda g: g.reshape(-1)[lines],
+            ev.fd.noise,
+            rng,
+        )
+
+    def moved_probes(self, key, probes, ev, rng) -> np.ndarray:
+        """``moved`` along the probes ``probes`` (indices of ``ev.probes``)."""
+        twin = self.twin
+        dirs, nd = ev.probes.directions[probes], ev.probes.fd
+        with np.errstate(invalid="ignore"):
+            d0 = nd.value[probes] - dirs @ ev.manual.reshape(-1)
+        return _moved_under_nudge(
+            twin,
+            key,
+            d0,
+            lambda f0: stencils.directional_stencil(twin, key, f0, dirs),
+            lambda g: dirs @ g.reshape(-1),
+            nd.noise,
+            rng,
+        )
 
 
 # Where the bend is measured along a line, in steps: the points finite differences evaluate
@@ -116,21 +143,20 @@ def _bend_along_input(twin: Adapter, direction, step: float, ev) -> float:
     return bend_of(along, direction, ev)
 
 
-def _moved_under_nudge(twin: Adapter, key, lines, ev, rng) -> np.ndarray:
-    """Per line, how much finite differences' disagreement with the manual value moves, as a
-    fraction of itself, when every weight moves by a relative ``NUDGE`` (the largest of
-    ``NUDGES`` such moves)."""
-    d0 = ev.fd.value.reshape(-1)[lines] - ev.manual.reshape(-1)[lines]
+def _moved_under_nudge(twin: Adapter, key, d0, measure, project_manual, noise, rng):
+    """Per line, how much finite differences' disagreement ``d0`` with the manual value moves,
+    as a fraction of itself, when every weight moves by a relative ``NUDGE`` (the largest of
+    ``NUDGES`` such moves): ``measure(f0)`` differences the lines at the nudged point,
+    ``project_manual(g)`` puts the model's gradient of tensor ``key`` there on them."""
     tiny = np.finfo(float).tiny
-    out = np.zeros(len(lines))
+    out = np.zeros(len(d0))
     original = twin.snapshot()
     try:
         for _ in range(NUDGES):
             for i, value in enumerate(original):
                 twin.write(i, value * (1.0 + NUDGE * rng.standard_normal(value.shape)))
-            f0 = twin.loss_value()
-            st = stencils.coordinate_stencil(twin, key, f0, lines)
-            d1 = fdm.analyse("", st, ev.fd.noise).value - twin.manual()[key].reshape(-1)[lines]
+            st = measure(twin.loss_value())
+            d1 = fdm.analyse("", st, noise).value - project_manual(twin.manual()[key])
             twin.restore(original)
             with np.errstate(invalid="ignore"):
                 out = np.fmax(out, np.abs(d1 - d0) / np.maximum(np.abs(d0), tiny))
@@ -165,6 +191,9 @@ class FunctionMoves:
         return bend_of(along, direction, ev)
 
     def moved(self, key, lines, ev, rng) -> Optional[np.ndarray]:
+        return None
+
+    def moved_probes(self, key, probes, ev, rng) -> Optional[np.ndarray]:
         return None
 
 

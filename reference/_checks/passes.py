@@ -462,8 +462,8 @@ def fd_against_pass(
 ) -> None:
     """Where manual and tape agree and finite differences resolve a different value (a smooth
     line, every smaller step agreeing), the element fails unless the evidence shows finite
-    differences confounded there: the model's own gradient jumps within their step (kinks
-    hidden inside it, ``_kinks_along``), or their disagreement with the manual value moves by a
+    differences confounded there: the gradient checked bends within their step (kinks hidden
+    inside it, ``subject.bend``), or their disagreement with the manual value moves by a
     quarter of itself or more when every weight moves by a relative 1e-6 (``ERRATIC``: a
     wrong gradient's disagreement moves with the gradient, by about 1e-6 of itself). Excused,
     the element is a note carrying that evidence; but where the tape is not an independent
@@ -503,12 +503,15 @@ def _bends_along(subject, key, lines, ev) -> np.ndarray:
 _PROBE_BENDS_MAX = 8
 
 
-def probe_bends_pass(subject, verdicts: Dict[object, ElementVerdict], evidence) -> None:
+def probe_bends_pass(subject, verdicts: Dict[object, ElementVerdict], evidence, seed: int) -> None:
     """A probe along which finite differences resolve a projection the manual gradient misses
-    is evidence against it, unless the model's own gradient, projected on the probe, bends
-    within the step by half the disagreement or more (``confounded``): kinks inside the step
-    (inputs so small that every pre-activation sits near its kink) bias the estimate by half
-    their jumps while every step agrees, as they do for an element (``fd_against_pass``)."""
+    is evidence against it, unless the evidence shows them confounded there, as for an element
+    (``fd_against_pass``, the same rule): the gradient checked, projected on the probe, bends
+    within the step by half the disagreement or more (kinks inside the step: inputs so small
+    that every pre-activation sits near its kink bias the estimate by half their jumps while
+    every step agrees), or the disagreement moves by a quarter of itself or more under a nudge
+    of the weights (rounding: a saturated softmax's loss)."""
+    rng = np.random.default_rng(seed + 3)
     for k, v in verdicts.items():
         ev = evidence[k]
         if subject.skip(k) or ev.probes is None:
@@ -519,12 +522,18 @@ def probe_bends_pass(subject, verdicts: Dict[object, ElementVerdict], evidence) 
         dirs, nd = ev.probes.directions, ev.probes.fd
         gap = np.abs(dirs[failing] @ ev.manual.reshape(-1) - nd.value[failing])
         bend = np.array([subject.bend(k, dirs[p], nd.step[p], ev) for p in failing])
-        excused = confounded(gap, bend)
+        moved = subject.moved_probes(k, failing, ev, rng)
+        excused = confounded(gap, bend, moved)
         if not np.any(excused):
             continue
         ev.probes.confounded = np.zeros(len(dirs), bool)
         ev.probes.confounded[failing[excused]] = True
         ev._probe_verdict = None
         tiny = np.finfo(float).tiny
-        ratio = float(np.min(bend[excused] / np.maximum(gap[excused], tiny)))
-        v.evidence[NoteCode.PROBES_CONFOUNDED] = {"bend": ratio, "count": int(excused.sum())}
+        shown = {
+            "bend": float(np.max(bend[excused] / np.maximum(gap[excused], tiny))),
+            "count": int(excused.sum()),
+        }
+        if moved is not None:
+            shown["moved"] = float(np.max(moved[excused]))
+        v.evidence[NoteCode.PROBES_CONFOUNDED] = shown

@@ -160,8 +160,8 @@ _NOTE_TEXT = {
     ),
     NoteCode.PROBES_CONFOUNDED: (
         "{count} probe(s) where finite differences resolve a projection the manual gradient "
-        "misses, but the gradient checked bends within their step by {bend:.2g} of the "
-        "disagreement (kinks inside the step): no evidence against it"
+        "misses, but are confounded there: the gradient checked bends within their step by "
+        "{bend:.2g} of the disagreement (kinks inside the step){moved?}: no evidence against it"
     ),
     NoteCode.PROBES_DISAGREE: (
         "{count} of {probes} probe(s) disagree with finite differences along the manual gradient"
@@ -179,13 +179,12 @@ _NOTE_TEXT = {
 
 # Clauses of a note's text (``{key?}`` in it) said only when the evidence carries their figure:
 # a function's check moves no weights, so its confounded elements carry no nudge.
+_NUDGED = (
+    ", or the disagreement moved by {moved:.2g} of itself when the weights moved by 1e-6 (rounding)"
+)
 _OPTIONAL_TEXT = {
-    NoteCode.FD_CONFOUNDED: {
-        "moved": (
-            ", or the disagreement moved by {moved:.2g} of itself when the weights moved by "
-            "1e-6 (rounding)"
-        )
-    },
+    NoteCode.FD_CONFOUNDED: {"moved": _NUDGED},
+    NoteCode.PROBES_CONFOUNDED: {"moved": _NUDGED},
 }
 
 

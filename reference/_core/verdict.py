@@ -221,7 +221,7 @@ def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
         notes.append(Note(NoteCode.KINKS_MATCH_TAPE, kinks))
     confounded = v.evidence.get(NoteCode.PROBES_CONFOUNDED)
     if confounded:
-        values = {"bend": confounded["bend"]}
+        values = {k: value for k, value in confounded.items() if k != "count"}
         notes.append(Note(NoteCode.PROBES_CONFOUNDED, int(confounded["count"]), values))
     if ev.probes is not None and not np.any(v.fail):
         probes = judge_probes(ev)
