@@ -392,6 +392,7 @@ def test_check_derivative_asks_the_tape_with_an_upstream_gradient_other_than_one
     assert check_derivative(_square(2.0), dtype=dtype).ok
     ignores = check_derivative(_square_without_dy(), dtype=dtype)
     assert not ignores.ok, str(ignores)
+    assert "it ignores its upstream gradient dy" in str(ignores.diagnosis[0])
     halved = check_derivative(_square(1.0), dtype=dtype)
     assert not halved.ok and "1/2 x truth" in str(halved), str(halved)
     assert f"(+- {halved.fd_error:.2g})" in str(halved)  # the worst point's error bar

@@ -273,7 +273,22 @@ def check_derivative(
     )
     report.tape_dependent = dependent
     _fill(report, x, ev, v, keep, tape_d)
+    if derivative is None and np.any(v.fail & keep):
+        _ignores_upstream(report, fn, x, ev, v.fail & keep)
     return report
+
+
+def _ignores_upstream(report: DerivativeReport, fn, x: np.ndarray, ev, failing) -> None:
+    """fn's own tape gradient, wrong with the upstream dy drawn, but right at every failing
+    point with dy = 1: a custom gradient that forgot to multiply by dy (named first)."""
+    _, at_ones = _tape(fn, x, np.ones(x.shape))
+    if np.all(ev.fd.accepts(at_ones, ev.tolerance)[failing]):
+        text = (
+            "fn's gradient is right with dy = 1 and wrong with the upstream gradients drawn "
+            "(-1, -1/2, 1/2) at every failing point: it ignores its upstream gradient dy "
+            "(multiply by dy)"
+        )
+        report.diagnosis.insert(0, Diagnosis(Finding.IGNORES_UPSTREAM, text))
 
 
 def _require_elementwise(fn, name: str, dtype: str) -> None:
@@ -337,8 +352,8 @@ def _at(array: str, index) -> str:
 _COTANGENTS = (-1.0, -0.5, 0.5)
 
 
-def _tape(fn, x: np.ndarray):
-    """fn(x) and its tape derivative (the gradient for an upstream dy drawn from
+def _tape(fn, x: np.ndarray, dy: Optional[np.ndarray] = None):
+    """fn(x) and its tape derivative (the gradient for an upstream ``dy``, by default drawn from
     ``_COTANGENTS``, divided by it), as float64 arrays; fn must keep x's shape."""
     xt = tf.constant(x)
     with tf.GradientTape() as tape:
@@ -348,7 +363,8 @@ def _tape(fn, x: np.ndarray):
         raise ValueError(
             f"fn must be elementwise: fn(x) has shape {tuple(fx.shape)} for x of shape {x.shape}."
         )
-    dy = np.random.default_rng(0).choice(_COTANGENTS, size=x.shape)
+    if dy is None:
+        dy = np.random.default_rng(0).choice(_COTANGENTS, size=x.shape)
     tape_d = tape.gradient(fx, xt, output_gradients=tf.constant(dy, fx.dtype))
     tape_d = np.zeros_like(x, np.float64) if tape_d is None else tape_d.numpy().astype(np.float64)
     return np.asarray(fx.numpy(), np.float64), tape_d / dy
