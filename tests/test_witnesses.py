@@ -417,17 +417,8 @@ class _B1Scaled(mb.MLP):
         return grads
 
     def astype(self, dtype):
-        twin = type(self)(
-            self.layer_sizes,
-            self.activations,
-            self.loss_function,
-            dtype=dtype,
-            seed=self.seed,
-            initializer=self.initializer,
-            weight_scale=self.weight_scale,
-        )
-        twin.factor = self.factor
-        twin.set_weights([p.numpy() for p in self.params])
+        twin = super().astype(dtype)  # an MLP with the same weights, made this class
+        twin.__class__, twin.factor = type(self), self.factor
         return twin
 
 
