@@ -831,6 +831,22 @@ BUGS: List[Bug] = [
         ],
         [WITNESSES],
     ),
+    Bug(
+        "a steady 0 excused in any model, not only where the loss shows no gradient",
+        [
+            (
+                PASSES,
+                "            if flat <= 1.0 and np.any(zeros):\n",
+                "            if np.any(zeros):\n",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "any steady difference excused where the loss shows no gradient, not only a 0",
+        [(PASSES, "            zeros = mask & (manual[k] == 0)\n", "            zeros = mask\n")],
+        [WITNESSES],
+    ),
 ]
 
 

@@ -27,8 +27,10 @@ from .._core import stencils
 from .._core.adapter import Adapter
 from .._core.policy import (
     ERRATIC,
+    LOSS_ULPS,
     TensorEvidence,
     confounded,
+    excuse_flat,
     excuse_region,
     excuse_rounding,
     fd_confounded,
@@ -113,7 +115,10 @@ def rounding_pass(
     every gradient is a few ulps of the terms it cancels from) may be steady under 1e-6 and is
     nudged again by 1e-3; erratic there, it is excused too. Erratic but larger, the elements are
     unverifiable (finite differences cannot resolve them, and rounding cannot explain them);
-    systematic, they fail.
+    systematic, they fail, unless the loss shows no gradient of the model at all
+    (``_flatness``) and the manual value is 0: a formula that cancels to exactly 0 (selu's
+    a + lambda * alpha deep in saturation) has no low bits left to move, and is right to the
+    loss's precision (noted, ``excuse_flat``).
     """
     suspects = {k: v.undecided for k, v in verdicts.items() if np.any(v.undecided)}
     if not suspects:
@@ -136,8 +141,12 @@ def rounding_pass(
     }
     if steady:
         erratic.update(_erratic(twin, steady, manual, tape, _LARGENUDGE, rng))
+    flat = _flatness(evidence)
     for k, mask in suspects.items():
         if k not in erratic:
+            zeros = mask & (manual[k] == 0)
+            if flat <= 1.0 and np.any(zeros):
+                excuse_flat(verdicts[k], zeros, {"fraction": flat, "ulps": LOSS_ULPS})
             continue
         verdict, ev = verdicts[k], evidence[k]
         scale = ev.scale if ev.scale > 0 else 1.0
@@ -151,6 +160,15 @@ def rounding_pass(
             error = np.empty(0) if ev.fd is None else ev.fd.error[part]
             figures["resolution"] = float(np.max(error[np.isfinite(error)], initial=0.0)) / scale
             decide(verdict, part, figures)
+
+
+def _flatness(evidence: Dict[object, TensorEvidence]) -> float:
+    """The largest of every tensor's largest gradient (manual or tape) as a fraction of its
+    ``resolution``, the finest the loss can show: at most 1, no witness's gradient moves the
+    loss by more than its rounding, and a steady difference there is one no loss can show.
+    (A systematic difference where any tensor's gradient is larger is a bug the tape sees.)"""
+    tiny = np.finfo(float).tiny
+    return max(magnitude(ev.manual, ev.tape) / max(ev.resolution, tiny) for ev in evidence.values())
 
 
 def _erratic(twin: Adapter, suspects: Dict, manual: Dict, tape: Dict, nudge: float, rng) -> Dict:

@@ -57,6 +57,7 @@ class NoteCode(_Code):
     KINKS_MATCH_TAPE = "kinks-match-tape"
     TAPE_UNFAITHFUL = "tape-unfaithful"
     ROUNDING_EXCUSED = "rounding-excused"
+    LOSS_FLAT = "loss-flat"
     UNRESOLVED = "unresolved"
     FD_UNRESOLVED = "fd-unresolved"
     FD_CONFOUNDED = "fd-confounded"
@@ -108,6 +109,14 @@ _NOTE_TEXT = {
         "cancellation in the hand-written formula (such as elu's a + alpha deep in "
         "saturation), not a bug (the difference: up to {difference:.2g} of the tensor's "
         "scale, within {bound:.2g}; it moved by {moved:.2g} of itself)"
+    ),
+    NoteCode.LOSS_FLAT: (
+        "{count} element(s) where the manual value is 0 and the tape's is not, steadily, but "
+        "the loss shows no gradient of the model at all (every tensor's largest gradient is "
+        "at most {fraction:.2g} of the finest the loss resolves, {ulps} ulps of the loss over "
+        "the tensor's largest value): a formula that cancels to 0 there (such as selu's "
+        "a + lambda * alpha deep in saturation) is right to the loss's precision, and nothing "
+        "can judge it further; check again on a batch that does not saturate the model"
     ),
     NoteCode.KINK_CROWDED: (
         "{count} element(s) where manual and tape differ and another kink lies closer than the "

@@ -420,6 +420,17 @@ def excuse_rounding(v: ElementVerdict, mask: np.ndarray, evidence: dict) -> None
     v.undecided = v.undecided & ~v.rounding
 
 
+def excuse_flat(v: ElementVerdict, mask: np.ndarray, evidence: dict) -> None:
+    """The rounding test's other decision: these undecided elements, 0 where the tape is not,
+    lie in a model whose loss shows no gradient at all (``evidence``: the model's largest
+    gradient, what the loss resolves)."""
+    if not _granted(v, NoteCode.LOSS_FLAT, evidence):
+        return
+    v.flat = v.flat | (mask & v.undecided)
+    v.fail = v.fail & ~v.flat
+    v.undecided = v.undecided & ~v.flat
+
+
 def unresolved(v: ElementVerdict, mask: np.ndarray, evidence: dict) -> None:
     """These undecided elements cannot be judged (erratic beyond rounding): unverifiable."""
     if not _granted(v, NoteCode.UNRESOLVED, evidence):

@@ -65,7 +65,8 @@ class ElementVerdict:
     differentiable region next to the point), ``tape_unfaithful`` (manual == FD != tape),
     ``fd_unresolved`` (manual == tape != FD), ``undecided`` (failing, but finite differences
     accept manual and tape alike: only the rounding test can tell), ``rounding`` (undecided
-    elements excused as rounding),
+    elements excused as rounding), ``flat`` (undecided elements whose manual value is 0 in a
+    model whose loss shows no gradient at all),
     ``unverifiable`` (no witness could judge the element), ``region_coarse`` (unverifiable:
     finite differences inside a region accept the element without resolving it),
     ``fd_against`` (manual == tape, and finite differences resolve another value: failing),
@@ -83,6 +84,7 @@ class ElementVerdict:
     fd_unresolved: Optional[np.ndarray] = None
     undecided: Optional[np.ndarray] = None
     rounding: Optional[np.ndarray] = None
+    flat: Optional[np.ndarray] = None
     unverifiable: Optional[np.ndarray] = None
     fd_kink: Optional[np.ndarray] = None
     fd_ok_manual: Optional[np.ndarray] = None
@@ -102,7 +104,8 @@ class ElementVerdict:
 
     def excused(self) -> np.ndarray:
         """Elements that differ from the tape for a reason that is not a failure."""
-        return self.kink_used | self.kink_region | self.tape_unfaithful | self.rounding
+        excused = self.kink_used | self.kink_region | self.tape_unfaithful | self.rounding
+        return excused | self.flat
 
     def statuses(self) -> np.ndarray:
         """The status of every element (an object array of :class:`Status`)."""

@@ -175,6 +175,7 @@ def element_notes(ev: TensorEvidence, v: ElementVerdict, within=True) -> List[No
             notes.append(Note(code, int(mask.sum()), _largest(ev, mask)))
     for code, mask in (
         (NoteCode.ROUNDING_EXCUSED, v.rounding),
+        (NoteCode.LOSS_FLAT, v.flat),
         (NoteCode.FD_CONFOUNDED, v.confounded),
         (NoteCode.KINK_REGION, v.kink_region),
         (NoteCode.KINK_REGION_FD, v.kink_region),
