@@ -1,7 +1,11 @@
 """Shared pieces of the manual_backprop tests (tests may use GradientTape; the package may not)."""
 
+import re
+
 import numpy as np
 import tensorflow as tf
+
+from reference._core.report import Finding
 
 # Per-tensor relative error bounds of the hand-written gradients against the tape.
 TAPE_RTOL = {"float64": 1e-10, "float32": 1e-5}
@@ -40,3 +44,19 @@ def labels_for(loss, n, d, rng):
     if kind == "sparse":
         return rng.permutation(np.arange(n) % d)
     raise ValueError(kind)
+
+
+def assert_diagnosis_counts(report) -> None:
+    """A few-elements diagnosis counts exactly the elements the verdict fails, never 0, and
+    lists only failing ones (asserted on every planted bug's report where it is made)."""
+    assert " 0 of " not in str(report), str(report)
+    for e in report.entries:
+        for d in e.diagnosis:
+            if d.code != Finding.FEW_ELEMENTS:
+                continue
+            count = int(re.match(r"only (\d+) of", d.text).group(1))
+            assert count == e.n_failing > 0, str(report)
+            listed = re.findall(r"\((\d+(?:, \d+)*)\)", d.text.split(" at ", 1)[1])
+            for index in listed:
+                ix = tuple(int(i) for i in index.split(", "))
+                assert e.elements.fail[ix], (ix, str(report))

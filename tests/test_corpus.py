@@ -5,6 +5,7 @@ Then the harness's verdict on every case, in both modes, and which tensors it bl
 import numpy as np
 import pytest
 import tensorflow as tf
+from _helpers import assert_diagnosis_counts
 from corpus import CASES, MIN_HIDDEN, MIN_N, Case
 
 from reference import check_gradients
@@ -212,6 +213,8 @@ def test_harness_verdict_on_the_corpus(case, mode):
     assert report.ok == (case.expect == "pass"), (
         f"{case.id} (expected {case.expect}), mode={mode}:\n{report}"
     )
+    if case.expect == "fail":
+        assert_diagnosis_counts(report)
 
 
 @by_expect("fail")

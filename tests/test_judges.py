@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from _helpers import labels_for, rel_err
+from _helpers import assert_diagnosis_counts, labels_for, rel_err
 from mutants import MUTANTS, CustomGradientForward, HandBackprop, build, revealing_batch
 
 import manual_backprop as mb
@@ -51,6 +51,7 @@ def test_mutant_is_caught(mutant, mode):
     report = check_gradients(model, X, y, mode=mode)
     assert not report.ok, f"{mutant.__name__} passed in {mode} mode:\n{report}"
     assert "FAIL" in str(report)
+    assert_diagnosis_counts(report)
 
 
 GENERIC = [m for m in MUTANTS[::3] if m.__name__ != "MirroredForwardBug"]
