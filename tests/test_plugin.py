@@ -1,5 +1,7 @@
 """The pytest plugin, run the way a user runs it: pytest in a subprocess on a user's test file."""
 
+import re
+
 import numpy as np  # imported before any pytester test: pytester forgets what a test imports
 import pytest
 
@@ -307,38 +309,46 @@ def _corrupt(path, how):
         np.savez(path, **{**data, "gradcheck:format": np.array(1)})
 
 
-@pytest.mark.parametrize(
-    "how, message",
-    [
-        ("truncated", "is not a readable snapshot"),
-        ("empty", "is not a readable snapshot"),
-        ("json", "is not a readable snapshot"),
-        ("no metadata", "is not a gradcheck snapshot (no gradcheck:format"),
-        ("strings", "'W1' holds <U14 values, not floats"),
-        ("nan", "'W2' holds NaN or inf"),
-        ("inf loss", "'gradcheck:loss' holds NaN or inf"),
-        ("old format", "is a snapshot of format array(1), not 2"),
-        ("a key dropped", "the architecture changed: the snapshot holds W1 (3, 4); the model now"),
-    ],
-)
-def test_a_corrupt_or_edited_snapshot_fails_with_its_path_and_the_fix(
-    pytester, local, how, message
-):
-    run(pytester, SNAPSHOT_TEST.format(bug=None))
-    _corrupt(snapshot_file(pytester), how)
-    result = run(pytester, SNAPSHOT_TEST.format(bug=None))
-    result.assert_outcomes(failed=1)
-    text = result.stdout.str()
-    assert message in text and str(snapshot_file(pytester)) in text, text
-    assert "--gradcheck-update-snapshots" in text
-    for raw in ("JSONDecodeError", "KeyError", "AttributeError", "Traceback"):
-        assert raw not in text, text
-    if how == "a key dropped":
-        assert "the snapshot has no W2" in text
-    run(pytester, SNAPSHOT_TEST.format(bug=None), "--gradcheck-update-snapshots").assert_outcomes(
-        passed=1
+CORRUPTIONS = [
+    ("truncated", "is not a readable snapshot"),
+    ("empty", "is not a readable snapshot"),
+    ("json", "is not a readable snapshot"),
+    ("no metadata", "is not a gradcheck snapshot (no gradcheck:format"),
+    ("strings", "'W1' holds <U14 values, not floats"),
+    ("nan", "'W2' holds NaN or inf"),
+    ("inf loss", "'gradcheck:loss' holds NaN or inf"),
+    ("old format", "is a snapshot of format array(1), not 2"),
+    ("a key dropped", "the architecture changed: the snapshot holds W1 (3, 4); the model now"),
+]
+
+
+def test_a_corrupt_or_edited_snapshot_fails_with_its_path_and_the_fix(pytester, local):
+    """Each corruption in a test of its own, all in one session: each fails with its message,
+    its path and the fix (no raw exception), and one update rewrites them all."""
+    source = "from usermodel import TwoLayer, X, y\n" + "".join(
+        f"\ndef test_snapshot_{i}(gradcheck):\n"
+        f"    gradcheck.snapshot('two_layer', TwoLayer(), X, y)\n"
+        for i in range(len(CORRUPTIONS))
     )
-    run(pytester, SNAPSHOT_TEST.format(bug=None)).assert_outcomes(passed=1)
+    run(pytester, source).assert_outcomes(failed=len(CORRUPTIONS))  # written, failed once
+    folder = snapshot_file(pytester).parent
+    paths = [folder / f"test_snapshot_{i}--two_layer.npz" for i in range(len(CORRUPTIONS))]
+    for path, (how, _) in zip(paths, CORRUPTIONS):
+        _corrupt(path, how)
+    result = run(pytester, source)
+    result.assert_outcomes(failed=len(CORRUPTIONS))
+    parts = re.split(r"^_{3,} (test_snapshot_\d+) _{3,}$", result.stdout.str(), flags=re.M)
+    sections = dict(zip(parts[1::2], parts[2::2]))
+    for i, (path, (how, message)) in enumerate(zip(paths, CORRUPTIONS)):
+        text = sections[f"test_snapshot_{i}"]
+        assert message in text and str(path) in text, (how, text)
+        assert "--gradcheck-update-snapshots" in text, (how, text)
+        for raw in ("JSONDecodeError", "KeyError", "AttributeError", "Traceback"):
+            assert raw not in text, (how, text)
+        if how == "a key dropped":
+            assert "the snapshot has no W2" in text, text
+    run(pytester, source, "--gradcheck-update-snapshots").assert_outcomes(passed=len(CORRUPTIONS))
+    run(pytester, source).assert_outcomes(passed=len(CORRUPTIONS))
 
 
 def test_non_finite_gradients_never_pass_nor_are_stored(pytester, local):
