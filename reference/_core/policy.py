@@ -413,30 +413,28 @@ def probes_fail(ev: TensorEvidence, v: Optional[ElementVerdict] = None) -> bool:
 def excuse_rounding(v: ElementVerdict, mask: np.ndarray, evidence: dict) -> None:
     """The rounding test's decision: these undecided elements are rounding, not bugs
     (``evidence``: the largest difference, the bound it is within, how far it moved)."""
-    if not _granted(v, NoteCode.ROUNDING_EXCUSED, evidence):
-        return
-    v.rounding = v.rounding | (mask & v.undecided)
-    v.fail = v.fail & ~v.rounding
-    v.undecided = v.undecided & ~v.rounding
+    if _granted(v, NoteCode.ROUNDING_EXCUSED, evidence):
+        _settle(v, mask, "rounding")
 
 
 def excuse_flat(v: ElementVerdict, mask: np.ndarray, evidence: dict) -> None:
     """The rounding test's other decision: these undecided elements, 0 where the tape is not,
-    lie in a model whose loss shows no gradient at all (``evidence``: the model's largest
-    gradient, what the loss resolves)."""
-    if not _granted(v, NoteCode.LOSS_FLAT, evidence):
-        return
-    v.flat = v.flat | (mask & v.undecided)
-    v.fail = v.fail & ~v.flat
-    v.undecided = v.undecided & ~v.flat
+    lie in a model whose loss shows no gradient at all (``evidence``: how far below what the
+    loss resolves the model's gradient is)."""
+    if _granted(v, NoteCode.LOSS_FLAT, evidence):
+        _settle(v, mask, "flat")
 
 
 def unresolved(v: ElementVerdict, mask: np.ndarray, evidence: dict) -> None:
     """These undecided elements cannot be judged (erratic beyond rounding): unverifiable."""
-    if not _granted(v, NoteCode.UNRESOLVED, evidence):
-        return
+    if _granted(v, NoteCode.UNRESOLVED, evidence):
+        _settle(v, mask, "unverifiable")
+
+
+def _settle(v: ElementVerdict, mask: np.ndarray, into: str) -> None:
+    """The undecided elements of ``mask`` leave the failing ones for the mask ``into``."""
     mask = mask & v.undecided
-    v.unverifiable = v.unverifiable | mask
+    setattr(v, into, getattr(v, into) | mask)
     v.fail = v.fail & ~mask
     v.undecided = v.undecided & ~mask
 
