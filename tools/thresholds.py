@@ -352,6 +352,9 @@ ARGUED: Dict[str, str] = {
     ),
     "passes.py gaps[k] <= evidence[k].resolution flip": f"{_POSITIVE} (256 ulps of the loss)",
     "passes.py gaps[k] <= bounds[k] flip": f"{_POSITIVE} (256 ulps of the loss at least)",
+    "passes.py flat <= 1.0 flip": (
+        f"{_POSITIVE} (a ratio of measured gradients to a resolution of 256 ulps of the loss)"
+    ),
     "passes.py ev.scale > 0 flip": (
         "a scale of 0 means every gradient 0, where manual and tape agree exactly and nothing is "
         "undecided: the line is never reached"

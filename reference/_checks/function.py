@@ -399,7 +399,7 @@ class _Check:
             t = None if j in p.unreached else np.stack([tape[k][j] for k in range(COTANGENTS)])
             self.unreached |= {j} & p.unreached
             entry = _Entry(f"jvp: {p.out_names[j]}", "jvp", m, t, lines)
-            entry.line, entry.claim = forward_line(p, T, j, size)
+            entry.line, entry.claim = forward_line(p, T, j)
             entry.output_scale = float(np.max(np.abs(f.f0), initial=0.0))
             entry.rounding = TAPE_DEVIATION_FACTOR * float(np.max(rounding[j]))
             entry.cols = np.tile(np.arange(offset, offset + size), COTANGENTS)

@@ -219,6 +219,9 @@ class DerivativeMoves:
     def moved(self, key, lines, ev, rng) -> None:
         return None
 
+    def moved_probes(self, key, probes, ev, rng) -> None:
+        return None
+
 
 # --- the lines behind an entry's directions (for ``moves.FunctionMoves``) ----------------------
 
@@ -248,7 +251,7 @@ def reverse_line(C, a: int, shapes, claimer):
     return line, claim
 
 
-def forward_line(p: pb.Problem, T, j: int, size: int):
+def forward_line(p: pb.Problem, T, j: int):
     """A JVP entry's element (k, o) lies along the tangent t_k; the claim is output j's
     tangent there, projected."""
 
