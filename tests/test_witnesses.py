@@ -473,6 +473,32 @@ def test_a_selu_output_saturated_to_a_constant_passes(mode):
     assert not report.ok and report.entries[0].status == Status.FAIL, str(report)
 
 
+class _EluRegressor:
+    """A tutorial's one-unit ELU regressor, its backward by hand in NumPy (elu' = a + 1)."""
+
+    def __init__(self):
+        self.W = tf.Variable(-np.abs(np.random.default_rng(0).normal(size=(3, 1))))
+        self.params = [self.W]
+
+    def loss(self, X, y):
+        z = tf.matmul(tf.constant(X), self.W)
+        return tf.reduce_mean((tf.where(z > 0, z, tf.exp(z) - 1.0) - y) ** 2)
+
+    def gradients(self, X, y):
+        z = X @ self.W.numpy()
+        a = np.where(z > 0, z, np.exp(z) - 1.0)
+        return [X.T @ (2 * (a - y) / len(y) * np.where(z > 0, 1.0, a + 1.0))]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_users_elu_saturated_everywhere_passes(mode):
+    """The same in code written as tutorials write it: every z below -40, a + 1 cancels to 0
+    while the tape's exp(z) does not."""
+    X = np.abs(np.random.default_rng(1).normal(size=(4, 3))) * 200.0
+    report = check_gradients(_EluRegressor(), X, np.zeros((4, 1)), mode=mode)
+    assert report.ok and report.entries[0].note(NoteCode.LOSS_FLAT), str(report)
+
+
 class _TwiceTheTape:
     def __init__(self, model):
         self.model, self.params = model, model.params
