@@ -93,10 +93,21 @@ def test_a_tutorial_model_is_compiled_and_judged_as_eagerly():
     assert slow.ok and statuses(slow) == statuses(report)
 
 
+SMALL = (8, 4, 4, 3)  # 71 parameters: compiled only where a test says so (``compile_always``)
+
+
+@pytest.fixture
+def compile_always(monkeypatch):
+    """The compiled path for a model of any size (small models keep the eager twin cheap)."""
+    import reference._checks.gradients as g
+
+    monkeypatch.setattr(g, "worth_compiling", lambda *args: True)
+
+
 @pytest.mark.parametrize("bug", ["no 1/N", "sigmoid derivative", "W2 off by 1e-6"])
-def test_planted_bugs_are_caught_through_the_compiled_path(bug):
-    X, y = batch()
-    model = Tutorial(bug=bug)
+def test_planted_bugs_are_caught_through_the_compiled_path(bug, compile_always):
+    X, y = batch(n=8)
+    model = Tutorial(sizes=SMALL, bug=bug)
     report = check_gradients(model, X, y)
     assert cached(model)
     assert not report.ok, str(report)
@@ -125,9 +136,9 @@ class Scaled(Tutorial):
         return self.scale * super().loss(X, y)
 
 
-def test_a_graph_traced_from_stale_python_state_is_caught_by_the_spot_check():
-    X, y = batch()
-    model = Scaled()
+def test_a_graph_traced_from_stale_python_state_is_caught_by_the_spot_check(compile_always):
+    X, y = batch(n=8)
+    model = Scaled(sizes=SMALL)
     assert check_gradients(model, X, y).ok and cached(model)
     model.scale = 2.0  # the loss doubles; gradients() still returns the old ones
     report = check_gradients(model, X, y)
@@ -166,12 +177,12 @@ class Gathered(Tutorial):
     [(Branchy, "tracing it raised"), (Gathered, "through ResourceGather")],
 )
 def test_a_loss_that_cannot_be_compiled_runs_eagerly_with_a_note(cls, reason):
-    X, y = batch()
-    report = check_gradients(cls(), X, y)
+    X, y = batch(n=8)  # small: every finite difference runs the loss eagerly
+    report = check_gradients(cls(sizes=(8, 4, 4, 3)), X, y)
     assert report.ok, str(report)
     note = [n for n in report.notes if "could not be compiled" in n]
     assert note and reason in note[0], report.notes
-    assert not check_gradients(cls(bug="no 1/N"), X, y).ok
+    assert not check_gradients(cls(sizes=(8, 4, 4, 3), bug="no 1/N"), X, y).ok
 
 
 class Decorated(Tutorial):
