@@ -510,6 +510,113 @@ class _TwiceTheTape:
         return [2.0 * g for g in tape_gradients(self.model, X, y)]
 
 
+@pytest.mark.parametrize(
+    "sizes, loss, dtype, seed, init, weight_scale, n, batch_seed, mode",
+    [
+        ([2, 2, 2], "categorical_crossentropy", "float32", 2, "he_normal", 3.0, 1, 13036, "full"),
+        (
+            [6, 9, 9],
+            "categorical_crossentropy",
+            "float64",
+            42547,
+            "glorot_uniform",
+            3.0,
+            2,
+            2403,
+            "directional",
+        ),
+        ([2, 2, 5], "binary_crossentropy", "float32", 1, "glorot_uniform", 1.0, 1, 138, "full"),
+    ],
+)
+def test_a_confident_softmax_whose_loss_finite_differences_cannot_move_passes(
+    sizes, loss, dtype, seed, init, weight_scale, n, batch_seed, mode
+):
+    """Right softmax models certain of their labels: -log p at p = 1 - 5e-15 (losses 5e-15
+    and 5e-8), or log(1 - p) at p near 1 (a loss of 15), is rounded on the scale of p, 1e-16,
+    so every loss along a line comes out the same and finite differences read 0 +- 1e-25 (or
+    +- 1e-9) where manual and tape agree on 5e-14 (or 8e-9). That is no resolved
+    disagreement: the noise of one loss is at least 4 ulps of max(|loss|, 1), the scale of the
+    terms it is computed from, with a tape as without; and a line along which the loss did not
+    move at all is no evidence against TensorFlow's own derivative. Found by the thorough and
+    dev profiles."""
+    model = mb.MLP(
+        sizes,
+        ["linear", "softmax"],
+        loss,
+        dtype=dtype,
+        seed=seed,
+        initializer=init,
+        weight_scale=weight_scale,
+    )
+    X, y = batch_for(model, n=n, input_scale=10.0, seed=batch_seed)
+    report = check_gradients(model, X, y, mode=mode)
+    assert report.ok, str(report)
+
+
+@tf.custom_gradient
+def _round_straight_through(x):
+    return tf.round(x), lambda dy: dy
+
+
+class _Quantized:
+    """A quantization-aware layer with a straight-through gradient, checked by its tape: the
+    loss is a step function, still along every line, and the gradient is the user's own."""
+
+    def __init__(self):
+        self.w = tf.Variable([0.33, -1.17, 2.04], dtype=tf.float64)
+        self.params = [self.w]
+
+    def loss(self, X, y):
+        return tf.reduce_sum(_round_straight_through(self.w * 10.0) * X)
+
+    def gradients(self, X, y):
+        with tf.GradientTape() as tape:
+            loss = self.loss(X, y)
+        return tape.gradient(loss, self.params)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_still_loss_excuses_nothing_where_the_gradient_is_the_users_own(mode):
+    """A still line is no evidence against TensorFlow's derivative, but through a custom
+    gradient manual == tape proves nothing: the straight-through gradient is not ok."""
+    report = check_gradients(_Quantized(), np.array([1.0, 2.0, 3.0]), np.zeros(3), mode=mode)
+    assert not report.ok and report.tape_dependent, str(report)
+
+
+class _ConfidentClassifier:
+    """A tutorial's softmax regression, its backward by hand: p - y over the batch."""
+
+    def __init__(self, forget_mean=False):
+        rng = np.random.default_rng(0)
+        self.W = tf.Variable(rng.normal(size=(3, 4)) * 3.0)
+        self.b = tf.Variable(np.zeros(4))
+        self.params, self.forget_mean = [self.W, self.b], forget_mean
+
+    def loss(self, X, y):
+        p = tf.nn.softmax(tf.constant(X) @ self.W + self.b)
+        return -tf.reduce_mean(tf.reduce_sum(y * tf.math.log(p), axis=1))
+
+    def gradients(self, X, y):
+        z = X @ self.W.numpy() + self.b.numpy()
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        d = (p - y) / (1 if self.forget_mean else len(y))
+        return [X.T @ d, d.sum(0)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_users_confident_classifier_passes_and_its_bug_fails(mode):
+    """The same in code written as tutorials write it, certain of its labels (loss 4.5e-9):
+    finite differences found spurious kinks (one rounding step of p against no noise)."""
+    rng = np.random.default_rng(1)
+    model = _ConfidentClassifier()
+    X = rng.normal(size=(5, 3)) * 30.0
+    y = np.eye(4)[np.argmax(X @ model.W.numpy(), axis=1)]
+    report = check_gradients(model, X, y, mode=mode)
+    assert report.ok, str(report)
+    assert not check_gradients(_ConfidentClassifier(forget_mean=True), X, y, mode=mode).ok
+
+
 class _TinyTerm:
     """float32, no twin: loss = sum(a * x) + 1e-4 * sum(b * x). Finite differences in float32
     (error ~1e-3) accept db = 0 and the tape's 1e-4 x alike; the loss shows a's gradient."""

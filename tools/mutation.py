@@ -847,6 +847,30 @@ BUGS: List[Bug] = [
         [(PASSES, "            zeros = mask & (manual[k] == 0)\n", "            zeros = mask\n")],
         [WITNESSES],
     ),
+    Bug(
+        "the loss's noise floored on the scale of its terms only where no tape witnesses",
+        [
+            (
+                "reference/_checks/modes.py",
+                "        return fdm.FLOOR_ULPS * self.twin.eps * max(abs(self.f0), 1.0)\n",
+                "        if all(self.tape[k] is not None for k in self.keys):\n"
+                "            return 0.0\n"
+                "        return fdm.FLOOR_ULPS * self.twin.eps * max(abs(self.f0), 1.0)\n",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "a line along which the loss did not move at all taken as evidence against the tape",
+        [
+            (
+                PASSES,
+                "        excused = confounded(gap, bend, moved) | still\n",
+                "        excused = confounded(gap, bend, moved)\n",
+            )
+        ],
+        [WITNESSES],
+    ),
 ]
 
 

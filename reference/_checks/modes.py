@@ -51,14 +51,13 @@ class Gathered:
     samples: Optional[Dict] = None
 
     def noise_floor(self) -> float:
-        """The least rounding noise of one loss evaluation assumed where finite differences
-        judge alone: ``fd.FLOOR_ULPS`` ulps of max(|loss|, 1). A batch-mean loss below 1 is
-        the cancellation of O(1) terms (logsumexp(z) - z_y of a confident softmax) and is
-        rounded on their scale, while its fourth differences and its values a few ulps away
-        can all come out exact, measuring no noise at all. With a tape the manual gradient is
-        judged against it, and the noise measured is kept."""
-        if all(self.tape[k] is not None for k in self.keys):
-            return 0.0
+        """The least rounding noise of one loss evaluation: ``fd.FLOOR_ULPS`` ulps of
+        max(|loss|, 1). A batch-mean loss below 1 is the cancellation of O(1) terms
+        (logsumexp(z) - z_y of a confident softmax, -log p at p near 1) and is rounded on their
+        scale, while its fourth differences and its values a few ulps away, and every loss
+        along a line, can all come out exact, measuring no noise at all. With a tape as
+        without: finite differences that measured nothing resolve nothing against manual and
+        tape alike (a right confident classifier failed where they read 0 +- 1e-25)."""
         return fdm.FLOOR_ULPS * self.twin.eps * max(abs(self.f0), 1.0)
 
     def analyse(self, key, name: str, st, sigma) -> fdm.NumericalGradient:

@@ -483,7 +483,10 @@ def fd_against_pass(
     differences confounded there: the gradient checked bends within their step (kinks hidden
     inside it, ``subject.bend``), or their disagreement with the manual value moves by a
     quarter of itself or more when every weight moves by a relative 1e-6 (``ERRATIC``: a
-    wrong gradient's disagreement moves with the gradient, by about 1e-6 of itself). Excused,
+    wrong gradient's disagreement moves with the gradient, by about 1e-6 of itself), or the
+    loss did not move at all along the line (``NumericalGradient.still``: every evaluation
+    equal, so the 0 they read is the loss's rounding, coarser than the change, where TensorFlow's
+    own derivative of the forward is not 0). Excused,
     the element is a note carrying that evidence; but where the tape is not an independent
     witness (``independent`` False: the forward runs through a custom gradient or an op
     outside TensorFlow), manual == tape proves nothing and the element is unverifiable."""
@@ -497,8 +500,9 @@ def fd_against_pass(
         flat_m, flat_fd = ev.manual.reshape(-1), ev.fd.value.reshape(-1)
         gap = np.abs(flat_m[lines] - flat_fd[lines])
         bend = _bends_along(subject, k, lines, ev)
+        still = ev.fd.still.reshape(-1)[lines]
         moved = subject.moved(k, lines, ev, rng)
-        excused = confounded(gap, bend, moved)
+        excused = confounded(gap, bend, moved) | still
         if not np.any(excused):
             continue
         mask = np.zeros(ev.manual.size, bool)
@@ -507,6 +511,8 @@ def fd_against_pass(
         shown = {"bend": float(np.max(bend[excused] / np.maximum(gap[excused], tiny)))}
         if moved is not None:
             shown["moved"] = float(np.max(moved[excused]))
+        if np.any(still):
+            shown["still"] = int(np.count_nonzero(still))
         fd_confounded(v, mask.reshape(ev.manual.shape), shown, independent)
 
 

@@ -159,7 +159,7 @@ _NOTE_TEXT = {
     NoteCode.FD_CONFOUNDED: (
         "{count} element(s) where finite differences resolve a value that manual and tape "
         "both miss, but are confounded there: the gradient checked moves within their step by "
-        "{bend:.2g} of the disagreement (kinks inside the step){moved?}"
+        "{bend:.2g} of the disagreement (kinks inside the step){moved?}{still?}"
     ),
     NoteCode.FLOAT32_ROUNDING: (
         "float32 rounding: the hand-written gradient in float32 is {deviation:.2g} (of the "
@@ -191,8 +191,12 @@ _NOTE_TEXT = {
 _NUDGED = (
     ", or the disagreement moved by {moved:.2g} of itself when the weights moved by 1e-6 (rounding)"
 )
+_STILL = (
+    ", or the loss did not move at all along {still} of these lines (every evaluation the "
+    "same: rounded more coarsely than the change, as -log p is at p near 1)"
+)
 _OPTIONAL_TEXT = {
-    NoteCode.FD_CONFOUNDED: {"moved": _NUDGED},
+    NoteCode.FD_CONFOUNDED: {"moved": _NUDGED, "still": _STILL},
     NoteCode.PROBES_CONFOUNDED: {"moved": _NUDGED},
 }
 

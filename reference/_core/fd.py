@@ -193,6 +193,8 @@ class NumericalGradient:
     only some); elsewhere the other fields are NaN (``kink`` False) and carry no evidence.
     ``unresolved`` marks lines whose estimate at the smallest step still disagreed with the next
     larger one (another kink closer than any step resolves): their estimate is no evidence.
+    ``still`` marks lines along which every evaluation came out equal to the loss at the point:
+    the loss did not move at all (a dead input, or a loss rounded more coarsely than the change).
     """
 
     name: str
@@ -206,6 +208,7 @@ class NumericalGradient:
     noise: float
     measured: Optional[np.ndarray] = None
     unresolved: Optional[np.ndarray] = None
+    still: Optional[np.ndarray] = None
 
     _FIELDS = (
         "value",
@@ -217,6 +220,7 @@ class NumericalGradient:
         "step",
         "measured",
         "unresolved",
+        "still",
     )
 
     def __post_init__(self):
@@ -224,6 +228,8 @@ class NumericalGradient:
             self.measured = np.ones(np.shape(self.value), bool)
         if self.unresolved is None:
             self.unresolved = np.zeros(np.shape(self.value), bool)
+        if self.still is None:
+            self.still = np.zeros(np.shape(self.value), bool)
 
     @classmethod
     def unmeasured(cls, name: str, shape, noise: float) -> "NumericalGradient":
@@ -239,6 +245,7 @@ class NumericalGradient:
             nan.copy(),
             nan.copy(),
             noise,
+            np.zeros(shape, bool),
             np.zeros(shape, bool),
             np.zeros(shape, bool),
         )
@@ -304,7 +311,9 @@ def analyse(name: str, st: Stencil, sigma_f, kink_sigmas: float = KINK_SIGMAS) -
     kink = local_kinks(st, sigma_f, kink_sigmas)
     lower = np.where(kink, np.minimum(forward, backward), value)
     upper = np.where(kink, np.maximum(forward, backward), value)
-    return NumericalGradient(name, value, error, kink, lower, upper, kink_error, h, sigma_f)
+    return NumericalGradient(
+        name, value, error, kink, lower, upper, kink_error, h, sigma_f, still=~st.live()
+    )
 
 
 def consistent(a: NumericalGradient, b: NumericalGradient) -> np.ndarray:
