@@ -871,6 +871,39 @@ BUGS: List[Bug] = [
         ],
         [WITNESSES],
     ),
+    Bug(
+        "finite differences that accept anything counted as a witness (no element vacuous)",
+        [
+            (
+                POLICY,
+                "    out = fd.measured & fd.accepts(m + s, ev.slack) & fd.accepts(m - s, ev.slack)\n",
+                "    out = fd.measured & False\n",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "an element passed on the tape's word alone where the tape is the user's own",
+        [
+            (
+                PASSES,
+                "        if not independent:\n            tape_alone(v)\n",
+                "",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "without a tape, an element that finite differences accept anything at is passed",
+        [
+            (
+                POLICY,
+                "        unverifiable=unverifiable | unwitnessed,\n",
+                "        unverifiable=unverifiable,\n",
+            )
+        ],
+        [WITNESSES],
+    ),
 ]
 
 

@@ -24,6 +24,7 @@ from .._core.policy import (
     floors,
     magnitude,
     resolutions,
+    vacuous,
 )
 from .._core.report import GradientMismatch, GradientReport, Note, NoteCode
 from .._core.tape import tape_witness
@@ -334,7 +335,8 @@ def _resolution(ev, model_largest: float) -> float:
     scale = max(magnitude(ev.manual), SCALE_FLOOR * model_largest)
     if fd is None or not np.any(fd.measured) or scale <= 0:
         return 0.0
-    allowed = np.where(fd.kink, fd.kink_error, fd.error)[fd.measured]
+    # The elements they accept anything at have their own note (unwitnessed, unverifiable).
+    allowed = np.where(fd.kink, fd.kink_error, fd.error)[fd.measured & ~vacuous(ev)]
     return float(np.nanmax(allowed, initial=0.0)) / scale
 
 

@@ -40,6 +40,7 @@ from .._core.policy import (
     probe_failures,
     region_unresolved,
     rounding_bound,
+    tape_alone,
     tolerance_at,
     unresolved,
 )
@@ -63,14 +64,16 @@ __all__ = [
 
 def tape_independence(verdicts, evidence, call) -> Optional[str]:
     """What makes the tape the user's own claim rather than TensorFlow's derivative of the
-    forward, or None. Asked only where the tape and finite differences disagree somewhere
-    (elsewhere the tape is right, whatever computed it): ``call`` (the forward, no arguments) is
+    forward, or None. Asked only where the tape and finite differences disagree somewhere, or
+    where an element passes on the tape's word alone (``unwitnessed``: finite differences accept
+    anything there, or do not resolve the line); elsewhere finite differences confirm what the
+    tape says, whatever computed it. ``call`` (the forward, no arguments) is
     traced, and a ``tf.custom_gradient``, ``tf.py_function`` or ``tf.numpy_function`` in it is
     named (``tape.overrides``)."""
     if not any(ev.tape is not None for ev in evidence.values()):
         return None
     suspicious = any(
-        np.any(v.fd_against | v.tape_unfaithful | v.fd_unresolved) for v in verdicts.values()
+        np.any(v.fd_against | v.tape_unfaithful | v.unwitnessed) for v in verdicts.values()
     ) or any(
         ev.probes is not None and ev.tape is not None and not np.all(judge_probes(ev).fd_ok_tape)
         for ev in evidence.values()
@@ -489,9 +492,12 @@ def fd_against_pass(
     own derivative of the forward is not 0). Excused,
     the element is a note carrying that evidence; but where the tape is not an independent
     witness (``independent`` False: the forward runs through a custom gradient or an op
-    outside TensorFlow), manual == tape proves nothing and the element is unverifiable."""
+    outside TensorFlow), manual == tape proves nothing and the element is unverifiable, as is
+    every element that passed on the tape's word alone (``policy.tape_alone``)."""
     rng = np.random.default_rng(seed + 2)
     for k, v in verdicts.items():
+        if not independent:
+            tape_alone(v)
         ev = evidence[k]
         suspects = v.fd_against & v.fail
         if subject.skip(k) or not np.any(suspects):

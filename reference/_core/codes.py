@@ -61,6 +61,7 @@ class NoteCode(_Code):
     UNRESOLVED = "unresolved"
     FD_UNRESOLVED = "fd-unresolved"
     FD_CONFOUNDED = "fd-confounded"
+    UNWITNESSED = "unwitnessed"
     FLOAT32_ROUNDING = "float32-rounding"
     PROBES_DISAGREE = "probes-disagree"
     PROBES_CONFOUNDED = "probes-confounded"
@@ -161,6 +162,12 @@ _NOTE_TEXT = {
         "both miss, but are confounded there: the gradient checked moves within their step by "
         "{bend:.2g} of the disagreement (kinks inside the step){moved?}{still?}"
     ),
+    NoteCode.UNWITNESSED: (
+        "{count} element(s) that no witness judged: finite differences, their error "
+        "{spread:.2g} times the tensor's scale, accept any value a bug could give (the loss "
+        "jumps, or is this noisy, within their step of {step:.2g}){tape?}: unverifiable; check "
+        "at another point or on another batch"
+    ),
     NoteCode.FLOAT32_ROUNDING: (
         "float32 rounding: the hand-written gradient in float32 is {deviation:.2g} (of the "
         "tensor's largest gradient) from the same code in float64, TensorFlow's tape "
@@ -195,7 +202,9 @@ _STILL = (
     ", or the loss did not move at all along {still} of these lines (every evaluation the "
     "same: rounded more coarsely than the change, as -log p is at p near 1)"
 )
+_OWN_TAPE = ", and the tape's gradient is the user's own there"
 _OPTIONAL_TEXT = {
+    NoteCode.UNWITNESSED: {"tape": _OWN_TAPE},
     NoteCode.FD_CONFOUNDED: {"moved": _NUDGED, "still": _STILL},
     NoteCode.PROBES_CONFOUNDED: {"moved": _NUDGED},
 }

@@ -52,6 +52,8 @@ __all__ = [
     "within_tape",
     "judge_probes",
     "excuse_rounding",
+    "tape_alone",
+    "vacuous",
     "unresolved",
     "excuse_region",
     "hidden_kinks",
@@ -172,16 +174,18 @@ class TensorEvidence:
         """The scale every printed relative error and tolerance is relative to: the tensor's
         own largest gradient, as the witnesses know it (finite differences' where they measured
         every element, else the tape's, else what finite differences measured, else the manual
-        one's; the judging scale when all are zero). A floor raises the
+        one's; the judging scale when all are zero), leaving out the elements they accept
+        anything at (``vacuous``). A floor raises the
         tolerance printed, never shrinks the error printed; a wrong manual value never
         shrinks either."""
         fd = self.fd
-        if fd is not None and np.all(fd.measured):
+        witnessed = None if fd is None else fd.measured & ~vacuous(self)
+        if fd is not None and np.all(witnessed):
             truth = magnitude(fd.value)
         elif self.tape is not None:
             truth = magnitude(self.tape)
-        elif fd is not None and np.any(fd.measured):
-            truth = magnitude(np.where(fd.measured, fd.value, np.nan))
+        elif fd is not None and np.any(witnessed):
+            truth = magnitude(np.where(witnessed, fd.value, np.nan))
         else:
             truth = magnitude(self.manual)
         return truth if truth > 0 else (self.scale if self.scale > 0 else 1.0)
@@ -285,6 +289,27 @@ def _witness(ev: TensorEvidence) -> np.ndarray:
     return ev.manual if ev.tape is None else ev.tape
 
 
+def vacuous(ev: TensorEvidence) -> np.ndarray:
+    """Elements finite differences accept without witnessing them: their estimate accepts the
+    manual value and the same moved by the tensor's whole ``scale`` either way (the loss jumps
+    within their step, or is this noisy there), so any value a bug could give passes them.
+    Elements directional mode did not difference one by one are vacuous where every probe is
+    (accepting the manual projection moved by the scale along the probe's direction)."""
+    fd, m, s = ev.fd, ev.manual, ev.scale
+    if fd is None or s <= 0:
+        # Every gradient of the model is 0 (a minimum): their bound |g| <= error witnesses it.
+        return np.zeros(m.shape, bool)
+    out = fd.measured & fd.accepts(m + s, ev.slack) & fd.accepts(m - s, ev.slack)
+    if ev.probes is not None and len(ev.probes.directions):
+        probes, nd = judge_probes(ev), ev.probes.fd
+        span = s * np.sum(np.abs(ev.probes.directions), axis=1)
+        blind = nd.accepts(probes.manual + span, probes.slack)
+        blind &= nd.accepts(probes.manual - span, probes.slack)
+        if np.all(blind):
+            out = out | ~fd.measured
+    return out
+
+
 def within_tape(ev: TensorEvidence) -> np.ndarray:
     """Elements whose manual value is finite and matches the tape within the tolerance."""
     with np.errstate(invalid="ignore"):
@@ -315,6 +340,9 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
     # Off the tape where finite differences resolve nothing (another kink closer than their
     # smallest step): no witness can judge the element.
     unverifiable = finite & ~tape_ok & fd.unresolved & fd.measured
+    # Passing on the tape's word alone: finite differences accept anything there, or do not
+    # resolve the line (``tape_alone`` where the tape is not an independent witness).
+    unwitnessed = tape_ok & finite & (vacuous(ev) | (against & ~fd_against))
     fail = ~finite | (~tape_ok & ~(kink_used | tape_unfaithful | unverifiable)) | fd_against
     if ev.probes is not None:
         # Elements off the tape that were not differenced one by one (more than directional
@@ -339,6 +367,7 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
         tape_unfaithful=tape_unfaithful,
         fd_unresolved=against & ~fd_against,
         fd_against=fd_against,
+        unwitnessed=unwitnessed & ~fail,
         undecided=fail & finite & fd_ok_m & fd_ok_t & ~kink,
         fd_kink=kink,
         fd_ok_manual=fd_ok_m,
@@ -362,9 +391,12 @@ def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
     unverifiable = finite & ~has_value
     if ev.probes is not None and np.all(judge_probes(ev).fd_ok_manual):
         unverifiable = unverifiable & fd.measured
+    # Accepted by finite differences that accept anything there: no witness judged them.
+    unwitnessed = finite & vacuous(ev)
     return ElementVerdict(
         ~finite | (has_value & ~ok),
-        unverifiable=unverifiable,
+        unverifiable=unverifiable | unwitnessed,
+        unwitnessed=unwitnessed,
         fd_kink=fd.kink & fd.measured,
         fd_ok_manual=ok,
     )
@@ -486,6 +518,14 @@ def _granted(v: ElementVerdict, code: NoteCode, evidence: dict) -> bool:
         return False
     v.evidence[code] = dict(evidence)
     return True
+
+
+def tape_alone(v: ElementVerdict) -> None:
+    """Where the tape is not an independent witness (the forward runs through a custom gradient
+    or an op outside TensorFlow), the elements that passed on its word alone
+    (``unwitnessed``) are unverifiable: manual == tape proves nothing there."""
+    mask = v.unwitnessed & ~v.fail
+    v.unverifiable = v.unverifiable | mask
 
 
 def _failed_to_unverifiable(v: ElementVerdict, mask: np.ndarray) -> np.ndarray:

@@ -70,7 +70,10 @@ class ElementVerdict:
     ``unverifiable`` (no witness could judge the element), ``region_coarse`` (unverifiable:
     finite differences inside a region accept the element without resolving it),
     ``fd_against`` (manual == tape, and finite differences resolve another value: failing),
-    ``confounded`` (such elements shown confounded by the evidence pass).
+    ``confounded`` (such elements shown confounded by the evidence pass), ``unwitnessed``
+    (no finite differences witnessed the element: they accept anything there, or do not resolve
+    the line; it passes on the tape's word alone, unverifiable without a tape or where the tape is
+    the user's own).
     ``fd_ok_manual``/``fd_ok_tape``:
     finite differences accept the manual/tape value; ``fd_kink``: a kink along the coordinate.
     Masks not given are all False.
@@ -93,6 +96,7 @@ class ElementVerdict:
     region_coarse: Optional[np.ndarray] = None
     fd_against: Optional[np.ndarray] = None
     confounded: Optional[np.ndarray] = None
+    unwitnessed: Optional[np.ndarray] = None
     # The evidence each excuse granted by a pass rests on, keyed by the note that quotes it: a
     # pass grants no excuse without it (``policy``'s transitions).
     evidence: Dict[NoteCode, Dict[str, float]] = field(default_factory=dict)

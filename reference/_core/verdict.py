@@ -208,6 +208,27 @@ def _largest(ev: TensorEvidence, mask) -> dict:
     }
 
 
+def _spread(ev: TensorEvidence, mask) -> dict:
+    """How much finite differences accept around the manual value where they witness nothing
+    (``policy.vacuous``), relative to the tensor's scale: the widest of the elements of
+    ``mask`` they measured, else of the probes."""
+    fd, scale = ev.fd, ev.scale if ev.scale > 0 else 1.0
+    measured = mask & fd.measured
+    if np.any(measured):
+        width = np.where(fd.kink, (fd.upper - fd.lower) / 2 + fd.kink_error, fd.error)
+        i = np.unravel_index(int(np.argmax(np.where(measured, width, -1.0))), width.shape)
+        spread, step = float(width[i] + np.broadcast_to(ev.slack, width.shape)[i]), fd.step[i]
+    else:
+        nd, dirs = ev.probes.fd, ev.probes.directions
+        width = (nd.error + judge_probes(ev).slack) / np.sum(np.abs(dirs), axis=1)
+        i = int(np.argmin(width))
+        spread, step = float(width[i]), nd.step[i]
+    values = {"spread": spread / scale, "step": float(step)}
+    if ev.tape is not None:
+        values["tape"] = 1
+    return values
+
+
 def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
     notes = element_notes(ev, v)
     crowded = v.unverifiable & (ev.fd.unresolved if ev.fd is not None else False)
@@ -215,6 +236,9 @@ def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
         step = float(np.nanmin(np.where(crowded, ev.fd.step, np.nan)))
         code = NoteCode.KINK_CROWDED if ev.tape is not None else NoteCode.KINK_CROWDED_FD
         notes.append(Note(code, int(np.count_nonzero(crowded)), {"step": step}))
+    unwitnessed = v.unwitnessed & v.unverifiable & ~v.fd_unresolved
+    if np.any(unwitnessed):
+        notes.append(Note(NoteCode.UNWITNESSED, int(unwitnessed.sum()), _spread(ev, unwitnessed)))
     if np.any(v.unverifiable) and NoteCode.UNRESOLVED in v.evidence:
         values = dict(v.evidence[NoteCode.UNRESOLVED])
         notes.append(Note(NoteCode.UNRESOLVED, int(v.unverifiable.sum()), values))
