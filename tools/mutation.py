@@ -876,7 +876,8 @@ BUGS: List[Bug] = [
         [
             (
                 POLICY,
-                "    out = fd.measured & fd.accepts(m + s, ev.slack) & fd.accepts(m - s, ev.slack)\n",
+                "    out = fd.measured & fd.accepts(m + s, ev.slack) & "
+                "fd.accepts(m - s, ev.slack)\n",
                 "    out = fd.measured & False\n",
             )
         ],
