@@ -583,6 +583,40 @@ def test_a_still_loss_excuses_nothing_where_the_gradient_is_the_users_own(mode):
     assert not report.ok and report.tape_dependent, str(report)
 
 
+class _FakeQuantDense:
+    """Quantization-aware training as Keras users write it: the weights fake-quantized to 4 bits
+    in the forward, the gradient read from the tape. The op's registered gradient is
+    straight-through (1 inside the range); what it computes is a step function."""
+
+    def __init__(self, per_tensor_vars=False):
+        self.w = tf.Variable([[0.33, -1.17], [2.04, 0.5]], dtype=tf.float32)
+        self.params, self.per_tensor_vars = [self.w], per_tensor_vars
+
+    def loss(self, X, y):
+        if self.per_tensor_vars:
+            q = tf.quantization.fake_quant_with_min_max_vars(self.w, -4.0, 4.0, num_bits=4)
+        else:
+            q = tf.quantization.fake_quant_with_min_max_args(self.w, -4.0, 4.0, num_bits=4)
+        return tf.reduce_sum((tf.constant(X, tf.float32) @ q - y) ** 2)
+
+    def gradients(self, X, y):
+        with tf.GradientTape() as tape:
+            loss = self.loss(X, y)
+        return tape.gradient(loss, self.params)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("per_tensor_vars", [False, True])
+def test_a_quantization_ops_straight_through_gradient_is_not_passed(per_tensor_vars, mode):
+    """TensorFlow's own fake-quantization op has a straight-through gradient: its tape is no
+    independent witness, and the loss, still along every line, excuses nothing."""
+    X = np.array([[1.0, 2.0], [-0.5, 1.5]], np.float32)
+    y = np.zeros((2, 2), np.float32)
+    report = check_gradients(_FakeQuantDense(per_tensor_vars), X, y, mode=mode)
+    assert not report.ok, str(report)
+    assert "fake_quant" in (report.tape_dependent or ""), str(report)
+
+
 class _ConfidentClassifier:
     """A tutorial's softmax regression, its backward by hand: p - y over the batch."""
 

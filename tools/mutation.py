@@ -905,6 +905,18 @@ BUGS: List[Bug] = [
         ],
         [WITNESSES],
     ),
+    Bug(
+        "the quantization ops' straight-through gradient taken as TensorFlow's derivative",
+        [
+            (
+                TAPE,
+                "        elif node.op in _OVERRIDING_OPS:\n"
+                "            found.append(_OVERRIDING_OPS[node.op])\n",
+                "        elif node.op in _PY_OPS:\n            found.append(_PY_OPS[node.op])\n",
+            )
+        ],
+        [WITNESSES],
+    ),
 ]
 
 

@@ -109,8 +109,9 @@ def dependence(report) -> List[str]:
         return []
     return [
         f"tape: not an independent witness (the forward runs through "
-        f"{report.tape_dependent}, whose gradient is the user's own): manual == tape proves "
-        f"nothing; finite differences judge"
+        f"{report.tape_dependent}, whose gradient is not TensorFlow's derivative of what it "
+        f"computes, but a custom or straight-through one): manual == tape proves nothing; "
+        f"finite differences judge"
     ]
 
 

@@ -111,18 +111,34 @@ def tape_values(adapter: Adapter) -> Dict:
     return tape_witness(adapter)[0]
 
 
-# Ops whose gradient on the tape is not TensorFlow's own derivative of what they compute.
+# Ops whose gradient on the tape is not TensorFlow's own derivative of what they compute: the
+# Python ones, and the quantization ops, whose registered gradient is straight-through (1 inside
+# the range, where what they compute is a step function whose derivative is 0).
 _PY_OPS = {
     "EagerPyFunc": "tf.py_function",
     "PyFunc": "tf.numpy_function",
     "PyFuncStateless": "tf.numpy_function",
+}
+_OVERRIDING_OPS = {
+    **_PY_OPS,
+    "FakeQuantWithMinMaxArgs": "tf.quantization.fake_quant_with_min_max_args",
+    "FakeQuantWithMinMaxVars": "tf.quantization.fake_quant_with_min_max_vars",
+    "FakeQuantWithMinMaxVarsPerChannel": (
+        "tf.quantization.fake_quant_with_min_max_vars_per_channel"
+    ),
+    **{
+        f"QuantizeAndDequantize{v}": "tf.quantization.quantize_and_dequantize"
+        for v in ("", "V2", "V3", "V4")
+    },
 }
 
 
 def overrides(call) -> Optional[List[str]]:
     """What in ``call()`` (a function of no arguments, TF ops) makes the tape's gradient other
     than TensorFlow's derivative of the forward: ``tf.custom_gradient`` (and gradient override
-    maps, which mark ops the same way), ``tf.py_function``, ``tf.numpy_function``. Read from the
+    maps, which mark ops the same way), ``tf.py_function``, ``tf.numpy_function``, and the
+    quantization ops with a straight-through gradient (``tf.quantization.fake_quant_*``,
+    ``quantize_and_dequantize``). Read from the
     graph ``call`` traces into (nested functions included); None when it cannot be traced (NumPy
     inside, ``.numpy()``): then nothing is known."""
     try:
@@ -136,6 +152,6 @@ def overrides(call) -> Optional[List[str]]:
     for node in nodes:
         if "_gradient_op_type" in node.attr:
             found.append("tf.custom_gradient")
-        elif node.op in _PY_OPS:
-            found.append(_PY_OPS[node.op])
+        elif node.op in _OVERRIDING_OPS:
+            found.append(_OVERRIDING_OPS[node.op])
     return sorted(set(found))
