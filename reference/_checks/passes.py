@@ -67,9 +67,9 @@ def tape_independence(verdicts, evidence, call) -> Optional[str]:
     forward, or None. Asked only where the tape and finite differences disagree somewhere, or
     where an element passes on the tape's word alone (``unwitnessed``: finite differences accept
     anything there, or do not resolve the line); elsewhere finite differences confirm what the
-    tape says, whatever computed it. ``call`` (the forward, no arguments) is
-    traced, and a ``tf.custom_gradient``, ``tf.py_function`` or ``tf.numpy_function`` in it is
-    named (``tape.overrides``)."""
+    tape says, whatever computed it. ``call`` (the forward, no arguments) is traced, and a
+    ``tf.custom_gradient``, ``tf.py_function``, ``tf.numpy_function`` or a quantization op with
+    a straight-through gradient in it is named (``tape.overrides``)."""
     if not any(ev.tape is not None for ev in evidence.values()):
         return None
     suspicious = any(
@@ -491,9 +491,10 @@ def fd_against_pass(
     equal, so the 0 they read is the loss's rounding, coarser than the change, where TensorFlow's
     own derivative of the forward is not 0). Excused,
     the element is a note carrying that evidence; but where the tape is not an independent
-    witness (``independent`` False: the forward runs through a custom gradient or an op
-    outside TensorFlow), manual == tape proves nothing and the element is unverifiable, as is
-    every element that passed on the tape's word alone (``policy.tape_alone``)."""
+    witness (``independent`` False: the forward runs through a custom or straight-through
+    gradient, or an op outside TensorFlow), manual == tape proves nothing and the element is
+    unverifiable, as is every element that passed on the tape's word alone
+    (``policy.tape_alone``)."""
     rng = np.random.default_rng(seed + 2)
     for k, v in verdicts.items():
         if not independent:

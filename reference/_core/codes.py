@@ -202,7 +202,7 @@ _STILL = (
     ", or the loss did not move at all along {still} of these lines (every evaluation the "
     "same: rounded more coarsely than the change, as -log p is at p near 1)"
 )
-_OWN_TAPE = ", and the tape's gradient is the user's own there"
+_OWN_TAPE = ", and the tape is no independent witness there"
 _OPTIONAL_TEXT = {
     NoteCode.UNWITNESSED: {"tape": _OWN_TAPE},
     NoteCode.FD_CONFOUNDED: {"moved": _NUDGED, "still": _STILL},

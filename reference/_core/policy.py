@@ -19,9 +19,13 @@ times the scale the tensor is judged on). Where it does not, finite differences 
   gradient to be the gradient of a differentiable region next to the point, where several kinks
   meet (a ReLU network at a zero input row with zero biases, and relu'(0) = 1).
 
-Where the manual value matches the tape but finite differences disagree with both, that is noted
-(finite differences cannot resolve that element); it is not a failure. Without a tape, finite
-differences judge alone, and an element they cannot measure is unverifiable (not ok).
+Where the manual value matches the tape but finite differences disagree with both without
+resolving the line, that is noted; where they resolve it, the element fails unless a pass shows
+them confounded. An element finite differences accept anything at (``vacuous``: the loss jumps
+within their step) passes on the tape's word alone (``unwitnessed``), and is unverifiable where
+the tape is not an independent witness (``tape_alone``). Without a tape, finite differences
+judge alone, and an element they cannot measure, or accept anything at, is unverifiable (not
+ok).
 
 The verdict is data: a :class:`Status` and :class:`Note` codes; no decision reads any text.
 """
@@ -521,8 +525,8 @@ def _granted(v: ElementVerdict, code: NoteCode, evidence: dict) -> bool:
 
 
 def tape_alone(v: ElementVerdict) -> None:
-    """Where the tape is not an independent witness (the forward runs through a custom gradient
-    or an op outside TensorFlow), the elements that passed on its word alone
+    """Where the tape is not an independent witness (the forward runs through a custom or
+    straight-through gradient, or an op outside TensorFlow), the elements that passed on its word alone
     (``unwitnessed``) are unverifiable: manual == tape proves nothing there."""
     mask = v.unwitnessed & ~v.fail
     v.unverifiable = v.unverifiable | mask

@@ -236,7 +236,7 @@ def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
         step = float(np.nanmin(np.where(crowded, ev.fd.step, np.nan)))
         code = NoteCode.KINK_CROWDED if ev.tape is not None else NoteCode.KINK_CROWDED_FD
         notes.append(Note(code, int(np.count_nonzero(crowded)), {"step": step}))
-    unwitnessed = v.unwitnessed & v.unverifiable & ~v.fd_unresolved
+    unwitnessed = v.unwitnessed & v.unverifiable & ~v.fd_unresolved & ~crowded
     if np.any(unwitnessed):
         notes.append(Note(NoteCode.UNWITNESSED, int(unwitnessed.sum()), _spread(ev, unwitnessed)))
     if np.any(v.unverifiable) and NoteCode.UNRESOLVED in v.evidence:
