@@ -526,8 +526,8 @@ def _granted(v: ElementVerdict, code: NoteCode, evidence: dict) -> bool:
 
 def tape_alone(v: ElementVerdict) -> None:
     """Where the tape is not an independent witness (the forward runs through a custom or
-    straight-through gradient, or an op outside TensorFlow), the elements that passed on its word alone
-    (``unwitnessed``) are unverifiable: manual == tape proves nothing there."""
+    straight-through gradient, or an op outside TensorFlow), the elements that passed on its
+    word alone (``unwitnessed``) are unverifiable: manual == tape proves nothing there."""
     mask = v.unwitnessed & ~v.fail
     v.unverifiable = v.unverifiable | mask
 
