@@ -876,8 +876,7 @@ BUGS: List[Bug] = [
         [
             (
                 POLICY,
-                "    out = fd.measured & fd.accepts(m + s, ev.slack) & "
-                "fd.accepts(m - s, ev.slack)\n",
+                "    out = fd.measured & fd.accepts(m, ev.slack) & wide\n",
                 "    out = fd.measured & False\n",
             )
         ],

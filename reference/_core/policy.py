@@ -294,24 +294,33 @@ def _witness(ev: TensorEvidence) -> np.ndarray:
 
 
 def vacuous(ev: TensorEvidence) -> np.ndarray:
-    """Elements finite differences accept without witnessing them: their estimate accepts the
-    manual value and the same moved by the tensor's whole ``scale`` either way (the loss jumps
-    within their step, or is this noisy there), so any value a bug could give passes them.
-    Elements directional mode did not difference one by one are vacuous where every probe is
-    (accepting the manual projection moved by the scale along the probe's direction)."""
+    """Elements finite differences accept without witnessing them: they accept the manual value
+    with an error bar (plus their slack) of at least the tensor's whole ``scale`` (the loss
+    jumps within their step, or is this noisy there), so any value a bug could give passes
+    them. At a kink the error bar is that of the one-sided derivatives: the interval between
+    them is the valid subgradients, witnessed. Elements directional mode did not difference one
+    by one are vacuous where every probe is (its error bar at least the scale carried along its
+    direction)."""
     fd, m, s = ev.fd, ev.manual, ev.scale
     if fd is None or s <= 0:
         # Every gradient of the model is 0 (a minimum): their bound |g| <= error witnesses it.
         return np.zeros(m.shape, bool)
-    out = fd.measured & fd.accepts(m + s, ev.slack) & fd.accepts(m - s, ev.slack)
+    with np.errstate(invalid="ignore"):
+        wide = _error_bar(fd) + ev.slack >= s
+    out = fd.measured & fd.accepts(m, ev.slack) & wide
     if ev.probes is not None and len(ev.probes.directions):
         probes, nd = judge_probes(ev), ev.probes.fd
         span = s * np.sum(np.abs(ev.probes.directions), axis=1)
-        blind = nd.accepts(probes.manual + span, probes.slack)
-        blind &= nd.accepts(probes.manual - span, probes.slack)
+        with np.errstate(invalid="ignore"):
+            blind = probes.fd_ok_manual & (_error_bar(nd) + probes.slack >= span)
         if np.all(blind):
             out = out | ~fd.measured
     return out
+
+
+def _error_bar(fd: NumericalGradient) -> np.ndarray:
+    """Finite differences' error estimate, at a kink that of its one-sided derivatives."""
+    return np.where(fd.kink, fd.kink_error, fd.error)
 
 
 def within_tape(ev: TensorEvidence) -> np.ndarray:

@@ -215,7 +215,7 @@ def _spread(ev: TensorEvidence, mask) -> dict:
     fd, scale = ev.fd, ev.scale if ev.scale > 0 else 1.0
     measured = mask & fd.measured
     if np.any(measured):
-        width = np.where(fd.kink, (fd.upper - fd.lower) / 2 + fd.kink_error, fd.error)
+        width = np.where(fd.kink, fd.kink_error, fd.error)
         i = np.unravel_index(int(np.argmax(np.where(measured, width, -1.0))), width.shape)
         spread, step = float(width[i] + np.broadcast_to(ev.slack, width.shape)[i]), fd.step[i]
     else:
