@@ -916,6 +916,18 @@ BUGS: List[Bug] = [
         ],
         [WITNESSES],
     ),
+    Bug(
+        "the interval between a kink's one-sided derivatives taken for a missing witness",
+        [
+            (
+                POLICY,
+                "        wide = _error_bar(fd) + ev.slack >= s\n",
+                "        wide = np.where(fd.kink, (fd.upper - fd.lower) / 2, 0) + _error_bar(fd) "
+                "+ ev.slack >= s\n",
+            )
+        ],
+        [NUMPY],
+    ),
 ]
 
 
