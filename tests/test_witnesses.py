@@ -706,6 +706,19 @@ def test_a_jump_at_the_point_is_judged_by_the_tape_alone_where_it_is_tensorflows
         assert report.entries[0].rel_error == pytest.approx(1.0), str(report)
 
 
+@pytest.mark.parametrize("points", [[0.3, 1.2, -2.2], [2.5, -1.5, 0.5]], ids=["off", "at"])
+def test_a_straight_through_derivative_is_unverifiable_in_check_derivative(points):
+    """A straight-through round checked with check_derivative, off its jumps (every line
+    still) and exactly at them (finite differences accept anything): no witness judged it, so
+    the check is unverifiable, never passed. Round's own derivative, 0, passes at the same
+    points: there the tape is TensorFlow's."""
+    x = np.array(points)
+    report = check_derivative(_round_straight_through, lambda x: tf.ones_like(x), points=x)
+    assert report.status == Status.UNVERIFIABLE and report.tape_dependent, str(report)
+    assert report.unverifiable == points and "UNVERIFIABLE at x" in str(report), str(report)
+    assert check_derivative(tf.round, lambda x: tf.zeros_like(x), points=x).ok
+
+
 class _TinyTerm:
     """float32, no twin: loss = sum(a * x) + 1e-4 * sum(b * x). Finite differences in float32
     (error ~1e-3) accept db = 0 and the tape's 1e-4 x alike; the loss shows a's gradient."""

@@ -107,6 +107,8 @@ class DerivativeReport:
     fd_error: Optional[float] = None  # finite differences' error bar at the worst point
     rel_error: Optional[float] = None
     failures: List[dict] = field(default_factory=list)
+    # The points no witness could judge (where none fails, the verdict is unverifiable).
+    unverifiable: List[float] = field(default_factory=list)
     n_kinks: int = 0
     kinks_accepted: int = 0
     skipped: int = 0
@@ -142,6 +144,7 @@ class DerivativeReport:
             "fd_error": num(self.fd_error),
             "rel_error": num(self.rel_error),
             "failures": self.failures,
+            "unverifiable": self.unverifiable,
             "n_kinks": self.n_kinks,
             "kinks_accepted": self.kinks_accepted,
             "skipped": self.skipped,
@@ -152,7 +155,7 @@ class DerivativeReport:
 
     def __str__(self):
         lines = [
-            f"Derivative check of {self.name}: {'PASS' if self.ok else 'FAIL'} "
+            f"Derivative check of {self.name}: {self.status.value.upper()} "
             f"({self.n_points} points, {self.dtype}; {self.n_kinks} kink point(s), "
             f"{self.kinks_accepted} accepted as subgradients; {self.skipped} skipped where "
             f"fn is not finite)"
@@ -176,6 +179,12 @@ class DerivativeReport:
             )
         if len(self.failures) > _LISTED:
             lines.append(f"  ... and {len(self.failures) - _LISTED} more failing points")
+        if self.unverifiable:
+            shown = ", ".join(repr(x) for x in self.unverifiable[:_LISTED])
+            more = len(self.unverifiable) - _LISTED
+            lines.append(
+                f"  UNVERIFIABLE at x = {shown}" + (f" and {more} more points" if more > 0 else "")
+            )
         lines.extend(f"diagnosis: {d}" for d in self.diagnosis)
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
@@ -265,7 +274,7 @@ def check_derivative(
         name,
         dtype,
         int(keep.sum()),
-        Status.FAIL if np.any(v.fail & keep) else Status.PASS,
+        _status(v, keep),
         rtol,
         n_kinks=int(np.count_nonzero(fd.kink & keep)),
         kinks_accepted=int(np.count_nonzero(v.kink_used & keep)),
@@ -276,6 +285,14 @@ def check_derivative(
     if derivative is None and np.any(v.fail & keep):
         _ignores_upstream(report, fn, x, ev, v.fail & keep)
     return report
+
+
+def _status(v: ElementVerdict, keep) -> Status:
+    """FAIL where a point fails; else UNVERIFIABLE where a point no witness could judge (the
+    tape the user's own, and finite differences confounded or accepting anything); else PASS."""
+    if np.any(v.fail & keep):
+        return Status.FAIL
+    return Status.UNVERIFIABLE if np.any(v.unverifiable & keep) else Status.PASS
 
 
 def _ignores_upstream(report: DerivativeReport, fn, x: np.ndarray, ev, failing) -> None:
@@ -411,6 +428,7 @@ def _fill(report: DerivativeReport, x, ev: TensorEvidence, v: ElementVerdict, ke
     report.fd_error = float(fd.kink_error[worst] if fd.kink[worst] else fd.error[worst])
     if fd.kink[worst]:
         report.fd_interval = (float(fd.lower[worst]), float(fd.upper[worst]))
+    report.unverifiable = [float(x[i]) for i in np.flatnonzero(v.unverifiable & keep & ~fail)]
     for i in np.flatnonzero(fail):
         report.failures.append(
             {

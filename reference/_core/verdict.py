@@ -173,6 +173,11 @@ def element_notes(ev: TensorEvidence, v: ElementVerdict, within=True) -> List[No
         mask = mask & within
         if np.any(mask) and fd is not None:
             notes.append(Note(code, int(mask.sum()), _largest(ev, mask)))
+    if fd is not None:
+        # Unverifiable for want of any witness (not for a kink closer than their steps).
+        mask = v.unwitnessed & v.unverifiable & ~v.fd_unresolved & ~fd.unresolved & within
+        if np.any(mask):
+            notes.append(Note(NoteCode.UNWITNESSED, int(mask.sum()), _spread(ev, mask)))
     for code, mask in (
         (NoteCode.ROUNDING_EXCUSED, v.rounding),
         (NoteCode.LOSS_FLAT, v.flat),
@@ -236,9 +241,6 @@ def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
         step = float(np.nanmin(np.where(crowded, ev.fd.step, np.nan)))
         code = NoteCode.KINK_CROWDED if ev.tape is not None else NoteCode.KINK_CROWDED_FD
         notes.append(Note(code, int(np.count_nonzero(crowded)), {"step": step}))
-    unwitnessed = v.unwitnessed & v.unverifiable & ~v.fd_unresolved & ~crowded
-    if np.any(unwitnessed):
-        notes.append(Note(NoteCode.UNWITNESSED, int(unwitnessed.sum()), _spread(ev, unwitnessed)))
     if np.any(v.unverifiable) and NoteCode.UNRESOLVED in v.evidence:
         values = dict(v.evidence[NoteCode.UNRESOLVED])
         notes.append(Note(NoteCode.UNRESOLVED, int(v.unverifiable.sum()), values))
