@@ -159,8 +159,9 @@ def _fill_worst(check: TensorCheck, ev: TensorEvidence, v: ElementVerdict) -> No
 def element_notes(ev: TensorEvidence, v: ElementVerdict, within=True) -> List[Note]:
     """The notes of the excuses the policy grants from finite differences' own values (a
     subgradient at a kink, an unfaithful tape, a line they do not resolve), each quoting the
-    values at its largest case, of the elements no witness judged (``unwitnessed``), and of those the passes granted, each quoting the evidence
-    the pass kept (``v.evidence``); over the elements ``within`` (all by default)."""
+    values at its largest case, of the elements no witness judged (``unwitnessed``), and of
+    those the passes granted, each quoting the evidence the pass kept (``v.evidence``); over
+    the elements ``within`` (all by default)."""
     fd = ev.fd
     at_kink = v.fd_unresolved & v.fd_kink
     notes = []
