@@ -921,8 +921,8 @@ BUGS: List[Bug] = [
         [
             (
                 POLICY,
-                "        wide = _error_bar(fd) + ev.slack >= s\n",
-                "        wide = np.where(fd.kink, (fd.upper - fd.lower) / 2, 0) + _error_bar(fd) "
+                "        wide = fd.error_bar + ev.slack >= s\n",
+                "        wide = np.where(fd.kink, (fd.upper - fd.lower) / 2, 0) + fd.error_bar "
                 "+ ev.slack >= s\n",
             )
         ],

@@ -425,7 +425,7 @@ def _fill(report: DerivativeReport, x, ev: TensorEvidence, v: ElementVerdict, ke
         float(tape_d[worst]),
     )
     report.fd, report.rel_error = float(fd.value[worst]), float(rel[worst])
-    report.fd_error = float(fd.kink_error[worst] if fd.kink[worst] else fd.error[worst])
+    report.fd_error = float(fd.error_bar[worst])
     if fd.kink[worst]:
         report.fd_interval = (float(fd.lower[worst]), float(fd.upper[worst]))
     report.unverifiable = [float(x[i]) for i in np.flatnonzero(v.unverifiable & keep & ~fail)]

@@ -336,7 +336,7 @@ def _resolution(ev, model_largest: float) -> float:
     if fd is None or not np.any(fd.measured) or scale <= 0:
         return 0.0
     # The elements they accept anything at have their own note (unwitnessed, unverifiable).
-    allowed = np.where(fd.kink, fd.kink_error, fd.error)[fd.measured & ~vacuous(ev)]
+    allowed = fd.error_bar[fd.measured & ~vacuous(ev)]
     return float(np.nanmax(allowed, initial=0.0)) / scale
 
 

@@ -267,6 +267,11 @@ class NumericalGradient:
     def n_kinks(self) -> int:
         return int(np.count_nonzero(self.kink))
 
+    @property
+    def error_bar(self) -> np.ndarray:
+        """The error estimate of each value, at a kink that of its one-sided derivatives."""
+        return np.where(self.kink, self.kink_error, self.error)
+
     def accepts(self, candidate: np.ndarray, slack) -> np.ndarray:
         """Elementwise: does ``candidate`` agree with this estimate, allowing ``slack`` more?
         (False where nothing was measured.)"""
@@ -399,7 +404,7 @@ def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = Fa
         chosen[chain] = j
     unresolved = chosen == last
     if alone:
-        errors = np.stack([np.where(lv.kink, lv.kink_error, lv.error) for lv in levels])
+        errors = np.stack([lv.error_bar for lv in levels])
         for i in np.flatnonzero(~unresolved):
             chain_levels = np.arange(chosen[i], last + 1)
             chosen[i] = chain_levels[int(np.argmin(errors[chain_levels, i]))]

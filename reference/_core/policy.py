@@ -306,21 +306,16 @@ def vacuous(ev: TensorEvidence) -> np.ndarray:
         # Every gradient of the model is 0 (a minimum): their bound |g| <= error witnesses it.
         return np.zeros(m.shape, bool)
     with np.errstate(invalid="ignore"):
-        wide = _error_bar(fd) + ev.slack >= s
+        wide = fd.error_bar + ev.slack >= s
     out = fd.measured & fd.accepts(m, ev.slack) & wide
     if ev.probes is not None and len(ev.probes.directions):
         probes, nd = judge_probes(ev), ev.probes.fd
         span = s * np.sum(np.abs(ev.probes.directions), axis=1)
         with np.errstate(invalid="ignore"):
-            blind = probes.fd_ok_manual & (_error_bar(nd) + probes.slack >= span)
+            blind = probes.fd_ok_manual & (nd.error_bar + probes.slack >= span)
         if np.all(blind):
             out = out | ~fd.measured
     return out
-
-
-def _error_bar(fd: NumericalGradient) -> np.ndarray:
-    """Finite differences' error estimate, at a kink that of its one-sided derivatives."""
-    return np.where(fd.kink, fd.kink_error, fd.error)
 
 
 def within_tape(ev: TensorEvidence) -> np.ndarray:

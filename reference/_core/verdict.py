@@ -22,7 +22,7 @@ def fd_comparison(
     """The worst disagreement of ``candidate`` with the FD estimate, relative to ``scale``."""
     dist = np.where(np.isfinite(candidate), fd.distance(candidate), np.inf)
     dist = np.nan_to_num(np.where(fd.measured, dist, 0.0), nan=0.0)
-    tol = np.broadcast_to(np.where(fd.kink, fd.kink_error, fd.error) + slack, dist.shape)
+    tol = np.broadcast_to(fd.error_bar + slack, dist.shape)
     judged_wrong = ~(ok | ~fd.measured)
     # The largest disagreement among the elements judged wrong (or among all, when none is).
     worst = int(np.argmax(np.where(judged_wrong, dist, -1.0) if np.any(judged_wrong) else dist))
@@ -151,7 +151,7 @@ def _fill_worst(check: TensorCheck, ev: TensorEvidence, v: ElementVerdict) -> No
             check.fd_interval = (float(fd.lower[idx]), float(fd.upper[idx]))
         if by_fd[idx]:
             # Judged by finite differences: the tolerance is theirs at that element.
-            allowed = fd.kink_error[idx] if fd.kink[idx] else fd.error[idx]
+            allowed = fd.error_bar[idx]
             tol = ev.slack if np.ndim(ev.slack) == 0 else np.asarray(ev.slack)[idx]
             check.tolerance = float(allowed + tol) / shown
 
@@ -206,7 +206,7 @@ def _largest(ev: TensorEvidence, mask) -> dict:
         "manual": float(ev.manual[i]),
         "tape": float(tape[i]),
         "fd": float(fd.value[i]),
-        "error": float(fd.kink_error[i] if fd.kink[i] else fd.error[i]),
+        "error": float(fd.error_bar[i]),
         "lower": float(fd.lower[i]),
         "upper": float(fd.upper[i]),
         "step": float(fd.step[i]),
@@ -221,12 +221,12 @@ def _spread(ev: TensorEvidence, mask) -> dict:
     fd, scale = ev.fd, ev.scale if ev.scale > 0 else 1.0
     measured = mask & fd.measured
     if np.any(measured):
-        width = np.where(fd.kink, fd.kink_error, fd.error)
+        width = fd.error_bar
         i = np.unravel_index(int(np.argmax(np.where(measured, width, -1.0))), width.shape)
         spread, step = float(width[i] + np.broadcast_to(ev.slack, width.shape)[i]), fd.step[i]
     else:
         nd, dirs = ev.probes.fd, ev.probes.directions
-        width = (nd.error + judge_probes(ev).slack) / np.sum(np.abs(dirs), axis=1)
+        width = (nd.error_bar + judge_probes(ev).slack) / np.sum(np.abs(dirs), axis=1)
         i = int(np.argmin(width))
         spread, step = float(width[i]), nd.step[i]
     values = {"spread": spread / scale, "step": float(step)}
