@@ -940,6 +940,22 @@ BUGS: List[Bug] = [
         ],
         [WITNESSES],
     ),
+    Bug(
+        "a disagreement steady under 1e-6 is never nudged by 1e-3 (a loss rounded in stairs)",
+        [("reference/_checks/moves.py", "    if steady.size:\n", "    if False:\n")],
+        [WITNESSES],
+    ),
+    Bug(
+        "a disagreement that moves under 1e-3 only as much as the gradient is taken for rounding",
+        [
+            (
+                "reference/_checks/moves.py",
+                "moved = np.where(moved >= _SMOOTH_FACTOR * shift, moved, 0.0)",
+                "moved = np.where(moved >= 0.0 * shift, moved, 0.0)",
+            )
+        ],
+        [WITNESSES],
+    ),
 ]
 
 

@@ -8,17 +8,17 @@ Two questions, asked alike of each:
   step;
 - ``moved(key, lines, ev, rng)`` and ``moved_probes(key, probes, ev, rng)``: how far finite
   differences' disagreement with the manual value, along elements or probes, moves, as a
-  fraction of itself, when the point moves by a relative 1e-6 (``passes.NUDGE``);
-  None where the check cannot ask it. Only a model's weights are nudged: a function's outputs
-  (and an elementwise function's) carry their own rounding bound instead
-  (``TensorEvidence.fd_floor``, the derivative's tolerance).
+  fraction of itself, when the point moves by a relative 1e-6 (``passes.NUDGE``), or by 1e-3
+  where it is steady under 1e-6 (``Nudged``); None where the check cannot ask it. Only a
+  model's weights are nudged: a function's outputs (and an elementwise function's) carry their
+  own rounding bound instead (``TensorEvidence.fd_floor``, the derivative's tolerance).
 
 ``skip(key)``: the tensors these passes leave alone.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -26,11 +26,13 @@ import tensorflow as tf
 from .._core import fd as fdm
 from .._core import stencils
 from .._core.adapter import INPUT, Adapter
+from .._core.policy import ERRATIC
 from . import problem as pb
-from .passes import NUDGE, NUDGES
+from .passes import _LARGENUDGE, _SMOOTH_FACTOR, NUDGE, NUDGES
 
 __all__ = [
     "ModelMoves",
+    "Nudged",
     "FunctionMoves",
     "DerivativeMoves",
     "bend_of",
@@ -57,34 +59,44 @@ class ModelMoves:
             return _bend_along_input(self.twin, direction, step, ev)
         return _bend_along(self.twin, key, direction, step, ev)
 
-    def moved(self, key, lines, ev, rng) -> np.ndarray:
+    def moved(self, key, lines, ev, rng) -> "Nudged":
         twin = self.twin
         d0 = ev.fd.value.reshape(-1)[lines] - ev.manual.reshape(-1)[lines]
-        return _moved_under_nudge(
+        return _erratic_lines(
             twin,
             key,
             d0,
-            lambda f0: stencils.coordinate_stencil(twin, key, f0, lines),
-            lambda g: g.reshape(-1)[lines],
+            lambda sub: lambda f0: stencils.coordinate_stencil(twin, key, f0, lines[sub]),
+            lambda sub: lambda g: g.reshape(-1)[lines[sub]],
+            ev,
             ev.fd.noise,
             rng,
         )
 
-    def moved_probes(self, key, probes, ev, rng) -> np.ndarray:
+    def moved_probes(self, key, probes, ev, rng) -> "Nudged":
         """``moved`` along the probes ``probes`` (indices of ``ev.probes``)."""
         twin = self.twin
         dirs, nd = ev.probes.directions[probes], ev.probes.fd
         with np.errstate(invalid="ignore"):
             d0 = nd.value[probes] - dirs @ ev.manual.reshape(-1)
-        return _moved_under_nudge(
+        return _erratic_lines(
             twin,
             key,
             d0,
-            lambda f0: stencils.directional_stencil(twin, key, f0, dirs),
-            lambda g: dirs @ g.reshape(-1),
+            lambda sub: lambda f0: stencils.directional_stencil(twin, key, f0, dirs[sub]),
+            lambda sub: lambda g: dirs[sub] @ g.reshape(-1),
+            ev,
             nd.noise,
             rng,
         )
+
+
+class Nudged(NamedTuple):
+    """Per line, how far finite differences' disagreement moved, as a fraction of itself
+    (``moved``), and under which relative nudge of the weights (``nudge``)."""
+
+    moved: np.ndarray
+    nudge: np.ndarray
 
 
 # Where the bend is measured along a line, in steps: the points finite differences evaluate
@@ -143,23 +155,64 @@ def _bend_along_input(twin: Adapter, direction, step: float, ev) -> float:
     return bend_of(along, direction, ev)
 
 
-def _moved_under_nudge(twin: Adapter, key, d0, measure, project_manual, noise, rng):
+def _erratic_lines(twin: Adapter, key, d0, measure, project_manual, ev, noise, rng) -> Nudged:
+    """Per line, how far finite differences' disagreement ``d0`` with the manual value moves
+    when every weight moves by a relative ``NUDGE`` (about 1e-6). Where it is steady there, the
+    weights move again by ``_LARGENUDGE`` (about 1e-3): a loss rounded more coarsely than its
+    own ulps (-log(1 - p) at a float32 p within 1e-5 of 1 is a staircase of steps of 1% of
+    itself) keeps its stairs under 1e-6, and finite differences read the same stairs, while
+    under 1e-3 the stairs are drawn anew. There a move counts only when it is ``_SMOOTH_FACTOR``
+    times the manual value's own move on the line (a wrong gradient's disagreement moves with
+    the gradient). ``measure(sub)`` and ``project_manual(sub)`` are those of the lines ``sub``
+    (indices into ``d0``)."""
+    every = np.arange(len(d0))
+    moved = _moved_under_nudge(twin, key, d0, measure(every), project_manual(every), noise, rng)
+    nudge = np.full(len(d0), NUDGE)
+    steady = np.flatnonzero(~(moved >= ERRATIC))
+    if steady.size:
+        again = _moved_under_nudge(
+            twin,
+            key,
+            d0[steady],
+            measure(steady),
+            project_manual(steady),
+            noise,
+            rng,
+            nudge=_LARGENUDGE,
+            own=project_manual(steady)(ev.manual),
+        )
+        erratic = again >= ERRATIC
+        moved[steady[erratic]] = again[erratic]
+        nudge[steady[erratic]] = _LARGENUDGE
+    return Nudged(moved, nudge)
+
+
+def _moved_under_nudge(
+    twin: Adapter, key, d0, measure, project_manual, noise, rng, nudge=NUDGE, own=None
+):
     """Per line, how much finite differences' disagreement ``d0`` with the manual value moves,
-    as a fraction of itself, when every weight moves by a relative ``NUDGE`` (the largest of
+    as a fraction of itself, when every weight moves by a relative ``nudge`` (the largest of
     ``NUDGES`` such moves): ``measure(f0)`` differences the lines at the nudged point,
-    ``project_manual(g)`` puts the model's gradient of tensor ``key`` there on them."""
+    ``project_manual(g)`` puts the model's gradient of tensor ``key`` there on them. Given the
+    manual value's projection at the point (``own``), a move counts only where it is at least
+    ``_SMOOTH_FACTOR`` times the manual value's own move (as a fraction of itself)."""
     tiny = np.finfo(float).tiny
     out = np.zeros(len(d0))
     original = twin.snapshot()
     try:
         for _ in range(NUDGES):
             for i, value in enumerate(original):
-                twin.write(i, value * (1.0 + NUDGE * rng.standard_normal(value.shape)))
+                twin.write(i, value * (1.0 + nudge * rng.standard_normal(value.shape)))
             st = measure(twin.loss_value())
-            d1 = fdm.analyse("", st, noise).value - project_manual(twin.manual()[key])
+            m1 = project_manual(twin.manual()[key])
+            d1 = fdm.analyse("", st, noise).value - m1
             twin.restore(original)
             with np.errstate(invalid="ignore"):
-                out = np.fmax(out, np.abs(d1 - d0) / np.maximum(np.abs(d0), tiny))
+                moved = np.abs(d1 - d0) / np.maximum(np.abs(d0), tiny)
+                if own is not None:
+                    shift = np.abs(m1 - own) / np.maximum(np.abs(own), tiny)
+                    moved = np.where(moved >= _SMOOTH_FACTOR * shift, moved, 0.0)
+            out = np.fmax(out, moved)
     finally:
         twin.restore(original)
     return out

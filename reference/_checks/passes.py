@@ -486,8 +486,10 @@ def fd_against_pass(
     differences confounded there: the gradient checked bends within their step (kinks hidden
     inside it, ``subject.bend``), or their disagreement with the manual value moves by a
     quarter of itself or more when every weight moves by a relative 1e-6 (``ERRATIC``: a
-    wrong gradient's disagreement moves with the gradient, by about 1e-6 of itself), or the
-    loss did not move at all along the line (``NumericalGradient.still``: every evaluation
+    wrong gradient's disagreement moves with the gradient, by about 1e-6 of itself), or, steady
+    there, by 1e-3 and by eight times more than the gradient itself moves (a float32 loss
+    rounded in stairs coarser than its ulps keeps them under 1e-6: ``moves._erratic_lines``),
+    or the loss did not move at all along the line (``NumericalGradient.still``: every evaluation
     equal, so the 0 they read is the loss's rounding, coarser than the change, where TensorFlow's
     own derivative of the forward is not 0). Excused,
     the element is a note carrying that evidence; but where the tape is not an independent
@@ -508,7 +510,8 @@ def fd_against_pass(
         gap = np.abs(flat_m[lines] - flat_fd[lines])
         bend = _bends_along(subject, k, lines, ev)
         still = ev.fd.still.reshape(-1)[lines]
-        moved = subject.moved(k, lines, ev, rng)
+        nudged = subject.moved(k, lines, ev, rng)
+        moved = None if nudged is None else nudged.moved
         excused = confounded(gap, bend, moved) | still
         if not np.any(excused):
             continue
@@ -517,10 +520,19 @@ def fd_against_pass(
         tiny = np.finfo(float).tiny
         shown = {"bend": float(np.max(bend[excused] / np.maximum(gap[excused], tiny)))}
         if moved is not None:
-            shown["moved"] = float(np.max(moved[excused]))
+            shown.update(_nudge_shown(nudged, excused))
         if np.any(still):
             shown["still"] = int(np.count_nonzero(still))
         fd_confounded(v, mask.reshape(ev.manual.shape), shown, independent)
+
+
+def _nudge_shown(nudged, excused) -> dict:
+    """The note's figures for a nudge: the largest move among the excused lines, and the
+    largest nudge it took (1e-6, or 1e-3 where the lines were steady under 1e-6)."""
+    return {
+        "moved": float(np.max(nudged.moved[excused])),
+        "nudge": float(np.max(nudged.nudge[excused])),
+    }
 
 
 def _bends_along(subject, key, lines, ev) -> np.ndarray:
@@ -553,7 +565,8 @@ def probe_bends_pass(subject, verdicts: Dict[object, ElementVerdict], evidence, 
         dirs, nd = ev.probes.directions, ev.probes.fd
         gap = np.abs(dirs[failing] @ ev.manual.reshape(-1) - nd.value[failing])
         bend = np.array([subject.bend(k, dirs[p], nd.step[p], ev) for p in failing])
-        moved = subject.moved_probes(k, failing, ev, rng)
+        nudged = subject.moved_probes(k, failing, ev, rng)
+        moved = None if nudged is None else nudged.moved
         excused = confounded(gap, bend, moved)
         if not np.any(excused):
             continue
@@ -566,5 +579,5 @@ def probe_bends_pass(subject, verdicts: Dict[object, ElementVerdict], evidence, 
             "count": int(excused.sum()),
         }
         if moved is not None:
-            shown["moved"] = float(np.max(moved[excused]))
+            shown.update(_nudge_shown(nudged, excused))
         v.evidence[NoteCode.PROBES_CONFOUNDED] = shown

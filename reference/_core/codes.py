@@ -196,7 +196,8 @@ _NOTE_TEXT = {
 # Clauses of a note's text (``{key?}`` in it) said only when the evidence carries their figure:
 # a function's check moves no weights, so its confounded elements carry no nudge.
 _NUDGED = (
-    ", or the disagreement moved by {moved:.2g} of itself when the weights moved by 1e-6 (rounding)"
+    ", or the disagreement moved by {moved:.2g} of itself when the weights moved by a relative "
+    "{nudge:.1g} (rounding)"
 )
 _STILL = (
     ", or the loss did not move at all along {still} of these lines (every evaluation the "
