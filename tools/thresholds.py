@@ -365,6 +365,12 @@ ARGUED: Dict[str, str] = {
         "equal only when both are 0 (then the other condition, moved >= 0.25, fails) or at "
         "exact equality of two measured floats"
     ),
+    "moves.py moved >= ERRATIC flip": f"{_POSITIVE} (0.25)",
+    "moves.py again >= ERRATIC flip": f"{_POSITIVE} (0.25)",
+    "moves.py moved >= _SMOOTH_FACTOR * shift flip": (
+        "equal only when both are 0 (then the other condition, moved >= 0.25, fails) or at "
+        "exact equality of two measured floats"
+    ),
     "passes.py count > best_count flip": (
         "two pushes that match as many failing elements: whichever is kept, the same number of "
         "elements stays failing, and the tensor fails either way unless they match the same set"
