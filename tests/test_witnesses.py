@@ -848,3 +848,159 @@ def test_a_steep_gradient_that_moves_under_1e_3_is_not_taken_for_rounding(factor
     assert report.ok is ok, str(report)
     if not ok:
         assert not report.entries[0].note(NoteCode.FD_CONFOUNDED), str(report)
+
+
+# --- a function that computes in float32, given float64 inputs -----------------------------------
+
+
+def _swish_with(derivative):
+    @tf.custom_gradient
+    def swish(x):
+        s = tf.sigmoid(x)
+        return x * s, lambda dy: dy * derivative(x, s)
+
+    return swish
+
+
+_RIGHT_SWISH = _swish_with(lambda x, s: s + x * s * (1 - s))
+_WRONG_SWISH = _swish_with(lambda x, s: s + x * s * (1 - s) * 1.01)
+
+
+class _SwishLayer(tf.keras.layers.Layer):
+    """A Keras layer with a hand-written gradient, as Keras users write one: float32 by default,
+    so it casts float64 inputs to float32 and returns float32."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def call(self, x):
+        return self.fn(x)
+
+
+def _in_float32(fn):
+    """fn computed in float32 inside, its outputs cast back to float64."""
+    return lambda x: tf.cast(fn(tf.cast(x, tf.float32)), tf.float64)
+
+
+_FLOAT32_INSIDE = {
+    "keras_layer": (
+        lambda: _SwishLayer(_RIGHT_SWISH),
+        lambda: _SwishLayer(_WRONG_SWISH),
+        "float32",
+    ),
+    "cast_back": (lambda: _in_float32(_RIGHT_SWISH), lambda: _in_float32(_WRONG_SWISH), "float64"),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", sorted(_FLOAT32_INSIDE))
+def test_a_function_computing_in_float32_is_judged_to_float32s_precision(kind, mode):
+    """float64 inputs, a float32 computation: a step finite differences take for float64 moves
+    the float32 output by less than its rounding at x = -1.27 (swish' = 0.0029), every value is
+    the same and they read 0 with an error bar of 1e-315. Judged to float32's precision (the
+    outputs' dtype, or float32 values where the dtype says float64), the right gradient passes,
+    with a note that says why, and one 1% off still fails."""
+    right, wrong, returned = _FLOAT32_INSIDE[kind]
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    report = check_function(right(), x, mode=mode)
+    assert report.ok, str(report)
+    assert report.fd_dtype == "float32", str(report)
+    assert f"returns {returned} outputs" in str(report) and "float32's precision" in str(report)
+    assert not check_function(wrong(), x, mode=mode).ok
+
+
+@pytest.mark.parametrize("kind", sorted(_FLOAT32_INSIDE))
+def test_check_derivative_judges_a_float32_computation_to_float32s_precision(kind):
+    """The same in check_derivative at dtype float64: every point failed before (steps and
+    noise taken for float64)."""
+    right, wrong, _ = _FLOAT32_INSIDE[kind]
+    report = check_derivative(right(), dtype="float64")
+    assert report.ok, str(report)
+    assert report.precision and "float32's precision" in report.precision, str(report)
+    assert not check_derivative(wrong(), dtype="float64").ok
+
+
+def test_a_float64_function_is_judged_to_float64s_precision():
+    """A float64 computation keeps float64's precision: a derivative 1e-6 off fails."""
+    right = check_derivative(tf.math.sin, tf.math.cos, dtype="float64")
+    assert right.precision is None, str(right)
+    wrong = check_derivative(tf.math.sin, lambda x: tf.math.cos(x) * (1 + 1e-6), dtype="float64")
+    assert not wrong.ok, str(wrong)
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    vjp = lambda dy, x: dy * tf.math.cos(x) * (1 + 1e-6)  # noqa: E731
+    report = check_function(tf.math.sin, x, vjp=vjp)
+    assert report.fd_dtype == "float64" and not report.ok, str(report)
+
+
+class _MixedPrecision:
+    """float64 variables and a float32 computation, as mixed-precision code casts them: the
+    hand-written gradient follows the float32 forward; ``factor`` scales dW (1: right)."""
+
+    def __init__(self, factor=1.0, seed=0):
+        rng = np.random.default_rng(seed)
+        self.W = tf.Variable(rng.standard_normal((4, 3)), dtype=tf.float64)
+        self.b = tf.Variable(rng.standard_normal(3) * 0.1, dtype=tf.float64)
+        self.params, self.param_names, self.factor = [self.W, self.b], ["W", "b"], factor
+
+    def _forward(self, X):
+        W, b = tf.cast(self.W, tf.float32), tf.cast(self.b, tf.float32)
+        X = tf.cast(X, tf.float32)
+        return X, tf.tanh(X @ W + b)
+
+    def loss(self, X, y):
+        _, z = self._forward(X)
+        err = z - tf.cast(y, tf.float32)
+        return tf.cast(0.5 * tf.reduce_mean(tf.reduce_sum(err**2, axis=1)), tf.float64)
+
+    def gradients(self, X, y):
+        X32, z = self._forward(X)
+        dz = (z - tf.cast(y, tf.float32)) / X.shape[0] * (1 - z * z)
+        dW = tf.cast(tf.transpose(X32) @ dz, tf.float64) * self.factor
+        return [dW, tf.cast(tf.reduce_sum(dz, axis=0), tf.float64)]
+
+
+class _NumpyInFloat32:
+    """A course-style NumPy model whose float64 parameters are cast to float32 inside: a linear
+    layer, half the mean squared error, and an L2 term whose gradient ``bug`` forgets."""
+
+    def __init__(self, bug=False, seed=0):
+        rng = np.random.default_rng(seed)
+        self.params = [rng.standard_normal((4, 3)), rng.standard_normal(3) * 0.1]
+        self.param_names, self.bug, self.reg = ["W", "b"], bug, 0.5
+
+    def loss(self, X, y):
+        W, b = (p.astype(np.float32) for p in self.params)
+        err = X.astype(np.float32) @ W + b - y.astype(np.float32)
+        reg = np.float32(0.5 * self.reg) * np.sum(W * W)
+        return np.float64(np.float32(0.5) * np.mean(np.sum(err * err, axis=1)) + reg)
+
+    def gradients(self, X, y):
+        W, b = (p.astype(np.float32) for p in self.params)
+        X32 = X.astype(np.float32)
+        d = (X32 @ W + b - y.astype(np.float32)) / np.float32(X.shape[0])
+        dW = X32.T @ d + (0 if self.bug else np.float32(self.reg) * W)
+        return [dW.astype(np.float64), d.sum(axis=0).astype(np.float64)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", ["tf", "numpy"])
+def test_a_model_computing_in_float32_is_judged_to_float32s_precision(kind, mode):
+    """float64 parameters, a float32 loss: steps and noise taken for float64 fail every right
+    check (finite differences read 0, or the float32 rounding, with float64's error bars).
+    The loss is a float32 value wherever the parameters move off float32's grid: judged to
+    float32's precision, the right model passes, with a note that says why, and a wrong one
+    still fails (dW 1% off, seen by the tape; an L2 gradient forgotten, by finite
+    differences alone)."""
+    right, wrong = (
+        (_MixedPrecision(), _MixedPrecision(1.01))
+        if kind == "tf"
+        else (_NumpyInFloat32(), _NumpyInFloat32(bug=True))
+    )
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((6, 4)), rng.standard_normal((6, 3))
+    report = check_gradients(right, X, y, mode=mode)
+    assert report.ok and report.fd_dtype == "float32", str(report)
+    assert "computed in float32" in str(report), str(report)
+    failed = check_gradients(wrong, X, y, mode=mode)
+    assert [e.name for e in failed.failing] == ["W"], str(failed)

@@ -956,6 +956,33 @@ BUGS: List[Bug] = [
         ],
         [WITNESSES],
     ),
+    Bug(
+        "check_function judges a float32 computation given float64 inputs to float64's precision",
+        [
+            (
+                "reference/_core/function.py",
+                "        if self.fd_dtype == np.float64 and computes_in_float32(",
+                "        if False and computes_in_float32(",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "check_derivative judges a float32 computation to float64's precision",
+        [
+            (
+                "reference/_checks/derivative.py",
+                "    if computes_in_float32(lambda xs:",
+                "    if False and computes_in_float32(lambda xs:",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "check_gradients judges a float64 model that computes in float32 to float64's precision",
+        [(GRADIENTS, "    if twin.computes_in_float32():\n", "    if False:\n")],
+        [WITNESSES],
+    ),
 ]
 
 

@@ -23,7 +23,14 @@ import numpy as np
 import tensorflow as tf
 
 from .._core import render, validate
-from .._core.fd import FLOOR_ULPS, Stencil, analyse, power_of_two_step
+from .._core.fd import (
+    FLOOR_ULPS,
+    Stencil,
+    analyse,
+    computes_in_float32,
+    power_of_two_step,
+    precision_note,
+)
 from .._core.policy import TAPE_RTOL, TensorEvidence, classify
 from .._core.report import Diagnosis, ElementVerdict, Finding, Note, Status
 from .._core.verdict import element_notes
@@ -117,6 +124,8 @@ class DerivativeReport:
     # What makes the tape the user's own claim (a tf.custom_gradient in fn), where it
     # disagrees with finite differences; None when nothing does.
     tape_dependent: Optional[str] = None
+    # Why fn is judged to a coarser precision than its dtype (it computes in float32), or None.
+    precision: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -151,6 +160,7 @@ class DerivativeReport:
             "notes": [n.to_dict() for n in self.notes],
             "diagnosis": [d.to_dict() for d in self.diagnosis],
             "tape_dependent": self.tape_dependent,
+            "precision": self.precision,
         }
 
     def __str__(self):
@@ -186,6 +196,8 @@ class DerivativeReport:
                 f"  UNVERIFIABLE at x = {shown}" + (f" and {more} more points" if more > 0 else "")
             )
         lines.extend(f"diagnosis: {d}" for d in self.diagnosis)
+        if self.precision:
+            lines.append(f"note: {self.precision}")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -250,12 +262,14 @@ def check_derivative(
     """
     fn, derivative, name = _unwrap(fn, derivative, name)
     dtype = validate.choice(dtype, tuple(TAPE_RTOL), "dtype")
-    rtol = TAPE_RTOL[dtype] if rtol is None else validate.rtol(rtol)
     _require_elementwise(fn, name, dtype)
     x = sample_points(dtype, kinks) if points is None else np.asarray(points, dtype=dtype).ravel()
     fx, tape_d = _tape(fn, x)
+    precision, returned = _precision(fn, x)
+    coarse = "float32" if "float32" in (dtype, precision.name) else "float64"
+    rtol = TAPE_RTOL[coarse] if rtol is None else validate.rtol(rtol)
     manual = tape_d.copy() if derivative is None else _claimed(derivative, fn, x)
-    fd = _finite_differences(fn, x)
+    fd = _finite_differences(fn, x, precision)
     keep = np.isfinite(fx) & (np.isfinite(fd.value) | fd.kink)
     # As for a tensor's gradient, rounding is judged against the derivative's own scale (its
     # largest value over |x| <= 10): a formula such as elu's a + alpha loses every digit of a
@@ -281,6 +295,8 @@ def check_derivative(
         skipped=int(np.count_nonzero(~np.isfinite(fx))),
     )
     report.tape_dependent = dependent
+    if precision.itemsize < np.dtype(dtype).itemsize:
+        report.precision = precision_note("fn", dtype, returned, precision.name)
     _fill(report, x, ev, v, keep, tape_d)
     if derivative is None and np.any(v.fail & keep):
         _ignores_upstream(report, fn, x, ev, v.fail & keep)
@@ -471,19 +487,33 @@ def _grid_scale(fn, dtype) -> float:
     return float(np.max(d[np.isfinite(d)], initial=0.0))
 
 
-def _finite_differences(fn, x: np.ndarray):
-    """Five-point stencils of an elementwise fn around every x, in float64 when fn accepts it."""
+def _precision(fn, x: np.ndarray):
+    """The dtype fn's finite differences are taken in and resolve, and the dtype fn returns
+    for float64: float64 where fn accepts float64 and computes in it; float32 where it computes
+    in float32 (``computes_in_float32``: a Keras layer, whatever dtype it returns); x's own
+    dtype where fn refuses float64."""
+    try:
+        returned = fn(tf.constant(x.astype(np.float64))).dtype.name
+    except (TypeError, ValueError, tf.errors.OpError):
+        return np.dtype(x.dtype), x.dtype.name
+    if computes_in_float32(lambda xs: fn(tf.constant(xs[0])).numpy(), [x]):
+        return np.dtype(np.float32), returned
+    return np.dtype(np.float64), returned
+
+
+def _finite_differences(fn, x: np.ndarray, precision: np.dtype):
+    """Five-point stencils of an elementwise fn around every x, in float64 when fn accepts it,
+    with steps and a rounding floor for the ``precision`` fn computes in."""
     offsets = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
     x64 = x.astype(np.float64)
-    h = power_of_two_step(x64, np.finfo(np.float64).eps)
+    eps = float(np.finfo(precision).eps)
+    h = power_of_two_step(x64, eps)
     pts = x64[:, None] + h[:, None] * offsets[None, :]
     try:
         f = np.asarray(fn(tf.constant(pts)).numpy(), np.float64)
-        eps = float(np.finfo(np.float64).eps)
     except (TypeError, ValueError, tf.errors.OpError):
         pts = pts.astype(x.dtype)
         f = np.asarray(fn(tf.constant(pts)).numpy(), np.float64)
-        eps = float(np.finfo(x.dtype).eps)
     s = pts.astype(np.float64) - x64[:, None]
     with np.errstate(invalid="ignore"):
         sigma = FLOOR_ULPS * eps * np.max(np.abs(np.where(np.isfinite(f), f, 0.0)), axis=1)

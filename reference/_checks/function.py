@@ -162,9 +162,15 @@ def check_function(
     if order not in (1, 2) or isinstance(order, bool):
         raise ValueError(f"order must be 1 or 2; got {order!r}.")
     p = pb.Problem(fn, inputs, vjp, jvp)
-    rtol = TAPE_RTOL[p.dtype] if rtol is None else validate.rtol(rtol)
+    precision = p.f.precision.name
+    # The claim is computed at the inputs' dtype, finite differences resolve ``precision``:
+    # the coarser of the two bounds how far the claim can be held.
+    coarse = "float32" if "float32" in (p.dtype, precision) else "float64"
+    rtol = TAPE_RTOL[coarse] if rtol is None else validate.rtol(rtol)
     name = name or getattr(fn, "__name__", None) or type(fn).__name__
-    report = FunctionReport(mode, p.dtype, p.f.fd_dtype.name, function=name, order=order)
+    report = FunctionReport(mode, p.dtype, precision, function=name, order=order)
+    if p.f.precision.itemsize < np.dtype(p.dtype).itemsize:
+        report.notes.append(fdm.precision_note("fn", p.dtype, p.f.out_dtype.name, precision))
     impure = pb.purity(p)
     if impure:
         report.impure = impure
@@ -234,10 +240,10 @@ class _Check:
     def _resolution(self, e: _Entry) -> float:
         """The finest absolute error an entry is judged on: one that, over a change of the
         input by its own magnitude (at least 1), moves the projected output by less than
-        ``LOSS_ULPS`` ulps of the inputs' dtype cannot show in any value the function takes;
-        nor one within the rounding the tape's own gradient carries (``e.rounding``)."""
-        eps = float(np.finfo(np.dtype(self.p.dtype)).eps)
-        return max(LOSS_ULPS * eps * e.output_scale / e.reach, e.rounding)
+        ``LOSS_ULPS`` ulps of the precision fn computes in cannot show in any value the
+        function takes; nor one within the rounding the tape's own gradient carries
+        (``e.rounding``)."""
+        return max(LOSS_ULPS * self.p.f.eps * e.output_scale / e.reach, e.rounding)
 
     def _cotangents(self, size: int, dtype) -> np.ndarray:
         """COTANGENTS Gaussian vectors, rounded to the dtype the user's code receives."""

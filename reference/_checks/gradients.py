@@ -211,6 +211,16 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget,
         if twin is adapter
         else _rtol_for(twin.dtype.name, rtol if isinstance(rtol, dict) else None)
     )
+    if twin.computes_in_float32():
+        twin.precision = np.dtype(np.float32)
+        report.fd_dtype = "float32"
+        report.notes.append(
+            "the model's float64 parameters are computed in float32 (its loss is a float32 "
+            "value wherever they move): it is judged to float32's precision (make the "
+            "parameters float32, or compute in float64, to make that plain)"
+        )
+        if not isinstance(rtol, (int, float)):
+            judge_rtol = _rtol_for("float32", rtol if isinstance(rtol, dict) else None)
     if twin.batched:
         problem = batched_problem(twin, seed, f0)
         if problem is not None:
@@ -302,7 +312,7 @@ def _record_the_tape(report, twin: Adapter, evidence, blind) -> None:
             entry.tape_missing = True
             if blind is None:
                 entry.add_note(Note(NoteCode.NO_TAPE, 1))
-            _note_coarse(entry, ev, model_largest, twin.dtype.name)
+            _note_coarse(entry, ev, model_largest, report.fd_dtype)
 
 
 def _note_coarse(entry, ev, model_largest: float, dtype: str) -> None:

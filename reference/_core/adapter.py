@@ -13,6 +13,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from .fd import computes_in_float32
 from .numpy_twin import numpy_twin64
 
 __all__ = ["Adapter", "ModelError", "INPUT", "INPUT_NAME", "guarded"]
@@ -125,6 +126,9 @@ class Adapter:
         if self.numpy_params:
             _check_arrays(model, self.params)
         self.dtype: tf.DType = tf.as_dtype(self.params[0].dtype)
+        # The precision the loss is computed in where coarser than the dtype (float32 inside a
+        # float64 model: ``computes_in_float32``), or None.
+        self.precision: Optional[np.dtype] = None
         names = list(
             getattr(model, "param_names", None) or [f"param{i}" for i in range(len(self.params))]
         )
@@ -201,8 +205,26 @@ class Adapter:
 
     @property
     def eps(self) -> float:
-        """The machine epsilon of the model's dtype."""
-        return float(np.finfo(self.dtype.as_numpy_dtype).eps)
+        """The machine epsilon of the precision the loss is computed in (the model's dtype,
+        unless ``precision`` says coarser)."""
+        return float(np.finfo(self.precision or self.dtype.as_numpy_dtype).eps)
+
+    def computes_in_float32(self) -> bool:
+        """Does this float64 model compute its loss in float32 (``fd.computes_in_float32``:
+        its loss a float32 value wherever the parameters move off float32's grid)?"""
+        if self.dtype != tf.float64:
+            return False
+        original = self.snapshot()
+
+        def loss_at(moved):
+            try:
+                for i, value in enumerate(moved):
+                    self.write(i, value)
+                return [self.loss_value()]
+            finally:
+                self.restore(original)
+
+        return computes_in_float32(loss_at, original)
 
     # --- the hand-written side ---------------------------------------------------------------
 

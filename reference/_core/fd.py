@@ -120,6 +120,48 @@ class Stencil:
         return np.any(self.f != self.f[:, 2:3], axis=1)
 
 
+# Inputs moved by about 1.7e-4 of themselves (and by 1.7e-4 at 0), twice, by factors that no
+# decimal constant cancels, to values float32 cannot hold: far enough that a float64 output
+# moves by many of its ulps (c |x| + 1000 with c = 1e-6 still does), where one computed in
+# float32 stays a float32 value however far it moves.
+_OFF_GRID = (math.pi / 4.0 * 2.0**-12, (math.sqrt(5.0) - 1.0) / 2.0 * 2.0**-12)
+
+
+def computes_in_float32(outputs_at, inputs) -> bool:
+    """Does a function given float64 inputs compute in float32 (a Keras layer casts them to
+    its own float32; code may cast inside and back)? ``outputs_at(moved)`` evaluates it at
+    float64 inputs ``moved`` (one array per input). Yes where at inputs moved off float32's grid
+    (twice) every finite output is a value one float32 holds exactly, and some not 0: a float64
+    computation sets some of the 29 bits float32 lacks. No where it does not run there."""
+    for move in _OFF_GRID:
+        moved = [np.asarray(x, np.float64) + move * (np.abs(x) + 1.0) for x in inputs]
+        try:
+            values = np.asarray(outputs_at(moved), np.float64).reshape(-1)
+        except Exception:  # a function that does not run there: no evidence
+            return False
+        values = values[np.isfinite(values)]
+        if values.size == 0 or not np.any(values != 0):
+            return False
+        with np.errstate(over="ignore", invalid="ignore"):
+            if not np.all(values.astype(np.float32).astype(np.float64) == values):
+                return False
+    return True
+
+
+def precision_note(what: str, given: str, returned: str, precision: str) -> str:
+    """Why a function given ``given`` inputs is judged to ``precision``."""
+    why = (
+        f"returns {returned} outputs for {given} inputs (a Keras layer computes in its own dtype)"
+        if returned != given
+        else f"returns {returned} outputs that are {precision} values (it computes in "
+        f"{precision} inside)"
+    )
+    return (
+        f"{what} {why}: it is judged to {precision}'s precision (pass {precision} inputs, or "
+        f"compute in {given}, to make that plain)"
+    )
+
+
 def one_sided(st: Stencil):
     """The one-sided derivatives at both steps: (F(h), F(h/2), B(h), B(h/2))."""
     s, f = st.s, st.f

@@ -16,7 +16,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from .fd import power_of_two_step
+from .fd import computes_in_float32, power_of_two_step
 
 __all__ = ["VectorFunction", "flat_tensors", "changed_scale", "FLOAT_DTYPES"]
 
@@ -78,7 +78,8 @@ class VectorFunction:
         self.out_sizes = [int(np.prod(s, dtype=np.int64)) for s in self.out_shapes]
         self.out_dtype = outputs[0].dtype
         self.fd_dtype = self._fd_dtype()
-        self.eps = float(np.finfo(self.fd_dtype).eps)
+        self.precision = self._precision()
+        self.eps = float(np.finfo(self.precision).eps)
         self.point = [x.astype(self.fd_dtype).astype(np.float64) for x in self.inputs]
         self.f0 = self.evaluate_one(self.point)
         self._vectorized: Optional[Callable] = None
@@ -104,6 +105,17 @@ class VectorFunction:
         ):
             return np.dtype(np.float64)
         return self.dtype
+
+    def _precision(self):
+        """The precision finite differences resolve: the dtype they take the inputs in, or
+        float32 where fn computes in float32 (``fd.computes_in_float32``: a Keras layer given
+        float64 inputs, whatever dtype it returns)."""
+        if self.fd_dtype == np.float64 and computes_in_float32(self._outputs_at, self.inputs):
+            return np.dtype(np.float32)
+        return self.fd_dtype
+
+    def _outputs_at(self, xs) -> np.ndarray:
+        return np.concatenate([np.ravel(t.numpy()) for t in self.call(*map(tf.constant, xs))])
 
     def cast(self, values: np.ndarray) -> np.ndarray:
         """Values as the function sees them in finite differences, back in float64."""

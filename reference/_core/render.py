@@ -72,9 +72,9 @@ def headline(report) -> List[str]:
     """The first lines of the report: the verdict and how the check was run."""
     verdict = "PASS" if report.ok else "FAIL"
     how = (
-        f"finite differences in {report.fd_dtype}"
-        if report.dtype == report.fd_dtype
-        else f"judged through its {report.fd_dtype} twin"
+        f"judged through its {report.fd_dtype} twin"
+        if report.dtype == "float32" and report.fd_dtype == "float64"
+        else f"finite differences in {report.fd_dtype}"
     )
     lines = [f"Gradient check: {verdict} (mode {report.mode}, model {report.dtype}, {how})"]
     if report.model:
