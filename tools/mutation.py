@@ -440,8 +440,8 @@ BUGS: List[Bug] = [
         [
             (
                 FUNCTION,
-                "        return max(LOSS_ULPS * eps * e.output_scale / e.reach, e.rounding)",
-                "        return max(LOSS_ULPS * eps * e.output_scale / e.reach, 1e6 * e.rounding)",
+                "e.output_scale / e.reach, e.rounding)",
+                "e.output_scale / e.reach, 1e6 * e.rounding)",
             )
         ],
         [FUNCTION_TESTS],
@@ -735,9 +735,10 @@ BUGS: List[Bug] = [
         [
             (
                 PASSES,
-                "        moved = subject.moved(k, lines, ev, rng)\n        excused = confounded(",
-                "        moved = subject.moved(k, lines, ev, rng)\n"
-                "        excused = (gap >= 0) | confounded(",
+                "        moved = None if nudged is None else nudged.moved\n"
+                "        excused = confounded(gap, bend, moved) | still",
+                "        moved = None if nudged is None else nudged.moved\n"
+                "        excused = (gap >= 0) | confounded(gap, bend, moved) | still",
             )
         ],
         [WITNESSES, JUDGES],
@@ -825,8 +826,8 @@ BUGS: List[Bug] = [
         [
             (
                 PASSES,
-                "        moved = subject.moved_probes(k, failing, ev, rng)\n",
-                "        moved = None\n",
+                "        nudged = subject.moved_probes(k, failing, ev, rng)\n",
+                "        nudged = None\n",
             )
         ],
         [WITNESSES],
