@@ -5,7 +5,7 @@ bug fails, whatever the shapes."""
 import functions as F
 import numpy as np
 import tensorflow as tf
-from hypothesis import given, note, settings
+from hypothesis import example, given, note, settings
 from hypothesis import strategies as st
 
 from reference import MODES, check_function
@@ -55,6 +55,9 @@ def test_softmax(rows, cols, scale, dtype, mode, seed):
     mode=st.sampled_from(MODES),
     seed=SEEDS,
 )
+# float32 inputs differenced in float64 are judged to float32's resolution (found by the
+# thorough profile when the resolution took the precision of finite differences alone).
+@example(rows=1, cols=2, offset=50.0, dtype="float32", mode="full", seed=2)
 def test_layer_norm(rows, cols, offset, dtype, mode, seed):
     x = (offset + np.random.default_rng(seed).normal(size=(rows, cols))).astype(dtype)
     _both(F.layer_norm, (x,), F.layer_norm_vjp, F.layer_norm_vjp_no_mean, mode)

@@ -240,10 +240,12 @@ class _Check:
     def _resolution(self, e: _Entry) -> float:
         """The finest absolute error an entry is judged on: one that, over a change of the
         input by its own magnitude (at least 1), moves the projected output by less than
-        ``LOSS_ULPS`` ulps of the precision fn computes in cannot show in any value the
-        function takes; nor one within the rounding the tape's own gradient carries
-        (``e.rounding``)."""
-        return max(LOSS_ULPS * self.p.f.eps * e.output_scale / e.reach, e.rounding)
+        ``LOSS_ULPS`` ulps of the coarser of the inputs' dtype and the precision fn computes
+        in cannot show in any value the function takes (float32 inputs differenced in float64
+        are still judged to float32's); nor one within the rounding the tape's own gradient
+        carries (``e.rounding``)."""
+        eps = max(float(np.finfo(np.dtype(self.p.dtype)).eps), self.p.f.eps)
+        return max(LOSS_ULPS * eps * e.output_scale / e.reach, e.rounding)
 
     def _cotangents(self, size: int, dtype) -> np.ndarray:
         """COTANGENTS Gaussian vectors, rounded to the dtype the user's code receives."""
