@@ -27,6 +27,7 @@ from .._core.fd import (
     FLOOR_ULPS,
     Stencil,
     analyse,
+    coarsest_dtype,
     computes_in_float32,
     power_of_two_step,
     precision_note,
@@ -266,8 +267,7 @@ def check_derivative(
     x = sample_points(dtype, kinks) if points is None else np.asarray(points, dtype=dtype).ravel()
     fx, tape_d = _tape(fn, x)
     precision, returned = _precision(fn, x)
-    coarse = "float32" if "float32" in (dtype, precision.name) else "float64"
-    rtol = TAPE_RTOL[coarse] if rtol is None else validate.rtol(rtol)
+    rtol = TAPE_RTOL[coarsest_dtype(dtype, precision)] if rtol is None else validate.rtol(rtol)
     manual = tape_d.copy() if derivative is None else _claimed(derivative, fn, x)
     fd = _finite_differences(fn, x, precision)
     keep = np.isfinite(fx) & (np.isfinite(fd.value) | fd.kink)
@@ -295,8 +295,7 @@ def check_derivative(
         skipped=int(np.count_nonzero(~np.isfinite(fx))),
     )
     report.tape_dependent = dependent
-    if precision.itemsize < np.dtype(dtype).itemsize:
-        report.precision = precision_note("fn", dtype, returned, precision.name)
+    report.precision = precision_note("fn", dtype, returned, precision.name)
     _fill(report, x, ev, v, keep, tape_d)
     if derivative is None and np.any(v.fail & keep):
         _ignores_upstream(report, fn, x, ev, v.fail & keep)

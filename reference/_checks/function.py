@@ -163,14 +163,12 @@ def check_function(
         raise ValueError(f"order must be 1 or 2; got {order!r}.")
     p = pb.Problem(fn, inputs, vjp, jvp)
     precision = p.f.precision.name
-    # The claim is computed at the inputs' dtype, finite differences resolve ``precision``:
-    # the coarser of the two bounds how far the claim can be held.
-    coarse = "float32" if "float32" in (p.dtype, precision) else "float64"
+    coarse = fdm.coarsest_dtype(p.dtype, precision)
     rtol = TAPE_RTOL[coarse] if rtol is None else validate.rtol(rtol)
     name = name or getattr(fn, "__name__", None) or type(fn).__name__
     report = FunctionReport(mode, p.dtype, precision, function=name, order=order)
-    if p.f.precision.itemsize < np.dtype(p.dtype).itemsize:
-        report.notes.append(fdm.precision_note("fn", p.dtype, p.f.out_dtype.name, precision))
+    note = fdm.precision_note("fn", p.dtype, p.f.out_dtype.name, precision)
+    report.notes.extend([note] if note else [])
     impure = pb.purity(p)
     if impure:
         report.impure = impure
@@ -180,12 +178,7 @@ def check_function(
     check.run(order)
     report.tape_blind = check.blindness()
     if vjp is None and jvp is None:
-        for a in sorted(p.disconnected):
-            report.notes.append(
-                f"the tape has no gradient of fn with respect to {p.names[a]} (zeros are "
-                f"assumed): fn does not depend on it, or computes it outside TensorFlow (NumPy, "
-                f".numpy()), where the tape cannot witness and finite differences judge"
-            )
+        report.notes.extend(p.disconnected_notes())
     report.notes.extend(f.note for f in check.functions if f.note)
     return report
 
@@ -240,11 +233,9 @@ class _Check:
     def _resolution(self, e: _Entry) -> float:
         """The finest absolute error an entry is judged on: one that, over a change of the
         input by its own magnitude (at least 1), moves the projected output by less than
-        ``LOSS_ULPS`` ulps of the coarser of the inputs' dtype and the precision fn computes
-        in cannot show in any value the function takes (float32 inputs differenced in float64
-        are still judged to float32's); nor one within the rounding the tape's own gradient
-        carries (``e.rounding``)."""
-        eps = max(float(np.finfo(np.dtype(self.p.dtype)).eps), self.p.f.eps)
+        ``LOSS_ULPS`` ulps (of the inputs' dtype or fn's precision, the coarser) cannot show in
+        any value the function takes; nor one within the tape's rounding (``e.rounding``)."""
+        eps = float(np.finfo(fdm.coarsest_dtype(self.p.dtype, self.p.f.precision)).eps)
         return max(LOSS_ULPS * eps * e.output_scale / e.reach, e.rounding)
 
     def _cotangents(self, size: int, dtype) -> np.ndarray:

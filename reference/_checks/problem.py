@@ -132,6 +132,15 @@ class Problem:
         self.disconnected = set()  # inputs the tape gives no gradient for
         self.unreached = set()  # outputs the forward accumulator gives no tangent for
 
+    def disconnected_notes(self) -> List[str]:
+        """A note per input the tape gave no gradient for (where fn's tape is the claim)."""
+        return [
+            f"the tape has no gradient of fn with respect to {self.names[a]} (zeros are "
+            f"assumed): fn does not depend on it, or computes it outside TensorFlow (NumPy, "
+            f".numpy()), where the tape cannot witness and finite differences judge"
+            for a in sorted(self.disconnected)
+        ]
+
     def call(self, *xs) -> List[tf.Tensor]:
         return flat_tensors(self.fn(*xs), "fn", _FN_FIX)
 

@@ -148,8 +148,17 @@ def computes_in_float32(outputs_at, inputs) -> bool:
     return True
 
 
-def precision_note(what: str, given: str, returned: str, precision: str) -> str:
-    """Why a function given ``given`` inputs is judged to ``precision``."""
+def coarsest_dtype(*dtypes) -> str:
+    """The name of the coarsest of float dtypes (names or NumPy dtypes): a claim computed in
+    one and finite differences resolving another are held to the coarser."""
+    return max((np.dtype(d) for d in dtypes), key=lambda d: np.finfo(d).eps).name
+
+
+def precision_note(what: str, given: str, returned: str, precision: str) -> Optional[str]:
+    """Why a function given ``given`` inputs is judged to a coarser ``precision``; None where
+    it is not coarser."""
+    if coarsest_dtype(given, precision) == given:
+        return None
     why = (
         f"returns {returned} outputs for {given} inputs (a Keras layer computes in its own dtype)"
         if returned != given
