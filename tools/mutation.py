@@ -899,8 +899,8 @@ BUGS: List[Bug] = [
         [
             (
                 POLICY,
-                "        unverifiable=unverifiable | unwitnessed,\n",
-                "        unverifiable=unverifiable,\n",
+                "        unverifiable=unverifiable | unwitnessed | rounded,\n",
+                "        unverifiable=unverifiable | rounded,\n",
             )
         ],
         [WITNESSES],
@@ -983,6 +983,45 @@ BUGS: List[Bug] = [
         "check_gradients judges a float64 model that computes in float32 to float64's precision",
         [(GRADIENTS, "    if twin.computes_in_float32():\n", "    if False:\n")],
         [WITNESSES],
+    ),
+    Bug(
+        "a probe's disagreement within the outputs' rounding at its step taken as evidence",
+        [
+            (
+                FUNCTION,
+                "            e.probes.fd_floor = np.nan_to_num(",
+                "            e.probes.fd_floor = None and np.nan_to_num(",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "a probe's disagreement excused beyond the outputs' rounding (up to the tensor's scale)",
+        [
+            (
+                POLICY,
+                "fd.accepts(probes.manual, probes.slack + floor)",
+                "fd.accepts(probes.manual, probes.slack + floor + ev.scale * np.sum(np.abs("
+                "ev.probes.directions), axis=1))",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "without a tape, an element rejected by less than the outputs' rounding fails",
+        [(POLICY, "        rounded &= fd.accepts(m, ev.slack + ev.fd_floor)", "        pass")],
+        [WITNESSES],
+    ),
+    Bug(
+        "without a tape, an element excused beyond the outputs' rounding (up to its scale)",
+        [
+            (
+                POLICY,
+                "        rounded &= fd.accepts(m, ev.slack + ev.fd_floor)",
+                "        rounded &= fd.accepts(m, ev.slack + ev.fd_floor + ev.scale)",
+            )
+        ],
+        [WITNESSES, "tests/test_function.py"],
     ),
 ]
 

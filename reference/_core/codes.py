@@ -60,6 +60,7 @@ class NoteCode(_Code):
     LOSS_FLAT = "loss-flat"
     UNRESOLVED = "unresolved"
     FD_UNRESOLVED = "fd-unresolved"
+    FD_ROUNDED = "fd-rounded"
     FD_CONFOUNDED = "fd-confounded"
     UNWITNESSED = "unwitnessed"
     FLOAT32_ROUNDING = "float32-rounding"
@@ -157,6 +158,14 @@ _NOTE_TEXT = {
         "{fd:.6g} +- {error:.2g} at step {step:.2g}, where the outputs' rounding alone reaches "
         "{floor:.2g}; smaller steps disagree, or the difference is within that rounding)"
     ),
+    NoteCode.FD_ROUNDED: (
+        "{count} element(s) where finite differences disagree with the manual value by less "
+        "than the outputs' rounding alone reaches at their step (at the largest: manual "
+        "{manual:.6g}, FD {fd:.6g} +- {error:.2g} at step {step:.2g}, where that rounding "
+        "reaches {floor:.2g}), and no tape witnesses: unverifiable; gradients this small "
+        "against the outputs (an output near 1 rounds away a change below its ulp) can be "
+        "judged where a tape witnesses, or at a point where no output saturates"
+    ),
     NoteCode.FD_CONFOUNDED: (
         "{count} element(s) where finite differences resolve a value that manual and tape "
         "both miss, but are confounded there: the gradient checked moves within their step by "
@@ -180,7 +189,8 @@ _NOTE_TEXT = {
         "{bend:.2g} of the disagreement (kinks inside the step){moved?}: no evidence against it"
     ),
     NoteCode.PROBES_DISAGREE: (
-        "{count} of {probes} probe(s) disagree with finite differences along the manual gradient"
+        "{count} of {probes} probe(s) disagree with finite differences along the manual "
+        "gradient{within?}"
     ),
     NoteCode.FD_COARSE: (
         "finite differences alone resolve this tensor only to {resolution:.2g} of its largest "
@@ -204,10 +214,15 @@ _STILL = (
     "same: rounded more coarsely than the change, as -log p is at p near 1)"
 )
 _OWN_TAPE = ", and the tape is no independent witness there"
+_WITHIN_ROUNDING = (
+    ", {within} of them by less than the outputs' rounding alone reaches at their step "
+    "({floor:.2g}): no evidence either way"
+)
 _OPTIONAL_TEXT = {
     NoteCode.UNWITNESSED: {"tape": _OWN_TAPE},
     NoteCode.FD_CONFOUNDED: {"moved": _NUDGED, "still": _STILL},
     NoteCode.PROBES_CONFOUNDED: {"moved": _NUDGED},
+    NoteCode.PROBES_DISAGREE: {"within": _WITHIN_ROUNDING},
 }
 
 

@@ -136,6 +136,11 @@ class ProbeEvidence:
     # Probes along which the model's own gradient was shown to bend within the step (kinks
     # inside it, ``passes.probe_bends_pass``): no evidence against the manual gradient.
     confounded: Optional[np.ndarray] = None
+    # The rounding of the function's outputs carried into each probe's derivative at its step
+    # (``TensorEvidence.fd_floor`` along the probes): a probe rejects the manual gradient only
+    # beyond it (a saturated softmax output near 1 rounds every evaluation alike, so finite
+    # differences read a change below its ulp as exactly 0 with no error bar).
+    fd_floor: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -385,7 +390,8 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
 
 def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
     """Finite differences judge alone: agree (a value between the one-sided derivatives at a
-    kink), fail, or, where they have no value, unverifiable. In directional mode the elements
+    kink), fail, or, where they have no value or reject the manual one by less than the
+    outputs' rounding at their step (``fd_floor``), unverifiable. In directional mode the elements
     not differenced one by one stand with the probes, which see every element: they are judged
     when every probe accepts the manual gradient, unverifiable when a probe that cannot judge
     (``_probes_against``) rejects it, and the tensor fails when a probe that can judge rejects it
@@ -396,14 +402,21 @@ def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:
         return ElementVerdict(~finite, unverifiable=finite)
     has_value = fd.measured & (np.isfinite(fd.value) | fd.kink) & ~fd.unresolved
     ok = finite & fd.accepts(m, ev.slack)
+    # Rejected by less than the outputs' rounding reaches at the step: not resolved either way.
+    rounded = has_value & finite & ~ok & ~fd.kink
+    if ev.fd_floor is None:
+        rounded = np.zeros_like(rounded)
+    else:
+        rounded &= fd.accepts(m, ev.slack + ev.fd_floor)
     unverifiable = finite & ~has_value
     if ev.probes is not None and np.all(judge_probes(ev).fd_ok_manual):
         unverifiable = unverifiable & fd.measured
     # Accepted by finite differences that accept anything there: no witness judged them.
     unwitnessed = finite & vacuous(ev)
     return ElementVerdict(
-        ~finite | (has_value & ~ok),
-        unverifiable=unverifiable | unwitnessed,
+        ~finite | (has_value & ~ok & ~rounded),
+        unverifiable=unverifiable | unwitnessed | rounded,
+        fd_unresolved=rounded,
         unwitnessed=unwitnessed,
         fd_kink=fd.kink & fd.measured,
         fd_ok_manual=ok,
@@ -429,6 +442,7 @@ def probe_failures(ev: TensorEvidence, v: Optional[ElementVerdict] = None) -> np
     nd = ev.probes.fd
     probes = judge_probes(ev)
     bad = ~probes.fd_ok_manual & nd.measured & ~nd.kink & ~nd.unresolved
+    bad &= ~within_rounding(ev)
     if ev.probes.confounded is not None:
         bad &= ~ev.probes.confounded
     if v is not None and np.any(v.kink_region):
@@ -440,6 +454,16 @@ def probe_failures(ev: TensorEvidence, v: Optional[ElementVerdict] = None) -> np
             far = np.abs(probes.manual - nd.value) > PROBE_OVERRULE * (nd.error + probes.slack)
         bad &= far
     return bad
+
+
+def within_rounding(ev: TensorEvidence) -> np.ndarray:
+    """The probes whose disagreement with the manual gradient is within the outputs' rounding
+    at their step (``ProbeEvidence.fd_floor``): no evidence either way, as for elements."""
+    floor = ev.probes.fd_floor
+    if floor is None:
+        return np.zeros(len(ev.probes.directions), bool)
+    probes = judge_probes(ev)
+    return ~probes.fd_ok_manual & ev.probes.fd.accepts(probes.manual, probes.slack + floor)
 
 
 def probes_fail(ev: TensorEvidence, v: Optional[ElementVerdict] = None) -> bool:

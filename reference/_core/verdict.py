@@ -10,7 +10,7 @@ import numpy as np
 
 from .codes import Between, Note, NoteCode, Status
 from .fd import NumericalGradient
-from .policy import TensorEvidence, judge_probes, probes_fail, tolerance_at
+from .policy import TensorEvidence, judge_probes, probes_fail, tolerance_at, within_rounding
 from .report import Comparison, ElementVerdict, TensorCheck
 
 __all__ = ["assemble", "fd_comparison", "element_notes"]
@@ -169,7 +169,10 @@ def element_notes(ev: TensorEvidence, v: ElementVerdict, within=True) -> List[No
         (NoteCode.KINK_SUBGRADIENT, v.kink_used),
         (NoteCode.TAPE_UNFAITHFUL, v.tape_unfaithful),
         (NoteCode.KINK_COMPOSED, at_kink),
-        (NoteCode.FD_UNRESOLVED, v.fd_unresolved & ~at_kink),
+        (
+            NoteCode.FD_UNRESOLVED if ev.tape is not None else NoteCode.FD_ROUNDED,
+            v.fd_unresolved & ~at_kink,
+        ),
     ):
         mask = mask & within
         if np.any(mask) and fd is not None:
@@ -254,11 +257,10 @@ def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
     if ev.probes is not None and not np.any(v.fail):
         probes = judge_probes(ev)
         if not np.all(probes.fd_ok_manual):
-            notes.append(
-                Note(
-                    NoteCode.PROBES_DISAGREE,
-                    int((~probes.fd_ok_manual).sum()),
-                    {"probes": len(probes.manual)},
-                )
-            )
+            values = {"probes": len(probes.manual)}
+            within = within_rounding(ev)
+            if np.any(within):
+                values["within"] = int(within.sum())
+                values["floor"] = float(np.max(ev.probes.fd_floor[within]))
+            notes.append(Note(NoteCode.PROBES_DISAGREE, int((~probes.fd_ok_manual).sum()), values))
     return notes
