@@ -1034,4 +1034,4 @@ def test_a_saturated_softmax_probe_below_the_outputs_rounding_is_no_evidence(mod
     assert [c.status.value for c in alone.entries] == ["unverifiable"] * 2, str(alone)
     assert all(c.note(NoteCode.FD_ROUNDED) for c in alone.entries), str(alone)
     wrong = check_function(softmax_numpy, x, vjp=off, mode=mode)
-    assert {c.name for c in wrong.failing} == {"vjp: x", "J[y, x]"}, str(wrong)
+    assert [c.status.value for c in wrong.entries] == ["fail"] * 2, str(wrong)

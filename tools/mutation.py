@@ -1009,6 +1009,17 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "without a tape, an element rejected by less than the outputs' rounding fails",
+        [
+            (
+                POLICY,
+                "        rounded &= fd.accepts(m, ev.slack + ev.fd_floor)",
+                "        rounded &= False",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "without a tape, every element finite differences reject taken for rounding",
         [(POLICY, "        rounded &= fd.accepts(m, ev.slack + ev.fd_floor)", "        pass")],
         [WITNESSES],
     ),
