@@ -1044,9 +1044,9 @@ def test_a_saturated_softmax_probe_below_the_outputs_rounding_is_no_evidence(mod
     strict=True,
     reason="open: a float32 selu model deep in saturation (pre-activations near -35): every "
     "gradient is about 1e-14, below what the loss (5.47) resolves; the hand-written selu' = "
-    "a + lambda alpha (a the output) keeps one ulp of lambda alpha, 24% of the value in float64 too, steady "
-    "under both nudges (the value sits on one rounding step), so manual vs tape fails; the "
-    "flat-model excuse covers a manual 0 only. Found by the thorough profile",
+    "a + lambda alpha (a the output) keeps one ulp of lambda alpha, 24% of the value in float64 "
+    "too, steady under both nudges (the value sits on one rounding step), so manual vs tape "
+    "fails; the flat-model excuse covers a manual 0 only. Found by the thorough profile",
 )
 def test_a_right_model_saturated_below_the_losss_resolution_is_not_failed():
     model = mb.MLP([7, 1], ["selu"], "mse", dtype="float32", seed=1, weight_scale=3.0)
