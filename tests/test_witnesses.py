@@ -1059,7 +1059,7 @@ def test_a_right_model_saturated_below_the_losss_resolution_is_not_failed():
     strict=True,
     reason="open: a NumPy network (no tape) whose ReLUs are all dead on the batch, so its only "
     "gradient, db2 = p - y averaged, is 1/3 - 1/3 to rounding (-2.8e-17): finite differences bound "
-    "every gradient by 1e-9, but against a scale of 5e-17 that counts as accepting anything, and "
+    "every gradient by 1e-9, but against a scale that small it counts as accepting anything, and "
     "every tensor is unverifiable (a scale of exactly 0 passes). Found by the thorough profile",
 )
 def test_a_right_numpy_model_at_a_minimum_to_rounding_passes():
