@@ -63,8 +63,10 @@ class ElementVerdict:
     or what else was seen: ``kink_used`` (a subgradient at a kink other than the tape's),
     ``kink_region`` (several kinks meet and the manual gradient is the gradient of a
     differentiable region next to the point), ``tape_unfaithful`` (manual == FD != tape),
-    ``fd_unresolved`` (manual == tape != FD), ``undecided`` (failing, but finite differences
-    accept manual and tape alike: only the rounding test can tell), ``rounding`` (undecided
+    ``fd_unresolved`` (manual == tape != FD where finite differences do not resolve the line;
+    without a tape, FD off the manual value by less than the outputs' rounding),
+    ``undecided`` (failing, but finite differences accept manual and tape alike: only the
+    rounding test can tell), ``rounding`` (undecided
     elements excused as rounding), ``flat`` (undecided elements whose manual value is 0 in a
     model whose loss shows no gradient at all),
     ``unverifiable`` (no witness could judge the element), ``region_coarse`` (unverifiable:
