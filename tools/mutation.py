@@ -989,8 +989,8 @@ BUGS: List[Bug] = [
         [
             (
                 FUNCTION,
-                "            e.probes.fd_floor = np.nan_to_num(",
-                "            e.probes.fd_floor = None and np.nan_to_num(",
+                "            e.probes.fd_floor = fdm.carried_rounding(",
+                "            e.probes.fd_floor = None and fdm.carried_rounding(",
             )
         ],
         [WITNESSES],

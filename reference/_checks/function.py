@@ -563,15 +563,13 @@ class _Check:
         else:
             nd = None
         ev = TensorEvidence(e.name, e.manual, e.tape, nd, self.rtol, floor, e.probes)
-        # The outputs' rounding in one evaluation, carried into each derivative at its step.
-        rounded = fdm.FLOOR_ULPS * self.p.f.eps * e.output_scale
+        rounded = fdm.FLOOR_ULPS * self.p.f.eps * e.output_scale  # one evaluation's rounding
         if e.lines is not None:
             self._refine(e, ev)
-            ev.fd_floor = np.nan_to_num(fdm.rounding_error(rounded, nd.step), nan=0.0)
+            ev.fd_floor = fdm.carried_rounding(rounded, nd.step)
         if e.probes is not None:
             self._refine_probes(e, ev)
-            step = e.probes.fd.step
-            e.probes.fd_floor = np.nan_to_num(fdm.rounding_error(rounded, step), nan=0.0)
+            e.probes.fd_floor = fdm.carried_rounding(rounded, e.probes.fd.step)
         return ev
 
     def _refine(self, e: _Entry, ev: TensorEvidence) -> None:

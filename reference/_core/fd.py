@@ -50,6 +50,7 @@ __all__ = [
     "refine_suspects",
     "kink_sigmas",
     "rounding_error",
+    "carried_rounding",
     "coarser",
     "consistent",
     "suspect",
@@ -419,6 +420,13 @@ def rounding_error(sigma, step) -> np.ndarray:
     noise ``sigma`` (``ROUNDING_SIGMAS`` standard deviations)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return ROUNDING_SIGMAS * _R_NOISE * np.asarray(sigma) / np.abs(step)
+
+
+def carried_rounding(sigma, step) -> np.ndarray:
+    """``rounding_error`` where it is finite, else 0: the rounding of one evaluation (``sigma``,
+    absolute) carried into a derivative at each ``step``, a floor on what finite differences
+    resolve there (``TensorEvidence.fd_floor``, ``ProbeEvidence.fd_floor``)."""
+    return np.nan_to_num(rounding_error(sigma, step), nan=0.0)
 
 
 def kink_sigmas(alone: bool) -> float:
