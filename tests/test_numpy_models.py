@@ -186,11 +186,43 @@ def test_harness_blames_only_the_wrong_tensors(case):
     n=2,
     mode="full",
 )
+# Found by the thorough profile: at this point the model has no gradient but rounding.
+@example(
+    case=next(c for c in CASES if c.id == "nnfs_layers-right-float32"),
+    seed=14100,
+    hidden=2,
+    n=3,
+    mode="full",
+)
+@example(
+    case=next(c for c in CASES if c.id == "nnfs_layers-combined_grad_not_averaged-float32"),
+    seed=14100,
+    hidden=2,
+    n=3,
+    mode="directional",
+)
 def test_verdict_at_drawn_sizes(case, seed, hidden, n, mode):
+    """Right models pass and wrong ones fail, except a wrong one at a point where the model has
+    no gradient at all (every exact gradient 0 to rounding: dead ReLUs and balanced classes, so
+    db2 = 1/3 - 1/3): a bug that scales the gradient leaves it 0 there, right at that point,
+    and the check passes it as it passes the right twin (finite differences bound every
+    gradient by their error, the witness at a minimum)."""
     model, X, y = case.build(seed, hidden, n)
     report = check_gradients(model, X, y, mode=mode)
     note(str(report))
-    assert report.ok == (case.expect == "pass"), f"{case.id} {(seed, hidden, n)} {mode}"
+    where = f"{case.id} {(seed, hidden, n)} {mode}"
+    if case.expect == "fail" and report.ok:
+        with pytest.MonkeyPatch.context() as mp:
+            loss, truth = exact(model, X, y, mp)
+        largest = max(float(np.max(np.abs(g))) for g in truth.values())
+        assert largest <= _NO_GRADIENT_ULPS * np.finfo(float).eps * max(1.0, abs(loss)), where
+        return
+    assert report.ok == (case.expect == "pass"), where
+
+
+# A model has no gradient at a point when every exact gradient is within this many ulps of the
+# loss (float64): rounding of a sum that cancels, such as 1/3 - 1/3.
+_NO_GRADIENT_ULPS = 64
 
 
 @pytest.mark.parametrize(

@@ -1034,6 +1034,50 @@ BUGS: List[Bug] = [
         ],
         [WITNESSES, "tests/test_function.py"],
     ),
+    Bug(
+        "a tape through tf.stop_gradient trusted as TensorFlow's derivative of the forward",
+        [("reference/_core/tape.py", '    "StopGradient": "tf.stop_gradient",\n', "")],
+        [WITNESSES],
+    ),
+    Bug(
+        "a flat float32 model's own zeros never looked at (only its float64 twin's 0 excused)",
+        [
+            (
+                PASSES,
+                "            if own is not None and np.any(mask & (own[k] == 0) & ~zeros):\n",
+                "            if False:\n",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "a flat float32 model's steady difference excused whatever its own float32 value",
+        [
+            (
+                PASSES,
+                "            if own is not None and np.any(mask & (own[k] == 0) & ~zeros):\n"
+                "                zeros = mask & (own[k] == 0)\n",
+                "            if own is not None:\n                zeros = mask\n",
+            )
+        ],
+        [WITNESSES],
+    ),
+    Bug(
+        "a tensor with no gradient but rounding measured against its own scale (vacuous)",
+        [(POLICY, "    if fd is None or s <= ev.resolution:\n", "    if fd is None or s <= 0:\n")],
+        [WITNESSES],
+    ),
+    Bug(
+        "finite differences' bound taken as the witness up to a million times the resolution",
+        [
+            (
+                POLICY,
+                "    if fd is None or s <= ev.resolution:\n",
+                "    if fd is None or s <= 1e6 * ev.resolution:\n",
+            )
+        ],
+        [WITNESSES, "tests/test_numpy_models.py"],
+    ),
 ]
 
 

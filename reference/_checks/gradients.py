@@ -247,7 +247,7 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget,
     fd_against_pass(moves, verdicts, evidence, seed, tape_independent)
     probe_bends_pass(moves, verdicts, evidence, seed)
     hidden_kinks_pass(moves, verdicts, evidence)
-    rounding_pass(twin, verdicts, evidence, seed)
+    rounding_pass(twin, verdicts, evidence, seed, None if agreement is None else agreement.own)
     report.entries.extend(assemble(evidence[k], verdicts[k]) for k in adapter.keys)
     _record_the_tape(report, twin, evidence, gathered.blind)
     if independent:

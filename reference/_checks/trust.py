@@ -59,7 +59,8 @@ class TwinAgreement:
     ``deviation``, ``tape_deviation`` and ``tolerance`` are absolute (the largest difference of
     the finite float32 values, TensorFlow's own float32-vs-float64 difference, and what is
     allowed, on the scale the tensor is judged on); ``overflow`` marks values finite in float64
-    only; ``scale`` is each tensor's largest gradient, ``rtol`` the float32 tape tolerance.
+    only; ``scale`` is each tensor's largest gradient, ``rtol`` the float32 tape tolerance;
+    ``own`` the model's own float32 gradients.
     """
 
     deviation: Dict
@@ -68,6 +69,7 @@ class TwinAgreement:
     overflow: Dict
     scale: Dict
     rtol: float
+    own: Dict
 
     @property
     def same_code(self) -> bool:
@@ -87,7 +89,7 @@ def twin_agreement(adapter: Adapter, twin: Adapter, rtol32: float, manual64, tap
     resolution = resolutions(adapter, adapter.keys, f32)
     largest = max(magnitude(manual64[k], tape64[k]) for k in adapter.keys)
     bound = rounding_bound(adapter.eps, largest)
-    out = TwinAgreement({}, {}, {}, {}, {}, rtol32)
+    out = TwinAgreement({}, {}, {}, {}, {}, rtol32, manual32)
     for k in adapter.keys:
         out.scale[k] = magnitude(manual64[k], tape64[k])
         scale = max(out.scale[k], base[k])

@@ -113,7 +113,8 @@ _NOTE_TEXT = {
         "scale, within {bound:.2g}; it moved by {moved:.2g} of itself)"
     ),
     NoteCode.LOSS_FLAT: (
-        "{count} element(s) where the manual value is 0 and the tape's is not, steadily, but "
+        "{count} element(s) where the manual value is 0{own?} and the tape's is not, "
+        "steadily, but "
         "the loss shows no gradient of the model at all (every tensor's largest gradient is "
         "at most {fraction:.2g} of the finest the loss resolves, {ulps} ulps of the loss over "
         "the tensor's largest value): a formula that cancels to 0 there (such as selu's "
@@ -218,11 +219,16 @@ _WITHIN_ROUNDING = (
     ", {within} of them by less than the outputs' rounding alone reaches at their step "
     "({floor:.2g}): no evidence either way"
 )
+_OWN_ZERO = (
+    " in the model's own float32 (in its float64 twin, judged here, at most {own:.2g}: an ulp "
+    "or two of the terms that cancel)"
+)
 _OPTIONAL_TEXT = {
     NoteCode.UNWITNESSED: {"tape": _OWN_TAPE},
     NoteCode.FD_CONFOUNDED: {"moved": _NUDGED, "still": _STILL},
     NoteCode.PROBES_CONFOUNDED: {"moved": _NUDGED},
     NoteCode.PROBES_DISAGREE: {"within": _WITHIN_ROUNDING},
+    NoteCode.LOSS_FLAT: {"own": _OWN_ZERO},
 }
 
 

@@ -305,10 +305,11 @@ def vacuous(ev: TensorEvidence) -> np.ndarray:
     them. At a kink the error bar is that of the one-sided derivatives: the interval between
     them is the valid subgradients, witnessed. Elements directional mode did not difference one
     by one are vacuous where every probe is (its error bar at least the scale carried along its
-    direction)."""
+    direction). A tensor whose every gradient is 0, or below the finest the loss resolves
+    (``resolution``: 1/3 - 1/3 rounded, at a minimum), has no scale to measure a bar against:
+    the bound finite differences give, |g| <= their error, is the witness there."""
     fd, m, s = ev.fd, ev.manual, ev.scale
-    if fd is None or s <= 0:
-        # Every gradient of the model is 0 (a minimum): their bound |g| <= error witnesses it.
+    if fd is None or s <= ev.resolution:
         return np.zeros(m.shape, bool)
     with np.errstate(invalid="ignore"):
         wide = fd.error_bar + ev.slack >= s

@@ -110,7 +110,7 @@ def dependence(report) -> List[str]:
     return [
         f"tape: not an independent witness (the forward runs through "
         f"{report.tape_dependent}, whose gradient is not TensorFlow's derivative of what it "
-        f"computes, but a custom or straight-through one): manual == tape proves nothing; "
+        f"computes, but a custom, straight-through or stopped one): manual == tape proves nothing; "
         f"finite differences judge"
     ]
 

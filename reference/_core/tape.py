@@ -112,8 +112,11 @@ def tape_values(adapter: Adapter) -> Dict:
 
 
 # Ops whose gradient on the tape is not TensorFlow's own derivative of what they compute: the
-# Python ones, and the quantization ops, whose registered gradient is straight-through (1 inside
-# the range, where what they compute is a step function whose derivative is 0).
+# Python ones; the quantization ops, whose registered gradient is straight-through (1 inside
+# the range, where what they compute is a step function whose derivative is 0); and
+# tf.stop_gradient, whose gradient is 0 whatever its input does (``ys + stop_gradient(yt - ys)``
+# computes yt with ys's gradient; tf.nn.moments stops the mean inside the variance, harmless
+# there, but only finite differences can tell the two apart).
 _PY_OPS = {
     "EagerPyFunc": "tf.py_function",
     "PyFunc": "tf.numpy_function",
@@ -130,6 +133,7 @@ _OVERRIDING_OPS = {
         f"QuantizeAndDequantize{v}": "tf.quantization.quantize_and_dequantize"
         for v in ("", "V2", "V3", "V4")
     },
+    "StopGradient": "tf.stop_gradient",
 }
 
 
@@ -138,7 +142,7 @@ def overrides(call) -> Optional[List[str]]:
     than TensorFlow's derivative of the forward: ``tf.custom_gradient`` (and gradient override
     maps, which mark ops the same way), ``tf.py_function``, ``tf.numpy_function``, and the
     quantization ops with a straight-through gradient (``tf.quantization.fake_quant_*``,
-    ``quantize_and_dequantize``). Read from the
+    ``quantize_and_dequantize``) and ``tf.stop_gradient``. Read from the
     graph ``call`` traces into (nested functions included); None when it cannot be traced (NumPy
     inside, ``.numpy()``): then nothing is known."""
     try:
