@@ -656,6 +656,56 @@ def test_a_straight_through_trick_with_tf_stop_gradient_is_not_passed(mode, dtyp
         assert "tf.stop_gradient" in (report.tape_dependent or ""), str(report)
 
 
+def _softmax_loss_with_numpy_l2(reg, y, dtype):
+    """A course's softmax loss in TensorFlow, computed in ``dtype``, its L2 term computed in
+    NumPy (the tape misses it), and its vjp with the term's gradient or without it (forgotten)."""
+
+    def loss(X, W):
+        X, W = tf.cast(X, dtype), tf.cast(W, dtype)
+        scores = X @ W
+        ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, scores))
+        return ce + 0.5 * reg * np.sum(W.numpy() ** 2)
+
+    def vjp(with_reg):
+        def grads(dy, X, W):
+            X, W, dy = X.numpy(), W.numpy(), dy.numpy()
+            s = X @ W
+            p = np.exp(s - s.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            p[np.arange(len(y)), y] -= 1
+            ds = dy * p / len(y)
+            return ds @ W.T, X.T @ ds + (reg * W * dy if with_reg else 0.0)
+
+        return grads
+
+    return loss, vjp(True), vjp(False)
+
+
+# Per dtype, a regularisation strength whose gradient the tape misses by more than its
+# tolerance while finite differences accept both values at some elements of W.
+_NUMPY_L2 = {"float64": 1e-9, "float32": 1e-3}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+def test_a_tape_shown_unfaithful_in_a_tensor_decides_none_of_its_elements(mode, dtype):
+    """The tape misses the NumPy L2 term: at most elements of W finite differences accept the
+    manual value and reject the tape's (unfaithful), and at the others they accept both. There
+    the tape's word decided, and the right vjp failed; now finite differences judge them, as
+    they judge W's other elements. The vjp that forgets the term still fails."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5, 4)).astype(dtype)
+    W = rng.normal(size=(4, 3)).astype(dtype)
+    loss, right, forgot = _softmax_loss_with_numpy_l2(
+        _NUMPY_L2[dtype], rng.integers(0, 3, 5), dtype
+    )
+    report = check_function(loss, X, W, vjp=right, mode=mode)
+    assert report.ok, str(report)
+    assert any(c.note(NoteCode.TAPE_DISOWNED) for c in report.entries), str(report)
+    report = check_function(loss, X, W, vjp=forgot, mode=mode)
+    assert "J[y, W]" in {c.name for c in report.failing}, str(report)
+
+
 class _ConfidentClassifier:
     """A tutorial's softmax regression, its backward by hand: p - y over the batch."""
 

@@ -1078,6 +1078,17 @@ BUGS: List[Bug] = [
         ],
         [WITNESSES, "tests/test_numpy_models.py"],
     ),
+    Bug(
+        "a tape shown unfaithful in a tensor still decides its elements finite differences cannot",
+        [(POLICY, " & ~kink & np.any(tape_unfaithful)\n", " & ~kink & False\n")],
+        [WITNESSES],
+    ),
+    Bug(
+        "elements finite differences cannot decide taken from them without the tape shown "
+        "unfaithful",
+        [(POLICY, " & ~kink & np.any(tape_unfaithful)\n", " & ~kink\n")],
+        [WITNESSES],
+    ),
 ]
 
 

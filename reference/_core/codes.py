@@ -56,6 +56,7 @@ class NoteCode(_Code):
     KINK_COMPOSED = "kink-composed"
     KINKS_MATCH_TAPE = "kinks-match-tape"
     TAPE_UNFAITHFUL = "tape-unfaithful"
+    TAPE_DISOWNED = "tape-disowned"
     ROUNDING_EXCUSED = "rounding-excused"
     LOSS_FLAT = "loss-flat"
     UNRESOLVED = "unresolved"
@@ -102,6 +103,12 @@ _NOTE_TEXT = {
         "value agrees with finite differences (a custom gradient or an op outside TensorFlow "
         "in the forward?; at the largest, manual {manual:.6g}, tape {tape:.6g}, FD {fd:.6g} "
         "+- {error:.2g})"
+    ),
+    NoteCode.TAPE_DISOWNED: (
+        "{count} element(s) where manual and tape differ and finite differences accept both, "
+        "in a tensor where they show the tape unfaithful elsewhere: the tape's word decides "
+        "nothing here, and finite differences accept the manual value (at the largest, manual "
+        "{manual:.6g}, tape {tape:.6g}, FD {fd:.6g} +- {error:.2g})"
     ),
     NoteCode.ROUNDING_EXCUSED: (
         "{count} element(s) where manual and tape differ by more than rounding of a "

@@ -351,13 +351,18 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
     beyond = True if ev.fd_floor is None else ~fd.accepts(m, tol + ev.fd_floor)
     fd_against = against & resolved & ~fd.kink & beyond
     tape_unfaithful = ~tape_ok & fd_ok_m & ~fd_ok_t & ~kink
+    # Where they show the tape unfaithful in this tensor (a term computed outside TensorFlow, a
+    # custom gradient), its word decides none of the tensor's other elements either: where they
+    # accept manual and tape alike, finite differences judge alone, and they accept the manual.
+    disowned = ~tape_ok & finite & fd_ok_m & fd_ok_t & ~kink & np.any(tape_unfaithful)
     # Off the tape where finite differences resolve nothing (another kink closer than their
     # smallest step): no witness can judge the element.
     unverifiable = finite & ~tape_ok & fd.unresolved & fd.measured
     # Passing on the tape's word alone: finite differences accept anything there, or do not
     # resolve the line (``tape_alone`` where the tape is not an independent witness).
     unwitnessed = tape_ok & finite & (vacuous(ev) | (against & ~fd_against))
-    fail = ~finite | (~tape_ok & ~(kink_used | tape_unfaithful | unverifiable)) | fd_against
+    excused = kink_used | tape_unfaithful | disowned | unverifiable
+    fail = ~finite | (~tape_ok & ~excused) | fd_against
     if ev.probes is not None:
         # Elements off the tape that were not differenced one by one (more than directional
         # mode differences) stand or fall with those that were, and with the probes, which see
@@ -379,6 +384,7 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
         unverifiable=unverifiable & ~fail,
         kink_used=kink_used,
         tape_unfaithful=tape_unfaithful,
+        tape_disowned=disowned,
         fd_unresolved=against & ~fd_against,
         fd_against=fd_against,
         unwitnessed=unwitnessed & ~fail,

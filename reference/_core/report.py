@@ -63,6 +63,8 @@ class ElementVerdict:
     or what else was seen: ``kink_used`` (a subgradient at a kink other than the tape's),
     ``kink_region`` (several kinks meet and the manual gradient is the gradient of a
     differentiable region next to the point), ``tape_unfaithful`` (manual == FD != tape),
+    ``tape_disowned`` (manual != tape, finite differences accept both, in a tensor where they
+    show the tape unfaithful elsewhere: judged by them alone),
     ``fd_unresolved`` (manual == tape != FD where finite differences do not resolve the line;
     without a tape, FD off the manual value by less than the outputs' rounding),
     ``undecided`` (failing, but finite differences accept manual and tape alike: only the
@@ -86,6 +88,7 @@ class ElementVerdict:
     kink_used: Optional[np.ndarray] = None
     kink_region: Optional[np.ndarray] = None
     tape_unfaithful: Optional[np.ndarray] = None
+    tape_disowned: Optional[np.ndarray] = None
     fd_unresolved: Optional[np.ndarray] = None
     undecided: Optional[np.ndarray] = None
     rounding: Optional[np.ndarray] = None
@@ -111,7 +114,7 @@ class ElementVerdict:
     def excused(self) -> np.ndarray:
         """Elements that differ from the tape for a reason that is not a failure."""
         excused = self.kink_used | self.kink_region | self.tape_unfaithful | self.rounding
-        return excused | self.flat
+        return excused | self.flat | self.tape_disowned
 
     def statuses(self) -> np.ndarray:
         """The status of every element (an object array of :class:`Status`)."""

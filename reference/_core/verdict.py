@@ -168,6 +168,7 @@ def element_notes(ev: TensorEvidence, v: ElementVerdict, within=True) -> List[No
     for code, mask in (
         (NoteCode.KINK_SUBGRADIENT, v.kink_used),
         (NoteCode.TAPE_UNFAITHFUL, v.tape_unfaithful),
+        (NoteCode.TAPE_DISOWNED, v.tape_disowned),
         (NoteCode.KINK_COMPOSED, at_kink),
         (
             NoteCode.FD_UNRESOLVED if ev.tape is not None else NoteCode.FD_ROUNDED,
