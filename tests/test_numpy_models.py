@@ -170,6 +170,12 @@ def test_harness_blames_only_the_wrong_tensors(case):
     assert {e.name for e in report.entries if not e.ok} == changed, str(report)
 
 
+def _found(case_id, seed, hidden, n, mode):
+    """An example of ``test_verdict_at_drawn_sizes`` (a case of the corpus by its id)."""
+    case = next(c for c in CASES if c.id == case_id)
+    return example(case=case, seed=seed, hidden=hidden, n=n, mode=mode)
+
+
 @given(
     case=st.sampled_from([c for c in CASES if c.expect != "impure"]),
     seed=st.integers(0, 2**16),
@@ -179,28 +185,10 @@ def test_harness_blames_only_the_wrong_tensors(case):
 )
 # Found by the thorough profile: at the zero row's kinks the one-sided derivatives are far
 # apart (relu'(0) = 1/2 lies between them), and that interval is no missing witness.
-@example(
-    case=next(c for c in CASES if c.id == "zero_row_relu_half-right-float64"),
-    seed=2,
-    hidden=2,
-    n=2,
-    mode="full",
-)
+@_found("zero_row_relu_half-right-float64", 2, 2, 2, "full")
 # Found by the thorough profile: at this point the model has no gradient but rounding.
-@example(
-    case=next(c for c in CASES if c.id == "nnfs_layers-right-float32"),
-    seed=14100,
-    hidden=2,
-    n=3,
-    mode="full",
-)
-@example(
-    case=next(c for c in CASES if c.id == "nnfs_layers-combined_grad_not_averaged-float32"),
-    seed=14100,
-    hidden=2,
-    n=3,
-    mode="directional",
-)
+@_found("nnfs_layers-right-float32", 14100, 2, 3, "full")
+@_found("nnfs_layers-combined_grad_not_averaged-float32", 14100, 2, 3, "directional")
 def test_verdict_at_drawn_sizes(case, seed, hidden, n, mode):
     """Right models pass and wrong ones fail, except a wrong one at a point where the model has
     no gradient at all (every exact gradient 0 to rounding: dead ReLUs and balanced classes, so
