@@ -1089,6 +1089,28 @@ BUGS: List[Bug] = [
         [(POLICY, " & ~kink & np.any(tape_unfaithful)\n", " & ~kink\n")],
         [WITNESSES],
     ),
+    Bug(
+        "every tf.stop_gradient taken to drop part of the gradient (tf.nn.moments' too)",
+        [
+            (
+                "reference/_core/tape.py",
+                "    if top and not inner and not _stops_that_matter(call):\n",
+                "    if False:\n",
+            )
+        ],
+        ["tests/test_function_properties.py::test_layer_norm"],
+    ),
+    Bug(
+        "a tf.stop_gradient that drops part of the gradient taken to drop nothing",
+        [
+            (
+                "reference/_core/tape.py",
+                "    return not dropped_max <= eps**_STOP_EPS_POWER * kept_max",
+                "    return False",
+            )
+        ],
+        [WITNESSES],
+    ),
 ]
 
 

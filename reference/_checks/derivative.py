@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, List, Optional, Sequence
 
 import numpy as np
@@ -281,7 +282,7 @@ def check_derivative(
         name, manual, None if derivative is None else tape_d, fd, rtol, floor, tolerance=tol
     )
     v = classify(ev)
-    dependent = tape_independence({0: v}, {0: ev}, lambda: fn(tf.constant(x)))
+    dependent = tape_independence({0: v}, {0: ev}, partial(fn, tf.constant(x)))
     moves = DerivativeMoves(lambda at: _claimed(derivative, fn, at), x)
     fd_against_pass(moves, {0: v}, {0: ev}, 0, dependent is None)
     report = DerivativeReport(

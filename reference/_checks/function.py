@@ -28,6 +28,7 @@ coordinate's test and fails along a joint direction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -49,10 +50,7 @@ from .._core.policy import (
     refine_elements,
     refine_probes,
 )
-from .._core.report import (
-    FunctionReport,
-    GradientMismatch,
-)
+from .._core.report import FunctionReport, GradientMismatch
 from .._core.verdict import assemble
 from . import problem as pb
 from .function_diagnosis import diagnose
@@ -536,7 +534,7 @@ class _Check:
             evidence[i] = e.evidence = self._evidence(e, floor)
         verdicts = {i: classify(ev) for i, ev in evidence.items()}
         p = self.p
-        dependent = tape_independence(verdicts, evidence, lambda: p.call(*p.tensors()))
+        dependent = tape_independence(verdicts, evidence, partial(p.call, *p.tensors()))
         self.report.tape_dependent = dependent
         moves = FunctionMoves(p, self.entries)
         fd_against_pass(moves, verdicts, evidence, 0, dependent is None)

@@ -114,9 +114,9 @@ def tape_values(adapter: Adapter) -> Dict:
 # Ops whose gradient on the tape is not TensorFlow's own derivative of what they compute: the
 # Python ones; the quantization ops, whose registered gradient is straight-through (1 inside
 # the range, where what they compute is a step function whose derivative is 0); and
-# tf.stop_gradient, whose gradient is 0 whatever its input does (``ys + stop_gradient(yt - ys)``
-# computes yt with ys's gradient; tf.nn.moments stops the mean inside the variance, harmless
-# there, but only finite differences can tell the two apart).
+# tf.stop_gradient, whose gradient is 0 whatever its input does, where the outputs depend on
+# what it stops (``ys + stop_gradient(yt - ys)`` computes yt with ys's gradient; see
+# ``_stops_that_matter``).
 _PY_OPS = {
     "EagerPyFunc": "tf.py_function",
     "PyFunc": "tf.numpy_function",
@@ -149,13 +149,65 @@ def overrides(call) -> Optional[List[str]]:
         graph = tf.function(call).get_concrete_function().graph.as_graph_def()
     except Exception:  # the user's code, traced: anything it raises means "cannot tell"
         return None
-    nodes = list(graph.node)
-    for function in graph.library.function:
-        nodes.extend(function.node_def)
+    nested = [node for function in graph.library.function for node in function.node_def]
     found = []
-    for node in nodes:
+    for node in list(graph.node) + nested:
         if "_gradient_op_type" in node.attr:
             found.append("tf.custom_gradient")
         elif node.op in _OVERRIDING_OPS:
             found.append(_OVERRIDING_OPS[node.op])
+    top = any(node.op == "StopGradient" for node in graph.node)
+    inner = any(node.op == "StopGradient" for node in nested)
+    if top and not inner and not _stops_that_matter(call):
+        found.remove(_OVERRIDING_OPS["StopGradient"])
     return sorted(set(found))
+
+
+# A tf.stop_gradient matters where the gradient it drops, relative to the tape's own, is more
+# than this power of the outputs' eps: tf.nn.moments and tf.reduce_logsumexp stop a value the
+# outputs do not depend on to first order (the mean inside sum (y - mean)^2, the max inside
+# log sum exp(x - max) + max), and what they drop is rounding, 1e-12 of the gradient in float64.
+_STOP_EPS_POWER = 0.5
+
+
+def _stops_that_matter(call) -> bool:
+    r"""Whether the ``tf.stop_gradient``\ s of ``call`` (at the top of its graph) drop any of
+    its gradient: the gradient the tape misses through them, sum over the stops s of
+    (d s_in / d x)^T (d <c, out> / d s) for random cotangents c, against the tape's own, for
+    every input and variable x. True where it cannot be worked out."""
+    try:
+        wrapped = tf.compat.v1.wrap_function(call, [])
+        graph = wrapped.graph
+        stops = [op for op in graph.get_operations() if op.type == "StopGradient"]
+        outs = [t for t in tf.nest.flatten(wrapped.outputs) if t.dtype.is_floating]
+        sources = [t for _, t in graph.captures if t.dtype.is_floating] + [
+            op.outputs[0]
+            for op in graph.get_operations()
+            if op.type == "ReadVariableOp" and op.outputs[0].dtype.is_floating
+        ]
+        with graph.as_default():
+            cots = [
+                tf.random.stateless_normal(tf.shape(o), [7, i], dtype=o.dtype)
+                for i, o in enumerate(outs)
+            ]
+            through = tf.gradients(outs, [op.outputs[0] for op in stops], grad_ys=cots)
+            pairs = [(op.inputs[0], g) for op, g in zip(stops, through) if g is not None]
+            if not pairs:
+                return False
+            dropped = tf.gradients([p for p, _ in pairs], sources, grad_ys=[g for _, g in pairs])
+            kept = tf.gradients(outs, sources, grad_ys=cots)
+        fetches = [
+            (d, tf.zeros_like(d) if k is None else k)
+            for d, k in zip(dropped, kept)
+            if d is not None
+        ]
+        if not fetches:
+            return False
+        values = wrapped.prune(feeds=[], fetches=[t for pair in fetches for t in pair])()
+    except Exception:  # the user's code, traced again: anything it raises means "cannot tell"
+        return True
+    eps = max(float(np.finfo(o.dtype.as_numpy_dtype).eps) for o in outs)
+    values = [np.abs(np.asarray(v, np.float64)) for v in values]
+    dropped_max = max(float(np.max(v, initial=0.0)) for v in values[0::2])
+    kept_max = max(float(np.max(v, initial=0.0)) for v in values[1::2])
+    return not dropped_max <= eps**_STOP_EPS_POWER * kept_max
