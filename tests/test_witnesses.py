@@ -473,6 +473,27 @@ def test_a_selu_output_saturated_to_a_constant_passes(mode):
     assert not report.ok and report.entries[0].status == Status.FAIL, str(report)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_flat_model_whose_tape_is_exactly_0_passes(mode):
+    """Tiny weights and inputs, dead ReLUs: TensorFlow's tape gives exactly 0 for every
+    gradient, and the hand-written b3 keeps two values of -2.3e-18 (the rounding of softmax
+    terms that cancel), steady under every nudge. Nothing the loss shows separates them: the
+    other side of the manual-0 excuse. Found by the thorough profile."""
+    model = mb.MLP(
+        [2, 2, 2, 6],
+        ["linear", "relu", "softmax"],
+        "binary_crossentropy_from_logits",
+        dtype="float64",
+        seed=0,
+        weight_scale=0.1,
+    )
+    X, y = batch_for(model, n=1, input_scale=0.001, seed=3751)
+    report = check_gradients(model, X, y, mode=mode)
+    assert report.ok, str(report)
+    b3 = next(e for e in report.entries if e.name == "b3")
+    assert b3.note(NoteCode.LOSS_FLAT), str(report)
+
+
 class _EluRegressor:
     """A tutorial's one-unit ELU regressor, its backward by hand in NumPy (elu' = a + 1)."""
 

@@ -47,6 +47,7 @@ JUDGING = (
     "reference/_checks/function.py",
     "reference/_checks/problem.py",
     "reference/_core/lines.py",
+    "reference/_core/tape.py",
     "reference/_checks/purity.py",
     "reference/_snapshots.py",
     "reference/_cli.py",

@@ -120,9 +120,11 @@ def rounding_pass(
     nudged again by 1e-3; erratic there, it is excused too. Erratic but larger, the elements are
     unverifiable (finite differences cannot resolve them, and rounding cannot explain them);
     systematic, they fail, unless the loss shows no gradient of the model at all
-    (``_flatness``) and the manual value is 0: a formula that cancels to exactly 0 (selu's
-    a + lambda * alpha deep in saturation) has no low bits left to move, and is right to the
-    loss's precision (noted, ``excuse_flat``). A float32 model judged through its float64 twin
+    (``_flatness``) and the manual value or the tape's is 0: a formula that cancels to exactly 0
+    (selu's a + lambda * alpha deep in saturation, hand-written or in TensorFlow's kernel) has
+    no low bits left to move, and either side is right to the loss's precision (noted,
+    ``excuse_flat``); a factor on a value that is not 0 (twice the tape's) is not excused.
+    A float32 model judged through its float64 twin
     (``own``: its own float32 gradients) is the code the user runs: where its own value is 0,
     the twin's one or two ulps of the cancelled terms (steady: the value sits on one rounding
     step) are excused as the twin's 0 would be; a factor on the tape's value is not 0 in float32.
@@ -151,7 +153,7 @@ def rounding_pass(
     flat = _flatness(evidence)
     for k, mask in suspects.items():
         if k not in erratic:
-            zeros = mask & (manual[k] == 0)
+            zeros = mask & ((manual[k] == 0) | (tape[k] == 0))
             figures = {"fraction": flat, "ulps": LOSS_ULPS}
             if own is not None and np.any(mask & (own[k] == 0) & ~zeros):
                 zeros = mask & (own[k] == 0)

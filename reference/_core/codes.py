@@ -120,13 +120,14 @@ _NOTE_TEXT = {
         "scale, within {bound:.2g}; it moved by {moved:.2g} of itself)"
     ),
     NoteCode.LOSS_FLAT: (
-        "{count} element(s) where the manual value is 0{own?} and the tape's is not, "
-        "steadily, but "
+        "{count} element(s) where the manual value or the tape's is 0{own?} and the other is "
+        "not, steadily, but "
         "the loss shows no gradient of the model at all (every tensor's largest gradient is "
         "at most {fraction:.2g} of the finest the loss resolves, {ulps} ulps of the loss over "
         "the tensor's largest value): a formula that cancels to 0 there (such as selu's "
-        "a + lambda * alpha deep in saturation) is right to the loss's precision, and nothing "
-        "can judge it further; check again on a batch that does not saturate the model"
+        "a + lambda * alpha deep in saturation, hand-written or in TensorFlow's kernel) is "
+        "right to the loss's precision, and nothing can judge it further; check again on a "
+        "batch that does not saturate the model"
     ),
     NoteCode.KINK_CROWDED: (
         "{count} element(s) where manual and tape differ and another kink lies closer than the "
@@ -227,8 +228,8 @@ _WITHIN_ROUNDING = (
     "({floor:.2g}): no evidence either way"
 )
 _OWN_ZERO = (
-    " in the model's own float32 (in its float64 twin, judged here, at most {own:.2g}: an ulp "
-    "or two of the terms that cancel)"
+    " (the manual value in the model's own float32; in its float64 twin, judged here, at most "
+    "{own:.2g}: an ulp or two of the terms that cancel)"
 )
 _OPTIONAL_TEXT = {
     NoteCode.UNWITNESSED: {"tape": _OWN_TAPE},
