@@ -479,14 +479,8 @@ def test_a_flat_model_whose_tape_is_exactly_0_passes(mode):
     gradient, and the hand-written b3 keeps two values of -2.3e-18 (the rounding of softmax
     terms that cancel), steady under every nudge. Nothing the loss shows separates them: the
     other side of the manual-0 excuse. Found by the thorough profile."""
-    model = mb.MLP(
-        [2, 2, 2, 6],
-        ["linear", "relu", "softmax"],
-        "binary_crossentropy_from_logits",
-        dtype="float64",
-        seed=0,
-        weight_scale=0.1,
-    )
+    loss, acts = "binary_crossentropy_from_logits", ["linear", "relu", "softmax"]
+    model = mb.MLP([2, 2, 2, 6], acts, loss, dtype="float64", seed=0, weight_scale=0.1)
     X, y = batch_for(model, n=1, input_scale=0.001, seed=3751)
     report = check_gradients(model, X, y, mode=mode)
     assert report.ok, str(report)
