@@ -1219,3 +1219,16 @@ def test_a_right_model_with_a_kink_closer_than_every_step_passes():
     model, X, y = case.build(5999, 6, 5)
     report = check_gradients(model, X, y, mode="full")
     assert report.ok, str(report)
+
+
+def test_stops_that_drop_nothing_are_not_named_however_many():
+    """tf.nn.moments stops the mean inside the variance, dropping nothing: two layer norms in
+    one forward (two stops) name nothing, and one straight-through stop among them is named."""
+    from functions import layer_norm
+
+    from reference._core.tape import overrides
+
+    x = tf.constant(50.0 + np.random.default_rng(0).normal(size=(3, 4)))
+    assert overrides(lambda: layer_norm(layer_norm(x))) == []
+    fn, _ = _straight_through(1000.0, 1e-3, 1e-4)
+    assert overrides(lambda: fn(layer_norm(layer_norm(x)))) == ["tf.stop_gradient"]

@@ -159,7 +159,7 @@ def overrides(call) -> Optional[List[str]]:
     top = any(node.op == "StopGradient" for node in graph.node)
     inner = any(node.op == "StopGradient" for node in nested)
     if top and not inner and not _stops_that_matter(call):
-        found.remove(_OVERRIDING_OPS["StopGradient"])
+        found = [name for name in found if name != _OVERRIDING_OPS["StopGradient"]]
     return sorted(set(found))
 
 
