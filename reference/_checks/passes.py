@@ -155,9 +155,10 @@ def rounding_pass(
         if k not in erratic:
             zeros = mask & ((manual[k] == 0) | (tape[k] == 0))
             figures = {"fraction": flat, "ulps": LOSS_ULPS}
-            if own is not None and np.any(mask & (own[k] == 0) & ~zeros):
-                zeros = mask & (own[k] == 0)
-                figures["own"] = float(np.max(np.abs(manual[k][zeros])))
+            owned = mask & (own[k] == 0) & ~zeros if own is not None else None
+            if owned is not None and np.any(owned):
+                zeros = zeros | owned
+                figures["own"] = float(np.max(np.abs(manual[k][owned])))
             if flat <= 1.0 and np.any(zeros):
                 excuse_flat(verdicts[k], zeros, figures)
             continue

@@ -130,9 +130,10 @@ _NOTE_TEXT = {
         "batch that does not saturate the model"
     ),
     NoteCode.KINK_CROWDED: (
-        "{count} element(s) where manual and tape differ and another kink lies closer than the "
-        "smallest finite-difference step ({step:.1g}) resolves: unverifiable; check on another "
-        "batch, or with inputs off the kinks"
+        "{count} element(s) where manual and tape differ and another kink lies within "
+        "{reach:.1g} of the point, inside the two smallest finite-difference steps that must "
+        "agree to confirm a value: unverifiable; check on another batch, or with inputs off "
+        "the kinks"
     ),
     NoteCode.KINK_CROWDED_FD: (
         "{count} element(s) where finite differences at every step down to {step:.1g} disagree "

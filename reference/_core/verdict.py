@@ -9,7 +9,7 @@ from typing import List
 import numpy as np
 
 from .codes import Between, Note, NoteCode, Status
-from .fd import NumericalGradient
+from .fd import REFINE_SHRINK, NumericalGradient
 from .policy import TensorEvidence, judge_probes, probes_fail, tolerance_at, within_rounding
 from .report import Comparison, ElementVerdict, TensorCheck
 
@@ -243,9 +243,12 @@ def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
     notes = element_notes(ev, v)
     crowded = v.unverifiable & (ev.fd.unresolved if ev.fd is not None else False)
     if np.any(crowded):
-        step = float(np.nanmin(np.where(crowded, ev.fd.step, np.nan)))
+        step = float(np.nanmin(np.where(crowded, np.abs(ev.fd.step), np.nan)))
         code = NoteCode.KINK_CROWDED if ev.tape is not None else NoteCode.KINK_CROWDED_FD
-        notes.append(Note(code, int(np.count_nonzero(crowded)), {"step": step}))
+        # The smallest step must agree with the next larger one: a kink within that one's
+        # reach leaves the value unconfirmed.
+        values = {"step": step, "reach": step * 2.0**REFINE_SHRINK}
+        notes.append(Note(code, int(np.count_nonzero(crowded)), values))
     if np.any(v.unverifiable) and NoteCode.UNRESOLVED in v.evidence:
         values = dict(v.evidence[NoteCode.UNRESOLVED])
         notes.append(Note(NoteCode.UNRESOLVED, int(v.unverifiable.sum()), values))
