@@ -437,9 +437,10 @@ def kink_sigmas(alone: bool) -> float:
 
 def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = False) -> None:
     """Difference the suspect ``lines`` (flat indices) again with smaller steps (see
-    ``REFINE_SHRINK``) and keep, per line, the estimate at the largest step that agrees with
-    every smaller one: a kink crossed at distance c spoils every step above c and none below,
-    so the chain of agreement from the smallest step up stops where the crossing begins.
+    ``REFINE_SHRINK``) and keep, per line, the estimate at the largest step from which every
+    step agrees with the next smaller one, down to the smallest: a kink crossed at distance c
+    spoils every step above c and none below, so the chain of agreement from the smallest step
+    up stops where the crossing begins.
     ``remeasure(lines, shrink)`` returns the flat estimate of those lines with the step divided
     by ``2^shrink``. ``nd`` is updated in place.
 
