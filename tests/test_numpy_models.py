@@ -676,6 +676,86 @@ class ReluSoftmaxNet:
         return [X.T @ dh, dh.sum(0), h.T @ d, d.sum(0)]
 
 
+class TutorialInitNet(ReluSoftmaxNet):
+    """The same net at a tutorial's initialisation (0.01 * randn, zero biases), with a 5% slip
+    at one element of dW1 if asked. At ``_TUTORIAL_BATCH`` unit 4 of row 0 sits 1.02e-4 below
+    its kink: the default step along W1[3, 4] crosses it (X[0, 3] = -1.3), the step four times
+    larger along W1[1, 4] does too (X[0, 1] = 0.82), and the steps below cross nothing."""
+
+    def __init__(self, slip=None):
+        rng = np.random.default_rng(0)
+        self.W1, self.b1 = 0.01 * rng.standard_normal((4, 6)), np.zeros(6)
+        self.W2, self.b2 = 0.01 * rng.standard_normal((6, 3)), np.zeros(3)
+        self.params = [self.W1, self.b1, self.W2, self.b2]
+        self.param_names = ["W1", "b1", "W2", "b2"]
+        self.slip = slip
+
+    def gradients(self, X, y):
+        grads = super().gradients(X, y)
+        if self.slip is not None:
+            grads[0][self.slip] *= 1.05
+        return grads
+
+
+_TUTORIAL_BATCH = (np.random.default_rng(1).standard_normal((6, 4)), np.array([0, 1, 2, 0, 1, 2]))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_step_across_a_kink_beside_the_point_is_refined_not_taken_as_coarse(mode):
+    """Without a tape, a step that crosses a kink just beside the point widens its own error
+    bar until it accepts anything (W1 was resolved to 0.15 of its largest gradient, b1 to 0.1,
+    with a note calling the tensor coarse), and a larger step that crosses one unseen was kept
+    as "consistent" within that error (W1[1, 4]: 0.053). Smaller steps resolve every line to
+    about 1e-9, and so does the report."""
+    X, y = _TUTORIAL_BATCH
+    report = check_gradients(TutorialInitNet(), X, y, mode=mode)
+    assert report.ok, str(report)
+    assert not any(e.note(NoteCode.FD_COARSE) for e in report.entries), str(report)
+
+
+def test_a_slip_at_an_element_whose_default_step_crosses_a_kink_beside_it_fails():
+    """5% off at W1[3, 4], within the 0.15 the default step's error bar allowed."""
+    X, y = _TUTORIAL_BATCH
+    report = check_gradients(TutorialInitNet(slip=(3, 4)), X, y)
+    assert [e.name for e in report.failing] == ["W1"], str(report)
+
+
+class VariablesOverNumPy:
+    """The tutorial net's parameters held as tf.Variables, its loss and gradients computed in
+    NumPy from their values by one function (``X.T`` and all), as a user wraps course code
+    whose ``loss(X, y)`` returns both."""
+
+    def __init__(self, slip=None):
+        self.net = TutorialInitNet(slip)
+        self.params = [tf.Variable(p) for p in self.net.params]
+        self.param_names = self.net.param_names
+
+    def _sync(self):
+        for array, variable in zip(self.net.params, self.params):
+            array[...] = variable.numpy()
+
+    def _loss_and_gradients(self, X, y):
+        self._sync()
+        return self.net.loss(X, y), self.net.gradients(X, y)
+
+    def loss(self, X, y):
+        return self._loss_and_gradients(X, y)[0]
+
+    def gradients(self, X, y):
+        return self._loss_and_gradients(X, y)[1]
+
+
+@pytest.mark.parametrize("slip", [None, (0, 0)])
+def test_a_numpy_loss_over_tf_variables_gets_x_as_given(slip):
+    """The tape witness passes X as a tf.Tensor; a NumPy loss that cannot take one (X.T on a
+    tensor raised AttributeError, and the check could not run) gets X as given: the tape sees
+    a float and cannot witness, and finite differences judge."""
+    X, y = _TUTORIAL_BATCH
+    report = check_gradients(VariablesOverNumPy(slip), X, y)
+    assert report.error is None and report.tape_blind, str(report)
+    assert report.ok is (slip is None), str(report)
+
+
 def _user_batch(n, seed, dtype, scale=1.0):
     rng = np.random.default_rng(seed)
     X = (rng.standard_normal((n, 5)) * scale).astype(dtype)

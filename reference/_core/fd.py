@@ -388,18 +388,25 @@ def consistent(a: NumericalGradient, b: NumericalGradient) -> np.ndarray:
     return smooth | kinked
 
 
-def suspect(nd: NumericalGradient, manual, tape, slack, apart=None) -> np.ndarray:
+def suspect(nd: NumericalGradient, manual, tape, slack, apart=None, wide=None) -> np.ndarray:
     """Flat indices of measured lines whose estimate is suspect, or must decide between manual
-    and tape: a kink along them, a candidate it does not accept (allowing ``slack``), or manual
-    and tape further apart than ``apart`` (default ``slack``)."""
+    and tape: a kink along them, a candidate it does not accept (allowing ``slack``), manual
+    and tape further apart than ``apart`` (default ``slack``), or (given ``wide``) an error
+    estimate whose truncation part, beyond the rounding carried at its step, exceeds ``wide``:
+    a step that crosses a kink just beside the point widens its own error bar until it accepts
+    anything, and a smaller step may not cross it."""
     with np.errstate(invalid="ignore"):
         apart = ~(np.abs(manual - tape) <= (slack if apart is None else apart))
-    bad = nd.kink | apart | ~nd.accepts(manual, slack) | ~nd.accepts(tape, slack)
+        bad = nd.kink | apart | ~nd.accepts(manual, slack) | ~nd.accepts(tape, slack)
+        if wide is not None:
+            noise = nd.noise if np.ndim(nd.noise) == 0 else 0.0  # per line: not taken along
+            truncation = nd.error - carried_rounding(noise, nd.step)
+            bad |= ~nd.kink & (truncation > wide)
     return np.flatnonzero((bad & nd.measured).reshape(-1))
 
 
 def refine_suspects(
-    nd: NumericalGradient, lines, manual, tape, slack, apart, remeasure, alone: bool
+    nd: NumericalGradient, lines, manual, tape, slack, apart, remeasure, alone: bool, wide=None
 ) -> np.ndarray:
     """The one refinement every check runs: of the flat ``lines`` of ``nd`` (elements or
     probes), those whose estimate is suspect (``suspect``, with the candidates ``manual`` and
@@ -409,7 +416,7 @@ def refine_suspects(
     error. ``remeasure(flat_lines, shrink)`` measures lines of ``nd``. Returns the lines it did
     not refine."""
     lines = np.asarray(lines, dtype=np.int64)
-    bad = suspect(nd.take(lines), manual, tape, slack, apart)
+    bad = suspect(nd.take(lines), manual, tape, slack, apart, wide)
     if bad.size:
         refine(nd, lines[bad], remeasure, alone=alone)
     return np.delete(lines, bad)
@@ -499,6 +506,9 @@ def coarser(nd: NumericalGradient, wide: NumericalGradient, sigma) -> NumericalG
         share = 1.0 / ((np.abs(wide.step) / np.abs(here.step)) ** 4 - 1.0)
         error = np.minimum(gap + noise_h + share * (gap + noise_h + noise_wide), gap + here.error)
         safe = consistent(here, wide) & ~here.kink & ~wide.kink & np.isfinite(error)
+        # Kept only where it is the sharper: a larger step that crosses a kink unseen is
+        # "consistent" within its own wide error, and would trade a resolved value for it.
+        safe &= error < here.error
     pick = np.flatnonzero(safe)
     if pick.size:
         kept = wide.take(pick)

@@ -272,6 +272,7 @@ def refine_elements(ev: TensorEvidence, lines, remeasure) -> np.ndarray:
         tolerance_at(ev.tape_tol, lines),
         remeasure,
         alone=ev.tape is None,
+        wide=_wide(ev, 1.0),
     )
 
 
@@ -289,7 +290,24 @@ def refine_probes(ev: TensorEvidence, remeasure) -> None:
         ev.tape_tol * spans,
         remeasure,
         alone=ev.tape is None,
+        wide=_wide(ev, spans),
     )
+
+
+# Where finite differences judge alone, an estimate whose error bar, beyond the rounding at its
+# step, exceeds this fraction of the tensor's scale is differenced again with smaller steps: a
+# step that crosses a kink just beside the point (a ReLU unit 1e-4 from its kink, common at a
+# tutorial's 0.01 * randn weights) widens its own error bar until it accepts anything, a wrong
+# value included, where a smaller step resolves the line to 1e-10. With a tape there is a
+# witness, and an estimate that accepts both is no evidence either way.
+REFINE_WIDE = 1e-3
+
+
+def _wide(ev: TensorEvidence, spans):
+    """The error bar above which a line is refined (``REFINE_WIDE``), or None with a tape."""
+    if ev.tape is not None:
+        return None
+    return REFINE_WIDE * (ev.scale if ev.scale > 0 else 1.0) * spans
 
 
 def _witness(ev: TensorEvidence) -> np.ndarray:

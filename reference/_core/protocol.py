@@ -68,7 +68,8 @@ class GradientModel(Protocol):
     What the harness passes: ``gradients`` and ``input_gradient`` receive ``X`` and ``y`` as you
     gave them. The tape witness (for tf.Variable parameters) calls ``loss(X, y)`` with a float
     ``X`` converted to a ``tf.Tensor`` of the model's dtype (so the tape can watch it; integer
-    inputs such as token ids as given, and without dL/dX) and ``y`` as given. Finite
+    inputs such as token ids as given, and without dL/dX; where ``loss`` raises on a tensor,
+    as NumPy code does, and no ``dL/dX`` is checked, ``X`` as given) and ``y`` as given. Finite
     differences call ``loss(X, y)`` (or ``batched_loss``) with ``X`` and ``y`` as given, and,
     when checking ``dL/dX``, with perturbed copies of ``X`` as NumPy arrays of the model's
     dtype.
