@@ -1128,6 +1128,21 @@ BUGS: List[Bug] = [
         ],
         [WITNESSES],
     ),
+    Bug(
+        "finite differences alone: an estimate widened by a step across a kink never refined",
+        [(FD, "            bad |= ~nd.kink & (truncation > wide)", "            pass")],
+        [NUMPY],
+    ),
+    Bug(
+        "finite differences alone: the larger step kept whatever its error",
+        [(FD, "        safe &= error < here.error", "        pass")],
+        [NUMPY],
+    ),
+    Bug(
+        "a NumPy loss over tf.Variables given X only as a tensor",
+        [(TAPE, "            if include_input or Xt is X:", "            if True:")],
+        [NUMPY],
+    ),
 ]
 
 
