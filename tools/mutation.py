@@ -1050,7 +1050,7 @@ BUGS: List[Bug] = [
         [
             (
                 PASSES,
-                "            if own is not None and np.any(mask & (own[k] == 0) & ~zeros):\n",
+                "            if owned is not None and np.any(owned):\n",
                 "            if False:\n",
             )
         ],
@@ -1061,9 +1061,8 @@ BUGS: List[Bug] = [
         [
             (
                 PASSES,
-                "            if own is not None and np.any(mask & (own[k] == 0) & ~zeros):\n"
-                "                zeros = mask & (own[k] == 0)\n",
-                "            if own is not None:\n                zeros = mask\n",
+                "            owned = mask & (own[k] == 0) & ~zeros if own is not None else None\n",
+                "            owned = mask & ~zeros if own is not None else None\n",
             )
         ],
         [WITNESSES],
