@@ -720,6 +720,19 @@ def test_a_slip_at_an_element_whose_default_step_crosses_a_kink_beside_it_fails(
     assert [e.name for e in report.failing] == ["W1"], str(report)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_wide_estimate_refined_onto_the_stairs_of_a_coarse_loss_is_not_kept(mode):
+    """A naive NumPy log(1 - p) at p = 1 - 1e-9 (inputs x10) rounds the loss in stairs 1e-7
+    wide in z: steps below 1e-6 sit on one stair and read the other rows' slope alone (-0.0062
+    +- 1e-6, the manual value 0.137). The default step's estimate, wide enough to be refined,
+    held the truth; the smaller steps' disagree with it, so it stays (this right model failed
+    in `make numpy` when the refined value was kept)."""
+    case = next(c for c in CASES if c.id == "tf_variables_numpy_loss-right-float64")
+    model, X, y = case.build(3, 3, 7)
+    report = check_gradients(model, np.asarray(X) * 10.0, y, mode=mode)
+    assert report.ok, str(report)
+
+
 class VariablesOverNumPy:
     """The tutorial net's parameters held as tf.Variables, its loss and gradients computed in
     NumPy from their values by one function (``X.T`` and all), as a user wraps course code

@@ -1142,6 +1142,16 @@ BUGS: List[Bug] = [
         [(TAPE, "            if include_input or Xt is X:", "            if True:")],
         [NUMPY],
     ),
+    Bug(
+        "finite differences alone: a wide estimate refined onto a coarse loss's stairs kept",
+        [(FD, "        nd.fill(lines[wide_only[back]], before.take(back))", "        pass")],
+        [NUMPY],
+    ),
+    Bug(
+        "the refinement chain checks each step against the next smaller one only",
+        [(FD, "        for i in range(j + 1, last + 1):", "        for i in (j + 1,):")],
+        ["tests/test_properties.py"],
+    ),
 ]
 
 

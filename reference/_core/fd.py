@@ -416,9 +416,24 @@ def refine_suspects(
     error. ``remeasure(flat_lines, shrink)`` measures lines of ``nd``. Returns the lines it did
     not refine."""
     lines = np.asarray(lines, dtype=np.int64)
-    bad = suspect(nd.take(lines), manual, tape, slack, apart, wide)
+    here = nd.take(lines)
+    bad = suspect(here, manual, tape, slack, apart)
+    # Refined for their width alone: the smaller steps' estimate is kept only where it agrees
+    # with the default step's (it sharpens a bar that held the truth); where it does not, the
+    # smaller steps sit on the stairs of a loss rounded more coarsely than its measured noise
+    # (a naive log(1 - p) at p near 1), and the default step's estimate stays, as it was.
+    wide_only = (
+        np.setdiff1d(suspect(here, manual, tape, slack, apart, wide), bad)
+        if wide is not None
+        else np.empty(0, np.int64)
+    )
+    before = here.take(wide_only)
+    bad = np.union1d(bad, wide_only)
     if bad.size:
         refine(nd, lines[bad], remeasure, alone=alone)
+    if wide_only.size:
+        back = np.flatnonzero(~consistent(before, nd.take(lines[wide_only])))
+        nd.fill(lines[wide_only[back]], before.take(back))
     return np.delete(lines, bad)
 
 
@@ -444,10 +459,9 @@ def kink_sigmas(alone: bool) -> float:
 
 def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = False) -> None:
     """Difference the suspect ``lines`` (flat indices) again with smaller steps (see
-    ``REFINE_SHRINK``) and keep, per line, the estimate at the largest step from which every
-    step agrees with the next smaller one, down to the smallest: a kink crossed at distance c
-    spoils every step above c and none below, so the chain of agreement from the smallest step
-    up stops where the crossing begins.
+    ``REFINE_SHRINK``) and keep, per line, the estimate at the largest step that agrees with
+    every smaller one: a kink crossed at distance c spoils every step above c and none below,
+    so the chain of agreement from the smallest step up stops where the crossing begins.
     ``remeasure(lines, shrink)`` returns the flat estimate of those lines with the step divided
     by ``2^shrink``. ``nd`` is updated in place.
 
@@ -467,7 +481,11 @@ def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = Fa
     chosen = np.full(lines.size, last)
     chain = np.ones(lines.size, bool)
     for j in range(last - 1, -1, -1):
-        chain &= consistent(levels[j], levels[j + 1])
+        # Against every smaller step, not the next alone: a middle step's wide error (a kink
+        # crossed within it) is "consistent" with a larger step and a smaller one that
+        # disagree with each other.
+        for i in range(j + 1, last + 1):
+            chain &= consistent(levels[j], levels[i])
         chosen[chain] = j
     unresolved = chosen == last
     if alone:
