@@ -1252,3 +1252,26 @@ def test_stops_that_drop_nothing_are_not_named_however_many():
     assert overrides(lambda: layer_norm(layer_norm(x))) == []
     fn, _ = _straight_through(1000.0, 1e-3, 1e-4)
     assert overrides(lambda: fn(layer_norm(layer_norm(x)))) == ["tf.stop_gradient"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: the refinement chain compares each step with the next smaller one only, so "
+    "a middle step whose error a kink widened joins a wrong larger step to right smaller ones. "
+    "Comparing every pair passes this case, but changes the evidence two other tests build on "
+    "(a float32 loss rounded in stairs, a probe across hidden kinks): its own round",
+)
+@pytest.mark.parametrize("mode", MODES)
+def test_a_balanced_mae_bias_beside_two_kinks_passes(mode):
+    """Found by the thorough profile: b1[1]'s gradient is exactly 0 (the signs of |out - y|
+    over its active rows cancel), other rows' kinks 3.8e-6 and 1.1e-5 away. The default step
+    reads -0.0021 (crossing both), the step 16 times smaller 0.0009 +- 0.003 (crossing one),
+    the two smallest exactly 0; the middle step's bar is consistent with both sides, so the
+    default step's value is kept and b1 fails, manual and tape both 0."""
+    import manual_backprop as mb
+    from reference._catalogue.strategies import batch_for
+
+    model = mb.MLP([1, 10], ["relu"], "mae", dtype="float32", seed=21958, weight_scale=0.1)
+    X, y = batch_for(model, n=9, input_scale=0.001, seed=269)
+    report = check_gradients(model, X, y, mode=mode)
+    assert report.ok, str(report)

@@ -1147,11 +1147,6 @@ BUGS: List[Bug] = [
         [(FD, "        nd.fill(lines[wide_only[back]], before.take(back))", "        pass")],
         [NUMPY],
     ),
-    Bug(
-        "the refinement chain checks each step against the next smaller one only",
-        [(FD, "        for i in range(j + 1, last + 1):", "        for i in (j + 1,):")],
-        ["tests/test_properties.py"],
-    ),
 ]
 
 
