@@ -462,9 +462,9 @@ def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = Fa
     ``REFINE_SHRINK``) and keep, per line, the estimate at the largest step from which every
     step agrees with the next smaller one, down to the smallest: a kink crossed at distance c
     spoils every step above c and none below, so the chain of agreement from the smallest step
-    up stops where the crossing begins. (A middle step whose error a crossing widened can
-    join a wrong larger step to right smaller ones: see the xfail
-    ``test_a_balanced_mae_bias_beside_two_kinks_passes``.)
+    up stops where the crossing begins. A step joins the chain only if it also agrees with the
+    tightest pair of smaller steps in it (``_anchor``): a middle step whose error a crossing
+    widened would otherwise join a wrong larger step to right smaller ones.
     ``remeasure(lines, shrink)`` returns the flat estimate of those lines with the step divided
     by ``2^shrink``. ``nd`` is updated in place.
 
@@ -483,9 +483,11 @@ def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = Fa
     last = len(levels) - 1
     chosen = np.full(lines.size, last)
     chain = np.ones(lines.size, bool)
+    anchor = _unanchored(levels[last])
     for j in range(last - 1, -1, -1):
-        chain &= consistent(levels[j], levels[j + 1])
+        chain &= consistent(levels[j], levels[j + 1]) & consistent(levels[j], anchor)
         chosen[chain] = j
+        _anchor(anchor, levels[j], levels[j + 1], chain)
     unresolved = chosen == last
     if alone:
         errors = np.stack([lv.error_bar for lv in levels])
@@ -500,6 +502,33 @@ def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = Fa
         _widen_by_the_next_step(nd, lines, levels, chosen, unresolved)
     # The smallest step agreeing with no larger one: a kink closer than any step resolves.
     nd.unresolved.reshape(-1)[lines[unresolved]] = True
+
+
+def _unanchored(level: NumericalGradient) -> NumericalGradient:
+    """An anchor that accepts every estimate of the same kind (see ``_anchor``)."""
+    anchor = level.take(np.arange(level.value.size))
+    anchor.error = np.full_like(anchor.error, np.inf)
+    anchor.kink_error = np.full_like(anchor.kink_error, np.inf)
+    return anchor
+
+
+def _anchor(anchor: NumericalGradient, larger, smaller, chain) -> None:
+    """Where ``chain`` holds, the pair of steps ``larger`` and ``smaller`` becomes the
+    ``anchor`` if the two agree more tightly than the anchor's pair did: the smaller step's
+    estimate, within the larger of their two error bars. A step joins the chain only if it
+    agrees with its anchor too: a middle step that crosses a kink widens its own bar until it
+    agrees with a wrong larger step and right smaller ones alike, but two steps that agree
+    tightly are not spoiled by it. (Every step's own bar would not do: on a loss rounded in
+    stairs one small step's bar is as wrong as the default step's.)"""
+    error = np.maximum(larger.error, smaller.error)
+    kink_error = np.maximum(larger.kink_error, smaller.kink_error)
+    with np.errstate(invalid="ignore"):
+        tighter = chain & (np.where(smaller.kink, kink_error, error) < anchor.error_bar)
+    pick = np.flatnonzero(tighter)
+    if pick.size:
+        pair = smaller.take(pick)
+        pair.error, pair.kink_error = error[pick], kink_error[pick]
+        anchor.fill(pick, pair)
 
 
 def coarser(nd: NumericalGradient, wide: NumericalGradient, sigma) -> NumericalGradient:
