@@ -1147,6 +1147,17 @@ BUGS: List[Bug] = [
         [(FD, "        nd.fill(lines[wide_only[back]], before.take(back))", "        pass")],
         [NUMPY],
     ),
+    Bug(
+        "a step joins the refinement chain on its smaller neighbour's word alone",
+        [
+            (
+                FD,
+                "        chain &= consistent(levels[j], levels[j + 1]) & consistent(levels[j], anchor)",
+                "        chain &= consistent(levels[j], levels[j + 1])",
+            )
+        ],
+        [WITNESSES],
+    ),
 ]
 
 
