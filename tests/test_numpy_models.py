@@ -733,6 +733,32 @@ def test_a_wide_estimate_refined_onto_the_stairs_of_a_coarse_loss_is_not_kept(mo
     assert report.ok, str(report)
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("slip, ok", [(0.0, True), (1e-6, False)])
+def test_a_line_rounded_more_coarsely_than_the_pooled_noise_is_judged_by_its_own(slip, ok, mode):
+    """Found by the thorough profile: at this draw one row's p is near 1, and the naive
+    log(1 - p) rounds the loss along W[6] (the line that moves that row most) 100 times more
+    coarsely than the noise pooled over W's lines. The smaller steps read that rounding as
+    disagreement (-1.06777120, -1.06777165, -1.06776473 against their bars of 7e-9 to 2e-6) and
+    the right W was unverifiable. Their own fourth differences measure it (4e-13 a loss, against
+    4e-15 pooled); every step's bar along that line now carries it, the default step's (3.8e-8)
+    too: the right model passes, and a slip of 1e-6 at W[6] still fails there."""
+    case = next(c for c in CASES if c.id == "tf_variables_numpy_loss-right-float64")
+    model, X, y = case.build(142, 7, 2)
+    right = type(model).gradients
+
+    def gradients(X, y):
+        grads = [np.array(g) for g in right(model, X, y)]
+        grads[0][6] += slip
+        return grads
+
+    model.gradients = gradients
+    report = check_gradients(model, X, y, mode=mode)
+    assert report.ok is ok, str(report)
+    if not ok:
+        assert [e.name for e in report.failing] == ["W"], str(report)
+
+
 class VariablesOverNumPy:
     """The tutorial net's parameters held as tf.Variables, its loss and gradients computed in
     NumPy from their values by one function (``X.T`` and all), as a user wraps course code

@@ -433,16 +433,18 @@ class _B1Scaled(mb.MLP):
 
 @pytest.mark.parametrize("factor, ok", [(1.0, True), (1.001, False)])
 def test_a_probe_whose_disagreement_is_erratic_under_a_nudge_is_no_evidence(factor, ok):
-    """A saturated softmax (inputs x10, weights x3): finite differences along a probe of b1
-    resolve a projection the right gradient misses by 4e-7, and the disagreement moves by
-    itself and more when the weights move by 1e-6 (rounding), as an element's may: no
-    evidence against it, and said so. A gradient 1e-3 off moves with the gradient, and fails."""
+    """A saturated softmax (inputs x10, weights x3): finite differences along a probe of W1
+    resolve a projection the right gradient misses, and the disagreement moves by itself when
+    the weights move by 1e-6 (rounding), as an element's may: no evidence against it, and said
+    so. A db1 1e-3 off moves with the gradient, and fails. (The draw of seed 2 that this test
+    used needs the excuse no more: its line's own rounding, measured at the smaller steps,
+    widens the bar instead.)"""
     model = _B1Scaled(
         [2, 3],
         ["softmax"],
         "binary_crossentropy",
         dtype="float32",
-        seed=2,
+        seed=8,
         initializer="glorot_uniform",
         weight_scale=3.0,
     )

@@ -1158,6 +1158,11 @@ BUGS: List[Bug] = [
         ],
         [WITNESSES],
     ),
+    Bug(
+        "a refined line's own rounding never measured (the noise pooled over lines for all)",
+        [(FD, "    widened = _own_rounding(levels)\n", "    widened = np.zeros(lines.size, bool)\n")],
+        [NUMPY],
+    ),
 ]
 
 

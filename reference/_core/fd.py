@@ -247,6 +247,10 @@ class NumericalGradient:
     larger one (another kink closer than any step resolves): their estimate is no evidence.
     ``still`` marks lines along which every evaluation came out equal to the loss at the point:
     the loss did not move at all (a dead input, or a loss rounded more coarsely than the change).
+    ``sigma`` is the noise of one evaluation each line's error was computed with, and
+    ``own_noise`` the noise its own stencil samples (its fourth difference in units of sigma,
+    NaN where it cannot: see ``noise_samples``): at the smallest steps, where no truncation is
+    left in it, the rounding of that very line (see ``refine``).
     """
 
     name: str
@@ -261,6 +265,8 @@ class NumericalGradient:
     measured: Optional[np.ndarray] = None
     unresolved: Optional[np.ndarray] = None
     still: Optional[np.ndarray] = None
+    sigma: Optional[np.ndarray] = None
+    own_noise: Optional[np.ndarray] = None
 
     _FIELDS = (
         "value",
@@ -273,6 +279,8 @@ class NumericalGradient:
         "measured",
         "unresolved",
         "still",
+        "sigma",
+        "own_noise",
     )
 
     def __post_init__(self):
@@ -282,6 +290,11 @@ class NumericalGradient:
             self.unresolved = np.zeros(np.shape(self.value), bool)
         if self.still is None:
             self.still = np.zeros(np.shape(self.value), bool)
+        if self.sigma is None:
+            noise = self.noise if np.ndim(self.noise) == 0 else np.nan
+            self.sigma = np.full(np.shape(self.value), noise, dtype=float)
+        if self.own_noise is None:
+            self.own_noise = np.full(np.shape(self.value), np.nan)
 
     @classmethod
     def unmeasured(cls, name: str, shape, noise: float) -> "NumericalGradient":
@@ -368,8 +381,20 @@ def analyse(name: str, st: Stencil, sigma_f, kink_sigmas: float = KINK_SIGMAS) -
     kink = local_kinks(st, sigma_f, kink_sigmas)
     lower = np.where(kink, np.minimum(forward, backward), value)
     upper = np.where(kink, np.maximum(forward, backward), value)
+    own = noise_samples(st, sigma_f) / _SQRT70
     return NumericalGradient(
-        name, value, error, kink, lower, upper, kink_error, h, sigma_f, still=~st.live()
+        name,
+        value,
+        error,
+        kink,
+        lower,
+        upper,
+        kink_error,
+        h,
+        sigma_f,
+        still=~st.live(),
+        sigma=np.broadcast_to(np.asarray(sigma_f, float), np.shape(value)).copy(),
+        own_noise=own,
     )
 
 
@@ -480,6 +505,7 @@ def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = Fa
     levels = [nd.take(lines)] + [
         remeasure(lines, level * REFINE_SHRINK) for level in range(1, REFINE_LEVELS + 1)
     ]
+    widened = _own_rounding(levels)
     last = len(levels) - 1
     chosen = np.full(lines.size, last)
     chain = np.ones(lines.size, bool)
@@ -494,14 +520,40 @@ def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = Fa
         for i in np.flatnonzero(~unresolved):
             chain_levels = np.arange(chosen[i], last + 1)
             chosen[i] = chain_levels[int(np.argmin(errors[chain_levels, i]))]
-    for j, level in enumerate(levels[1:], 1):
-        pick = np.flatnonzero(chosen == j)
+    for j, level in enumerate(levels):
+        pick = np.flatnonzero((chosen == j) & (widened if j == 0 else True))
         if pick.size:
             nd.fill(lines[pick], level.take(pick))
     if alone:
         _widen_by_the_next_step(nd, lines, levels, chosen, unresolved)
     # The smallest step agreeing with no larger one: a kink closer than any step resolves.
     nd.unresolved.reshape(-1)[lines[unresolved]] = True
+
+
+def _own_rounding(levels) -> np.ndarray:
+    """Each line's rounding, as its own stencils at the two smallest steps sample it (their
+    fourth differences, where no truncation is left: the smaller of the two), made the noise of
+    every step's error along it where it exceeds the noise that error was computed with. The
+    noise pooled over a tensor's lines is their lower quartile; a line along which the loss is
+    rounded more coarsely (a naive log(1 - p) at p near 1, its stairs 100 times the pooled
+    noise along the lines that move that row most) would otherwise read its smaller steps'
+    rounding as disagreement. Returns the lines widened."""
+    with np.errstate(invalid="ignore"):
+        own = np.fmin(levels[-1].own_noise, levels[-2].own_noise)
+        widened = np.zeros(own.shape, bool)
+        for level in levels:
+            excess = np.nan_to_num(own - level.sigma, nan=0.0)
+            more = excess > 0
+            if not more.any():
+                continue
+            h = np.abs(level.step)
+            level.error = level.error + np.where(more, rounding_error(excess, h), 0.0)
+            level.kink_error = level.kink_error + np.where(
+                more, ROUNDING_SIGMAS * _ONE_SIDED_NOISE * excess / h, 0.0
+            )
+            level.sigma = np.where(more, own, level.sigma)
+            widened |= more
+    return widened
 
 
 def _unanchored(level: NumericalGradient) -> NumericalGradient:
