@@ -1152,7 +1152,8 @@ BUGS: List[Bug] = [
         [
             (
                 FD,
-                "        chain &= consistent(levels[j], levels[j + 1]) & consistent(levels[j], anchor)",
+                "        chain &= consistent(levels[j], levels[j + 1]) & consistent(levels[j], "
+                "anchor)",
                 "        chain &= consistent(levels[j], levels[j + 1])",
             )
         ],
@@ -1160,7 +1161,13 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "a refined line's own rounding never measured (the noise pooled over lines for all)",
-        [(FD, "    widened = _own_rounding(levels)\n", "    widened = np.zeros(lines.size, bool)\n")],
+        [
+            (
+                FD,
+                "    widened = _own_rounding(levels)\n",
+                "    widened = np.zeros(lines.size, bool)\n",
+            )
+        ],
         [NUMPY],
     ),
 ]
