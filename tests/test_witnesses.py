@@ -458,6 +458,34 @@ def test_a_probe_whose_disagreement_is_erratic_under_a_nudge_is_no_evidence(fact
         assert [e.name for e in report.failing] == ["b1"], str(report)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: along one bias of a saturated softmax finite differences in float64 agree "
+    "at the two largest steps and with the smaller ones' wider bars, and miss manual == tape "
+    "by 15 to 20 of their error bars; no nudge shows the difference erratic",
+)
+@pytest.mark.parametrize("seed, batch_seed", [(6, 1), (47, 3)])
+def test_a_saturated_softmax_bias_that_finite_differences_miss_steadily_passes(seed, batch_seed):
+    """Found searching draws for the test above: right models of the same family fail at one
+    element of b1, in both modes (seed 6: manual == tape -0.08291277401, finite differences
+    -0.08291276291 +- 7.5e-10, the three smaller steps -0.0829127632 +- 1.3e-8 down to
+    -0.0829128226 +- 3.3e-6; seed 47: -2.900667e-7 against -2.822635e-7 +- 5.1e-10). The
+    derivative of the same loss in 60-digit decimal arithmetic (a central difference with a
+    step of 1e-25) is -0.0829127740077 and -2.9006672520e-7: manual and tape are right."""
+    model = _B1Scaled(
+        [2, 3],
+        ["softmax"],
+        "binary_crossentropy",
+        dtype="float32",
+        seed=seed,
+        initializer="glorot_uniform",
+        weight_scale=3.0,
+    )
+    X, y = batch_for(model, n=4, input_scale=10.0, seed=batch_seed)
+    report = check_gradients(model, X, y, mode="full")
+    assert report.ok, str(report)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_selu_output_saturated_to_a_constant_passes(mode):
     """A right selu output unit at inputs x100 (z = -40): the manual derivative a + lambda*alpha
