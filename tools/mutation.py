@@ -68,6 +68,7 @@ FAST = "tests/test_fast_paths.py"
 THRESHOLDS = "tests/test_thresholds.py"
 WITNESSES, TAPE = "tests/test_witnesses.py", "reference/_core/tape.py"
 STENCILS = "reference/_core/stencils.py"
+REFINEMENT = "reference/_core/refinement.py"
 
 BUGS: List[Bug] = [
     Bug(
@@ -534,7 +535,7 @@ BUGS: List[Bug] = [
         "no tape: the refinement keeps the largest consistent step, its error as it is",
         [
             (
-                FD,
+                REFINEMENT,
                 "    lines = np.asarray(lines, dtype=np.int64)\n    if lines.size == 0:",
                 "    alone = False\n    lines = np.asarray(lines, dtype=np.int64)\n"
                 "    if lines.size == 0:",
@@ -1129,12 +1130,12 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "finite differences alone: an estimate widened by a step across a kink never refined",
-        [(FD, "            bad |= ~nd.kink & (truncation > wide)", "            pass")],
+        [(REFINEMENT, "            bad |= ~nd.kink & (truncation > wide)", "            pass")],
         [NUMPY],
     ),
     Bug(
         "finite differences alone: the larger step kept whatever its error",
-        [(FD, "        safe &= error < here.error", "        pass")],
+        [(REFINEMENT, "        safe &= error < here.error", "        pass")],
         [NUMPY],
     ),
     Bug(
@@ -1144,14 +1145,20 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "finite differences alone: a wide estimate refined onto a coarse loss's stairs kept",
-        [(FD, "        nd.fill(lines[wide_only[back]], before.take(back))", "        pass")],
+        [
+            (
+                REFINEMENT,
+                "        nd.fill(lines[wide_only[back]], before.take(back))",
+                "        pass",
+            )
+        ],
         [NUMPY],
     ),
     Bug(
         "a step joins the refinement chain on its smaller neighbour's word alone",
         [
             (
-                FD,
+                REFINEMENT,
                 "        chain &= consistent(levels[j], levels[j + 1]) & consistent(levels[j], "
                 "anchor)",
                 "        chain &= consistent(levels[j], levels[j + 1])",
@@ -1163,7 +1170,7 @@ BUGS: List[Bug] = [
         "a refined line's own rounding never measured (the noise pooled over lines for all)",
         [
             (
-                FD,
+                REFINEMENT,
                 "    widened = _own_rounding(levels)\n",
                 "    widened = np.zeros(lines.size, bool)\n",
             )

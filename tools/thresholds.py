@@ -33,6 +33,7 @@ JUDGING = (
     "reference/_core/policy.py",
     "reference/_core/verdict.py",
     "reference/_core/fd.py",
+    "reference/_core/refinement.py",
     "reference/_core/stencils.py",
     "reference/_core/function.py",
     "reference/_core/report.py",
@@ -340,7 +341,7 @@ ARGUED: Dict[str, str] = {
     ),
     "fd.py np.abs(a.lower - b.lower) <= slack flip": f"{_POSITIVE} (two kinks' errors)",
     "fd.py np.abs(a.upper - b.upper) <= slack flip": f"{_POSITIVE} (two kinks' errors)",
-    "fd.py np.abs(manual - tape) <= (slack if apart is None else apart) flip": (
+    "refinement.py np.abs(manual - tape) <= (slack if apart is None else apart) flip": (
         "where manual equals the tape and the tolerance is 0 (every gradient 0), the line is "
         "only differenced again at smaller steps, which agree: no verdict changes"
     ),

@@ -21,6 +21,7 @@ from .._core.policy import (
     tolerance_at,
     within_tape,
 )
+from .._core.refinement import coarser
 
 __all__ = ["Gathered", "FullMode", "DirectionalMode", "MODES"]
 
@@ -66,7 +67,7 @@ class Gathered:
 
     def refine_elements(self, ev: TensorEvidence, key, sigma: float, lines) -> np.ndarray:
         """Difference again, with smaller steps, the elements among ``lines`` whose estimate
-        is suspect (``fd.refine_suspects``); returns the others (flat indices)."""
+        is suspect (``refinement.refine_suspects``); returns the others (flat indices)."""
         lines = np.asarray(lines, dtype=np.int64)
 
         def remeasure(idx, shrink):
@@ -80,7 +81,7 @@ class Gathered:
     def coarser_where_alone(self, ev: TensorEvidence, key, sigma: float, lines) -> None:
         """Where finite differences judge alone, the ``lines`` (flat indices) their first
         estimate settled (no kink, nothing suspect) are differenced again with the step times
-        ``2^COARSER``, and that estimate kept where it is safe (``fd.coarser``) and still
+        ``2^COARSER``, and that estimate kept where it is safe (``refinement.coarser``) and still
         accepts the manual value. Rounding noise, which grows as 1/h, dominates the error of
         tensors whose gradients are small against the loss (3e-10 of their largest at the
         default step on a float64 tanh network, 5e-11 at four times the step); the larger
@@ -94,7 +95,7 @@ class Gathered:
             _DURING_FD, stencils.coordinate_stencil, self.twin, key, self.f0, lines, shrink=-COARSER
         )
         here = nd.take(lines)
-        wide = fdm.coarser(here, self.analyse(key, nd.name, st, sigma), sigma)
+        wide = coarser(here, self.analyse(key, nd.name, st, sigma), sigma)
         keep = wide.accepts(ev.manual.reshape(-1)[lines], tolerance_at(ev.slack, lines))
         keep &= here.accepts(ev.manual.reshape(-1)[lines], tolerance_at(ev.slack, lines))
         pick = np.flatnonzero(keep)

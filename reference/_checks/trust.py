@@ -192,7 +192,7 @@ def coordinate_problem(adapter: Adapter, moves: Dict, values: Dict) -> Optional[
     The spot check is a few elements; finite differences do not rest on it alone: every line
     whose estimate decides anything (a kink, a value that the manual gradient or the tape does
     not match) is differenced again at smaller steps through ``batched_loss``, and the estimate
-    from ``coordinate_losses`` is kept only where it agrees with those (``fd.refine``)."""
+    from ``coordinate_losses`` is kept only where it agrees with those (``refinement.refine``)."""
     got = np.concatenate([values[k] for k in moves])
     dense = guarded("model.batched_loss", _dense_moves, adapter, moves)
     tol = BATCHED_ULPS * adapter.eps * np.maximum(np.abs(dense), 1.0)

@@ -38,7 +38,8 @@ from typing import Optional
 import numpy as np
 
 from .codes import NoteCode
-from .fd import NumericalGradient, refine_suspects
+from .fd import NumericalGradient
+from .refinement import refine_suspects
 from .report import ElementVerdict
 
 __all__ = [
@@ -261,7 +262,7 @@ def refine_elements(ev: TensorEvidence, lines, remeasure) -> np.ndarray:
     """The engine's refinement of a tensor's elements ``lines`` (flat indices), for every
     check: those whose estimate is suspect, for the manual value or the tape (the manual value
     again where no tape witnesses), are differenced again with smaller steps
-    (``fd.refine_suspects``; ``remeasure(flat_lines, shrink)``). Returns the others."""
+    (``refinement.refine_suspects``; ``remeasure(flat_lines, shrink)``). Returns the others."""
     lines = np.asarray(lines, dtype=np.int64)
     return refine_suspects(
         ev.fd,
