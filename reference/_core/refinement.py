@@ -78,7 +78,9 @@ def refine(nd: NumericalGradient, lines: np.ndarray, remeasure, alone: bool = Fa
     spoils every step above c and none below, so the chain of agreement from the smallest step
     up stops where the crossing begins. A step joins the chain only if it also agrees with the
     tightest pair of smaller steps in it (``_anchor``): a middle step whose error a crossing
-    widened would otherwise join a wrong larger step to right smaller ones.
+    widened would otherwise join a wrong larger step to right smaller ones. Every step's error
+    along a line first carries the line's own rounding, where its smallest steps measure more
+    than the pooled noise (``_own_rounding``).
     ``remeasure(lines, shrink)`` returns the flat estimate of those lines with the step divided
     by ``2^shrink``. ``nd`` is updated in place.
 
