@@ -416,19 +416,36 @@ def test_check_derivative_asks_the_tape_with_an_upstream_gradient_other_than_one
 
 
 class _B1Scaled(mb.MLP):
-    """An MLP whose db1 is scaled by ``factor`` (1: right), with a float64 twin of its own type."""
+    """An MLP whose db1 is scaled by ``factor`` and then has ``slip`` added at ``b1[1]`` (1 and
+    0: right), with a float64 twin of its own type."""
 
-    factor = 1.0
+    factor, slip = 1.0, 0.0
 
     def gradients(self, X, y):
-        grads = list(super().gradients(X, y))
+        grads = [np.array(g) for g in super().gradients(X, y)]
         grads[1] = grads[1] * self.factor
+        grads[1][1] += self.slip
         return grads
 
     def astype(self, dtype):
         twin = super().astype(dtype)  # an MLP with the same weights, made this class
-        twin.__class__, twin.factor = type(self), self.factor
+        twin.__class__, twin.factor, twin.slip = type(self), self.factor, self.slip
         return twin
+
+
+def _saturated_softmax(seed, factor=1.0):
+    """A softmax layer under binary cross-entropy, weights x3 (``_B1Scaled``)."""
+    model = _B1Scaled(
+        [2, 3],
+        ["softmax"],
+        "binary_crossentropy",
+        dtype="float32",
+        seed=seed,
+        initializer="glorot_uniform",
+        weight_scale=3.0,
+    )
+    model.factor = factor
+    return model
 
 
 @pytest.mark.parametrize("factor, ok", [(1.0, True), (1.001, False)])
@@ -439,16 +456,7 @@ def test_a_probe_whose_disagreement_is_erratic_under_a_nudge_is_no_evidence(fact
     so. A db1 1e-3 off moves with the gradient, and fails. (The draw of seed 2 that this test
     used needs the excuse no more: its line's own rounding, measured at the smaller steps,
     widens the bar instead.)"""
-    model = _B1Scaled(
-        [2, 3],
-        ["softmax"],
-        "binary_crossentropy",
-        dtype="float32",
-        seed=8,
-        initializer="glorot_uniform",
-        weight_scale=3.0,
-    )
-    model.factor = factor
+    model = _saturated_softmax(8, factor)
     X, y = batch_for(model, n=4, input_scale=10.0, seed=1)
     report = check_gradients(model, X, y, mode="directional")
     assert report.ok is ok, str(report)
@@ -472,15 +480,7 @@ def test_a_saturated_softmax_bias_that_finite_differences_miss_steadily_passes(s
     -0.0829128226 +- 3.3e-6; seed 47: -2.900667e-7 against -2.822635e-7 +- 5.1e-10). The
     derivative of the same loss in 60-digit decimal arithmetic (a central difference with a
     step of 1e-25) is -0.0829127740077 and -2.9006672520e-7: manual and tape are right."""
-    model = _B1Scaled(
-        [2, 3],
-        ["softmax"],
-        "binary_crossentropy",
-        dtype="float32",
-        seed=seed,
-        initializer="glorot_uniform",
-        weight_scale=3.0,
-    )
+    model = _saturated_softmax(seed)
     X, y = batch_for(model, n=4, input_scale=10.0, seed=batch_seed)
     report = check_gradients(model, X, y, mode="full")
     assert report.ok, str(report)
@@ -1294,21 +1294,8 @@ def test_a_balanced_mae_bias_beside_two_kinks_passes(mode, slip, ok):
     sides; the larger step joins the chain only if it also agrees with the tightest pair of
     smaller steps, and it does not: b1 passes, and a slip of 3% of b1's scale at that element
     fails there."""
-    import manual_backprop as mb
-    from reference._catalogue.strategies import batch_for
-
-    class Slipped(mb.MLP):
-        def gradients(self, X, y):
-            grads = [np.array(g) for g in super().gradients(X, y)]
-            grads[1][1] += slip
-            return grads
-
-        def astype(self, dtype):  # the same code in float64: judged through its twin
-            twin = super().astype(dtype)
-            twin.__class__ = Slipped
-            return twin
-
-    model = Slipped([1, 10], ["relu"], "mae", dtype="float32", seed=21958, weight_scale=0.1)
+    model = _B1Scaled([1, 10], ["relu"], "mae", dtype="float32", seed=21958, weight_scale=0.1)
+    model.slip = slip  # kept by its float64 twin, through which it is judged
     X, y = batch_for(model, n=9, input_scale=0.001, seed=269)
     report = check_gradients(model, X, y, mode=mode)
     assert report.ok is ok, str(report)
