@@ -26,6 +26,8 @@ PINNED = {
     "SCALE_FLOOR": 1e-2,
     "LOSS_ULPS": 256,
     "ROUNDING_ULPS": 256,
+    "REFINE_WIDE": 1e-3,
+    "STOP_EPS_POWER": 0.5,
 }
 
 
@@ -49,6 +51,19 @@ def test_the_threshold_mutants_are_generated_from_the_code():
     for p in planted:  # each plants a change that still compiles
         text = (thresholds.ROOT / p.site.rel).read_text()
         compile(p.apply(text), p.site.rel, "exec")
+
+
+@pytest.fixture(autouse=True)
+def _eager_losses(monkeypatch):
+    """Finite differences evaluate the designed losses eagerly, as on an idle machine: whether a
+    check compiles the loss is timed (``cost.worth_compiling``: a small model's 40 evaluations
+    are compiled when one eager call takes over 6 ms, as under load), and the compiled graph
+    rounds the loss differently (the noise of the test of the measured noise below is 2.5 times
+    smaller there). The thresholds are pinned on one path; the compiled one has its tests in
+    test_fast_paths."""
+    import reference._checks.gradients as g
+
+    monkeypatch.setattr(g, "worth_compiling", lambda *args: False)
 
 
 def _check(model, **kwargs):
@@ -763,6 +778,84 @@ def test_a_numpy_course_model_fails_an_element_2_5x_beyond_what_finite_differenc
         assert report.tape_blind, str(report)
         verdicts[k] = report.entries[0].status
     assert verdicts == {INSIDE: Status.PASS, OUTSIDE: Status.FAIL}
+
+
+# A wiggle amp sin(F w) with every weight at a crest of its cosine (F w a multiple of 2 pi):
+# Richardson's value errs by O(h^4) there, but its error bar, 4 |D(h/2) - D(h)|, is
+# amp F^3 h^2 / 2 along every line (h = 2^-13, |w| <= 1).
+_WIGGLE_F, _ALONE_STEP = 1000.0, 2.0**-13
+
+
+def _wiggle_with_bar(share, delta_share, mode):
+    """A NumPy model (finite differences judge alone) whose default step's error bar is
+    ``share`` of the tensor's scale along every line, with ``delta_share`` of the bar planted
+    at element 5."""
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.5, 1.0, 8)
+    w0 = 2.0 * np.pi * np.round(rng.uniform(-1.0, 1.0, 8) * _WIGGLE_F / (2.0 * np.pi)) / _WIGGLE_F
+    per_amp = _WIGGLE_F**3 * _ALONE_STEP**2 / 2.0  # the bar per unit of amp
+    # bar = share * scale, scale = max(a) + amp F: solved for amp.
+    amp = share * float(np.max(a)) / (per_amp - share * _WIGGLE_F)
+    bar = amp * per_amp
+    block = Block(a, w0, wiggle=(amp, _WIGGLE_F))
+    model = Designed([block], numpy=True, error=offset_at(0, 5, delta_share * bar))
+    return check_gradients(model, *NO_DATA, mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["full", "directional"])
+def test_finite_differences_alone_refine_a_line_whose_error_bar_exceeds_1e_3_of_the_scale(mode):
+    """No tape: an estimate whose error bar (beyond rounding) is more than REFINE_WIDE (1e-3) of
+    the tensor's scale is differenced again with smaller steps, which resolve it 256 times more
+    finely on a smooth line: an element off by half that bar, at a bar 2.5x REFINE_WIDE, fails
+    (a tenfold REFINE_WIDE would let the default step's bar accept it). A right model with bars
+    at 0.4x REFINE_WIDE passes unnoted. (REFINE_WIDE / 10 refines more lines, only sharper:
+    tools/thresholds.ARGUED.)"""
+    wide = PINNED["REFINE_WIDE"]
+    wrong = _wiggle_with_bar(OUTSIDE * wide, 0.5, mode)
+    assert wrong.tape_blind and wrong.entries[0].status == Status.FAIL, str(wrong)
+    right = _wiggle_with_bar(INSIDE * wide, 0.0, mode)
+    assert right.entries[0].status == Status.PASS, str(right)
+
+
+@pytest.mark.parametrize("delta", [0.0, 1e-4])
+def test_finite_differences_alone_keep_the_smallest_step_where_it_errs_least(delta):
+    """No tape, a wiggle 1e-8 sin(1e5 w) at its crests: the default step spans two turns of it,
+    and truncation outweighs rounding down to the smallest step (4096 times smaller), which is
+    kept. The right model passes; an element off by 1e-4 of the scale fails."""
+    rng = np.random.default_rng(0)
+    a, freq = rng.uniform(0.5, 1.0, 8), 1e5
+    w0 = 2.0 * np.pi * np.round(rng.uniform(-1.0, 1.0, 8) * freq / (2.0 * np.pi)) / freq
+    block = Block(a, w0, wiggle=(1e-8, freq))
+    scale = float(np.max(a)) + 1e-3
+    report = _check(Designed([block], numpy=True, error=offset_at(0, 5, delta * scale)))
+    assert report.tape_blind, str(report)
+    assert report.entries[0].status == (Status.FAIL if delta else Status.PASS), str(report)
+
+
+# --- the tape as a witness: what tf.stop_gradient drops -------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_stop_gradient_matters_where_it_drops_more_than_sqrt_eps_of_the_gradient(dtype):
+    """sum(a w + w^2 / 2) + sum(tf.stop_gradient(r a w)): the tape misses r a of a gradient near
+    a, and the forward is taken for one that overrides TensorFlow's derivative (the tape is no
+    witness there) where r is beyond eps^_STOP_EPS_POWER (sqrt(eps)): at 2.5x it is, at 0.4x it
+    is not (tf.nn.moments drops rounding, 1e-12 of the gradient in float64)."""
+    import tensorflow as tf
+
+    from reference._core.tape import overrides
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.5, 1.0, 8).astype(dtype)
+    w = tf.Variable(rng.normal(size=8).astype(dtype))
+    bound = float(np.finfo(dtype).eps) ** PINNED["STOP_EPS_POWER"]
+
+    def stops(r):
+        ra = (r * a).astype(dtype)  # a constant of the graph, as a and w^2 / 2 are
+        return lambda: tf.reduce_sum(a * w + 0.5 * w * w) + tf.reduce_sum(tf.stop_gradient(ra * w))
+
+    found = {k: "tf.stop_gradient" in overrides(stops(k * bound)) for k in (INSIDE, OUTSIDE)}
+    assert found == {INSIDE: False, OUTSIDE: True}
 
 
 # --- check_derivative: where it samples -----------------------------------------------------

@@ -419,7 +419,18 @@ ARGUED: Dict[str, str] = {
         "differenced: the elements of the halves that still disagree are differenced, as they "
         "would have been"
     ),
+    "refinement.py truncation > wide flip": (
+        f"{_POSITIVE} (REFINE_WIDE of the tensor's scale, or of 1, times the probe's span)"
+    ),
+    "refinement.py error < here.error flip": (
+        "equal only at exact equality of two measured error bars, where the two estimates "
+        "agree within that bar: either kept accepts within the same width"
+    ),
     # Constants: a tenfold drift that moves no verdict, and why.
+    "policy.py REFINE_WIDE /10": (
+        "no weakening: more lines are differenced again with smaller steps, whose estimate is "
+        "kept only where it agrees with the default step's (a sharper bar within the old one)"
+    ),
     "fd.py ALONE_KINK_SIGMAS /10": (
         "where finite differences judge alone a jump called a kink only widens what they accept "
         "by the noise (the one-sided derivatives stay measured); no wrong element found that it "

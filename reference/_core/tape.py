@@ -182,17 +182,21 @@ def _stops_that_matter(call) -> bool:
     r"""Whether the ``tf.stop_gradient``\ s of ``call`` (at the top of its graph) drop any of
     its gradient: the gradient the tape misses through them, sum over the stops s of
     (d s_in / d x)^T (d <c, out> / d s) for random cotangents c, against the tape's own, for
-    every input and variable x. True where it cannot be worked out."""
+    every input and variable x (a variable's reads summed: each use of it in a graph may read
+    it anew). True where it cannot be worked out."""
     try:
         wrapped = tf.compat.v1.wrap_function(call, [])
         graph = wrapped.graph
         stops = [op for op in graph.get_operations() if op.type == "StopGradient"]
         outs = [t for t in tf.nest.flatten(wrapped.outputs) if t.dtype.is_floating]
-        sources = [t for _, t in graph.captures if t.dtype.is_floating] + [
-            op.outputs[0]
+        reads = [
+            op
             for op in graph.get_operations()
             if op.type == "ReadVariableOp" and op.outputs[0].dtype.is_floating
         ]
+        captured = [t for _, t in graph.captures if t.dtype.is_floating]
+        sources = captured + [op.outputs[0] for op in reads]
+        owners = [t.name for t in captured] + [op.inputs[0].name for op in reads]
         with graph.as_default():
             cots = [
                 tf.random.stateless_normal(tf.shape(o), [7, i], dtype=o.dtype)
@@ -204,18 +208,24 @@ def _stops_that_matter(call) -> bool:
                 return False
             dropped = tf.gradients([p for p, _ in pairs], sources, grad_ys=[g for _, g in pairs])
             kept = tf.gradients(outs, sources, grad_ys=cots)
-        fetches = [
-            (d, tf.zeros_like(d) if k is None else k)
-            for d, k in zip(dropped, kept)
-            if d is not None
-        ]
-        if not fetches:
+            fetches = [
+                tf.zeros_like(x) if g is None else g
+                for x, pair in zip(sources, zip(dropped, kept))
+                for g in pair
+            ]
+        if not any(d is not None for d in dropped):
             return False
-        values = wrapped.prune(feeds=[], fetches=[t for pair in fetches for t in pair])()
+        values = wrapped.prune(feeds=[], fetches=fetches)()
     except Exception:  # the user's code, traced again: anything it raises means "cannot tell"
         return True
     eps = max(float(np.finfo(o.dtype.as_numpy_dtype).eps) for o in outs)
-    values = [np.abs(np.asarray(v, np.float64)) for v in values]
-    dropped_max = max(float(np.max(v, initial=0.0)) for v in values[0::2])
-    kept_max = max(float(np.max(v, initial=0.0)) for v in values[1::2])
+    totals: Dict[str, List[np.ndarray]] = {}
+    for owner, d, k in zip(owners, values[0::2], values[1::2]):
+        pair = [np.asarray(d, np.float64), np.asarray(k, np.float64)]
+        if owner in totals:
+            totals[owner] = [t + v for t, v in zip(totals[owner], pair)]
+        else:
+            totals[owner] = pair
+    dropped_max = max(float(np.max(np.abs(d), initial=0.0)) for d, _ in totals.values())
+    kept_max = max(float(np.max(np.abs(k), initial=0.0)) for _, k in totals.values())
     return not dropped_max <= eps**_STOP_EPS_POWER * kept_max
