@@ -426,6 +426,11 @@ ARGUED: Dict[str, str] = {
         "equal only at exact equality of two measured error bars, where the two estimates "
         "agree within that bar: either kept accepts within the same width"
     ),
+    "tape.py dropped_max <= eps**_STOP_EPS_POWER * kept_max flip": (
+        f"{_POSITIVE} (a power of eps times the tape's largest gradient), or where both are 0: "
+        "a stop that drops nothing from a loss whose gradient is 0, where nothing disagrees and "
+        "the tape's independence is never asked"
+    ),
     # Constants: a tenfold drift that moves no verdict, and why.
     "policy.py REFINE_WIDE /10": (
         "no weakening: more lines are differenced again with smaller steps, whose estimate is "
