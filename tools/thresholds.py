@@ -422,6 +422,15 @@ ARGUED: Dict[str, str] = {
     "refinement.py truncation > wide flip": (
         f"{_POSITIVE} (REFINE_WIDE of the tensor's scale, or of 1, times the probe's span)"
     ),
+    "refinement.py excess > 0 flip": (
+        "equal only where a line's own noise equals the noise its error was computed with "
+        "exactly, or is unknown (counted as no excess): the error is widened by 0 and the "
+        "default step's estimate written back as it was"
+    ),
+    "refinement.py np.where(smaller.kink, kink_error, error) < anchor.error_bar flip": (
+        "equal only at exact equality of two measured error bars, or where both are infinite "
+        "(an anchor that accepts everything replaced by another that does)"
+    ),
     "refinement.py error < here.error flip": (
         "equal only at exact equality of two measured error bars, where the two estimates "
         "agree within that bar: either kept accepts within the same width"
