@@ -361,6 +361,18 @@ def test_a_numpy_forward_without_a_vjp_is_not_said_to_ignore_dy():
     assert Finding.ALL_ZEROS in _findings(report)
 
 
+@pytest.mark.parametrize("reads", [True, False])
+def test_variables_fn_reads_besides_its_inputs_are_named_as_not_judged(reads):
+    """A layer's weights read inside fn (a Keras layer checked as fn(x)): only x's gradient is
+    judged, and the report says so, naming them; an fn that reads none gets no such note."""
+    w = tf.Variable(np.linspace(0.5, 1.5, 3), name="kernel")
+    fn = (lambda x: tf.tanh(x * w)) if reads else (lambda x: tf.tanh(x * 0.5))
+    report = check_function(fn, np.ones((2, 3)))
+    noted = [n for n in report.notes if "trainable variable(s) besides its inputs" in n]
+    assert report.ok and len(noted) == int(reads), str(report)
+    assert not reads or "kernel" in noted[0]
+
+
 def test_an_empty_input_is_refused():
     with pytest.raises(ValueError, match=r"inputs\[0\] is empty"):
         check_function(F.softmax, np.zeros((0, 3)))

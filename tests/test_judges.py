@@ -418,6 +418,8 @@ class Broken(HandBackprop):
             return [grads[0], None, grads[2], grads[3]]
         if self.how == "nan":
             return [grads[0] * np.nan, *grads[1:]]
+        if self.how == "dict":  # as CS231n's loss functions return them
+            return dict(zip(["W1", "b1", "W2", "b2"], grads))
         raise AssertionError(self.how)
 
 
@@ -428,6 +430,7 @@ class Broken(HandBackprop):
         ("short", "returned 3 tensors for 4 params"),
         ("shape", "the gradient for W2 has shape (2, 4); the tensor has shape (4, 2)"),
         ("none", "the gradient for b1 is None"),
+        ("dict", "returned a dict (keys 'W1', 'b1', 'W2', 'b2'); return a list with one gradient"),
     ],
 )
 def test_protocol_errors_are_reported(how, message):

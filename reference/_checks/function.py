@@ -167,6 +167,7 @@ def check_function(
     report = FunctionReport(mode, p.dtype, precision, function=name, order=order)
     note = fdm.precision_note("fn", p.dtype, p.f.out_dtype.name, precision)
     report.notes.extend([note] if note else [])
+    report.notes.extend(p.variables_note())
     impure = pb.purity(p)
     if impure:
         report.impure = impure

@@ -120,7 +120,9 @@ class Problem:
             )
         self.dtype = self.inputs[0].dtype.name
         self.names = _input_names(fn, len(self.inputs))
-        first = fn(*[tf.constant(x) for x in self.inputs])
+        with tf.GradientTape() as tape:  # which trainable variables fn reads besides its inputs
+            first = fn(*[tf.constant(x) for x in self.inputs])
+        self.variables = [v.name for v in tape.watched_variables()]
         self.structured = isinstance(first, (tuple, list))
         self.container = type(first) if self.structured else None
         outs = flat_tensors(first, "fn", _FN_FIX)
@@ -139,6 +141,19 @@ class Problem:
             f"assumed): fn does not depend on it, or computes it outside TensorFlow (NumPy, "
             f".numpy()), where the tape cannot witness and finite differences judge"
             for a in sorted(self.disconnected)
+        ]
+
+    def variables_note(self) -> List[str]:
+        """A note when fn reads trainable variables besides its inputs: their gradients are not
+        judged (a Keras layer's weights, read inside it)."""
+        if not self.variables:
+            return []
+        names = ", ".join(self.variables[:4]) + (", ..." if len(self.variables) > 4 else "")
+        return [
+            f"fn reads {len(self.variables)} trainable variable(s) besides its inputs ({names}): "
+            f"only the gradients with respect to its inputs are judged; to judge theirs too, "
+            f"pass their values as inputs (fn(x, kernel, bias), with the vjp returning one "
+            f"gradient each), or check the model with check_gradients"
         ]
 
     def call(self, *xs) -> List[tf.Tensor]:

@@ -8,7 +8,7 @@ twin. A failure of the model's own code becomes a :class:`ModelError`, reported,
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -231,7 +231,14 @@ class Adapter:
     def manual(self) -> Dict:
         """The hand-written gradients keyed like ``keys``, as float64 arrays; ModelError when the
         model raises or returns the wrong number or shapes of tensors."""
-        grads = list(guarded("model.gradients(X, y)", self.model.gradients, self.X, self.y))
+        grads = guarded("model.gradients(X, y)", self.model.gradients, self.X, self.y)
+        if isinstance(grads, Mapping):
+            keys = ", ".join(repr(k) for k in list(grads)[:6])
+            raise ModelError(
+                f"model.gradients(X, y) returned a dict (keys {keys}); return a list with one "
+                f"gradient per tensor of model.params, in its order ({', '.join(self.names)})."
+            )
+        grads = list(grads)
         if len(grads) != len(self.params):
             raise ModelError(
                 f"model.gradients(X, y) returned {len(grads)} tensors for "
