@@ -104,6 +104,53 @@ def test_a_numpy_forward_leaves_finite_differences_to_judge_alone(mode, dtype):
     assert [e.name for e in wrong.failing][:1] == ["vjp: w"], str(wrong)
 
 
+class _NumpyDataLossTfPenalty:
+    """A softmax classifier whose data loss is computed in NumPy from ``W.numpy()`` and whose L2
+    penalty is in TF: the tape sees the penalty only."""
+
+    param_names = ["W", "b"]
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.W = tf.Variable(0.5 * rng.standard_normal((4, 3)))
+        self.b = tf.Variable(np.zeros(3))
+        self.params = [self.W, self.b]
+
+    def _probabilities(self, X):
+        s = X @ self.W.numpy() + self.b.numpy()
+        e = np.exp(s - s.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    def loss(self, X, y):
+        p = self._probabilities(X)
+        data = -np.log(p[np.arange(len(y)), y]).mean()
+        return tf.constant(data) + 0.1 * tf.reduce_sum(self.W**2)
+
+    def gradients(self, X, y):
+        p = self._probabilities(X)
+        p[np.arange(len(y)), y] -= 1
+        p /= len(y)
+        return [X.T @ p + 0.2 * self.W.numpy(), p.sum(0)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_tape_overruled_everywhere_still_prints_how_far_it_is_from_manual(mode):
+    """Every element of W excused (finite differences overrule a tape that sees the penalty
+    only): the right model passes with a note, and its manual~tape column prints the largest
+    difference, not the 0 of no element counted."""
+    model = _NumpyDataLossTfPenalty()
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((5, 4)), np.array([0, 1, 2, 2, 1])
+    apart = np.abs(model.gradients(X, y)[0] - tape_gradients(model, X, y)[0].numpy())
+    largest = np.abs(model.gradients(X, y)[0]).max()
+    report = check_gradients(model, X, y, mode=mode)
+    W = report.entries[0]
+    assert report.ok and W.status == Status.NOTES, str(report)
+    shown = next(c for c in W.comparisons if c.between.column == "manual~tape")
+    assert not shown.agree and shown.relative == pytest.approx(apart.max() / largest, rel=1e-6)
+    assert f"{shown.relative:.2g}>" in str(report)
+
+
 # --- a tie's gradient counted twice ------------------------------------------------------------
 
 
