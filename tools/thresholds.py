@@ -440,7 +440,20 @@ ARGUED: Dict[str, str] = {
         "a stop that drops nothing from a loss whose gradient is 0, where nothing disagrees and "
         "the tape's independence is never asked"
     ),
+    "tape.py gaps[k][mask] <= WOBBLE_FACTOR * w[mask] flip": (
+        f"{_POSITIVE} (four times the tape's own measured rounding), or where both are 0: a "
+        "gap of 0 is no suspect"
+    ),
+    "tape.py w[mask] > 0 flip": (
+        "the ratio is only printed; where the tape's rounding is 0 the gap must be 0 to be "
+        "excused, and a gap of 0 is no suspect"
+    ),
     # Constants: a tenfold drift that moves no verdict, and why.
+    "tape.py _RESCALES /10": (
+        "0.3, 0.07, 0.7 and 0.03 are no powers of two either: every value of the backward pass "
+        "is scaled and rounds anew, and the rounding sampled is the same"
+    ),
+    "tape.py _RESCALES x10": "as _RESCALES /10: 30, 7, 70 and 3 are no powers of two",
     "policy.py REFINE_WIDE /10": (
         "no weakening: more lines are differenced again with smaller steps, whose estimate is "
         "kept only where it agrees with the default step's (a sharper bar within the old one)"

@@ -48,7 +48,7 @@ from .._core.report import (
     ElementVerdict,
     NoteCode,
 )
-from .._core.tape import overrides, tape_values
+from .._core.tape import overrides, tape_values, within_wobble
 
 __all__ = [
     "tape_independence",
@@ -150,9 +150,11 @@ def rounding_pass(
     }
     if steady:
         erratic.update(_erratic(twin, steady, manual, tape, _LARGENUDGE, rng))
+    rest = {k: mask for k, mask in suspects.items() if k not in erratic}  # the tape's own rounding
+    wobbly = within_wobble(twin, rest, gaps) if rest else {}
     flat = _flatness(evidence)
     for k, mask in suspects.items():
-        if k not in erratic:
+        if k not in erratic and k not in wobbly:
             zeros = mask & ((manual[k] == 0) | (tape[k] == 0))
             figures = {"fraction": flat, "ulps": LOSS_ULPS}
             owned = mask & (own[k] == 0) & ~zeros if own is not None else None
@@ -170,7 +172,7 @@ def rounding_pass(
                 continue
             figures = {"difference": float(np.max(gaps[k][part])) / scale}
             figures["bound"] = bounds[k] / scale
-            figures["moved"] = erratic[k]
+            figures.update({"moved": erratic[k]} if k in erratic else {"wobble": wobbly[k]})
             error = np.empty(0) if ev.fd is None else ev.fd.error[part]
             figures["resolution"] = float(np.max(error[np.isfinite(error)], initial=0.0)) / scale
             decide(verdict, part, figures)

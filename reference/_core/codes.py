@@ -112,12 +112,10 @@ _NOTE_TEXT = {
     ),
     NoteCode.ROUNDING_EXCUSED: (
         "{count} element(s) where manual and tape differ by more than rounding of a "
-        "well-conditioned formula, by less than finite differences resolve, and the "
-        "difference changes erratically when the weights move by 1e-6 (or, below what the "
-        "loss resolves, by 1e-3), as rounding does: "
-        "cancellation in the hand-written formula (such as elu's a + alpha deep in "
-        "saturation), not a bug (the difference: up to {difference:.2g} of the tensor's "
-        "scale, within {bound:.2g}; it moved by {moved:.2g} of itself)"
+        "well-conditioned formula, by less than finite differences resolve, and "
+        "{moved?}{wobble?}: cancellation (such as elu's a + alpha deep in saturation, or a "
+        "bias's gradient summed from terms that cancel), not a bug (the difference: up to "
+        "{difference:.2g} of the tensor's scale, within {bound:.2g})"
     ),
     NoteCode.LOSS_FLAT: (
         "{count} element(s) where the manual value or the tape's is 0{own?} and the other is "
@@ -223,6 +221,14 @@ _STILL = (
     ", or the loss did not move at all along {still} of these lines (every evaluation the "
     "same: rounded more coarsely than the change, as -log p is at p near 1)"
 )
+_ERRATIC = (
+    "the difference changes erratically when the weights move by 1e-6 (or, below what the "
+    "loss resolves, by 1e-3), as rounding does (it moved by {moved:.2g} of itself)"
+)
+_WOBBLE = (
+    "the difference is within the tape's own rounding (it is {wobble:.2g} times what the "
+    "tape's gradient moves by when its cotangent is scaled by 3, 0.7, 7 or 0.3)"
+)
 _OWN_TAPE = ", and the tape is no independent witness there"
 _WITHIN_ROUNDING = (
     ", {within} of them by less than the outputs' rounding alone reaches at their step "
@@ -234,6 +240,7 @@ _OWN_ZERO = (
 )
 _OPTIONAL_TEXT = {
     NoteCode.UNWITNESSED: {"tape": _OWN_TAPE},
+    NoteCode.ROUNDING_EXCUSED: {"moved": _ERRATIC, "wobble": _WOBBLE},
     NoteCode.FD_CONFOUNDED: {"moved": _NUDGED, "still": _STILL},
     NoteCode.PROBES_CONFOUNDED: {"moved": _NUDGED},
     NoteCode.PROBES_DISAGREE: {"within": _WITHIN_ROUNDING},

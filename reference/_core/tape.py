@@ -47,10 +47,10 @@ _DISCONNECTED = (
 )
 
 
-def _taped(model, X, y, include_input: bool):
+def _taped(model, X, y, include_input: bool, cotangent: float = 1.0):
     """(the sources: the params, and X; the tape's gradients of ``model.loss`` with respect to
-    them, None where the loss is not connected, or None altogether when the loss is not a
-    tensor; the loss)."""
+    them (of ``cotangent`` times it, divided back), None where the loss is not connected, or
+    None altogether when the loss is not a tensor; the loss)."""
     params = list(model.params)
     # Integer inputs (token ids, class indices) are passed as they are: only float ones can be
     # watched, and only they are converted to the model's dtype.
@@ -79,13 +79,18 @@ def _taped(model, X, y, include_input: bool):
         )
     if not isinstance(loss, (tf.Tensor, tf.Variable)):
         return sources, None, loss
-    grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.NONE)
+    seed = None if cotangent == 1.0 else tf.constant(cotangent, loss.dtype)
+    grads = tape.gradient(
+        loss, sources, output_gradients=seed, unconnected_gradients=tf.UnconnectedGradients.NONE
+    )
     # A gathered parameter (an embedding lookup) gets IndexedSlices: made dense.
     grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+    if seed is not None:
+        grads = [None if g is None else g / seed for g in grads]
     return sources, grads, loss
 
 
-def tape_witness(adapter: Adapter) -> Tuple[Dict, Optional[str]]:
+def tape_witness(adapter: Adapter, cotangent: float = 1.0) -> Tuple[Dict, Optional[str]]:
     """The tape's gradients keyed like ``adapter.keys``, as float64 arrays, or None for a tensor
     the tape cannot witness (a loss not connected to that tensor on the tape); and why it can
     witness no tensor at all (NumPy parameters, a loss that is not a tensor, a loss connected
@@ -99,6 +104,7 @@ def tape_witness(adapter: Adapter) -> Tuple[Dict, Optional[str]]:
         adapter.X,
         adapter.y,
         adapter.include_input,
+        cotangent,
     )
     blind = None
     if grads is None:
@@ -117,6 +123,36 @@ def tape_witness(adapter: Adapter) -> Tuple[Dict, Optional[str]]:
 def tape_values(adapter: Adapter) -> Dict:
     """``tape_witness``'s gradients alone (None where the tape cannot witness)."""
     return tape_witness(adapter)[0]
+
+
+# The tape's own rounding at the point is sampled by scaling its cotangent by these (no powers
+# of two: every value the backward pass computes is scaled and rounds anew)...
+_RESCALES = (3.0, 0.7, 7.0, 0.3)
+# ... and a steady manual-minus-tape difference within this many times the largest move it
+# makes is the tape's rounding (a bias's gradient summed from terms that cancel keeps only their
+# absolute accuracy: in float32 one ulp of a term near 0.5 is 1.6e-4 of a sum of 9.5e-5).
+WOBBLE_FACTOR = 4.0
+
+
+def within_wobble(adapter: Adapter, suspects: Dict, gaps: Dict) -> Dict:
+    """The tensors of ``suspects`` (masks) whose manual-minus-tape ``gaps`` there are all within
+    ``WOBBLE_FACTOR`` times the tape's own rounding, elementwise, with the largest gap as a
+    multiple of that rounding: the tape's gradient of ``c * loss`` over c, for each c of
+    ``_RESCALES``, moves by that rounding from its gradient of the loss."""
+    base = tape_values(adapter)
+    wobble = {k: np.zeros_like(base[k]) for k in suspects if base[k] is not None}
+    for c in _RESCALES:
+        scaled = tape_witness(adapter, c)[0]
+        for k in wobble:
+            if scaled[k] is not None:
+                wobble[k] = np.maximum(wobble[k], np.abs(scaled[k] - base[k]))
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k, w in wobble.items():
+            mask = suspects[k]
+            if np.all(gaps[k][mask] <= WOBBLE_FACTOR * w[mask]):
+                out[k] = float(np.max(np.where(w[mask] > 0, gaps[k][mask] / w[mask], 0.0)))
+    return out
 
 
 # Ops whose gradient on the tape is not TensorFlow's own derivative of what they compute: the
