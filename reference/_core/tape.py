@@ -134,11 +134,12 @@ _RESCALES = (3.0, 0.7, 7.0, 0.3)
 WOBBLE_FACTOR = 4.0
 
 
-def within_wobble(adapter: Adapter, suspects: Dict, gaps: Dict) -> Dict:
+def within_wobble(adapter: Adapter, suspects: Dict, gaps: Dict, bounds: Dict) -> Dict:
     """The tensors of ``suspects`` (masks) whose manual-minus-tape ``gaps`` there are all within
-    ``WOBBLE_FACTOR`` times the tape's own rounding, elementwise, with the largest gap as a
-    multiple of that rounding: the tape's gradient of ``c * loss`` over c, for each c of
-    ``_RESCALES``, moves by that rounding from its gradient of the loss."""
+    ``WOBBLE_FACTOR`` times the tape's own rounding, elementwise, and that rounding within the
+    tensor's rounding ``bounds``, with the largest gap as a multiple of it: the tape's gradient
+    of ``c * loss`` over c, for each c of ``_RESCALES``, moves by that rounding from its
+    gradient of the loss (by more, where a custom gradient is not linear in its cotangent)."""
     base = tape_values(adapter)
     wobble = {k: np.zeros_like(base[k]) for k in suspects if base[k] is not None}
     for c in _RESCALES:
@@ -150,7 +151,7 @@ def within_wobble(adapter: Adapter, suspects: Dict, gaps: Dict) -> Dict:
     with np.errstate(divide="ignore", invalid="ignore"):
         for k, w in wobble.items():
             mask = suspects[k]
-            if np.all(gaps[k][mask] <= WOBBLE_FACTOR * w[mask]):
+            if np.all(w[mask] <= bounds[k]) and np.all(gaps[k][mask] <= WOBBLE_FACTOR * w[mask]):
                 out[k] = float(np.max(np.where(w[mask] > 0, gaps[k][mask] / w[mask], 0.0)))
     return out
 
