@@ -448,6 +448,10 @@ ARGUED: Dict[str, str] = {
         "the ratio is only printed; where the tape's rounding is 0 the gap must be 0 to be "
         "excused, and a gap of 0 is no suspect"
     ),
+    "problem.py len(self.variables) > 4 flip": (
+        "no verdict: whether a note's list of the variables fn reads ends with ', ...' at "
+        "exactly four of them"
+    ),
     # Constants: a tenfold drift that moves no verdict, and why.
     "tape.py _RESCALES /10": (
         "0.3, 0.07, 0.7 and 0.03 are no powers of two either: every value of the backward pass "
