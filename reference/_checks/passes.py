@@ -120,8 +120,8 @@ def rounding_pass(
     nudged again by 1e-3; erratic there, it is excused too. Erratic but larger, the elements are
     unverifiable (finite differences cannot resolve them, and rounding cannot explain them);
     steady within the bound and within the tape's own rounding (``tape.within_wobble``: a
-    bias's float32 sum of terms that cancel), excused; otherwise systematic, they fail, unless the loss shows no gradient of the model at all
-    (``_flatness``) and the manual value or the tape's is 0: a formula that cancels to exactly 0
+    bias's float32 sum of terms that cancel), excused; otherwise systematic, they fail, unless
+    the loss shows no gradient of the model at all (``_flatness``) and the manual value or the tape's is 0: a formula that cancels to exactly 0
     (selu's a + lambda * alpha deep in saturation, hand-written or in TensorFlow's kernel) has
     no low bits left to move, and either side is right to the loss's precision (noted,
     ``excuse_flat``); a factor on a value that is not 0 (twice the tape's) is not excused.
