@@ -121,12 +121,12 @@ def rounding_pass(
     unverifiable (finite differences cannot resolve them, and rounding cannot explain them);
     steady within the bound and within the tape's own rounding (``tape.within_wobble``: a
     bias's float32 sum of terms that cancel), excused; otherwise systematic, they fail, unless
-    the loss shows no gradient of the model at all (``_flatness``) and the manual value or the tape's is 0: a formula that cancels to exactly 0
-    (selu's a + lambda * alpha deep in saturation, hand-written or in TensorFlow's kernel) has
-    no low bits left to move, and either side is right to the loss's precision (noted,
-    ``excuse_flat``); a factor on a value that is not 0 (twice the tape's) is not excused.
-    A float32 model judged through its float64 twin
-    (``own``: its own float32 gradients) is the code the user runs: where its own value is 0,
+    the loss shows no gradient of the model at all (``_flatness``) and the manual value or the
+    tape's is 0: a formula that cancels to exactly 0 (selu's a + lambda * alpha deep in
+    saturation, hand-written or in TensorFlow's kernel) has no low bits left to move, and
+    either side is right to the loss's precision (noted, ``excuse_flat``); a factor on a value
+    that is not 0 (twice the tape's) is not excused. A float32 model judged through its float64
+    twin (``own``: its own float32 gradients) is the code the user runs: where its own value is 0,
     the twin's one or two ulps of the cancelled terms (steady: the value sits on one rounding
     step) are excused as the twin's 0 would be; a factor on the tape's value is not 0 in float32.
     """
