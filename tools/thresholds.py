@@ -440,11 +440,14 @@ ARGUED: Dict[str, str] = {
         "a stop that drops nothing from a loss whose gradient is 0, where nothing disagrees and "
         "the tape's independence is never asked"
     ),
-    "tape.py gaps[k][mask] <= WOBBLE_FACTOR * w[mask] flip": (
+    "tape.py gap <= WOBBLE_FACTOR * w flip": (
         f"{_POSITIVE} (four times the tape's own measured rounding), or where both are 0: a "
         "gap of 0 is no suspect"
     ),
-    "tape.py w[mask] > 0 flip": (
+    "tape.py np.maximum(gap, w) <= bounds[k] flip": (
+        f"{_POSITIVE} (the rounding bound, 256 ulps of the loss at least)"
+    ),
+    "tape.py w > 0 flip": (
         "the ratio is only printed; where the tape's rounding is 0 the gap must be 0 to be "
         "excused, and a gap of 0 is no suspect"
     ),

@@ -153,8 +153,7 @@ def rounding_pass(
         erratic.update(_erratic(twin, steady, manual, tape, _LARGENUDGE, rng))
     flat = _flatness(evidence)  # where the loss shows no gradient at all, excuse_flat decides
     rest = {k: m for k, m in suspects.items() if k not in erratic and flat > 1.0}
-    rest = {k: m for k, m in rest.items() if np.all(gaps[k][m] <= bounds[k])}
-    wobbly = within_wobble(twin, rest, gaps, bounds) if rest else {}  # the tape's own rounding
+    wobbly = within_wobble(twin, tape, rest, gaps, bounds) if rest else {}  # its own rounding
     for k, mask in suspects.items():
         if k not in erratic and k not in wobbly:
             zeros = mask & ((manual[k] == 0) | (tape[k] == 0))

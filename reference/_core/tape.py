@@ -134,25 +134,26 @@ _RESCALES = (3.0, 0.7, 7.0, 0.3)
 WOBBLE_FACTOR = 4.0
 
 
-def within_wobble(adapter: Adapter, suspects: Dict, gaps: Dict, bounds: Dict) -> Dict:
+def within_wobble(adapter: Adapter, tape: Dict, suspects: Dict, gaps: Dict, bounds: Dict) -> Dict:
     """The tensors of ``suspects`` (masks) whose manual-minus-tape ``gaps`` there are all within
-    ``WOBBLE_FACTOR`` times the tape's own rounding, elementwise, and that rounding within the
-    tensor's rounding ``bounds``, with the largest gap as a multiple of it: the tape's gradient
+    ``WOBBLE_FACTOR`` times the tape's own rounding, elementwise, and both within the tensor's
+    rounding ``bounds``, with the largest gap as a multiple of it: the tape's gradient
     of ``c * loss`` over c, for each c of ``_RESCALES``, moves by that rounding from its
-    gradient of the loss (by more, where a custom gradient is not linear in its cotangent)."""
-    base = tape_values(adapter)
-    wobble = {k: np.zeros_like(base[k]) for k in suspects if base[k] is not None}
+    gradient of the loss, ``tape`` (by more, where a custom gradient is not linear in its
+    cotangent)."""
+    wobble = {k: np.zeros_like(tape[k]) for k in suspects if tape[k] is not None}
     for c in _RESCALES:
         scaled = tape_witness(adapter, c)[0]
         for k in wobble:
             if scaled[k] is not None:
-                wobble[k] = np.maximum(wobble[k], np.abs(scaled[k] - base[k]))
+                wobble[k] = np.maximum(wobble[k], np.abs(scaled[k] - tape[k]))
     out = {}
     with np.errstate(divide="ignore", invalid="ignore"):
         for k, w in wobble.items():
             mask = suspects[k]
-            if np.all(w[mask] <= bounds[k]) and np.all(gaps[k][mask] <= WOBBLE_FACTOR * w[mask]):
-                out[k] = float(np.max(np.where(w[mask] > 0, gaps[k][mask] / w[mask], 0.0)))
+            gap, w = gaps[k][mask], w[mask]
+            if np.all(np.maximum(gap, w) <= bounds[k]) and np.all(gap <= WOBBLE_FACTOR * w):
+                out[k] = float(np.max(np.where(w > 0, gap / w, 0.0)))
     return out
 
 
