@@ -21,6 +21,7 @@ import importlib
 import inspect
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -529,10 +530,52 @@ def _check_json_path(path) -> None:
         raise UsageError(f"cannot write --json file {path!r}: permission denied")
 
 
+# What TensorFlow's C++ libraries write to the process's stderr as they load, before its logging
+# is set up and whatever TF_CPP_MIN_LOG_LEVEL says: absl's notice, then lines such as
+# "I0000 00:00:1796676063.480392   11472 port.cc:153] oneDNN custom operations are on ..." or
+# "E0000 ... cuda_executor.cc:...] failed call to cuInit: ..." (no GPU here).
+_STARTUP_LINE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] .*"
+    r"|E\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] failed call to cuInit.*"
+)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and let it find its devices with its start-up lines kept out of the
+    command's output (the lines above; anything else written meanwhile is passed on, an import
+    error's own text included)."""
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a stderr with no file underneath
+        import tensorflow  # noqa: F401
+
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), fd)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the devices are looked for (cuInit) here
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(x for x in lines if not _STARTUP_LINE.fullmatch(x.rstrip())))
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with 2 on a usage error
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()
     runners = {
         None: run_matrix,
         "model": run_model,

@@ -56,6 +56,16 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
     return common
 
 
+def _version() -> str:
+    """The installed distribution's version (``gradient-harness``)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("gradient-harness")
+    except metadata.PackageNotFoundError:
+        return "(not installed: run from a source tree)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common(defaults=True)
 
@@ -67,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         "MLP over every hidden activation x loss pairing x dtype.",
         epilog="exit codes: 0 all checks pass, 1 a check fails, 2 usage error",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument(
         "--dtype",
         choices=("float32", "float64", "both"),

@@ -1,15 +1,7 @@
-"""The pytest plugin (entry point ``pytest11``): check hand-written gradients with no glue.
-
-- the ``gradcheck`` fixture: ``gradcheck(model, X, y)`` asserts that the gradients match (the
-  report's table is the failure message) and returns the report;
-  ``gradcheck.function(fn, *inputs, vjp=...)`` does the same for any function's derivative;
-  ``gradcheck.snapshot(name, model, X, y)`` compares against a stored regression snapshot;
-- the ``gradcheck_models`` marker: ``@pytest.mark.gradcheck_models(max_examples=20, **options)``
-  makes the test hypothesis's own ``@given(gradcheck_case=cases(**options))`` test, over drawn
-  models and batches (``model, X, y = gradcheck_case``); the options are those of
-  ``reference.strategies.cases`` and ``models`` (an allow-list, checked at collection);
-- options in the ``gradcheck`` group: ``--gradcheck-mode``, ``--gradcheck-rtol``,
-  ``--gradcheck-probes``, ``--gradcheck-update-snapshots``.
+"""The pytest plugin's fixtures and marker, built on first use by the entry point module
+``_gradient_harness_pytest`` (which imports nothing of this package before a gradcheck fixture,
+marker or option is used): ``GradCheck`` (the ``gradcheck`` fixture), the option values with
+their ini twins (``options``), snapshots, and the marker's hypothesis test (``marked_test``).
 """
 
 from __future__ import annotations
@@ -24,52 +16,55 @@ import pytest
 from ._core import validate
 
 
-def pytest_addoption(parser):
-    group = parser.getgroup("gradcheck", "gradient checks of hand-written backward passes")
-    group.addoption(
-        "--gradcheck-mode",
-        choices=("full", "directional"),
-        default="full",
-        help="how the gradcheck fixture differences: every element (full, default) "
-        "or random probes per tensor (directional, for large models)",
-    )
-    group.addoption(
-        "--gradcheck-rtol",
-        type=validate.option(validate.rtol, "--gradcheck-rtol", float),
-        default=None,
-        metavar="RTOL",
-        help="manual-vs-tape tolerance, relative to each tensor's largest gradient, "
-        "for the model's own dtype (default 1e-10 float64, 1e-5 float32)",
-    )
-    group.addoption(
-        "--gradcheck-probes",
-        type=validate.option(validate.probes, "--gradcheck-probes"),
-        default=3,
-        metavar="N",
-        help="probe directions per tensor in directional mode (default 3)",
-    )
-    group.addoption(
-        "--gradcheck-update-snapshots",
-        action="store_true",
-        default=False,
-        help="rewrite gradcheck snapshots instead of comparing against them",
-    )
-    group.addoption(
-        "--gradcheck-strict-snapshots",
-        action="store_true",
-        default=False,
-        help="a missing gradcheck snapshot fails instead of being written (the default when "
-        "the CI environment variable is set)",
-    )
+def _ini_value(config, name: str, convert, validator):
+    """The ini option ``name`` converted and checked, or None where it is not set."""
+    text = config.getini(name)
+    if text in (None, ""):
+        return None
+    try:
+        return validator(convert(text.strip()), name)
+    except (TypeError, ValueError) as exc:
+        raise pytest.UsageError(f"ini option {name} = {text!r}: {exc}") from None
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "gradcheck_models(max_examples=None, **options): run the test over manual_backprop "
-        "models and batches drawn by hypothesis (options of reference.strategies.cases); the "
-        "test takes them as its gradcheck_case argument: model, X, y = gradcheck_case",
+def options(config) -> dict:
+    """The options of the gradcheck fixture: the command line's, else the ini file's, else the
+    built-in defaults. A bad ini value is a usage error naming the ini option."""
+    opt = config.getoption
+    mode = opt("--gradcheck-mode") or _ini_value(
+        config, "gradcheck_mode", str, lambda v, a: validate.choice(v, ("full", "directional"), a)
     )
+    rtol = opt("--gradcheck-rtol")
+    if rtol is None:
+        rtol = _ini_value(config, "gradcheck_rtol", _number(float), validate.rtol)
+    probes = opt("--gradcheck-probes")
+    if probes is None:
+        probes = _ini_value(config, "gradcheck_probes", _number(int), validate.probes)
+    strict = opt("--gradcheck-strict-snapshots")
+    if strict is None:
+        strict = bool(config.getini("gradcheck_strict_snapshots"))
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return {
+        "mode": mode or "full",
+        "rtol": rtol,
+        "probes": 3 if probes is None else probes,
+        "update": opt("--gradcheck-update-snapshots"),
+        "strict": strict or ci,
+        "why_strict": "under CI" if ci and not strict else "with strict snapshots",
+    }
+
+
+def _number(convert):
+    """``convert`` (int or float) with the message the command line gives."""
+
+    def parse(text: str):
+        try:
+            return convert(text)
+        except ValueError:
+            kind = "an integer" if convert is int else "a number"
+            raise ValueError(f"must be {kind}") from None
+
+    return parse
 
 
 class GradCheck:
@@ -77,12 +72,10 @@ class GradCheck:
 
     def __init__(self, request):
         self._request = request
-        opt = request.config.getoption
-        self.mode = opt("--gradcheck-mode")
-        self.rtol = opt("--gradcheck-rtol")
-        self.probes = opt("--gradcheck-probes")
-        self.update = opt("--gradcheck-update-snapshots")
-        self.strict = _strict(request.config)
+        chosen = options(request.config)
+        self.mode, self.rtol, self.probes = chosen["mode"], chosen["rtol"], chosen["probes"]
+        self.update, self.strict = chosen["update"], chosen["strict"]
+        self._why_strict = chosen["why_strict"]
 
     def __call__(self, model, X, y, **kwargs):
         """Assert that ``model``'s hand-written gradients are right at ``X, y``; returns the
@@ -159,9 +152,9 @@ class GradCheck:
                 return self._migrate(name, legacy, path, current, rtol)
             if self.strict:
                 pytest.fail(
-                    f"snapshot {name!r} is missing ({path}); under CI a missing snapshot fails "
-                    f"instead of being written: run the test locally once to take it and commit "
-                    f"the file (or pass --gradcheck-update-snapshots)",
+                    f"snapshot {name!r} is missing ({path}); {self._why_strict} a missing "
+                    f"snapshot fails instead of being written: run the test locally once to "
+                    f"take it and commit the file (or pass --gradcheck-update-snapshots)",
                     pytrace=False,
                 )
             stored = current
@@ -219,12 +212,6 @@ class GradCheck:
         return path
 
 
-def _strict(config) -> bool:
-    """Missing snapshots fail instead of being written: under CI, or when asked."""
-    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-    return ci or bool(config.getoption("--gradcheck-strict-snapshots"))
-
-
 def _regression_check(item, name: str, path: Path, data, tolerances) -> None:
     """pytest-regressions' ndarrays_regression on ``data`` against the file at ``path``."""
     from types import SimpleNamespace
@@ -273,22 +260,15 @@ def _obtained_dir() -> Path:
     return _OBTAINED["dir"]
 
 
-# The running test (set around each test's protocol), and the snapshot names each has taken.
-_RUNNING: dict = {}
+def _running() -> dict:
+    """The running test and the snapshot names it has taken, kept by the entry point module."""
+    from _gradient_harness_pytest import RUNNING
 
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):
-    _RUNNING["item"] = item
-    _RUNNING["claims"] = {}
-    try:
-        yield
-    finally:
-        _RUNNING.clear()
+    return RUNNING
 
 
 def _running_item(request):
-    item = _RUNNING.get("item")
+    item = _running().get("item")
     if item is None:
         raise pytest.UsageError("gradcheck.snapshot can be taken inside a running test only")
     return item
@@ -297,7 +277,7 @@ def _running_item(request):
 def _claim(item, name: str, path: Path) -> None:
     """Each snapshot name is taken once per test run: a second call (a loop, a hypothesis test)
     would compare another model with the first one's file."""
-    claims = _RUNNING.setdefault("claims", {})
+    claims = _running().setdefault("claims", {})
     if name in claims:
         pytest.fail(
             f"gradcheck.snapshot({name!r}) was taken twice in {item.nodeid}; a snapshot is of one "
@@ -307,74 +287,48 @@ def _claim(item, name: str, path: Path) -> None:
     claims[name] = path
 
 
-@pytest.fixture(scope="module")
-def gradcheck(request) -> GradCheck:
-    """``gradcheck(model, X, y)`` asserts the gradients; ``gradcheck.snapshot(...)`` compares
-    them with a stored regression snapshot. Module-scoped: it holds the options and the test
-    file's path only, so hypothesis's examples may share it (its function-scoped-fixture
-    health check stays quiet for it, and fires for the user's own function-scoped fixtures)."""
-    return GradCheck(request)
-
-
-@pytest.fixture
-def gradcheck_case(request):
-    """Filled in by ``@pytest.mark.gradcheck_models``: one drawn ``(model, X, y)`` per example."""
-    if request.node.get_closest_marker("gradcheck_models") is None:
-        raise pytest.UsageError(
-            f"{request.node.name} takes gradcheck_case but is not marked: add "
-            f"@pytest.mark.gradcheck_models(...) so that cases are drawn for it"
-        )
-    return None
-
-
 # The marker's keywords: the strategy's own (reference.strategies.cases and models) and
 # max_examples; anything else is refused at collection with this list.
 _MARKER_OPTIONS = ("max_examples",)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_pycollect_makeitem(collector, name, obj):
-    """A test marked ``gradcheck_models`` becomes hypothesis's own ``@given`` test, drawing its
+def marked_test(collector, name: str, obj, marker):
+    """The test marked ``gradcheck_models``, as hypothesis's own ``@given`` test drawing its
     ``gradcheck_case`` argument: fixtures, health checks, the example database (a key per
-    test) and settings then behave as hypothesis documents."""
-    marks = [m for m in getattr(obj, "pytestmark", []) if m.name == "gradcheck_models"]
-    if not marks or not inspect.isfunction(obj) or not collector.istestfunction(obj, name):
-        return None
+    test) and settings then behave as hypothesis documents. A marker used wrongly is a
+    ValueError saying how."""
     from hypothesis import given, is_hypothesis_test, settings
 
-    where = f"{collector.nodeid}::{name}"
-    marker = marks[0]
     if marker.args:
-        raise pytest.UsageError(f"{where}: gradcheck_models takes keyword options only")
+        raise ValueError("gradcheck_models takes keyword options only")
     if "gradcheck_case" not in inspect.signature(obj).parameters:
-        raise pytest.UsageError(
-            f"{where} is marked gradcheck_models but has no gradcheck_case argument to "
-            f"receive the drawn cases"
+        raise ValueError(
+            "the test is marked gradcheck_models but has no gradcheck_case argument to receive "
+            "the drawn cases"
         )
     if is_hypothesis_test(obj):
-        raise pytest.UsageError(
-            f"{where}: use @pytest.mark.gradcheck_models or @given, not both (the marker is "
-            f"given(gradcheck_case=reference.strategies.cases(...)))"
+        raise ValueError(
+            "use @pytest.mark.gradcheck_models or @given, not both (the marker is "
+            "given(gradcheck_case=reference.strategies.cases(...)))"
         )
     if any(m.name == "parametrize" for m in getattr(obj, "pytestmark", [])):
-        raise pytest.UsageError(
-            f"{where}: gradcheck_models does not combine with parametrize; draw the varying "
-            f"value with hypothesis instead (@given on a test of your own, with "
-            f"reference.strategies.cases())"
+        raise ValueError(
+            "gradcheck_models does not combine with parametrize; draw the varying value with "
+            "hypothesis instead (@given on a test of your own, with reference.strategies.cases())"
         )
     options = dict(marker.kwargs)
     max_examples = options.pop("max_examples", None)
-    strategy = _marker_strategy(options, where)
+    strategy = _marker_strategy(options)
     overrides = {"deadline": None}  # TensorFlow's first calls are slow to warm up
     if max_examples is not None:
         overrides["max_examples"] = validate.positive_integer(max_examples, "max_examples")
     test = given(gradcheck_case=strategy)(obj)
     if not getattr(obj, "_hypothesis_internal_settings_applied", False):
         test = settings(**overrides)(test)  # the user's own @settings, when given, wins
-    return pytest.Function.from_parent(collector, name=name, callobj=test)
+    return test
 
 
-def _marker_strategy(options: dict, where: str):
+def _marker_strategy(options: dict):
     """``reference.strategies.cases(**options)``, its keywords checked against the allow-list
     (the keywords of ``cases`` and ``models``)."""
     from ._catalogue import strategies
@@ -388,11 +342,11 @@ def _marker_strategy(options: dict, where: str):
         }
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise pytest.UsageError(
-            f"{where}: gradcheck_models got unknown option(s) {', '.join(unknown)}; the options "
-            f"are {', '.join(sorted(allowed))}"
+        raise ValueError(
+            f"gradcheck_models got unknown option(s) {', '.join(unknown)}; the options are "
+            f"{', '.join(sorted(allowed))}"
         )
     try:
         return strategies.cases(**options)
     except (TypeError, ValueError) as exc:
-        raise pytest.UsageError(f"{where}: gradcheck_models: {exc}") from None
+        raise type(exc)(f"gradcheck_models: {exc}") from None

@@ -1,6 +1,7 @@
 """The gradcheck command line: exit codes, the JSON report, user models, the step plot."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -494,3 +495,66 @@ def test_an_unwritable_json_path_is_refused_before_any_check(user_module, capsys
     assert main(["model", "usermodels:numpy_models", "--json", where]) == 2
     captured = capsys.readouterr()
     assert "--json" in captured.err and "Gradient check" not in captured.out
+
+
+def test_version(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out == f"gradcheck {metadata.version('gradient-harness')}\n"
+
+
+@pytest.mark.parametrize("level", [None, "3"])
+def test_tensorflows_start_up_lines_are_not_printed(tmp_path, level):
+    """TensorFlow's C++ libraries print lines as they load whatever TF_CPP_MIN_LOG_LEVEL says;
+    the command keeps them out of its output."""
+    (tmp_path / "cube.py").write_text(
+        "def f(x):\n    return x**3\n\ndef d(x):\n    return 3 * x**2\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    if level:
+        env["TF_CPP_MIN_LOG_LEVEL"] = level
+    proc = subprocess.run(
+        [sys.executable, "-m", "reference", "derivative", "cube:f", "cube:d", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "line, start_up",
+    [
+        (
+            "WARNING: All log messages before absl::InitializeLog() is called are written to "
+            "STDERR",
+            True,
+        ),
+        (
+            "I0000 00:00:1796676063.480392   11472 port.cc:153] oneDNN custom operations are on.",
+            True,
+        ),
+        (
+            "W0000 00:00:1796676063.480684   11472 cudart_stub.cc:31] Could not find cuda drivers",
+            True,
+        ),
+        (
+            "E0000 00:00:1796676063.4 11472 cuda_executor.cc:1228] failed call to cuInit: UNKNOWN",
+            True,
+        ),
+        ("E0000 00:00:1796676063.4 11472 op_kernel.cc:12] something else went wrong", False),
+        ("Traceback (most recent call last):", False),
+        ("ImportError: libcudart.so.12: cannot open shared object file", False),
+    ],
+)
+def test_only_tensorflows_start_up_lines_are_kept_out(line, start_up):
+    from reference._cli import _STARTUP_LINE
+
+    assert bool(_STARTUP_LINE.fullmatch(line)) == start_up

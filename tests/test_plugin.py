@@ -1,6 +1,7 @@
 """The pytest plugin, run the way a user runs it: pytest in a subprocess on a user's test file."""
 
 import re
+from pathlib import Path
 
 import numpy as np  # imported before any pytester test: pytester forgets what a test imports
 import pytest
@@ -237,15 +238,26 @@ def test_snapshots_catch_a_changed_backward_pass(pytester, local):
     run(pytester, SNAPSHOT_TEST.format(bug=None)).assert_outcomes(failed=1)
 
 
-@pytest.mark.parametrize("how", [["--gradcheck-strict-snapshots"], "CI"])
-def test_a_missing_snapshot_fails_under_ci_without_being_written(pytester, monkeypatch, how):
+@pytest.mark.parametrize(
+    "how, why",
+    [
+        ("--gradcheck-strict-snapshots", "with strict snapshots"),
+        ("ini", "with strict snapshots"),
+        ("CI", "under CI"),
+    ],
+)
+def test_a_missing_snapshot_fails_under_ci_without_being_written(pytester, monkeypatch, how, why):
     monkeypatch.delenv("CI", raising=False)
-    args = how if isinstance(how, list) else []
+    args = [how] if how.startswith("--") else []
     if how == "CI":
         monkeypatch.setenv("CI", "true")
+    if how == "ini":
+        pytester.makeini("[pytest]\ngradcheck_strict_snapshots = true\n")
     result = run(pytester, SNAPSHOT_TEST.format(bug=None), *args)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*snapshot 'two_layer' is missing*under CI*commit the file*"])
+    result.stdout.fnmatch_lines(
+        [f"*snapshot 'two_layer' is missing*{why} a missing*commit the file*"]
+    )
     assert not snapshot_file(pytester).exists()
 
 
@@ -529,7 +541,7 @@ def test_snapshot_names_are_file_names(name):
 
 def test_loading_the_plugin_imports_no_tensorflow(pytester):
     """An unrelated project's pytest run loads the plugin and imports no TensorFlow (nor its
-    start-up log lines) until a check runs."""
+    start-up log lines), nor anything of the package ``reference``, until a check runs."""
     pytester.makepyfile(
         test_unrelated="""
 import sys
@@ -537,7 +549,7 @@ import sys
 def test_nothing_of_ours(pytestconfig):
     assert pytestconfig.pluginmanager.has_plugin("gradcheck")
     assert "tensorflow" not in sys.modules
-    assert "reference._checks.gradients" not in sys.modules
+    assert not [name for name in sys.modules if name.split(".")[0] == "reference"]
 """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist")
@@ -626,6 +638,7 @@ def test_writes_files(gradcheck_case, tmp_path):
     ],
 )
 def test_bad_marker_options_are_refused_by_name(pytester, marker, message):
+    """The misused marker fails its own test, without a traceback; the others run."""
     result = run(
         pytester,
         f"""
@@ -634,10 +647,15 @@ import pytest
 @pytest.mark.{marker}
 def test_drawn(gradcheck_case):
     pass
+
+def test_other():
+    pass
 """,
     )
-    assert result.ret != 0
-    assert message in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(failed=1, passed=1)
+    assert "test_user.py::test_drawn: " in result.stdout.str()
+    assert message in result.stdout.str()
+    assert "INTERNALERROR" not in result.stdout.str() and "Traceback" not in result.stdout.str()
 
 
 def test_the_summary_line_names_the_failing_tensor_and_the_diagnosis(pytester, monkeypatch):
@@ -690,3 +708,100 @@ def test_gradients(gradcheck):
             "model.gradients(X, y) raised ZeroDivisionError*",
         ]
     )
+
+
+SHADOWED = """
+import pytest
+import reference
+
+def test_their_own_module():
+    assert reference.ANSWER == 42
+
+def test_the_fixture(gradcheck):
+    pass
+
+@pytest.mark.gradcheck_models(max_examples=2)
+def test_the_marker(gradcheck_case):
+    pass
+"""
+
+
+def test_a_projects_own_reference_module_breaks_only_the_harnesss_tests(pytester):
+    """A project's ``reference.py`` shadows the harness's package: the plugin still loads,
+    the project's tests run, and the fixture and the marker name the file in the way."""
+    pytester.makepyfile(reference="ANSWER = 42\n", test_theirs=SHADOWED)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist")
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    shadow = str(pytester.path / "reference.py")
+    out = result.stdout.str()
+    assert out.count(f"the module named 'reference' is {shadow}, not the gradient harness") == 2
+    assert "Rename that module" in out and "Traceback" not in out
+    # an option of the harness given on the command line says so too, when pytest starts
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gradcheck-rtol=1e-3")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--gradcheck-rtol: the module named 'reference' is {shadow}*"])
+
+
+INI_TEST = """
+from usermodel import TwoLayer, X, y
+
+def test_gradients(gradcheck):
+    report = gradcheck(TwoLayer(), X, y)
+    print("MODE", report.mode, "ENTRIES", len(report.entries), "RTOL", gradcheck.rtol,
+          "PROBES", gradcheck.probes, "STRICT", gradcheck.strict)
+"""
+
+
+@pytest.mark.parametrize(
+    "ini, args, expected",
+    [
+        (
+            "gradcheck_mode = directional\ngradcheck_probes = 2\ngradcheck_rtol = 1e-7",
+            [],
+            "MODE directional ENTRIES 2 RTOL 1e-07",
+        ),
+        (
+            "gradcheck_mode = directional\ngradcheck_rtol = 1e-7",
+            ["--gradcheck-mode=full", "--gradcheck-rtol=1e-8"],
+            "MODE full ENTRIES 2 RTOL 1e-08",
+        ),
+    ],
+    ids=["ini", "command line over ini"],
+)
+def test_ini_options_set_the_defaults_and_the_command_line_wins(pytester, ini, args, expected):
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    result = run(pytester, INI_TEST, "-s", *args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*{expected}*"])
+
+
+def test_the_readmes_ini_options_work_as_shown(pytester, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"```toml\n(\[tool\.pytest\.ini_options\].*?)```", readme, re.S)
+    pytester.makefile(".toml", pyproject=block.group(1))
+    result = run(pytester, INI_TEST, "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*MODE directional ENTRIES 2 RTOL 1e-08 PROBES 4 STRICT True*"])
+
+
+@pytest.mark.parametrize(
+    "ini, message",
+    [
+        (
+            "gradcheck_mode = diagonal",
+            "ini option gradcheck_mode = 'diagonal': gradcheck_mode must "
+            "be one of 'full', 'directional'",
+        ),
+        ("gradcheck_rtol = tight", "ini option gradcheck_rtol = 'tight': must be a number"),
+        (
+            "gradcheck_probes = 0",
+            "ini option gradcheck_probes = '0': gradcheck_probes must be a positive integer",
+        ),
+    ],
+)
+def test_bad_ini_options_are_refused_when_pytest_starts(pytester, ini, message):
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    result = run(pytester, "def test_nothing():\n    pass\n")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()

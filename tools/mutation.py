@@ -69,6 +69,7 @@ THRESHOLDS = "tests/test_thresholds.py"
 WITNESSES, TAPE = "tests/test_witnesses.py", "reference/_core/tape.py"
 STENCILS = "reference/_core/stencils.py"
 REFINEMENT = "reference/_core/refinement.py"
+PLUGIN = "_gradient_harness_pytest.py"
 
 BUGS: List[Bug] = [
     Bug(
@@ -638,7 +639,7 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "snapshots: a missing snapshot written under CI",
-        [("reference/_plugin.py", "    return ci or bool(", "    return False and bool(")],
+        [("reference/_plugin.py", '"strict": strict or ci,', '"strict": strict,')],
         ["tests/test_plugin.py"],
     ),
     Bug(
@@ -1176,6 +1177,21 @@ BUGS: List[Bug] = [
             )
         ],
         [NUMPY],
+    ),
+    Bug(
+        "the plugin's entry point imports the package reference when pytest loads it",
+        [(PLUGIN, "import pytest\n", "import pytest\nimport reference._plugin\n")],
+        ["tests/test_plugin.py"],
+    ),
+    Bug(
+        "a project's own module named reference taken for the harness",
+        [(PLUGIN, "    if not any((Path(f)", "    if False and any((Path(f)")],
+        ["tests/test_plugin.py"],
+    ),
+    Bug(
+        "the ini file's rtol wins over the command line's",
+        [("reference/_plugin.py", '    rtol = opt("--gradcheck-rtol")\n', "    rtol = None\n")],
+        ["tests/test_plugin.py"],
     ),
 ]
 
