@@ -343,9 +343,12 @@ def _bar_callback(bar, label):
 
 def _model_summary(args, reports, start) -> int:
     failing = sum(not r.ok for r in reports)
+    unchecked = sum(r.verdict == "NOT CHECKED" for r in reports)
     print(
         f"{len(reports)} model(s) from {args.factory} ({args.mode} mode): "
-        f"{len(reports) - failing} pass, {failing} fail in {time.perf_counter() - start:.1f} s"
+        f"{len(reports) - failing} pass, {failing - unchecked} fail"
+        + (f", {unchecked} not checked" if unchecked else "")
+        + f" in {time.perf_counter() - start:.1f} s"
     )
     if args.json:
         _write_json(

@@ -88,7 +88,9 @@ def test_a_random_or_impure_model_is_never_passed(name, bug, says, mode):
     report = judged(name, bug, mode=mode)
     assert not report.ok and report.impure and says in report.impure, str(report)
     assert not report.entries and "NOT JUDGED" in str(report)
+    assert str(report).startswith("Gradient check: NOT CHECKED") and "FAIL" not in str(report)
     assert report.to_dict()["impure"] == report.impure
+    assert report.to_dict()["verdict"] == "NOT CHECKED" and not report.to_dict()["ok"]
     fix = "switch dropout off" if "deterministic" in says else "unchanged"
     if "gradients" in says:
         fix = "without updating the parameters"

@@ -70,7 +70,7 @@ def detail(check) -> str:
 
 def headline(report) -> List[str]:
     """The first lines of the report: the verdict and how the check was run."""
-    verdict = "PASS" if report.ok else "FAIL"
+    verdict = report.verdict
     how = (
         f"judged through its {report.fd_dtype} twin"
         if report.dtype == "float32" and report.fd_dtype == "float64"
@@ -88,7 +88,7 @@ def headline(report) -> List[str]:
 def function_headline(report) -> List[str]:
     """The first lines of a function check: the verdict, how it was run, what was judged, and
     where the tape could not witness."""
-    verdict = "PASS" if report.ok else "FAIL"
+    verdict = report.verdict
     lines = [
         f"Function check of {report.function}: {verdict} (order {report.order}, mode "
         f"{report.mode}, inputs {report.dtype}, finite differences in {report.fd_dtype})"

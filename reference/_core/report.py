@@ -274,6 +274,15 @@ class GradientReport:
         return all(e.ok for e in self.entries)
 
     @property
+    def verdict(self) -> str:
+        """``PASS``, ``FAIL``, or ``NOT CHECKED`` where nothing was judged (the model broke the
+        protocol, or its loss or gradients are random or change the parameters); ``ok`` is
+        False then too."""
+        if self.error is not None or self.impure is not None:
+            return "NOT CHECKED"
+        return "PASS" if self.ok else "FAIL"
+
+    @property
     def failing(self) -> List[TensorCheck]:
         return [e for e in self.entries if not e.ok]
 
@@ -283,6 +292,7 @@ class GradientReport:
     def to_dict(self) -> Dict[str, Any]:
         return {
             "ok": self.ok,
+            "verdict": self.verdict,
             "mode": self.mode,
             "dtype": self.dtype,
             "fd_dtype": self.fd_dtype,
