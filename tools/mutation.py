@@ -839,8 +839,8 @@ BUGS: List[Bug] = [
         [
             (
                 PASSES,
-                "            if flat <= 1.0 and np.any(zeros):\n",
-                "            if np.any(zeros):\n",
+                "    if flat <= 1.0:\n        for k, mask in rest.items():\n",
+                "    if True:\n        for k, mask in rest.items():\n",
             )
         ],
         [WITNESSES],
@@ -1177,6 +1177,17 @@ BUGS: List[Bug] = [
             )
         ],
         [NUMPY],
+    ),
+    Bug(
+        "a flat model's steady difference never compared with the tape's own rounding",
+        [
+            (
+                PASSES,
+                "    rest = {k: m for k, m in rest.items() if np.any(m)}\n",
+                "    rest = {k: m for k, m in rest.items() if np.any(m) and flat > 1.0}\n",
+            )
+        ],
+        [WITNESSES],
     ),
     Bug(
         "the plugin's entry point imports the package reference when pytest loads it",

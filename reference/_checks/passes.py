@@ -118,17 +118,18 @@ def rounding_pass(
     the finest error the loss can show (the tensor's ``resolution``: a saturated model whose
     every gradient is a few ulps of the terms it cancels from) may be steady under 1e-6 and is
     nudged again by 1e-3; erratic there, it is excused too. Erratic but larger, the elements are
-    unverifiable (finite differences cannot resolve them, and rounding cannot explain them);
-    steady within the bound and within the tape's own rounding (``tape.within_wobble``: a
-    bias's float32 sum of terms that cancel), excused; otherwise systematic, they fail, unless
-    the loss shows no gradient of the model at all (``_flatness``) and the manual value or the
-    tape's is 0: a formula that cancels to exactly 0 (selu's a + lambda * alpha deep in
-    saturation, hand-written or in TensorFlow's kernel) has no low bits left to move, and
-    either side is right to the loss's precision (noted, ``excuse_flat``); a factor on a value
-    that is not 0 (twice the tape's) is not excused. A float32 model judged through its float64
-    twin (``own``: its own float32 gradients) is the code the user runs: where its own value is 0,
-    the twin's one or two ulps of the cancelled terms (steady: the value sits on one rounding
-    step) are excused as the twin's 0 would be; a factor on the tape's value is not 0 in float32.
+    unverifiable (finite differences cannot resolve them, and rounding cannot explain them).
+    Steady: where the loss shows no gradient of the model at all (``_flatness``) and the manual
+    value or the tape's is 0, excused (noted, ``excuse_flat``): a formula that cancels to
+    exactly 0 (selu's a + lambda * alpha deep in saturation, hand-written or in TensorFlow's
+    kernel) has no low bits left to move, and either side is right to the loss's precision. A
+    float32 model judged through its float64 twin (``own``: its own float32 gradients) is the
+    code the user runs: where its own value is 0, the twin's one or two ulps of the cancelled
+    terms (steady: the value sits on one rounding step) are excused as the twin's 0 would be.
+    The other steady elements, within the bound and within the tape's own rounding
+    (``tape.within_wobble``: a bias's float32 sum of terms that cancel; two ulps of a gradient
+    that is 0 by symmetry, where the nudges move nothing), are excused; otherwise systematic,
+    they fail: a factor on a value that is not 0 (twice the tape's) is no rounding of it.
     """
     suspects = {k: v.undecided for k, v in verdicts.items() if np.any(v.undecided)}
     if not suspects:
@@ -152,19 +153,21 @@ def rounding_pass(
     if steady:
         erratic.update(_erratic(twin, steady, manual, tape, _LARGENUDGE, rng))
     flat = _flatness(evidence)  # where the loss shows no gradient at all, excuse_flat decides
-    rest = {k: m for k, m in suspects.items() if k not in erratic and flat > 1.0}
-    wobbly = within_wobble(twin, tape, rest, gaps, bounds) if rest else {}  # its own rounding
-    for k, mask in suspects.items():
-        if k not in erratic and k not in wobbly:
+    rest = {k: m for k, m in suspects.items() if k not in erratic}
+    if flat <= 1.0:
+        for k, mask in rest.items():
             zeros = mask & ((manual[k] == 0) | (tape[k] == 0))
             figures = {"fraction": flat, "ulps": LOSS_ULPS}
             owned = mask & (own[k] == 0) & ~zeros if own is not None else None
             if owned is not None and np.any(owned):
                 zeros = zeros | owned
                 figures["own"] = float(np.max(np.abs(manual[k][owned])))
-            if flat <= 1.0 and np.any(zeros):
+            if np.any(zeros):
                 excuse_flat(verdicts[k], zeros, figures)
-            continue
+                rest[k] = mask & ~zeros
+    rest = {k: m for k, m in rest.items() if np.any(m)}
+    wobbly = within_wobble(twin, tape, rest, gaps, bounds) if rest else {}  # its own rounding
+    for k, mask in {**{k: suspects[k] for k in erratic}, **{k: rest[k] for k in wobbly}}.items():
         verdict, ev = verdicts[k], evidence[k]
         scale = ev.scale if ev.scale > 0 else 1.0
         small = mask & (gaps[k] <= bounds[k])
