@@ -182,3 +182,51 @@ def test_seed_must_be_a_non_negative_integer(seed, error):
     with pytest.raises(error, match="seed must be a non-negative integer or None"):
         mb.MLP([2, 1], ["linear"], "mse", seed=seed)
     assert mb.MLP([2, 1], ["linear"], "mse", seed=np.int64(3)).seed == 3
+
+
+class _MixedParams:
+    """A model whose params mix a tf.Variable and a NumPy array."""
+
+    def __init__(self):
+        self.W = tf.Variable(np.ones((2, 1)))
+        self.params = [self.W, np.ones(1)]
+
+    def loss(self, X, y):
+        return tf.reduce_sum(tf.matmul(tf.constant(X), self.W))
+
+    def gradients(self, X, y):
+        return [np.sum(X, axis=0)[:, None], np.zeros(1)]
+
+
+def _harness_frames(exc):
+    """The frames of ``exc``'s traceback in the harness's package, by function name."""
+    import traceback
+    from pathlib import Path
+
+    import reference
+
+    home = str(Path(reference.__file__).parent)
+    return [f.name for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(home)]
+
+
+def test_an_input_error_is_raised_without_the_harnesss_frames():
+    """The traceback of a refused input ends at the caller's line, then the message: only the
+    public check's own frame (hidden from pytest) stands between."""
+    from reference import check_gradients
+
+    with pytest.raises(TypeError, match="mixes tf.Variables and NumPy arrays") as info:
+        check_gradients(_MixedParams(), X, Y[:, :1])
+    assert _harness_frames(info.value) == ["checked"]
+
+
+def test_a_harness_error_that_is_no_input_error_keeps_its_frames(monkeypatch):
+    from reference import check_gradients
+    from reference._core import adapter
+
+    def broken(params):
+        raise TypeError("a bug of the harness")
+
+    monkeypatch.setattr(adapter, "_param_kind", broken)
+    with pytest.raises(TypeError, match="a bug of the harness") as info:
+        check_gradients(xor_model(), X, Y)
+    assert {"checked", "check_gradients", "__init__"} <= set(_harness_frames(info.value))

@@ -311,3 +311,33 @@ def test_a_kink_closer_than_any_step_leaves_the_element_unverifiable(mode):
     b = entry(report, "b")
     assert not report.ok and b.status == Status.UNVERIFIABLE, str(report)
     assert b.note(NoteCode.KINK_CROWDED) and b.elements.unverifiable[0], str(report)
+
+
+class _Float32Affine:
+    """A user's float32 model with no astype: y = X w, mse."""
+
+    def __init__(self, bug=1.0):
+        self.w = tf.Variable(np.array([[0.5], [-1.0], [2.0]], dtype=np.float32))
+        self.params, self.bug = [self.w], bug
+
+    def loss(self, X, y):
+        return tf.reduce_mean((tf.matmul(X, self.w) - y) ** 2)
+
+    def gradients(self, X, y):
+        return [self.bug * 2.0 * tf.matmul(X, tf.matmul(X, self.w) - y, transpose_a=True) / len(X)]
+
+
+@pytest.mark.parametrize("bug", [1.0, 1.01])
+def test_a_float32_model_without_astype_is_told_why_it_is_judged_in_float32(bug):
+    X = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    y = np.ones((6, 1), np.float32)
+    report = check_gradients(_Float32Affine(bug), X, y)
+    assert report.ok is (bug == 1.0), str(report)
+    assert (
+        str(report)
+        .split("\n")[1]
+        .startswith(
+            "note: judged as it is, in float32 (its own tape; finite differences in float32, which "
+            "resolve less): the model has no astype('float64'); give it one"
+        )
+    ), str(report)

@@ -805,3 +805,28 @@ def test_bad_ini_options_are_refused_when_pytest_starts(pytester, ini, message):
     result = run(pytester, "def test_nothing():\n    pass\n")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert message in result.stderr.str()
+
+
+def test_an_input_error_in_a_test_shows_the_test_line_and_the_message(pytester):
+    """pytest prints neither the harness's frames nor their arguments (the whole X and y)."""
+    result = run(
+        pytester,
+        """
+import numpy as np
+from usermodel import TwoLayer, X, y
+
+class Mixed(TwoLayer):
+    def __init__(self):
+        super().__init__()
+        self.params = [self.W1, np.ones(2)]
+
+def test_gradients(gradcheck):
+    gradcheck(Mixed(), X, y)
+""",
+        "-l",
+    )
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "E   TypeError: model.params mixes tf.Variables and NumPy arrays" in out
+    assert "gradcheck(Mixed(), X, y)" in out
+    assert "adapter.py" not in out and "_param_kind" not in out and "def check_gradients" not in out

@@ -35,6 +35,7 @@ from .._core.fd import (
 )
 from .._core.policy import TAPE_RTOL, TensorEvidence, classify
 from .._core.report import Diagnosis, ElementVerdict, Finding, Note, Status
+from .._core.validate import InputTypeError, InputValueError, short_input_errors
 from .._core.verdict import element_notes
 from .diagnosis import diagnose_tensor
 from .moves import DerivativeMoves
@@ -220,19 +221,20 @@ def _unwrap(fn, derivative, name):
     if hasattr(fn, "fn") and hasattr(fn, "derivative") and derivative is None:
         name = name or getattr(fn, "name", None)
         if fn.derivative is None:
-            raise ValueError(
+            raise InputValueError(
                 f"activation {name!r} is not elementwise (it has a vector-Jacobian "
                 f"product, not a derivative); check it inside a model with "
                 f"check_gradients, or with reference.check_function(fn, x, vjp=...)."
             )
         derivative, fn = fn.derivative, fn.fn
     if not callable(fn):
-        raise TypeError(f"fn must be callable; got {fn!r}.")
+        raise InputTypeError(f"fn must be callable; got {fn!r}.")
     if derivative is not None and not callable(derivative):
-        raise TypeError(f"derivative must be callable or None; got {derivative!r}.")
+        raise InputTypeError(f"derivative must be callable or None; got {derivative!r}.")
     return fn, derivative, name or getattr(fn, "__name__", "fn")
 
 
+@short_input_errors
 def check_derivative(
     fn,
     derivative: Optional[Callable] = None,
@@ -338,7 +340,7 @@ def _require_elementwise(fn, name: str, dtype: str) -> None:
                 moved[i] += step
                 change = _change_elsewhere(y, _evaluate(fn, moved, name), i)
                 if change is not None:
-                    raise ValueError(
+                    raise InputValueError(
                         f"fn {name!r}: perturbing {_at('x', i)} from {x[i]:.3g} to "
                         f"{moved[i]:.3g} (x of shape {shape}) changed {change}: fn is not "
                         f"elementwise (an elementwise function's other outputs do not move at "
@@ -366,7 +368,7 @@ def _evaluate(fn, x: np.ndarray, name: str) -> np.ndarray:
     """fn(x) as an array of fn's own dtype; refused unless it has x's shape."""
     y = np.asarray(fn(tf.constant(x)).numpy())
     if y.shape != x.shape:
-        raise ValueError(
+        raise InputValueError(
             f"fn {name!r}: fn(x) has shape {y.shape} for x of shape {x.shape}: fn is not "
             f"elementwise (an elementwise function keeps its input's shape). "
             f"{_NOT_ELEMENTWISE_HINT}"
@@ -393,7 +395,7 @@ def _tape(fn, x: np.ndarray, dy: Optional[np.ndarray] = None):
         tape.watch(xt)
         fx = fn(xt)
     if tuple(fx.shape) != x.shape:
-        raise ValueError(
+        raise InputValueError(
             f"fn must be elementwise: fn(x) has shape {tuple(fx.shape)} for x of shape {x.shape}."
         )
     if dy is None:
@@ -411,7 +413,7 @@ def _claimed(derivative, fn, x: np.ndarray) -> np.ndarray:
     else:
         manual = np.asarray(derivative(xt).numpy(), np.float64)
     if manual.shape != x.shape:
-        raise ValueError(
+        raise InputValueError(
             f"derivative must be elementwise: it returned shape {manual.shape} for x "
             f"of shape {x.shape}."
         )

@@ -118,6 +118,7 @@ class _Entry:
 # --- check_function ----------------------------------------------------------------------------
 
 
+@validate.short_input_errors
 def check_function(
     fn,
     *inputs,
@@ -157,8 +158,7 @@ def check_function(
     mode = validate.choice(mode, MODES, "mode")
     probes = validate.probes(probes)
     seed = validate.seed(seed)
-    if order not in (1, 2) or isinstance(order, bool):
-        raise ValueError(f"order must be 1 or 2; got {order!r}.")
+    order = validate.order(order)
     p = pb.Problem(fn, inputs, vjp, jvp)
     precision = p.f.precision.name
     coarse = fdm.coarsest_dtype(p.dtype, precision)
@@ -182,6 +182,7 @@ def check_function(
     return report
 
 
+@validate.short_input_errors
 def assert_function_gradients(fn, *inputs, **kwargs) -> FunctionReport:
     """``check_function`` that raises :class:`GradientMismatch` unless the verdict is a pass."""
     __tracebackhide__ = True

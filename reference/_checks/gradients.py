@@ -28,6 +28,7 @@ from .._core.policy import (
 )
 from .._core.report import GradientMismatch, GradientReport, Note, NoteCode
 from .._core.tape import tape_witness
+from .._core.validate import InputTypeError, InputValueError, short_input_errors
 from .._core.verdict import assemble
 from .cost import MAX_SECONDS, evaluations, too_slow, worth_compiling
 from .diagnosis import diagnosis_pass, problem_sizes
@@ -57,7 +58,7 @@ def _rtol_for(dtype_name: str, rtol) -> float:
     if isinstance(rtol, dict):
         unknown = set(rtol) - set(TAPE_RTOL)
         if unknown:
-            raise ValueError(
+            raise InputValueError(
                 f"rtol's keys must be dtype names from {sorted(TAPE_RTOL)}; got "
                 f"{sorted(map(repr, unknown))}."
             )
@@ -67,13 +68,14 @@ def _rtol_for(dtype_name: str, rtol) -> float:
     if rtol is not None:
         return validate.rtol(rtol)
     if dtype_name not in TAPE_RTOL:
-        raise ValueError(
+        raise InputValueError(
             f"the model's dtype {dtype_name} has no tolerance; the harness checks "
             f"{sorted(TAPE_RTOL)} models."
         )
     return TAPE_RTOL[dtype_name]
 
 
+@short_input_errors
 def check_gradients(
     model,
     X,
@@ -127,7 +129,9 @@ def check_gradients(
     if max_seconds is not None:
         max_seconds = validate.positive_number(max_seconds, "max_seconds")
     if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be callable as progress(done, total); got {progress!r}.")
+        raise InputTypeError(
+            f"progress must be callable as progress(done, total); got {progress!r}."
+        )
     budget = _Budget(mode, probes, max_seconds, progress)
     adapter = Adapter(model, X, y, include_input=include_input)
     own_rtol = _rtol_for(adapter.dtype.name, rtol)
@@ -176,7 +180,7 @@ class _Budget:
         if full and self.max_seconds is not None:
             slow = too_slow(twin, keys, self.probes, self.max_seconds)
         if slow is not None:
-            raise ValueError(
+            raise InputValueError(
                 f"a full check of this model would take {slow.text()}, more than max_seconds="
                 f"{self.max_seconds:g}; use mode='directional' (random probes per tensor, "
                 f"seconds even for millions of parameters), or pass max_seconds=None to run it "
@@ -356,6 +360,15 @@ def _twin(report, adapter: Adapter, rtol32: float):
     gradients agree with the model's float32 ones to float32 rounding."""
     twin = adapter.twin64()
     if twin is adapter:
+        if adapter.dtype != tf.float64:
+            report.notes.append(
+                f"judged as it is, in {adapter.dtype.name} (its own tape; finite differences in "
+                f"{adapter.dtype.name}, which resolve less): the model has no "
+                f"astype('float64')"
+                + (", and a copy of it took no float64 arrays" if adapter.numpy_params else "")
+                + "; give it one that returns the same model in float64 to be judged through "
+                "that twin"
+            )
         return adapter, None, None
     own, other = type(adapter.model).__name__, type(twin.model).__name__
     if type(twin.model) is not type(adapter.model):
@@ -411,6 +424,7 @@ def _short(model) -> str:
     return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
 
 
+@short_input_errors
 def assert_gradients_match(model, X, y, **kwargs) -> GradientReport:
     """``check_gradients`` that raises :class:`GradientMismatch` (an AssertionError carrying the
     table) unless the verdict is a pass; returns the report when it is."""

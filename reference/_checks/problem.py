@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from .._core.function import FLOAT_DTYPES, VectorFunction, flat_tensors
+from .._core.validate import InputTypeError, InputValueError
 
 __all__ = [
     "Problem",
@@ -53,17 +54,19 @@ def _as_input(value, i: int) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except Exception as exc:
-        raise TypeError(f"inputs[{i}] is not an array or tensor: {exc}") from exc
+        raise InputTypeError(f"inputs[{i}] is not an array or tensor: {exc}") from exc
     if arr.dtype.name not in FLOAT_DTYPES:
-        raise TypeError(
+        raise InputTypeError(
             f"inputs[{i}] has dtype {arr.dtype.name}; check_function differentiates float32 or "
             f"float64 inputs only: pass it as np.float64/np.float32, or close over it in fn "
             f"(lambda x: fn(x, labels)) when it is not differentiated."
         )
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"inputs[{i}] has non-finite values; check at a finite point.")
+        raise InputValueError(f"inputs[{i}] has non-finite values; check at a finite point.")
     if arr.size == 0:
-        raise ValueError(f"inputs[{i}] is empty (shape {arr.shape}): there is nothing to check.")
+        raise InputValueError(
+            f"inputs[{i}] is empty (shape {arr.shape}): there is nothing to check."
+        )
     return arr
 
 
@@ -74,7 +77,7 @@ def _require_arity(what: str, f, n: int, got: str, call: str) -> None:
     try:
         inspect.signature(f).bind(*range(n))
     except TypeError as exc:
-        raise TypeError(
+        raise InputTypeError(
             f"{got}, but {what} {getattr(f, '__name__', f)!r} cannot take them ({exc}); it is "
             f"called as {call}."
         ) from None
@@ -88,12 +91,12 @@ class Problem:
 
     def __init__(self, fn, inputs, vjp, jvp):
         if not callable(fn):
-            raise TypeError(f"fn must be callable; got {fn!r}.")
+            raise InputTypeError(f"fn must be callable; got {fn!r}.")
         for what, f in (("vjp", vjp), ("jvp", jvp)):
             if f is not None and not callable(f):
-                raise TypeError(f"{what} must be callable or None; got {f!r}.")
+                raise InputTypeError(f"{what} must be callable or None; got {f!r}.")
         if not inputs:
-            raise ValueError("check_function needs at least one input: check_function(fn, x).")
+            raise InputValueError("check_function needs at least one input: check_function(fn, x).")
         self.fn, self.vjp, self.jvp = fn, vjp, jvp
         n = len(inputs)
         _require_arity("fn", fn, n, f"fn(x) got {n} inputs", "fn(*inputs)")
@@ -114,7 +117,7 @@ class Problem:
         self.inputs = [_as_input(x, i) for i, x in enumerate(inputs)]
         dtypes = {x.dtype.name for x in self.inputs}
         if len(dtypes) > 1:
-            raise ValueError(
+            raise InputValueError(
                 f"the inputs mix dtypes {sorted(dtypes)}; pass them all as float32 or all as "
                 f"float64."
             )
@@ -217,7 +220,7 @@ def _parts(result, shapes, labels, what: str, part: str, of: str) -> List[np.nda
     items = list(result) if isinstance(result, (tuple, list)) else [result]
     if len(items) != len(shapes):
         names = ", ".join(label.split(" ", 1)[1].strip("'") for label in labels)
-        raise ValueError(
+        raise InputValueError(
             f"{what} returned {len(items)} {part}(s) for {len(shapes)} {of}(s) ({names}); "
             f"return one per {of}, in order (a bare tensor when there is one {of})."
         )
@@ -228,7 +231,7 @@ def _parts(result, shapes, labels, what: str, part: str, of: str) -> List[np.nda
             continue
         arr = np.asarray(item.numpy() if hasattr(item, "numpy") else item, dtype=np.float64)
         if arr.shape != tuple(shape):
-            raise ValueError(
+            raise InputValueError(
                 f"{what} returned shape {arr.shape} for {label} of shape {tuple(shape)}; each "
                 f"{part} must have its {of}'s shape."
             )

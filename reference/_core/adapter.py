@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from .fd import computes_in_float32
 from .numpy_twin import numpy_twin64
+from .validate import InputTypeError, InputValueError
 
 __all__ = ["Adapter", "ModelError", "INPUT", "INPUT_NAME", "guarded"]
 
@@ -47,7 +48,7 @@ def _param_kind(params) -> str:
             kinds.add("ndarray")
         else:
             keras = type(p).__module__.startswith("keras") and hasattr(p, "value")
-            raise TypeError(
+            raise InputTypeError(
                 f"model.params[{i}] must be a tf.Variable or a NumPy array (perturbed in place); "
                 f"got {type(p).__name__}"
                 + (
@@ -57,7 +58,7 @@ def _param_kind(params) -> str:
                 )
             )
     if len(kinds) > 1:
-        raise TypeError(
+        raise InputTypeError(
             "model.params mixes tf.Variables and NumPy arrays; make them all one kind (the "
             "tape can watch Variables only, so a mix could not be judged by it anyway)."
         )
@@ -69,13 +70,13 @@ def _check_arrays(model, params) -> None:
     perturbs them in place, so a ``params`` that returns copies would perturb nothing)."""
     dtypes = {p.dtype for p in params}
     if len(dtypes) > 1 or not all(np.issubdtype(d, np.floating) for d in dtypes):
-        raise TypeError(
+        raise InputTypeError(
             f"model.params must all have one float dtype (float32 or float64); got "
             f"{', '.join(sorted(str(d) for d in dtypes))}: convert them with .astype(np.float64)."
         )
     for i, p in enumerate(params):
         if not p.flags.writeable:
-            raise ValueError(
+            raise InputValueError(
                 f"model.params[{i}] is a read-only array; the harness perturbs the parameters in "
                 f"place, so they must be writable (np.array(..., copy=True))."
             )
@@ -83,7 +84,7 @@ def _check_arrays(model, params) -> None:
     if len(again) != len(params) or not all(
         a is b or np.shares_memory(a, b) for a, b in zip(params, again)
     ):
-        raise ValueError(
+        raise InputValueError(
             "model.params returned new arrays when asked a second time; the harness perturbs the "
             "parameters in place, so params must return the model's own arrays (such as "
             "[self.W1, self.b1]), not copies."
@@ -112,7 +113,7 @@ class Adapter:
     def __init__(self, model, X, y, *, include_input: Optional[bool] = None):
         for attr in ("params", "loss", "gradients"):
             if not hasattr(model, attr):
-                raise TypeError(
+                raise InputTypeError(
                     f"model must have params, loss(X, y) and gradients(X, y) (the "
                     f"model protocol, reference.GradientModel); "
                     f"{type(model).__name__} has no {attr!r}."
@@ -120,7 +121,7 @@ class Adapter:
         self.model = model
         self.params: List = list(model.params)
         if not self.params:
-            raise ValueError("model.params is empty: there is nothing to check.")
+            raise InputValueError("model.params is empty: there is nothing to check.")
         # NumPy arrays are perturbed in place; tf.GradientTape cannot watch them.
         self.numpy_params = _param_kind(self.params) == "ndarray"
         if self.numpy_params:
@@ -133,7 +134,7 @@ class Adapter:
             getattr(model, "param_names", None) or [f"param{i}" for i in range(len(self.params))]
         )
         if len(names) != len(self.params):
-            raise ValueError(
+            raise InputValueError(
                 f"model.param_names has {len(names)} names for {len(self.params)} params."
             )
         self.names = names
@@ -142,7 +143,7 @@ class Adapter:
         has_input = callable(getattr(model, "input_gradient", None))
         float_input = _is_float(X)
         if include_input and not float_input:
-            raise ValueError(
+            raise InputValueError(
                 f"include_input=True needs a float X (dL/dX of integer inputs such as token ids "
                 f"is not defined); X has dtype {_dtype_name(X)}: pass include_input=False."
             )
@@ -289,7 +290,7 @@ class Adapter:
         value = self.model.loss(self.X, self.y)
         self.loss_seconds = time.perf_counter() - start
         if np.ndim(value) != 0:
-            raise ValueError(
+            raise InputValueError(
                 f"model.loss(X, y) must return a scalar (the batch mean); got shape "
                 f"{tuple(np.shape(value))}."
             )

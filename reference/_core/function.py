@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from .fd import computes_in_float32, power_of_two_step
+from .validate import InputTypeError
 
 __all__ = ["VectorFunction", "flat_tensors", "changed_scale", "FLOAT_DTYPES"]
 
@@ -49,13 +50,13 @@ def flat_tensors(result, what: str, fix: str) -> List[tf.Tensor]:
     """A tensor, or a tuple/list of tensors, as a list; ``TypeError`` naming ``what`` otherwise."""
     items = list(result) if isinstance(result, (tuple, list)) else [result]
     if not items:
-        raise TypeError(f"{what} returned an empty {type(result).__name__}; {fix}")
+        raise InputTypeError(f"{what} returned an empty {type(result).__name__}; {fix}")
     for i, item in enumerate(items):
         if not isinstance(item, (tf.Tensor, tf.Variable)):
             where = what if len(items) == 1 and item is result else f"{what}[{i}]"
-            raise TypeError(f"{where} is a {type(item).__name__}, not a tensor; {fix}")
+            raise InputTypeError(f"{where} is a {type(item).__name__}, not a tensor; {fix}")
         if item.dtype.name not in FLOAT_DTYPES:
-            raise TypeError(
+            raise InputTypeError(
                 f"{what} returned a {item.dtype.name} tensor; only float32 and float64 outputs "
                 f"can be differentiated. {fix}"
             )

@@ -18,6 +18,7 @@ from .fd import (
     pooled_noise,
     power_of_two_step,
 )
+from .validate import short_input_errors
 
 __all__ = [
     "coordinate_stencil",
@@ -292,6 +293,7 @@ def directional_stencil(
     return _run(adapter, key, base, len(directions), make_chunk, f0)
 
 
+@short_input_errors
 def numerical_gradients(model, X, y, *, include_input: bool = False) -> List[NumericalGradient]:
     """Finite-difference gradients of every tensor in ``model.params`` (and ``dL/dX`` with
     ``include_input``), element by element, in float64 when the model has ``astype``.

@@ -14,10 +14,12 @@ import numpy as np
 import tensorflow as tf
 
 from .adapter import Adapter, _is_float, guarded
+from .validate import InputTypeError, InputValueError, short_input_errors
 
 __all__ = ["tape_gradients", "tape_witness", "tape_values", "overrides"]
 
 
+@short_input_errors
 def tape_gradients(model, X, y, *, include_input: bool = False) -> List[tf.Tensor]:
     """``dL/dparam`` for every tensor in ``model.params`` (a parameter the loss does not depend
     on gets zeros), by ``tf.GradientTape`` over ``model.loss(X, y)``; with
@@ -25,13 +27,13 @@ def tape_gradients(model, X, y, *, include_input: bool = False) -> List[tf.Tenso
     loss a tf.Tensor (TypeError otherwise: the tape cannot see NumPy code)."""
     for i, p in enumerate(model.params):
         if not isinstance(p, tf.Variable):
-            raise TypeError(
+            raise InputTypeError(
                 f"tape_gradients needs tf.Variable params; model.params[{i}] is a "
                 f"{type(p).__name__}, which tf.GradientTape cannot watch."
             )
     sources, grads, loss = _taped(model, X, y, include_input)
     if grads is None:
-        raise TypeError(_NOT_A_TENSOR.format(kind=type(loss).__name__) + ".")
+        raise InputTypeError(_NOT_A_TENSOR.format(kind=type(loss).__name__) + ".")
     return [tf.zeros_like(s) if g is None else g for s, g in zip(sources, grads)]
 
 
@@ -73,7 +75,7 @@ def _taped(model, X, y, include_input: bool, cotangent: float = 1.0):
                 raise
             loss = model.loss(X, y)
     if np.ndim(loss) != 0:
-        raise ValueError(
+        raise InputValueError(
             f"model.loss(X, y) must return a scalar (the batch mean); got shape "
             f"{tuple(np.shape(loss))}."
         )
