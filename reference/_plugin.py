@@ -145,6 +145,7 @@ class GradCheck:
             )
         if self.update or _option(item, "regen_all"):
             snapshots.write(path, current)
+            warnings.warn(f"gradcheck snapshot {name!r} rewritten: {path}", stacklevel=2)
             return path
         if not path.exists():
             legacy = snapshots.legacy_path(Path(str(item.path)), name)
@@ -188,7 +189,7 @@ class GradCheck:
         try:
             problems = snapshots.legacy_problems(legacy, current, rtol)
         except snapshots.SnapshotError as exc:
-            pytest.fail(f"snapshot {name!r}: {exc}", pytrace=False)
+            pytest.fail(f"snapshot {name!r} ({legacy}): {exc}", pytrace=False)
         if problems:
             pytest.fail(
                 f"gradients differ from snapshot {name!r} ({legacy}, format 1):\n  "
@@ -234,7 +235,8 @@ def _regression_check(item, name: str, path: Path, data, tolerances) -> None:
         fixture.check(dict(data), fullpath=path, tolerances=tolerances, default_tolerance=default)
         return
     except AssertionError as exc:
-        differences = str(exc)
+        # Its own advice (--force-regen) is left out: the message ends with one way to update.
+        differences = str(exc).replace("To update values, use --force-regen option.\n", "")
     # Outside the except block: pytest would print pytest-regressions' table twice otherwise.
     pytest.fail(
         f"gradients differ from snapshot {name!r} ({path}):\n{differences}\n(rerun with "

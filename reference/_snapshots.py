@@ -106,50 +106,49 @@ def write(path: Path, snap: Dict[str, np.ndarray]) -> None:
     np.savez_compressed(path, **snap)
 
 
-def _regenerate(path: Path) -> str:
-    return (
-        f"delete {path} and run the test again to take it anew, or rerun with "
-        f"--gradcheck-update-snapshots"
-    )
+# How to take a snapshot anew, said after what is wrong with its file.
+_REGENERATE = (
+    "delete it and run the test again to take it anew, or rerun with --gradcheck-update-snapshots"
+)
 
 
 def read(path: Path) -> Dict[str, np.ndarray]:
-    """The snapshot stored at ``path``; SnapshotError (naming the path and how to regenerate it)
-    when the file is not a complete gradcheck snapshot of this format."""
+    """The snapshot stored at ``path``; SnapshotError (what is wrong with the file and how to
+    regenerate it; the caller names the path) when the file is not a complete gradcheck
+    snapshot of this format."""
     try:
         with open(path, "rb") as f:
             data = dict(np.load(f, allow_pickle=False))
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         raise SnapshotError(
-            f"{path} is not a readable snapshot ({type(exc).__name__}: {exc}); {_regenerate(path)}"
+            f"the file is not a readable snapshot ({type(exc).__name__}: {exc}); {_REGENERATE}"
         ) from exc
     missing = [k for k in (_FORMAT_KEY, _DTYPE_KEY, _FINGERPRINT_KEY, LOSS_KEY) if k not in data]
     if missing:
         raise SnapshotError(
-            f"{path} is not a gradcheck snapshot (no {', '.join(missing)}); {_regenerate(path)}"
+            f"the file is not a gradcheck snapshot (no {', '.join(missing)}); {_REGENERATE}"
         )
     fmt = data[_FORMAT_KEY]
     if fmt.shape != () or fmt.dtype.kind not in "iu" or int(fmt) != FORMAT:
         raise SnapshotError(
-            f"{path} is a snapshot of format {fmt!r}, not {FORMAT}; {_regenerate(path)}"
+            f"the file is a snapshot of format {fmt!r}, not {FORMAT}; {_REGENERATE}"
         )
     for key in (_DTYPE_KEY, _FINGERPRINT_KEY):
         if data[key].shape != () or data[key].dtype.kind != "U":
-            raise SnapshotError(f"{path}: {key} is not a string; {_regenerate(path)}")
+            raise SnapshotError(f"the file's {key} is not a string; {_REGENERATE}")
     for key, value in data.items():
         if key in (_FORMAT_KEY, _DTYPE_KEY, _FINGERPRINT_KEY):
             continue
         if value.dtype.kind != "f":
             raise SnapshotError(
-                f"{path}: {key!r} holds {value.dtype} values, not floats; {_regenerate(path)}"
+                f"the file's {key!r} holds {value.dtype} values, not floats; {_REGENERATE}"
             )
         if not np.all(np.isfinite(value)):
             raise SnapshotError(
-                f"{path}: {key!r} holds NaN or inf, which no gradient can match; "
-                f"{_regenerate(path)}"
+                f"the file's {key!r} holds NaN or inf, which no gradient can match; {_REGENERATE}"
             )
     if not tensors(data):
-        raise SnapshotError(f"{path} holds no gradients; {_regenerate(path)}")
+        raise SnapshotError(f"the file holds no gradients; {_REGENERATE}")
     return data
 
 
@@ -232,8 +231,8 @@ def legacy_problems(path: Path, current: Dict[str, np.ndarray], rtol: float) -> 
         }
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SnapshotError(
-            f"{path} is not a readable format-1 snapshot ({type(exc).__name__}: {exc}); "
-            f"{_regenerate(path)}"
+            f"the file is not a readable format-1 snapshot ({type(exc).__name__}: {exc}); "
+            f"{_REGENERATE}"
         ) from exc
     problems = mismatch(stored, current)
     if problems:
