@@ -23,6 +23,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -556,8 +557,6 @@ def import_tensorflow_quietly() -> None:
         import tensorflow  # noqa: F401
 
         return
-    import tempfile
-
     sys.stderr.flush()
     saved = os.dup(fd)
     with tempfile.TemporaryFile() as capture:
