@@ -1277,6 +1277,8 @@ def _pytest(copy: Path, targets: Sequence[str], timeout: float) -> Tuple[bool, O
     except subprocess.TimeoutExpired:
         return True, "timeout"
     failed = re.findall(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", proc.stdout, re.M)
+    # The suite's own tests first: a pytester test prints its inner run's failures before them.
+    failed = [f for f in failed if f.startswith("tests/")] or failed
     return proc.returncode != 0, (failed[0] if failed else None)
 
 
