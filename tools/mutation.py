@@ -56,6 +56,7 @@ POLICY, FD, MODES = (
     "reference/_core/fd.py",
     "reference/_checks/modes.py",
 )
+EVIDENCE = "reference/_core/evidence.py"
 PASSES, GRADIENTS = "reference/_checks/passes.py", "reference/_checks/gradients.py"
 TWINS = "reference/_checks/twins.py"
 TRUST = "reference/_checks/trust.py"
@@ -771,7 +772,7 @@ BUGS: List[Bug] = [
         "printed errors relative to the manual gradient's own largest value",
         [
             (
-                POLICY,
+                EVIDENCE,
                 "        return truth if truth > 0 else (self.scale if self.scale > 0 else 1.0)",
                 "        return self.scale if self.scale > 0 else 1.0",
             )
@@ -884,7 +885,7 @@ BUGS: List[Bug] = [
         "finite differences that accept anything counted as a witness (no element vacuous)",
         [
             (
-                POLICY,
+                EVIDENCE,
                 "    out = fd.measured & fd.accepts(m, ev.slack) & wide\n",
                 "    out = fd.measured & False\n",
             )
@@ -929,7 +930,7 @@ BUGS: List[Bug] = [
         "the interval between a kink's one-sided derivatives taken for a missing witness",
         [
             (
-                POLICY,
+                EVIDENCE,
                 "        wide = fd.error_bar + ev.slack >= s\n",
                 "        wide = np.where(fd.kink, (fd.upper - fd.lower) / 2, 0) + fd.error_bar "
                 "+ ev.slack >= s\n",
@@ -1071,14 +1072,20 @@ BUGS: List[Bug] = [
     ),
     Bug(
         "a tensor with no gradient but rounding measured against its own scale (vacuous)",
-        [(POLICY, "    if fd is None or s <= ev.resolution:\n", "    if fd is None or s <= 0:\n")],
+        [
+            (
+                EVIDENCE,
+                "    if fd is None or s <= ev.resolution:\n",
+                "    if fd is None or s <= 0:\n",
+            )
+        ],
         [WITNESSES],
     ),
     Bug(
         "finite differences' bound taken as the witness up to a million times the resolution",
         [
             (
-                POLICY,
+                EVIDENCE,
                 "    if fd is None or s <= ev.resolution:\n",
                 "    if fd is None or s <= 1e6 * ev.resolution:\n",
             )
@@ -1203,6 +1210,24 @@ BUGS: List[Bug] = [
         "the ini file's rtol wins over the command line's",
         [("reference/_plugin.py", '    rtol = opt("--gradcheck-rtol")\n', "    rtol = None\n")],
         ["tests/test_plugin.py"],
+    ),
+    Bug(
+        "finite differences' steady miss on a saturated softmax taken as evidence (the loss's "
+        "rounding where every weight moves never measured)",
+        [(MODES, "    if not disputed:\n        return verdicts\n", "    return verdicts\n")],
+        [WITNESSES],
+    ),
+    Bug(
+        "the tape called unfaithful by finite differences that reject it within the loss's "
+        "rounding",
+        [
+            (
+                POLICY,
+                "    beyond_t = True if ev.loss_rounding is None else _beyond_floor(ev, t)\n",
+                "    beyond_t = True\n",
+            )
+        ],
+        [WITNESSES],
     ),
 ]
 

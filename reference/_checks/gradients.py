@@ -32,7 +32,7 @@ from .._core.validate import InputTypeError, InputValueError, short_input_errors
 from .._core.verdict import assemble
 from .cost import MAX_SECONDS, evaluations, too_slow, worth_compiling
 from .diagnosis import diagnosis_pass, problem_sizes
-from .modes import MODES, DirectionalMode, FullMode, Gathered
+from .modes import MODES, DirectionalMode, FullMode, Gathered, with_rounding_floor
 from .moves import ModelMoves
 from .passes import (
     fd_against_pass,
@@ -245,6 +245,7 @@ def _judge(report, adapter, gatherer, own_rtol, rtol, seed, independent, budget,
             report.notes.append(problem)
             evidence = gatherer.gather(gathered)
     verdicts = {k: classify(evidence[k]) for k in adapter.keys}
+    verdicts = with_rounding_floor(gathered, evidence, verdicts, seed)
     region_pass(twin, verdicts, evidence)
     tape_independent = _tape_independence(report, twin, verdicts, evidence, gathered.blind)
     moves = ModelMoves(twin)

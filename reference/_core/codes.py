@@ -163,16 +163,18 @@ _NOTE_TEXT = {
     NoteCode.FD_UNRESOLVED: (
         "{count} element(s) where finite differences disagree with both manual and tape, "
         "which agree, but do not resolve the line (at the largest: manual {manual:.6g}, FD "
-        "{fd:.6g} +- {error:.2g} at step {step:.2g}, where the outputs' rounding alone reaches "
-        "{floor:.2g}; smaller steps disagree, or the difference is within that rounding)"
+        "{fd:.6g} +- {error:.2g} at step {step:.2g}, where the rounding of the values they "
+        "difference alone reaches {floor:.2g}{rounding?}; smaller steps disagree, or the "
+        "difference is within that rounding)"
     ),
     NoteCode.FD_ROUNDED: (
         "{count} element(s) where finite differences disagree with the manual value by less "
-        "than the outputs' rounding alone reaches at their step (at the largest: manual "
-        "{manual:.6g}, FD {fd:.6g} +- {error:.2g} at step {step:.2g}, where that rounding "
-        "reaches {floor:.2g}), and no tape witnesses: unverifiable; gradients this small "
-        "against the outputs (an output near 1 rounds away a change below its ulp) can be "
-        "judged where a tape witnesses, or at a point where no output saturates"
+        "than the rounding of the values they difference alone reaches at their step (at the "
+        "largest: manual {manual:.6g}, FD {fd:.6g} +- {error:.2g} at step {step:.2g}, where "
+        "that rounding reaches {floor:.2g}{rounding?}), and no tape witnesses: unverifiable; "
+        "gradients this small against that rounding (an output near 1 rounds away a change "
+        "below its ulp) can be judged where a tape witnesses, or at a point where no output "
+        "saturates"
     ),
     NoteCode.FD_CONFOUNDED: (
         "{count} element(s) where finite differences resolve a value that manual and tape "
@@ -230,9 +232,17 @@ _WOBBLE = (
     "tape's gradient moves by when its cotangent is scaled by 3, 0.7, 7 or 0.3)"
 )
 _OWN_TAPE = ", and the tape is no independent witness there"
+_LOSS_ROUNDING = (
+    " (the loss strays by {rounding:.2g} from exact arithmetic where every weight moves: a "
+    "value it is very sensitive to, such as a softmax output near 1, can stay on one "
+    "representable number along a whole line)"
+)
+_LOSS_STRAYS = (
+    ", the loss straying by {rounding:.2g} from exact arithmetic where every weight moves"
+)
 _WITHIN_ROUNDING = (
-    ", {within} of them by less than the outputs' rounding alone reaches at their step "
-    "({floor:.2g}): no evidence either way"
+    ", {within} of them by less than the rounding of the values they difference alone "
+    "reaches at their step ({floor:.2g}{rounding?}): no evidence either way"
 )
 _OWN_ZERO = (
     " (the manual value in the model's own float32; in its float64 twin, judged here, at most "
@@ -243,7 +253,9 @@ _OPTIONAL_TEXT = {
     NoteCode.ROUNDING_EXCUSED: {"moved": _ERRATIC, "wobble": _WOBBLE},
     NoteCode.FD_CONFOUNDED: {"moved": _NUDGED, "still": _STILL},
     NoteCode.PROBES_CONFOUNDED: {"moved": _NUDGED},
-    NoteCode.PROBES_DISAGREE: {"within": _WITHIN_ROUNDING},
+    NoteCode.PROBES_DISAGREE: {"within": _WITHIN_ROUNDING, "rounding": _LOSS_STRAYS},
+    NoteCode.FD_UNRESOLVED: {"rounding": _LOSS_ROUNDING},
+    NoteCode.FD_ROUNDED: {"rounding": _LOSS_ROUNDING},
     NoteCode.LOSS_FLAT: {"own": _OWN_ZERO},
 }
 

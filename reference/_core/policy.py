@@ -32,13 +32,19 @@ The verdict is data: a :class:`Status` and :class:`Note` codes; no decision read
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 from .codes import NoteCode
-from .fd import NumericalGradient
+from .evidence import (
+    ProbeEvidence,
+    ProbeVerdict,
+    TensorEvidence,
+    judge_probes,
+    magnitude,
+    vacuous,
+)
 from .refinement import refine_suspects
 from .report import ElementVerdict
 
@@ -116,118 +122,6 @@ def resolutions(adapter, keys, f0: float) -> dict:
     max(|loss|, 1) over a change of the parameter by its largest magnitude, at least 1)."""
     loss = LOSS_ULPS * adapter.eps * max(abs(f0), 1.0)
     return {k: loss / max(1.0, float(np.max(np.abs(adapter.value(k)), initial=0.0))) for k in keys}
-
-
-def magnitude(*arrays) -> float:
-    """The largest finite magnitude among the arrays (0 when there is none)."""
-    vals = [np.abs(a[np.isfinite(a)]).ravel() for a in arrays if a is not None]
-    vals = np.concatenate(vals) if vals else np.empty(0)
-    return float(vals.max()) if vals.size else 0.0
-
-
-@dataclass
-class ProbeEvidence:
-    """Directional mode: finite differences along random probe directions of one tensor.
-
-    ``directions`` has shape (P, size); ``fd`` holds the P directional-derivative estimates.
-    """
-
-    directions: np.ndarray
-    fd: NumericalGradient
-    # Probes along which the model's own gradient was shown to bend within the step (kinks
-    # inside it, ``passes.probe_bends_pass``): no evidence against the manual gradient.
-    confounded: Optional[np.ndarray] = None
-    # The rounding of the function's outputs carried into each probe's derivative at its step
-    # (``TensorEvidence.fd_floor`` along the probes): a probe rejects the manual gradient only
-    # beyond it (a saturated softmax output near 1 rounds every evaluation alike, so finite
-    # differences read a change below its ulp as exactly 0 with no error bar).
-    fd_floor: Optional[np.ndarray] = None
-
-
-@dataclass
-class TensorEvidence:
-    """What the witnesses say about one tensor, and the tolerance it is judged with.
-
-    ``manual`` and ``tape`` (None when the tape cannot witness) are float64 arrays of the
-    tensor's shape; ``fd`` is elementwise (``measured`` marks the differenced elements) or None.
-    The tensor is judged on ``scale`` = max(its largest gradient, ``floor``); the manual value
-    must match the tape within ``tape_tol`` = ``rtol * scale``, or within ``tolerance``
-    (elementwise, absolute) when that is given: rounding only. Finite differences accept a
-    value within their error estimate plus ``slack`` = max(``tape_tol``, ``resolution``), the
-    finest absolute error the loss can show (``resolutions``).
-    """
-
-    name: str
-    manual: np.ndarray
-    tape: Optional[np.ndarray]
-    fd: Optional[NumericalGradient]
-    rtol: float
-    floor: float = 0.0
-    probes: Optional[ProbeEvidence] = None
-    tolerance: Optional[np.ndarray] = None
-    resolution: float = 0.0
-    # The rounding of everything the function outputs, carried into a derivative at each
-    # element's step (absolute): finite differences resolve a value against both manual and
-    # tape only beyond it (check_function: an output near 1 that moves by less than its ulp
-    # rounds every evaluation, while the outputs that visibly change are tiny).
-    fd_floor: Optional[np.ndarray] = None
-
-    def __post_init__(self):
-        # Computed once: the values judged do not change after the evidence is gathered.
-        self.scale = max(magnitude(self.manual, self.tape), self.floor)
-        self.tape_tol = self.rtol * self.scale if self.tolerance is None else self.tolerance
-        self.slack = np.maximum(self.tape_tol, self.resolution)
-        self._probe_verdict = None
-
-    @property
-    def shown(self) -> float:
-        """The scale every printed relative error and tolerance is relative to: the tensor's
-        own largest gradient, as the witnesses know it (finite differences' where they measured
-        every element, else the tape's, else what finite differences measured, else the manual
-        one's; the judging scale when all are zero), leaving out the elements they accept
-        anything at (``vacuous``). A floor raises the
-        tolerance printed, never shrinks the error printed; a wrong manual value never
-        shrinks either."""
-        fd = self.fd
-        witnessed = None if fd is None else fd.measured & ~vacuous(self)
-        if fd is not None and np.all(witnessed):
-            truth = magnitude(fd.value)
-        elif self.tape is not None:
-            truth = magnitude(self.tape)
-        elif fd is not None and np.any(witnessed):
-            truth = magnitude(np.where(witnessed, fd.value, np.nan))
-        else:
-            truth = magnitude(self.manual)
-        return truth if truth > 0 else (self.scale if self.scale > 0 else 1.0)
-
-
-@dataclass
-class ProbeVerdict:
-    """Along each probe: the projections of manual and tape, and whether FD accepts each."""
-
-    manual: np.ndarray
-    tape: Optional[np.ndarray]
-    slack: np.ndarray
-    fd_ok_manual: np.ndarray
-    fd_ok_tape: np.ndarray
-
-
-def judge_probes(ev: TensorEvidence) -> ProbeVerdict:
-    """The directional evidence judged probe by probe; each probe's slack is the elements'
-    carried along its direction (``slack * sum |d|``)."""
-    if ev._probe_verdict is None:
-        ev._probe_verdict = _judge_probes(ev)
-    return ev._probe_verdict
-
-
-def _judge_probes(ev: TensorEvidence) -> ProbeVerdict:
-    dirs, fd = ev.probes.directions, ev.probes.fd
-    mp = dirs @ ev.manual.reshape(-1)
-    tp = None if ev.tape is None else dirs @ ev.tape.reshape(-1)
-    slack = ev.slack * np.sum(np.abs(dirs), axis=1)
-    ok_m = np.isfinite(mp) & fd.accepts(mp, slack)
-    ok_t = np.zeros_like(ok_m) if tp is None else np.isfinite(tp) & fd.accepts(tp, slack)
-    return ProbeVerdict(mp, tp, slack, ok_m, ok_t)
 
 
 # A gradient whose own second difference along a line, over the finite-difference step, is at
@@ -317,32 +211,6 @@ def _witness(ev: TensorEvidence) -> np.ndarray:
     return ev.manual if ev.tape is None else ev.tape
 
 
-def vacuous(ev: TensorEvidence) -> np.ndarray:
-    """Elements finite differences accept without witnessing them: they accept the manual value
-    with an error bar (plus their slack) of at least the tensor's whole ``scale`` (the loss
-    jumps within their step, or is this noisy there), so any value a bug could give passes
-    them. At a kink the error bar is that of the one-sided derivatives: the interval between
-    them is the valid subgradients, witnessed. Elements directional mode did not difference one
-    by one are vacuous where every probe is (its error bar at least the scale carried along its
-    direction). A tensor whose every gradient is 0, or below the finest the loss resolves
-    (``resolution``: 1/3 - 1/3 rounded, at a minimum), has no scale to measure a bar against:
-    the bound finite differences give, |g| <= their error, is the witness there."""
-    fd, m, s = ev.fd, ev.manual, ev.scale
-    if fd is None or s <= ev.resolution:
-        return np.zeros(m.shape, bool)
-    with np.errstate(invalid="ignore"):
-        wide = fd.error_bar + ev.slack >= s
-    out = fd.measured & fd.accepts(m, ev.slack) & wide
-    if ev.probes is not None and len(ev.probes.directions):
-        probes, nd = judge_probes(ev), ev.probes.fd
-        span = s * np.sum(np.abs(ev.probes.directions), axis=1)
-        with np.errstate(invalid="ignore"):
-            blind = probes.fd_ok_manual & (nd.error_bar + probes.slack >= span)
-        if np.all(blind):
-            out = out | ~fd.measured
-    return out
-
-
 def within_tape(ev: TensorEvidence) -> np.ndarray:
     """Elements whose manual value is finite and matches the tape within the tolerance."""
     with np.errstate(invalid="ignore"):
@@ -367,9 +235,12 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
     # (no kink, every smaller step agreeing), they are the witness that saw the loss, and the
     # element fails unless the evidence pass shows them confounded (``fd_against_pass``).
     against = tape_ok & finite & fd.measured & ~fd_ok_m
-    beyond = True if ev.fd_floor is None else ~fd.accepts(m, tol + ev.fd_floor)
-    fd_against = against & resolved & ~fd.kink & beyond
-    tape_unfaithful = ~tape_ok & fd_ok_m & ~fd_ok_t & ~kink
+    fd_against = against & resolved & ~fd.kink & _beyond_floor(ev, m)
+    # Nor do they show the tape wrong where they reject it by less than the loss's measured
+    # rounding (``loss_rounding``): the element stays undecided between the two
+    # (``rounding_pass``). An assumed floor (a function's outputs') excuses, never accuses.
+    beyond_t = True if ev.loss_rounding is None else _beyond_floor(ev, t)
+    tape_unfaithful = ~tape_ok & fd_ok_m & ~fd_ok_t & ~kink & beyond_t
     # Where they show the tape unfaithful in this tensor (a term computed outside TensorFlow, a
     # custom gradient), its word decides none of the tensor's other elements either: where they
     # accept manual and tape alike, finite differences judge alone, and they accept the manual.
@@ -407,11 +278,21 @@ def classify(ev: TensorEvidence) -> ElementVerdict:
         fd_unresolved=against & ~fd_against,
         fd_against=fd_against,
         unwitnessed=unwitnessed & ~fail,
-        undecided=fail & finite & fd_ok_m & fd_ok_t & ~kink,
+        undecided=fail & finite & fd_ok_m & ~kink,
         fd_kink=kink,
         fd_ok_manual=fd_ok_m,
         fd_ok_tape=fd_ok_t,
     )
+
+
+def _beyond_floor(ev: TensorEvidence, values: np.ndarray) -> np.ndarray:
+    """Where finite differences reject ``values`` by more than the rounding of what they
+    difference carries into a derivative at their step (``fd_floor``; everywhere without
+    one): only there are they evidence against them."""
+    if ev.fd_floor is None:
+        return np.ones(np.shape(values), bool)
+    with np.errstate(invalid="ignore"):
+        return ~ev.fd.accepts(values, ev.slack + ev.fd_floor)
 
 
 def _classify_without_tape(ev: TensorEvidence) -> ElementVerdict:

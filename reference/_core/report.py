@@ -66,11 +66,12 @@ class ElementVerdict:
     ``tape_disowned`` (manual != tape, finite differences accept both, in a tensor where they
     show the tape unfaithful elsewhere: judged by them alone),
     ``fd_unresolved`` (manual == tape != FD where finite differences do not resolve the line;
-    without a tape, FD off the manual value by less than the outputs' rounding),
-    ``undecided`` (failing, but finite differences accept manual and tape alike: only the
-    rounding test can tell), ``rounding`` (undecided
-    elements excused as rounding), ``flat`` (undecided elements whose manual value is 0 in a
-    model whose loss shows no gradient at all),
+    without a tape, FD off the manual value by less than the rounding of what they
+    difference),
+    ``undecided`` (failing, but finite differences accept the manual value and accept the
+    tape's too, or reject it by less than their floor: only the rounding test can tell),
+    ``rounding`` (undecided elements excused as rounding), ``flat`` (undecided elements whose
+    manual value is 0 in a model whose loss shows no gradient at all),
     ``unverifiable`` (no witness could judge the element), ``region_coarse`` (unverifiable:
     finite differences inside a region accept the element without resolving it),
     ``fd_against`` (manual == tape, and finite differences resolve another value: failing),

@@ -15,6 +15,7 @@ from .fd import (
     NumericalGradient,
     Stencil,
     analyse,
+    noise_samples,
     pooled_noise,
     power_of_two_step,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "probe_directions",
     "pair_directions",
     "jitter_noise",
+    "loss_rounding",
     "numerical_gradients",
 ]
 
@@ -54,38 +56,24 @@ _JITTER_SAMPLES = 16
 _JITTER_MARGIN = 2.0
 
 
+_OFFSETS = np.array([-1.0, -0.5, 0.5, 1.0])  # the four perturbed points; f0 is shared
+
+
 def jitter_noise(adapter: Adapter, f0: float, rng: np.random.Generator) -> float:
     """The rounding noise of one loss evaluation measured directly: the loss at points a few
     ulps from the point, where no kink is crossed. Fourth differences pooled over lines that
     cross kinks (a handful of probes, or a small ReLU network where every line has one) are
     inflated; this is not."""
-    base = {k: adapter.value(k) for k in adapter.keys}
     rel = _JITTER_ULPS * adapter.eps
-    # The samples are drawn point by point, tensor by tensor, into stacks of as many points as
-    # fit finite differences' memory bound per call (a million parameters make 4 at a time), and
-    # the stacks are reused: 16 copies of every parameter at once made a million-parameter
-    # check vary from 0.4 s to 0.7 s from run to run, as fresh memory was mapped for them.
-    size = max(1, sum(v.size for v in base.values()))
-    per_call = max(1, min(_JITTER_SAMPLES, _BUDGET // size))
-    stacks = {k: np.empty((per_call,) + v.shape) for k, v in base.items()}
-    values = np.empty(_JITTER_SAMPLES)
-    for start in range(0, _JITTER_SAMPLES, per_call):
-        count = min(per_call, _JITTER_SAMPLES - start)
-        for i in range(count):
-            for k, v in base.items():
-                row = stacks[k][i, ...]  # a view, also of a 0-d tensor's row
-                rng.random(out=row)
-                row -= 0.5
-                row *= _UNIFORM_SPAN * rel
-                row += 1.0
-                row *= v
-                if adapter.dtype != np.float64:
-                    row[...] = adapter.cast(row)
-        if adapter.batched:
-            got = adapter.evaluate_many({k: stack[:count] for k, stack in stacks.items()})
-        else:
-            got = adapter.evaluate_points([{k: stacks[k][i] for k in base} for i in range(count)])
-        values[start : start + count] = got
+
+    def move(i, k, v, row):
+        rng.random(out=row)
+        row -= 0.5
+        row *= _UNIFORM_SPAN * rel
+        row += 1.0
+        row *= v
+
+    values = _moved_losses(adapter, _JITTER_SAMPLES, move)
     values = values[np.isfinite(values)]
     floor = FLOOR_ULPS * adapter.eps * max(abs(f0), np.finfo(np.float64).tiny)
     if values.size < 2:
@@ -93,7 +81,77 @@ def jitter_noise(adapter: Adapter, f0: float, rng: np.random.Generator) -> float
     return max(_JITTER_MARGIN * float(np.std(values - f0, ddof=1)), floor)
 
 
-_OFFSETS = np.array([-1.0, -0.5, 0.5, 1.0])  # the four perturbed points; f0 is shared
+def _moved_losses(adapter: Adapter, count: int, move) -> np.ndarray:
+    """The loss at ``count`` points near the point, each tensor's value at point ``i`` written by
+    ``move(i, key, value, row)`` into ``row`` (a view); rounded to the model's dtype.
+
+    The points are drawn tensor by tensor into stacks of as many points as fit finite
+    differences' memory bound per call (a million parameters make 4 at a time), and the stacks
+    are reused: 16 copies of every parameter at once made a million-parameter check vary from
+    0.4 s to 0.7 s from run to run, as fresh memory was mapped for them."""
+    base = {k: adapter.value(k) for k in adapter.keys}
+    size = max(1, sum(v.size for v in base.values()))
+    per_call = max(1, min(count, _BUDGET // size))
+    stacks = {k: np.empty((per_call,) + v.shape) for k, v in base.items()}
+    values = np.empty(count)
+    for start in range(0, count, per_call):
+        n = min(per_call, count - start)
+        for i in range(n):
+            for k, v in base.items():
+                row = stacks[k][i, ...]  # a view, also of a 0-d tensor's row
+                move(start + i, k, v, row)
+                if adapter.dtype != np.float64:
+                    row[...] = adapter.cast(row)
+        if adapter.batched:
+            got = adapter.evaluate_many({k: stack[:n] for k, stack in stacks.items()})
+        else:
+            got = adapter.evaluate_points([{k: stacks[k][i] for k in base} for i in range(n)])
+        values[start : start + n] = got
+    return values
+
+
+# The loss's rounding where every weight moves: lines through every parameter at once, each
+# moved by up to about sqrt(eps) of itself (at least of 1)...
+_SPREAD_EXPONENT = 0.5
+# ... along this many random directions (four new evaluations each, as many as the jitter's).
+_SPREAD_LINES = 4
+
+
+def loss_rounding(adapter: Adapter, f0: float, rng: np.random.Generator) -> float:
+    """How far the loss as computed strays from the function it computes, measured where every
+    intermediate value moves by many of its ulps: the fourth differences of the loss along
+    random lines through every parameter at once (``_SPREAD_LINES`` of them, each parameter
+    moved by up to ``2^round(log2(eps^_SPREAD_EXPONENT))`` of max(1, |itself|)), as a standard
+    deviation (their root mean square over sqrt(70)); at least ``FLOOR_ULPS`` ulps of ``f0``.
+
+    Along one coordinate, an intermediate the loss is very sensitive to can stay on one
+    representable value for the whole stencil (a softmax output 3e-7 from 1, under a
+    cross-entropy that divides by that distance, moves by less than its ulp as one weight of
+    another class moves by the step): every evaluation rounds it alike, the line's own fourth
+    difference sees no noise, and finite differences miss its share of the slope, steadily, by
+    up to what that rounding carries into a derivative at the step. Along these lines it moves
+    by many ulps, and its rounding shows as noise (1e-12 of a loss of 7, 2,000 of its ulps,
+    where the pooled noise is a few ulps). A line that crosses a kink (a ReLU at 0 at the
+    point) samples no noise (``noise_samples``)."""
+    reach = float(np.exp2(np.round(np.log2(adapter.eps**_SPREAD_EXPONENT))))
+    offsets = np.repeat(_OFFSETS[None, :], _SPREAD_LINES, axis=0).reshape(-1)
+    draws = {}
+
+    def move(i, k, v, row):
+        line = i // _OFFSETS.size
+        if (line, k) not in draws:
+            draws[(line, k)] = rng.uniform(-reach, reach, np.shape(v)) * np.maximum(1.0, np.abs(v))
+        row[...] = v + offsets[i] * draws[(line, k)]
+
+    values = _moved_losses(adapter, offsets.size, move).reshape(_SPREAD_LINES, _OFFSETS.size)
+    f = np.insert(values, 2, f0, axis=1)
+    s = np.tile(np.array([-1.0, -0.5, 0.0, 0.5, 1.0]), (_SPREAD_LINES, 1))
+    floor = FLOOR_ULPS * adapter.eps * max(abs(f0), np.finfo(np.float64).tiny)
+    d4 = noise_samples(Stencil(s, f), floor)  # NaN along a line that crosses a kink
+    d4 = d4[np.isfinite(d4)]
+    if d4.size == 0:
+        return floor
+    return max(float(np.sqrt(np.mean(d4**2) / 70.0)), floor)
 
 
 def _run(adapter: Adapter, key, base: np.ndarray, n: int, make_chunk, f0: float) -> Stencil:

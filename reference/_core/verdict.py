@@ -209,7 +209,9 @@ def _largest(ev: TensorEvidence, mask) -> dict:
         dist = np.where(mask & fd.measured, np.nan_to_num(fd.distance(ev.manual), nan=0.0), -1.0)
     i = np.unravel_index(int(np.argmax(dist)), dist.shape)
     tape = ev.manual if ev.tape is None else ev.tape
+    rounding = {} if ev.loss_rounding is None else {"rounding": ev.loss_rounding}
     return {
+        **rounding,
         "manual": float(ev.manual[i]),
         "tape": float(tape[i]),
         "fd": float(fd.value[i]),
@@ -269,5 +271,7 @@ def _notes(ev: TensorEvidence, v: ElementVerdict, kinks: int) -> List[Note]:
             if np.any(within):
                 values["within"] = int(within.sum())
                 values["floor"] = float(np.max(ev.probes.fd_floor[within]))
+                if ev.loss_rounding is not None:
+                    values["rounding"] = ev.loss_rounding
             notes.append(Note(NoteCode.PROBES_DISAGREE, int((~probes.fd_ok_manual).sum()), values))
     return notes
