@@ -259,15 +259,14 @@ def _cases_from(factory_spec: str):
     except Exception as exc:
         _user_traceback(exc)
         raise UsageError(f"{factory_spec}() raised {type(exc).__name__}: {exc}") from exc
-    one_case = isinstance(made, tuple) and len(made) == 3 and hasattr(made[0], "params")
+    # (model, X, y) is one case whatever the model lacks (the check says what it lacks).
+    one_case = isinstance(made, tuple) and len(made) == 3 and not isinstance(made[0], tuple)
     if one_case or not isinstance(made, (list, tuple)) and not inspect.isgenerator(made):
         cases = [made]
     else:
         cases = list(made)  # a list, a tuple or a generator of cases
     if not cases:
-        raise UsageError(
-            f"{factory_spec}() returned no cases: return (model, X, y) or a list of them"
-        )
+        raise UsageError(f"{factory_spec}() returned no cases: return (model, X, y) or a list")
     for i, case in enumerate(cases):
         if not (isinstance(case, tuple) and len(case) == 3):
             what = f"a {len(case)}-tuple" if isinstance(case, tuple) else f"a {type(case).__name__}"

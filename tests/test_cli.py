@@ -127,6 +127,18 @@ USER_MODULE = textwrap.dedent('''
         return ListParams(), np.ones((3, 2)), np.ones((3, 2))
 
 
+    class NoParams:
+        def loss(self, X, y):
+            return tf.reduce_sum(X)
+
+        def gradients(self, X, y):
+            return [np.zeros(2)]
+
+
+    def no_params():
+        return NoParams(), np.ones((3, 2)), np.ones((3, 2))
+
+
     class Interrupted(Doubled):
         def gradients(self, X, y):
             raise KeyboardInterrupt  # as Ctrl-C would, in the middle of a check
@@ -395,6 +407,7 @@ def test_a_factory_given_as_a_file_path(user_module, capsys):
     [
         (["model", "usermodels:no_cases"], "usermodels:no_cases() returned no cases"),
         (["model", "usermodels:list_params"], "usermodels:list_params: model.params[0]"),
+        (["model", "usermodels:no_params"], "usermodels:no_params: model must have params"),
         (["steps", "usermodels:good", "--plot", "plots"], "--plot must name a .png file"),
     ],
 )

@@ -490,6 +490,10 @@ ARGUED: Dict[str, str] = {
     "stencils.py _JITTER_SAMPLES x10": (
         "no weakening: 160 samples measure the same spread as 16, more precisely"
     ),
+    "stencils.py _SPREAD_LINES x10": (
+        "no weakening: 40 lines through every weight measure the same rounding of the loss as "
+        "4, more precisely"
+    ),
     "stencils.py _JITTER_MARGIN x10": (
         "the direct noise bounds the pooled one where lines crossing kinks inflate it (4e7 "
         "times in the corpus case); at 20x instead of 2x it bounds every such case found"
