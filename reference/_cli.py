@@ -17,24 +17,24 @@ subcommand; MODULE may be a file path (path/to/models.py:make).
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import json
 import os
 import re
 import sys
 import tempfile
 import time
-from pathlib import Path
 
+from ._cli_inputs import (
+    UsageError,
+    cases_from,
+    check_json_path,
+    load,
+    user_traceback,
+    write_json,
+)
 from ._cli_parser import build_parser
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
-
-
-class UsageError(Exception):
-    """A mistake in how gradcheck was called (exit code 2)."""
 
 
 # --- the default job: the matrix -----------------------------------------------------------------
@@ -121,7 +121,7 @@ def run_matrix(args) -> int:
         f"{summary['fail']} fail in {elapsed:.1f} s"
     )
     if args.json:
-        _write_json(
+        write_json(
             args.json,
             {
                 "command": "matrix",
@@ -197,88 +197,8 @@ class _progress:
         self._bar.stop()
 
 
-def _write_json(path, data):
-    try:
-        with open(path, "w") as fh:
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
-    except OSError as exc:
-        raise UsageError(f"cannot write --json file {path!r}: {exc}") from exc
-
-
-# --- user code: MODULE:NAME ---------------------------------------------------------------
-
-
-def load(spec: str, what: str):
-    """The object named by ``MODULE:NAME`` (MODULE importable from the current directory)."""
-    if ":" not in spec:
-        raise UsageError(f"{what} must be MODULE:NAME, such as mymodels:make_model; got {spec!r}")
-    module_name, _, attr = spec.rpartition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        if module_name.endswith(".py"):  # a file path: path/to/models.py:make
-            module = _import_file(module_name)
-        else:
-            module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise UsageError(
-            f"cannot import {module_name!r} for {what}: {type(exc).__name__}: {exc}"
-        ) from exc
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise UsageError(f"{module_name!r} has no {attr!r} (from {what} {spec!r})")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise UsageError(f"{spec} is not callable")
-    return obj
-
-
-def _import_file(path: str):
-    """The module in the file ``path`` (its folder importable, for its own imports)."""
-    import importlib.util
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such file {path!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    name = os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _cases_from(factory_spec: str):
-    factory = load(factory_spec, "FACTORY")
-    try:
-        made = factory()
-    except Exception as exc:
-        _user_traceback(exc)
-        raise UsageError(f"{factory_spec}() raised {type(exc).__name__}: {exc}") from exc
-    # (model, X, y) is one case whatever the model lacks (the check says what it lacks).
-    one_case = isinstance(made, tuple) and len(made) == 3 and not isinstance(made[0], tuple)
-    if one_case or not isinstance(made, (list, tuple)) and not inspect.isgenerator(made):
-        cases = [made]
-    else:
-        cases = list(made)  # a list, a tuple or a generator of cases
-    if not cases:
-        raise UsageError(f"{factory_spec}() returned no cases: return (model, X, y) or a list")
-    for i, case in enumerate(cases):
-        if not (isinstance(case, tuple) and len(case) == 3):
-            what = f"a {len(case)}-tuple" if isinstance(case, tuple) else f"a {type(case).__name__}"
-            raise UsageError(
-                f"{factory_spec}() must return (model, X, y), or a list, tuple or generator of "
-                f"such triples; case {i} is {what}"
-            )
-    return cases
-
-
 def run_model(args) -> int:
-    cases = _cases_from(args.factory)
+    cases = cases_from(args.factory)
     start = time.perf_counter()
     reports = []
     try:
@@ -317,21 +237,13 @@ def _check_cases(cases, args, reports) -> None:
             if bar is not None:
                 bar.stop()
         if report.error is not None:  # the model's own code raised: nothing was judged
-            _user_traceback(report.cause)
+            user_traceback(report.cause)
             raise UsageError(f"{label}: {report.error}")
         report.model = label
         reports.append(report)
         if not args.quiet or not report.ok:
             print(report)
             print()
-
-
-def _user_traceback(exc) -> None:
-    """The traceback of an exception the user's code raised, on stderr."""
-    if exc is not None:
-        import traceback
-
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
 
 
 def _bar_callback(bar, label):
@@ -351,7 +263,7 @@ def _model_summary(args, reports, start) -> int:
         + f" in {time.perf_counter() - start:.1f} s"
     )
     if args.json:
-        _write_json(
+        write_json(
             args.json,
             {
                 "command": "model",
@@ -369,13 +281,17 @@ def run_derivative(args) -> int:
 
     fn = load(args.fn, "FN")
     derivative = load(args.derivative, "DERIVATIVE") if args.derivative else None
+    start = time.perf_counter()
     try:
         report = check_derivative(fn, derivative, dtype=args.dtype, kinks=args.kinks)
     except ValueError as exc:  # FN refused (not elementwise, say): bad input, not a wrong gradient
         raise UsageError(f"{args.fn}: {exc}") from exc
-    print(report)
+    if not args.quiet or not report.ok:
+        print(report)
+    verdict = "PASS" if report.ok else "FAIL"
+    print(f"derivative {args.fn}: {verdict} in {time.perf_counter() - start:.1f} s")
     if args.json:
-        _write_json(
+        write_json(
             args.json,
             {
                 "command": "derivative",
@@ -399,6 +315,7 @@ def run_function(args) -> int:
     inputs = made if isinstance(made, tuple) else (made,)  # a tuple: several inputs
     vjp = load(args.vjp, "--vjp") if args.vjp else None
     jvp = load(args.jvp, "--jvp") if args.jvp else None
+    start = time.perf_counter()
     try:
         report = check_function(
             fn, *inputs, vjp=vjp, jvp=jvp, order=args.order, mode=args.mode, seed=args.seed
@@ -406,14 +323,16 @@ def run_function(args) -> int:
     except (TypeError, ValueError) as exc:  # bad input: not a wrong gradient
         raise UsageError(f"{args.fn}: {exc}") from exc
     except Exception as exc:  # the user's fn, vjp or jvp raised: nothing was judged
-        _user_traceback(exc)
+        user_traceback(exc)
         raise UsageError(
             f"{args.fn}: the check could not run: {type(exc).__name__}: {exc}"
         ) from exc
     if not args.quiet or not report.ok:
         print(report)
+    verdict, seconds = "PASS" if report.ok else "FAIL", time.perf_counter() - start
+    print(f"function {args.fn} ({args.mode} mode): {verdict} in {seconds:.1f} s")
     if args.json:
-        _write_json(
+        write_json(
             args.json,
             {
                 "command": "function",
@@ -435,7 +354,7 @@ def run_steps(args) -> int:
 
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot must name a .png file, such as steps.png; got {args.plot!r}")
-    cases = _cases_from(args.factory)
+    cases = cases_from(args.factory)
     model, X, y = cases[0]
     exponents = list(EXPONENTS)
     curves, chosen = step_sweep(model, X, y, exponents)
@@ -451,7 +370,7 @@ def run_steps(args) -> int:
     if args.plot:
         _plot_steps(args.plot, exponents, curves, chosen)
     if args.json:
-        _write_json(
+        write_json(
             args.json,
             {
                 "command": "steps",
@@ -517,22 +436,6 @@ def _plot_steps(path, exponents, curves, chosen) -> None:
     print(f"plot written to {path}")
 
 
-def _check_json_path(path) -> None:
-    """Refuse a --json FILE that cannot be written before any check runs."""
-    if not path:
-        return
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise UsageError(f"--json must name a file; {path!r} is a directory")
-    if not folder.is_dir():
-        raise UsageError(
-            f"cannot write --json file {path!r}: the folder {str(folder)!r} does not exist"
-        )
-    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise UsageError(f"cannot write --json file {path!r}: permission denied")
-
-
 # What TensorFlow's C++ libraries write to the process's stderr as they load, before its logging
 # is set up and whatever TF_CPP_MIN_LOG_LEVEL says: absl's notice, then lines such as
 # "I0000 00:00:1796676063.480392   11472 port.cc:153] oneDNN custom operations are on ..." or
@@ -585,7 +488,7 @@ def main(argv=None) -> int:
         "steps": run_steps,
     }
     try:
-        _check_json_path(getattr(args, "json", None))
+        check_json_path(getattr(args, "json", None))
         return runners[args.command](args)
     except UsageError as exc:
         print(f"gradcheck: error: {exc}", file=sys.stderr)

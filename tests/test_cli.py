@@ -281,6 +281,22 @@ def test_a_function_from_the_command_line(user_module, capsys):
     assert main(["function", "usermodels:softmax", "--inputs", "usermodels:a_list"]) == 0
 
 
+def test_function_and_derivative_end_with_a_summary_line_that_quiet_keeps(user_module, capsys):
+    argv = ["function", "usermodels:softmax", "--inputs", "usermodels:logits"]
+    assert main([*argv, "--vjp", "usermodels:softmax_vjp", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("function usermodels:softmax (full mode): PASS")
+    assert main([*argv, "--vjp", "usermodels:softmax_vjp_diagonal", "--mode", "directional"]) == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("function usermodels:softmax (directional mode): FAIL in ")
+    assert main(["derivative", "usermodels:cube", "usermodels:cube_prime", "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("derivative usermodels:cube: PASS in ")
+    assert main(["derivative", "usermodels:cube", "usermodels:cube_wrong", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL at x =" in out
+    assert out.splitlines()[-1].startswith("derivative usermodels:cube: FAIL in ")
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -1353,6 +1353,7 @@ def _targets(bug) -> Sequence[str]:
 _MODEL_JUDGE = [GUARDS, NUMPY, FINDINGS]
 MODULE_TESTS = {
     POLICY: _MODEL_JUDGE + [WITNESSES],
+    EVIDENCE: _MODEL_JUDGE + [WITNESSES],
     "reference/_core/verdict.py": _MODEL_JUDGE + [WITNESSES],
     FD: _MODEL_JUDGE,
     STENCILS: _MODEL_JUDGE + [WITNESSES],

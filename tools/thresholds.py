@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # exit code, a snapshot's comparison).
 JUDGING = (
     "reference/_core/policy.py",
+    "reference/_core/evidence.py",
     "reference/_core/verdict.py",
     "reference/_core/fd.py",
     "reference/_core/refinement.py",
