@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-# The running test (set around each test's protocol), and the snapshot names each has taken.
+# The running test (set around each test's protocol), the snapshot names it has taken, and
+# the missing snapshots it wrote (its failure, once it has run to its end).
 RUNNING: dict = {}
 
 # The options that have an ini twin: the ini file sets the default, the command line wins.
@@ -140,6 +141,24 @@ def pytest_runtest_protocol(item, nextitem):
         yield
     finally:
         RUNNING.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that wrote missing snapshots fails once they are all written (as
+    pytest-regressions fails a test that writes its file), unless it failed already."""
+    outcome = yield
+    written = RUNNING.pop("written", None) if call.when == "call" else None
+    report = outcome.get_result()
+    if written and report.passed:
+        report.outcome = "failed"
+        report.longrepr = (
+            "\n".join(
+                f"snapshot {name!r} was missing and is now written: {path}"
+                for name, path in written
+            )
+            + "\n(rerun the test to compare against it, and commit the file)"
+        )
 
 
 def _plugin():

@@ -117,9 +117,11 @@ class GradCheck:
         ``snapshot_path``), to ``rtol`` of each tensor's largest gradient (default
         ``--gradcheck-rtol``, else the dtype's tape tolerance), with pytest-regressions'
         ``ndarrays_regression``. A missing snapshot is written and the test fails once, as
-        pytest-regressions does; under CI (``CI`` set) or with ``--gradcheck-strict-snapshots`` it
-        fails without being written. ``--gradcheck-update-snapshots`` (or pytest-regressions'
-        ``--regen-all``) rewrites it. Returns the snapshot's path."""
+        pytest-regressions does, when the test has run to its end (every snapshot it takes is
+        written, and a name taken twice refused, in that one run); under CI (``CI`` set) or with
+        ``--gradcheck-strict-snapshots`` it fails without being written.
+        ``--gradcheck-update-snapshots`` (or pytest-regressions' ``--regen-all``) rewrites it.
+        Returns the snapshot's path."""
         from . import _snapshots as snapshots
         from ._core.policy import TAPE_RTOL
 
@@ -158,7 +160,9 @@ class GradCheck:
                     f"take it and commit the file (or pass --gradcheck-update-snapshots)",
                     pytrace=False,
                 )
-            stored = current
+            snapshots.write(path, current)
+            _running().setdefault("written", []).append((name, path))
+            return path
         else:
             try:
                 stored = snapshots.read(path)

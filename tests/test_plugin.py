@@ -211,7 +211,12 @@ def snapshot_file(pytester):
 def test_snapshots_catch_a_changed_backward_pass(pytester, local):
     first = run(pytester, SNAPSHOT_TEST.format(bug=None))
     first.assert_outcomes(failed=1)  # as pytest-regressions does: written, and failed once
-    first.stdout.fnmatch_lines(["*File not found in data directory, created:*"])
+    first.stdout.fnmatch_lines(
+        [
+            "*snapshot 'two_layer' was missing and is now written: *test_snapshot--two_layer.npz",
+            "*rerun the test to compare against it, and commit the file*",
+        ]
+    )
     with np.load(snapshot_file(pytester), allow_pickle=False) as stored:
         assert int(stored["gradcheck:format"]) == 2 and str(stored["gradcheck:dtype"]) == "float64"
         assert {"W1", "W2", "gradcheck:loss", "gradcheck:fingerprint"} <= set(stored.files)
@@ -404,20 +409,39 @@ def test_snapshot(gradcheck, scale):
     run(pytester, source).assert_outcomes(passed=3)
 
 
-def test_one_name_twice_in_one_test_is_refused(pytester, local):
-    result = run(
-        pytester,
-        """
+TAKEN_TWICE = """
 from usermodel import TwoLayer, X, y
 
 def test_snapshot(gradcheck):
     gradcheck.snapshot("two_layer", TwoLayer(), X, y)
     gradcheck.snapshot("two_layer", TwoLayer(scale=2.0), X, y)
-""",
-        "--gradcheck-update-snapshots",
-    )
+"""
+
+
+@pytest.mark.parametrize("update", [True, False])
+def test_one_name_twice_in_one_test_is_refused_in_its_first_run(pytester, local, update):
+    """Also where the first call writes the missing snapshot: the test fails at the second
+    call, naming it, not on the run after."""
+    result = run(pytester, TAKEN_TWICE, *(["--gradcheck-update-snapshots"] if update else []))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*snapshot('two_layer') was taken twice*its own name*"])
+    assert "is now written" not in result.stdout.str()
+
+
+def test_a_test_that_writes_several_missing_snapshots_names_each(pytester, local):
+    test = """
+from usermodel import TwoLayer, X, y
+
+def test_snapshot(gradcheck):
+    gradcheck.snapshot("first", TwoLayer(), X, y)
+    gradcheck.snapshot("second", TwoLayer(scale=2.0), X, y)
+"""
+    result = run(pytester, test)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*snapshot 'first' was missing and is now written*", "*snapshot 'second' was missing*"]
+    )
+    run(pytester, test).assert_outcomes(passed=1)
 
 
 LEGACY_WRITER = """
