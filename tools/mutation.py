@@ -1212,18 +1212,6 @@ BUGS: List[Bug] = [
         ["tests/test_plugin.py"],
     ),
     Bug(
-        "snapshots: a missing one written and the test passed, as if compared",
-        [
-            (
-                "reference/_plugin.py",
-                '            _running().setdefault("written", []).append((name, path))\n'
-                "            return path\n",
-                "            stored = current\n",
-            )
-        ],
-        ["tests/test_plugin.py"],
-    ),
-    Bug(
         "finite differences' steady miss on a saturated softmax taken as evidence (the loss's "
         "rounding where every weight moves never measured)",
         [(MODES, "    if not disputed:\n        return verdicts\n", "    return verdicts\n")],
@@ -1240,6 +1228,18 @@ BUGS: List[Bug] = [
             )
         ],
         [WITNESSES],
+    ),
+    Bug(
+        "snapshots: a missing one written and the test passed, as if compared",
+        [
+            (
+                "reference/_plugin.py",
+                '            _running().setdefault("written", []).append((name, path))\n'
+                "            return path\n",
+                "            stored = current\n",
+            )
+        ],
+        ["tests/test_plugin.py"],
     ),
 ]
 
