@@ -58,3 +58,17 @@ def test_numpy_example_passes_the_right_net_and_names_the_penalty_slip():
     assert right.ok and right.tape_blind.startswith("the parameters are NumPy arrays")
     assert not slip.ok and [e.name for e in slip.failing] == ["W1"]
     assert "a penalty term's gradient is off" in str(slip)
+
+
+def test_own_model_example_passes_its_net_and_shrinks_the_buggy_one_to_a_pasteable_call():
+    from reference import check_gradients
+    from reference.strategies import Case, batch_for
+
+    example = importlib.import_module("own_model_properties")
+    failure = example.main()
+    notes = "\n".join(failure.__notes__)
+    call = notes.split("case=", 1)[1].split("\n)\n", 1)[0].rstrip(",")
+    assert call.startswith("Case(model=BuggyNet(") and "batch_for(n_inputs=" in call, notes
+    names = {"Case": Case, "BuggyNet": example.BuggyNet, "batch_for": batch_for}
+    report = check_gradients(*eval(call, names))
+    assert not report.ok and [e.name for e in report.failing] == ["b1"], str(report)

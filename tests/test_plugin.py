@@ -5,6 +5,10 @@ from pathlib import Path
 
 import numpy as np  # imported before any pytester test: pytester forgets what a test imports
 import pytest
+from hypothesis.errors import InvalidArgument
+
+from reference import check_gradients
+from reference.strategies import Case, batch_for, batches, cases, models
 
 USER_MODEL = '''
 import numpy as np
@@ -175,6 +179,110 @@ def test_batches_are_never_single_rows(gradcheck_case):
             "*gradcheck_case=Case(model=MLP(*batch=batch_for(model, n=1, *",
         ]
     )
+
+
+BUILDER = '''
+import numpy as np
+import tensorflow as tf
+
+
+class Net:
+    """A user's own network class, as a tutorial writes it: tanh hidden layers, a linear
+    output, mean squared error, the backward pass by hand in NumPy."""
+
+    def __init__(self, layer_sizes, seed=0, bug=False):
+        rng = np.random.default_rng(seed)
+        pairs = zip(layer_sizes[:-1], layer_sizes[1:])
+        self.W = [tf.Variable(rng.normal(size=(a, b))) for a, b in pairs]
+        self.b = [tf.Variable(np.zeros(b)) for b in layer_sizes[1:]]
+        self.params = [p for pair in zip(self.W, self.b) for p in pair]
+        self.bug = bug
+
+    def loss(self, X, y):
+        h = tf.constant(X)
+        for i, (W, b) in enumerate(zip(self.W, self.b)):
+            h = h @ W + b if i == len(self.W) - 1 else tf.tanh(h @ W + b)
+        return tf.reduce_mean((h - y) ** 2)
+
+    def gradients(self, X, y):
+        hs = [np.asarray(X)]
+        for i, (W, b) in enumerate(zip(self.W, self.b)):
+            z = hs[-1] @ W.numpy() + b.numpy()
+            hs.append(z if i == len(self.W) - 1 else np.tanh(z))
+        d = 2 * (hs[-1] - y) / np.size(y)
+        grads = []
+        for i in reversed(range(len(self.W))):
+            db = d.sum(axis=0) * (1.5 if self.bug and i == 0 else 1.0)
+            grads = [hs[i].T @ d, db] + grads
+            d = (d @ self.W[i].numpy().T) * (1 - hs[i] ** 2)
+        return grads
+
+
+class Buggy(Net):
+    """The same network with the first layer's bias gradient 1.5 times too large."""
+
+    def __init__(self, layer_sizes, seed=0):
+        super().__init__(layer_sizes, seed, bug=True)
+'''
+
+BUILDER_TEST = """
+import pytest
+from builder import {name}
+
+@pytest.mark.gradcheck_models(build={name}, losses=["mse"], dtypes=["float64"], max_examples=25)
+def test_every_drawn_net(gradcheck_case, gradcheck):
+    gradcheck(*gradcheck_case)
+"""
+
+
+def test_the_marker_draws_the_users_own_model_from_its_builder(pytester):
+    pytester.makepyfile(builder=BUILDER)
+    result = run(pytester, BUILDER_TEST.format(name="Net"))
+    result.assert_outcomes(passed=1)
+
+
+def test_a_planted_bug_in_the_users_model_shrinks_to_a_pasteable_call(pytester):
+    pytester.makepyfile(builder=BUILDER)
+    result = run(pytester, BUILDER_TEST.format(name="Buggy"))
+    result.assert_outcomes(failed=1)
+    # The case as hypothesis printed it (each line of pytest's report starts with "E       ").
+    lines = [re.sub(r"^E {7}", "", line) for line in result.stdout.lines]
+    first = next(i for i, line in enumerate(lines) if "gradcheck_case=Case(model=" in line)
+    last = lines.index(")", first)
+    call = "\n".join(lines[first:last]).split("gradcheck_case=", 1)[1].rstrip(",")
+    assert "Buggy(" in call and "layer_sizes=[" in call and "batch_for(n_inputs=" in call
+    # Pasted back into Python, it is the failing case.
+    pytester.syspathinsert()
+    import builder
+
+    case = eval(call, {"Case": Case, "Buggy": builder.Buggy, "batch_for": batch_for})
+    report = check_gradients(*case)
+    assert not report.ok and report.failing[0].name == "param1", str(report)
+
+
+def test_a_builder_that_takes_no_layer_sizes_is_refused_by_name():
+    def build(width, seed=0):
+        return None
+
+    for strategy in (models, cases):
+        with pytest.raises(InvalidArgument, match=r"build=build must take layer_sizes.*width"):
+            strategy(build=build).example()
+    with pytest.raises(InvalidArgument, match="takes no loss: name the one its model computes"):
+        cases(build=lambda layer_sizes: None).example()
+    with pytest.raises(InvalidArgument, match=r"\['weight_scales'\] apply to the manual_backprop"):
+        cases(build=lambda layer_sizes, loss: None, weight_scales=[1.0]).example()
+
+
+def test_batches_for_a_model_of_ones_own_take_its_sizes_and_loss():
+    class Own:  # no layer_sizes, no loss_function: batch_for cannot read them off it
+        pass
+
+    with pytest.raises(InvalidArgument, match="for Own, give n_inputs=, n_outputs= and loss="):
+        batches(Own())
+    batch = batches(Own(), n_inputs=3, n_outputs=4, loss="categorical_crossentropy").example()
+    X, y = batch
+    assert X.shape[1] == 3 and y.shape[1] == 4 and np.all(y.sum(axis=1) == 1)
+    assert repr(batch).startswith("batch_for(n_inputs=3, n_outputs=4, loss='categorical_")
 
 
 def test_gradcheck_case_without_the_marker_is_a_usage_error(pytester):

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from hypothesis import strategies as st
@@ -165,9 +166,21 @@ def models(
     outputs: Sequence[str] = _ANY,
     weight_scales: Sequence[float] = (0.1, 1.0, 3.0),
     initializers: Sequence[str] = tuple(mb.INITIALIZERS),
+    build: Optional[Callable] = None,
 ) -> st.SearchStrategy:
     """A ``manual_backprop.MLP``: architecture, per-layer hidden activations, loss pairing,
-    dtype, initializer and weight scale drawn, weights from a drawn seed."""
+    dtype, initializer and weight scale drawn, weights from a drawn seed.
+
+    With ``build`` (your model class, or a function returning a model), your model instead:
+    ``build`` is called with the keywords its signature takes among ``layer_sizes`` (which it
+    must take), ``activations`` (catalogue names, one per layer, the last paired with the
+    loss), ``loss`` (a catalogue loss name), ``dtype`` and ``seed``, each drawn within the
+    bounds above (``initializers`` and ``weight_scales`` are the MLP's own). A failing example
+    prints as a call of ``build``."""
+    if build is not None:
+        return _built_models(
+            build, dtypes, min_depth, max_depth, max_width, hidden, losses, outputs
+        ).map(lambda built: built[0])
     dtypes = _check_names("dtypes", dtypes, ("float32", "float64"))
     weight_scales = _check_positive_numbers("weight_scales", weight_scales)
     initializers = _check_names("initializers", initializers, tuple(mb.INITIALIZERS))
@@ -199,6 +212,80 @@ def models(
     return draw_model()
 
 
+# What a builder may take, drawn when its signature names it (``models(build=...)``).
+BUILD_KEYWORDS = ("layer_sizes", "activations", "loss", "dtype", "seed")
+
+
+def _build_keywords(build) -> tuple:
+    """The keywords of ``BUILD_KEYWORDS`` that ``build`` takes (all of them with ``**kwargs``)."""
+    if not callable(build):
+        raise InvalidArgument(
+            f"build must be your model class or a function returning a model; got "
+            f"{type(build).__name__}."
+        )
+    try:
+        params = inspect.signature(build).parameters
+    except (TypeError, ValueError):
+        raise InvalidArgument(
+            f"build={build!r} has no signature to read its keywords from."
+        ) from None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return BUILD_KEYWORDS
+    taken = tuple(k for k in BUILD_KEYWORDS if k in params)
+    name = getattr(build, "__name__", repr(build))
+    if "layer_sizes" not in taken:
+        raise InvalidArgument(
+            f"build={name} must take layer_sizes (and any of {list(BUILD_KEYWORDS[1:])} it "
+            f"understands, each drawn); it takes {list(params)}."
+        )
+    return taken
+
+
+def _built_models(build, dtypes, min_depth, max_depth, max_width, hidden, losses, outputs):
+    """``(model, layer_sizes, loss name)`` for ``models(build=...)``: the keywords ``build``
+    takes, drawn, and the model built from them by ``st.builds`` (so a failing example prints
+    as the call)."""
+    taken = _build_keywords(build)
+    dtypes = _check_names("dtypes", dtypes, ("float32", "float64"))
+    hidden = _check_names("hidden", hidden, _ANY)
+    losses = _check_names("losses", losses, tuple(PAIRINGS))
+    outputs = _check_names("outputs", outputs, _ANY)
+    min_depth, max_depth = _check_bounds("min_depth", min_depth, "max_depth", max_depth)
+    max_width = _check_int("max_width", max_width, 1)
+    if "loss" not in taken and len(losses) != 1:
+        raise InvalidArgument(
+            f"build takes no loss: name the one its model computes, losses=['mse'] (its labels "
+            f"are drawn for it); got losses={list(losses)}."
+        )
+    usable = [l for l in losses if "activations" not in taken or set(PAIRINGS[l]) & set(outputs)]
+    if not usable:
+        raise InvalidArgument(f"no valid pairing between losses {losses} and outputs {outputs}.")
+
+    @st.composite
+    def draw_built(draw):
+        loss = draw(st.sampled_from(usable))
+        n_out = draw(st.integers(2 if mb.LOSSES[loss].labels == "sparse" else 1, max(2, max_width)))
+        sizes = draw(
+            architectures(
+                min_depth=min_depth, max_depth=max_depth, max_width=max_width, n_outputs=n_out
+            )
+        )
+        drawn = {"layer_sizes": sizes}
+        if "activations" in taken:
+            out = draw(st.sampled_from([o for o in PAIRINGS[loss] if o in outputs]))
+            drawn["activations"] = [draw(st.sampled_from(hidden)) for _ in sizes[2:]] + [out]
+        if "loss" in taken:
+            drawn["loss"] = loss
+        if "dtype" in taken:
+            drawn["dtype"] = draw(st.sampled_from(dtypes))
+        if "seed" in taken:
+            drawn["seed"] = draw(st.integers(0, _MAX_SEED))
+        model = draw(st.builds(build, **{k: st.just(v) for k, v in drawn.items()}))
+        return model, sizes, loss
+
+    return draw_built()
+
+
 @dataclass(frozen=True, eq=False)
 class Batch:
     """Inputs and labels for a model, made from a seed; unpacks as ``X, y``."""
@@ -208,30 +295,61 @@ class Batch:
     n: int
     input_scale: float
     seed: int
+    # (n_inputs, n_outputs, loss) where they were given rather than read off the model
+    shape: Optional[tuple] = None
 
     def __iter__(self):
         yield self.X
         yield self.y
 
     def __repr__(self):
-        return f"batch_for(model, n={self.n}, input_scale={self.input_scale!r}, seed={self.seed})"
+        given = (
+            "model"
+            if self.shape is None
+            else "n_inputs={}, n_outputs={}, loss={!r}".format(*self.shape)
+        )
+        return f"batch_for({given}, n={self.n}, input_scale={self.input_scale!r}, seed={self.seed})"
 
     def _repr_pretty_(self, printer, cycle):  # hypothesis prints failing examples with this
         printer.text(repr(self))
 
 
-def batch_for(model, *, n: int, input_scale: float = 1.0, seed: int = 0) -> Batch:
+def batch_for(
+    model=None,
+    *,
+    n: int,
+    input_scale: float = 1.0,
+    seed: int = 0,
+    n_inputs: Optional[int] = None,
+    n_outputs: Optional[int] = None,
+    loss: Optional[str] = None,
+) -> Batch:
     """``n`` rows of inputs ``N(0, input_scale^2)`` and labels valid for the model's loss: reals
     for regression losses, 0/1 for binary ones, one-hot rows or class indices for categorical
-    ones (every class present when n allows it)."""
+    ones (every class present when n allows it). The sizes and the loss are the
+    ``manual_backprop`` model's (its ``layer_sizes`` and ``loss_function``), or given as
+    ``n_inputs``, ``n_outputs`` and ``loss`` (a catalogue loss name) for a model of your own."""
     n = _check_int("n", n, 1)
     seed = _check_int("seed", seed, 0)
     with _invalid_argument():
         input_scale = validate.positive_number(input_scale, "input_scale")
+    shape = None
+    if n_inputs is not None or n_outputs is not None or loss is not None:
+        if None in (n_inputs, n_outputs, loss):
+            raise InvalidArgument("give n_inputs, n_outputs and loss together, or a model alone.")
+        sizes = [_check_int("n_inputs", n_inputs, 1), _check_int("n_outputs", n_outputs, 1)]
+        kind = mb.LOSSES[_check_names("loss", [loss], tuple(PAIRINGS))[0]].labels
+        shape = (sizes[0], sizes[-1], loss)
+    elif hasattr(model, "layer_sizes") and hasattr(model, "loss_function"):
+        sizes, kind = model.layer_sizes, model.loss_function.labels
+    else:
+        raise InvalidArgument(
+            f"batch_for reads the sizes and the loss of a manual_backprop model; for "
+            f"{type(model).__name__}, give n_inputs=, n_outputs= and loss= (a catalogue name)."
+        )
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, model.layer_sizes[0])) * input_scale
-    d = model.layer_sizes[-1]
-    kind = model.loss_function.labels
+    X = rng.normal(size=(n, sizes[0])) * input_scale
+    d = sizes[-1]
     if kind == "binary":
         y = rng.integers(0, 2, size=(n, d)).astype(float)
     elif kind in ("categorical", "sparse"):
@@ -239,19 +357,23 @@ def batch_for(model, *, n: int, input_scale: float = 1.0, seed: int = 0) -> Batc
         y = np.eye(d)[classes] if kind == "categorical" else classes
     else:
         y = rng.normal(size=(n, d))
-    return Batch(X, y, n, float(input_scale), int(seed))
+    return Batch(X, y, n, float(input_scale), int(seed), shape)
 
 
 def batches(
-    model,
+    model=None,
     *,
     min_size: int = 1,
     max_size: int = 8,
     input_scales: Sequence[float] = (1e-3, 0.1, 1.0, 10.0, 100.0),
+    **shape,
 ) -> st.SearchStrategy:
-    """A :class:`Batch` for ``model``: batch size (1 included), input scale and seed drawn."""
+    """A :class:`Batch` for ``model``: batch size (1 included), input scale and seed drawn; for
+    a model of your own, its ``n_inputs``, ``n_outputs`` and ``loss`` given (see
+    ``batch_for``)."""
     min_size, max_size = _check_bounds("min_size", min_size, "max_size", max_size)
     input_scales = _check_positive_numbers("input_scales", input_scales)
+    batch_for(model, n=1, **shape)  # a model batch_for cannot read is refused here, by name
 
     @st.composite
     def draw_batch(draw):
@@ -260,6 +382,7 @@ def batches(
             n=draw(st.integers(min_size, max_size)),
             input_scale=draw(st.sampled_from(input_scales)),
             seed=draw(st.integers(0, _MAX_SEED)),
+            **shape,
         )
 
     return draw_batch()
@@ -281,7 +404,35 @@ class Case:
         return f"Case(model={self.model!r}, batch={self.batch!r})"
 
     def _repr_pretty_(self, printer, cycle):
-        printer.text(repr(self))
+        # The model through the printer: a model drawn with models(build=...) prints as the
+        # call of its builder.
+        printer.text("Case(model=")
+        printer.pretty(self.model)
+        printer.text(f", batch={self.batch!r})")
+
+
+# The keywords of models() that a builder's draw uses, and their defaults.
+_MODEL_DEFAULTS = {
+    "dtypes": ("float32", "float64"),
+    "min_depth": 1,
+    "max_depth": 3,
+    "max_width": 6,
+    "hidden": _ANY,
+    "losses": tuple(PAIRINGS),
+    "outputs": _ANY,
+}
+
+
+def _only_built(kwargs: dict) -> dict:
+    """The keywords of ``kwargs`` a builder's draw uses; the MLP's own (``initializers``,
+    ``weight_scales``) are refused with ``build``."""
+    mlp_only = sorted(set(kwargs) - set(_MODEL_DEFAULTS))
+    if mlp_only:
+        raise InvalidArgument(
+            f"{mlp_only} apply to the manual_backprop MLP only, not with build=; your builder "
+            f"makes its own weights."
+        )
+    return kwargs
 
 
 def cases(
@@ -291,17 +442,31 @@ def cases(
     input_scales: Sequence[float] = (1e-3, 0.1, 1.0, 10.0, 100.0),
     **model_kwargs,
 ):
-    """A :class:`Case`: ``models(**model_kwargs)`` and ``batches`` for it."""
-    model_strategy = models(**model_kwargs)
+    """A :class:`Case`: ``models(**model_kwargs)`` and ``batches`` for it (``build=`` your
+    model class or function: see ``models``)."""
+    build = model_kwargs.pop("build", None)
+    if build is not None:
+        built = _built_models(build, **{**_MODEL_DEFAULTS, **_only_built(model_kwargs)})
+    else:
+        model_strategy = models(**model_kwargs)
     min_size, max_size = _check_bounds("min_size", min_size, "max_size", max_size)
     input_scales = _check_positive_numbers("input_scales", input_scales)
 
     @st.composite
     def draw_case(draw):
-        model = draw(model_strategy)
-        return Case(
-            model,
-            draw(batches(model, min_size=min_size, max_size=max_size, input_scales=input_scales)),
+        if build is None:
+            model = draw(model_strategy)
+            sizes = {"min_size": min_size, "max_size": max_size, "input_scales": input_scales}
+            return Case(model, draw(batches(model, **sizes)))
+        model, sizes, loss = draw(built)
+        batch = batch_for(
+            n=draw(st.integers(min_size, max_size)),
+            input_scale=draw(st.sampled_from(input_scales)),
+            seed=draw(st.integers(0, _MAX_SEED)),
+            n_inputs=sizes[0],
+            n_outputs=sizes[-1],
+            loss=loss,
         )
+        return Case(model, batch)
 
     return draw_case()
