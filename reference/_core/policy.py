@@ -20,10 +20,13 @@ times the scale the tensor is judged on). Where it does not, finite differences 
   meet (a ReLU network at a zero input row with zero biases, and relu'(0) = 1).
 
 Where the manual value matches the tape but finite differences disagree with both without
-resolving the line, that is noted; where they resolve it, the element fails unless a pass shows
-them confounded. An element finite differences accept anything at (``vacuous``: the loss jumps
-within their step) passes on the tape's word alone (``unwitnessed``), and is unverifiable where
-the tape is not an independent witness (``tape_alone``). Without a tape, finite differences
+resolving the line, or by less than the rounding of what they difference carries into a
+derivative at their step (``fd_floor``: a function's outputs', or the loss's own, measured
+where every weight moves), that is noted; where they resolve it, the element fails unless a
+pass shows them confounded. Nor do they show the tape unfaithful within a measured floor. An
+element finite differences accept anything at (``vacuous``: the loss jumps within their step)
+passes on the tape's word alone (``unwitnessed``), and is unverifiable where the tape is not an
+independent witness (``tape_alone``). Without a tape, finite differences
 judge alone, and an element they cannot measure, or accept anything at, is unverifiable (not
 ok).
 
