@@ -8,6 +8,14 @@ as a short, copy-pasteable description::
     model=MLP([3, 1, 2], ['tanh', 'linear'], 'mse', dtype='float32', seed=7, initializer='normal')
     batch=batch_for(model, n=2, input_scale=100.0, seed=3)
 
+``models(build=...)`` and ``cases(build=...)`` draw your own model instead: your class (or a
+function returning a model) is called with the keywords its signature takes among
+``layer_sizes``, ``activations``, ``loss``, ``dtype`` and ``seed``, and a failing example prints
+as that call::
+
+    case=Case(model=Net(layer_sizes=[1, 1], activations=['linear'], dtype='float32', seed=0),
+              batch=batch_for(n_inputs=1, n_outputs=1, loss='mse', n=1, input_scale=0.001, seed=0))
+
 Every strategy takes keyword-only bounds with small defaults, checked up front (a bad bound
 raises ``hypothesis.errors.InvalidArgument`` naming it).
 """
