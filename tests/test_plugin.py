@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np  # imported before any pytester test: pytester forgets what a test imports
 import pytest
+from hypothesis import given, settings
 from hypothesis.errors import InvalidArgument
 
 from reference import check_gradients
@@ -279,10 +280,15 @@ def test_batches_for_a_model_of_ones_own_take_its_sizes_and_loss():
 
     with pytest.raises(InvalidArgument, match="for Own, give n_inputs=, n_outputs= and loss="):
         batches(Own())
-    batch = batches(Own(), n_inputs=3, n_outputs=4, loss="categorical_crossentropy").example()
-    X, y = batch
-    assert X.shape[1] == 3 and y.shape[1] == 4 and np.all(y.sum(axis=1) == 1)
-    assert repr(batch).startswith("batch_for(n_inputs=3, n_outputs=4, loss='categorical_")
+
+    @settings(max_examples=5, database=None)
+    @given(batches(Own(), n_inputs=3, n_outputs=4, loss="categorical_crossentropy"))
+    def drawn(batch):
+        X, y = batch
+        assert X.shape[1] == 3 and y.shape[1] == 4 and np.all(y.sum(axis=1) == 1)
+        assert repr(batch).startswith("batch_for(n_inputs=3, n_outputs=4, loss='categorical_")
+
+    drawn()
 
 
 def test_gradcheck_case_without_the_marker_is_a_usage_error(pytester):
