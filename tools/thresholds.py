@@ -364,6 +364,19 @@ ARGUED: Dict[str, str] = {
     ),
     "passes.py moved >= ERRATIC flip": f"{_POSITIVE} (0.25)",
     "policy.py np.asarray(moved) >= ERRATIC flip": f"{_POSITIVE} (0.25)",
+    "evidence.py s <= ev.resolution flip": (
+        "equal only at exact equality of a tensor's scale (its largest gradient, or the floor) "
+        "with the resolution (256 ulps of the loss over the parameter's magnitude, always above "
+        "0): two floats computed from unrelated values"
+    ),
+    "evidence.py fd.error_bar + ev.slack >= s flip": (
+        "equal only at exact equality of a measured error bar plus slack with the tensor's "
+        "scale: no test or corpus model lands on it"
+    ),
+    "evidence.py nd.error_bar + probes.slack >= span flip": (
+        "equal only at exact equality of a probe's measured error bar plus slack with the scale "
+        "carried along its direction: no test or corpus model lands on it"
+    ),
     "passes.py moved >= _SMOOTH_FACTOR * own flip": (
         "equal only when both are 0 (then the other condition, moved >= 0.25, fails) or at "
         "exact equality of two measured floats"
